@@ -16,6 +16,9 @@ pub const COMPILED_VERSION: &str = env!("MLX_BUILD_VERSION");
 /// The backend this binary was built for: `cpu`, `cuda` or `metal`.
 pub const BUILD_BACKEND: &str = env!("MLX_BUILD_BACKEND");
 
+/// The BLAS linked ahead of the wheel's own: a library path, or `bundled`.
+pub const BUILD_BLAS: &str = env!("MLX_BUILD_BLAS");
+
 /// Where the build found `libmlx` (the rpath baked into binaries).
 pub const BUILD_LIBDIR: &str = env!("MLX_BUILD_LIBDIR");
 

@@ -20,9 +20,10 @@ pub mod random;
 
 pub use array::{Array, Dtype, Element, async_eval, eval};
 pub use device::{
-    BUILD_BACKEND, BUILD_LIBDIR, COMPILED_VERSION, Device, MemoryStats, check_runtime_version,
-    clear_cache, default_device, device_info_json, is_available, memory_stats, reset_peak_memory,
-    runtime_backend, set_cache_limit, set_default_device, set_memory_limit, synchronize, version,
+    BUILD_BACKEND, BUILD_BLAS, BUILD_LIBDIR, COMPILED_VERSION, Device, MemoryStats,
+    check_runtime_version, clear_cache, default_device, device_info_json, is_available,
+    memory_stats, reset_peak_memory, runtime_backend, set_cache_limit, set_default_device,
+    set_memory_limit, synchronize, version,
 };
 pub use error::{Error, Result};
 pub use quant::{Quantized, quantize};
