@@ -1,0 +1,51 @@
+//! Image preprocessing exactly as transformers' default Qwen3-VL processor
+//! (spec §4): decode, orient, RGB, smart resize, Pillow-compatible bicubic,
+//! rescale and normalise, temporal duplication, patches in merge-window order.
+
+mod decode;
+mod patchify;
+mod resize;
+
+pub use decode::{DecodeLimits, decode_image, encode_png};
+pub use patchify::{PreparedImage, prepare_image};
+pub use resize::{resize_bicubic, smart_resize};
+
+/// A decoded RGB image (8 bits per channel, row-major `h × w × 3`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RgbImage {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+}
+
+impl std::fmt::Debug for RgbImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RgbImage({}x{})", self.width, self.height)
+    }
+}
+
+impl RgbImage {
+    pub fn new(width: u32, height: u32, pixels: Vec<u8>) -> RgbImage {
+        assert_eq!(
+            pixels.len(),
+            width as usize * height as usize * 3,
+            "pixel buffer size"
+        );
+        RgbImage {
+            width,
+            height,
+            pixels,
+        }
+    }
+
+    /// blake3 of the pixels and their size: identical pixels hash the same
+    /// whatever file format carried them.
+    pub fn content_hash(&self) -> blake3::Hash {
+        let mut h = blake3::Hasher::new();
+        h.update(b"rgb8");
+        h.update(&self.width.to_le_bytes());
+        h.update(&self.height.to_le_bytes());
+        h.update(&self.pixels);
+        h.finalize()
+    }
+}

@@ -1,0 +1,226 @@
+//! `smart_resize` (Python semantics, spec §4.2) and a bicubic resampler that
+//! reproduces Pillow's `Image.resize(..., BICUBIC)` bit for bit: separable
+//! passes (horizontal first), Keys kernel a = −0.5 widened by the downscale
+//! factor (antialiasing), 22-bit fixed-point coefficients, uint8 between passes.
+
+use super::RgbImage;
+use crate::error::{Error, Result};
+
+/// Target `(height, width)`: multiples of `factor` with the pixel count
+/// between `min_pixels` and `max_pixels`, aspect ratio kept.
+pub fn smart_resize(
+    height: u32,
+    width: u32,
+    factor: u32,
+    min_pixels: u64,
+    max_pixels: u64,
+) -> Result<(u32, u32)> {
+    let (h, w, f) = (height as f64, width as f64, factor as f64);
+    if height == 0 || width == 0 {
+        return Err(Error::request(format!(
+            "image of {width}x{height} has no pixels"
+        )));
+    }
+    if h.max(w) / h.min(w) > 200.0 {
+        return Err(Error::request(format!(
+            "image of {width}x{height} has an aspect ratio over 200, which Qwen3-VL does not accept"
+        )));
+    }
+    // Python's round() is round-half-to-even: 720/32 = 22.5 → 22.
+    let mut h_bar = (h / f).round_ties_even() * f;
+    let mut w_bar = (w / f).round_ties_even() * f;
+    if h_bar * w_bar > max_pixels as f64 {
+        let beta = (h * w / max_pixels as f64).sqrt();
+        h_bar = f.max((h / beta / f).floor() * f);
+        w_bar = f.max((w / beta / f).floor() * f);
+    } else if h_bar * w_bar < min_pixels as f64 {
+        let beta = (min_pixels as f64 / (h * w)).sqrt();
+        h_bar = (h * beta / f).ceil() * f;
+        w_bar = (w * beta / f).ceil() * f;
+    }
+    Ok((h_bar as u32, w_bar as u32))
+}
+
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+fn bicubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+/// Fixed-point taps for one output pixel: the first input index and weights.
+struct Taps {
+    start: usize,
+    weights: Vec<i32>,
+}
+
+fn coefficients(in_size: usize, out_size: usize) -> Vec<Taps> {
+    let scale = in_size as f64 / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = 2.0 * filterscale;
+    let mut out = Vec::with_capacity(out_size);
+    for xx in 0..out_size {
+        let center = (xx as f64 + 0.5) * scale;
+        let ss = 1.0 / filterscale;
+        // C's (int) cast truncates toward zero.
+        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+        let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+        let n = xmax.saturating_sub(xmin);
+        let mut k: Vec<f64> = (0..n)
+            .map(|x| bicubic((x as f64 + xmin as f64 - center + 0.5) * ss))
+            .collect();
+        let ww: f64 = k.iter().sum();
+        if ww != 0.0 {
+            for w in &mut k {
+                *w /= ww;
+            }
+        }
+        let one = (1u32 << PRECISION_BITS) as f64;
+        let weights = k
+            .iter()
+            .map(|&w| {
+                if w < 0.0 {
+                    (-0.5 + w * one) as i32
+                } else {
+                    (0.5 + w * one) as i32
+                }
+            })
+            .collect();
+        out.push(Taps {
+            start: xmin,
+            weights,
+        });
+    }
+    out
+}
+
+fn clip8(v: i64) -> u8 {
+    if v >= (1i64 << PRECISION_BITS) << 8 {
+        255
+    } else if v <= 0 {
+        0
+    } else {
+        (v >> PRECISION_BITS) as u8
+    }
+}
+
+fn horizontal(src: &RgbImage, out_w: usize) -> RgbImage {
+    let (w, h) = (src.width as usize, src.height as usize);
+    let taps = coefficients(w, out_w);
+    let mut out = vec![0u8; out_w * h * 3];
+    for y in 0..h {
+        let row = &src.pixels[y * w * 3..(y + 1) * w * 3];
+        for (xx, t) in taps.iter().enumerate() {
+            for c in 0..3 {
+                let mut ss: i64 = 1 << (PRECISION_BITS - 1);
+                for (i, &k) in t.weights.iter().enumerate() {
+                    ss += row[(t.start + i) * 3 + c] as i64 * k as i64;
+                }
+                out[(y * out_w + xx) * 3 + c] = clip8(ss);
+            }
+        }
+    }
+    RgbImage::new(out_w as u32, h as u32, out)
+}
+
+fn vertical(src: &RgbImage, out_h: usize) -> RgbImage {
+    let (w, h) = (src.width as usize, src.height as usize);
+    let taps = coefficients(h, out_h);
+    let mut out = vec![0u8; w * out_h * 3];
+    let mut acc = vec![0i64; w * 3];
+    for (yy, t) in taps.iter().enumerate() {
+        acc.fill(1 << (PRECISION_BITS - 1));
+        for (i, &k) in t.weights.iter().enumerate() {
+            let row = &src.pixels[(t.start + i) * w * 3..(t.start + i + 1) * w * 3];
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a += p as i64 * k as i64;
+            }
+        }
+        for (o, &a) in out[yy * w * 3..(yy + 1) * w * 3].iter_mut().zip(&acc) {
+            *o = clip8(a);
+        }
+    }
+    RgbImage::new(w as u32, out_h as u32, out)
+}
+
+/// Resizes to `out_w × out_h` like Pillow's BICUBIC; a pass whose size does
+/// not change is skipped (an identity, as in Pillow).
+pub fn resize_bicubic(src: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
+    let mut img = if out_w != src.width {
+        horizontal(src, out_w as usize)
+    } else {
+        src.clone()
+    };
+    if out_h != img.height {
+        img = vertical(&img, out_h as usize);
+    }
+    img
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smart_resize_matches_the_processor_table() {
+        // spec §4.8: input W×H → resized W×H
+        let cases = [
+            ((224, 224), (256, 256)),
+            ((336, 336), (320, 320)),
+            ((448, 448), (448, 448)),
+            ((512, 512), (512, 512)),
+            ((672, 672), (672, 672)),
+            ((768, 768), (768, 768)),
+            ((896, 896), (896, 896)),
+            ((1024, 1024), (1024, 1024)),
+            ((1280, 720), (1280, 704)),
+            ((1920, 1080), (1920, 1088)),
+            ((200, 300), (224, 320)),
+            ((640, 360), (640, 352)),
+            ((96, 96), (256, 256)),
+        ];
+        for ((w, h), (ew, eh)) in cases {
+            let (rh, rw) = smart_resize(h, w, 32, 65_536, 16_777_216).unwrap();
+            assert_eq!((rw, rh), (ew, eh), "input {w}x{h}");
+        }
+    }
+
+    #[test]
+    fn smart_resize_caps_huge_images_and_rejects_extreme_ratios() {
+        let (h, w) = smart_resize(8000, 8000, 32, 65_536, 16_777_216).unwrap();
+        assert!(h as u64 * w as u64 <= 16_777_216 && h % 32 == 0 && w % 32 == 0);
+        assert!(smart_resize(1, 300, 32, 65_536, 16_777_216).is_err());
+        assert!(smart_resize(0, 30, 32, 65_536, 16_777_216).is_err());
+    }
+
+    #[test]
+    fn same_size_is_identity_and_constant_stays_constant() {
+        let img = RgbImage::new(5, 4, (0..60).map(|i| (i * 7 % 256) as u8).collect());
+        assert_eq!(resize_bicubic(&img, 5, 4), img);
+        let flat = RgbImage::new(7, 3, vec![200; 63]);
+        let up = resize_bicubic(&flat, 20, 9);
+        assert!(up.pixels.iter().all(|&p| p == 200));
+        let down = resize_bicubic(&up, 3, 2);
+        assert!(down.pixels.iter().all(|&p| p == 200));
+    }
+
+    #[test]
+    fn coefficients_sum_to_one_in_fixed_point() {
+        for (i, o) in [(10, 3), (3, 10), (224, 256), (1080, 1088), (1000, 33)] {
+            for t in coefficients(i, o) {
+                let sum: i64 = t.weights.iter().map(|&w| w as i64).sum();
+                assert!(
+                    (sum - (1 << PRECISION_BITS)).abs() <= t.weights.len() as i64,
+                    "{i}->{o}"
+                );
+            }
+        }
+    }
+}

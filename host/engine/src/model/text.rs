@@ -1,0 +1,320 @@
+//! The Qwen3 text decoder with per-head q/k RMSNorm, interleaved MRoPE and
+//! DeepStack injection (spec §3).
+
+use mlx::fast::{self, Mask};
+use mlx::nn::{self, Linear, Weight};
+use mlx::{Array, Dtype};
+
+use super::kv_cache::KvCache;
+use super::weights::WeightSet;
+use crate::config::{ModelConfig, TextConfig};
+use crate::error::Result;
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: Array,
+    k_norm: Array,
+}
+
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+struct Layer {
+    input_norm: Array,
+    post_norm: Array,
+    attn: Attention,
+    mlp: Mlp,
+}
+
+/// How the rotary embedding of a forward pass is given.
+pub enum Rope {
+    /// `(L, head_dim)` cos and sin tables (interleaved MRoPE), in f32.
+    Tables { cos: Array, sin: Array },
+    /// All three position streams equal and consecutive from this position:
+    /// plain RoPE (every text-only prefill and every decode step).
+    Offset(i32),
+}
+
+/// Visual rows of a forward pass: where they sit and the DeepStack features
+/// to add after the first decoder layers.
+pub struct Visual<'a> {
+    /// `(1, L, hidden)` additions per DeepStack level (zero on text rows).
+    pub deepstack: &'a [Array],
+}
+
+pub struct TextModel {
+    cfg: TextConfig,
+    embed: Weight,
+    layers: Vec<Layer>,
+    norm: Array,
+    /// `None` when the LM head is tied to the embedding.
+    lm_head: Option<Weight>,
+}
+
+impl TextModel {
+    pub fn load(w: &mut WeightSet, cfg: &ModelConfig) -> Option<TextModel> {
+        let t = &cfg.text;
+        let (h, hd) = (t.hidden_size, t.head_dim);
+        let p = "model.language_model";
+        let embed = w.matrix(cfg, &format!("{p}.embed_tokens"), t.vocab_size, h);
+        let mut layers = Vec::with_capacity(t.num_hidden_layers);
+        for i in 0..t.num_hidden_layers {
+            let l = format!("{p}.layers.{i}");
+            let input_norm = w.take(&format!("{l}.input_layernorm.weight"), &[h as i32]);
+            let post_norm = w.take(&format!("{l}.post_attention_layernorm.weight"), &[h as i32]);
+            let q = w.linear(
+                cfg,
+                &format!("{l}.self_attn.q_proj"),
+                t.num_attention_heads * hd,
+                h,
+                false,
+            );
+            let k = w.linear(
+                cfg,
+                &format!("{l}.self_attn.k_proj"),
+                t.num_key_value_heads * hd,
+                h,
+                false,
+            );
+            let v = w.linear(
+                cfg,
+                &format!("{l}.self_attn.v_proj"),
+                t.num_key_value_heads * hd,
+                h,
+                false,
+            );
+            let o = w.linear(
+                cfg,
+                &format!("{l}.self_attn.o_proj"),
+                h,
+                t.num_attention_heads * hd,
+                false,
+            );
+            let q_norm = w.take(&format!("{l}.self_attn.q_norm.weight"), &[hd as i32]);
+            let k_norm = w.take(&format!("{l}.self_attn.k_norm.weight"), &[hd as i32]);
+            let gate = w.linear(
+                cfg,
+                &format!("{l}.mlp.gate_proj"),
+                t.intermediate_size,
+                h,
+                false,
+            );
+            let up = w.linear(
+                cfg,
+                &format!("{l}.mlp.up_proj"),
+                t.intermediate_size,
+                h,
+                false,
+            );
+            let down = w.linear(
+                cfg,
+                &format!("{l}.mlp.down_proj"),
+                h,
+                t.intermediate_size,
+                false,
+            );
+            if let (
+                Some(input_norm),
+                Some(post_norm),
+                Some(q),
+                Some(k),
+                Some(v),
+                Some(o),
+                Some(q_norm),
+                Some(k_norm),
+                Some(gate),
+                Some(up),
+                Some(down),
+            ) = (
+                input_norm, post_norm, q, k, v, o, q_norm, k_norm, gate, up, down,
+            ) {
+                layers.push(Layer {
+                    input_norm,
+                    post_norm,
+                    attn: Attention {
+                        q,
+                        k,
+                        v,
+                        o,
+                        q_norm,
+                        k_norm,
+                    },
+                    mlp: Mlp { gate, up, down },
+                });
+            }
+        }
+        let norm = w.take(&format!("{p}.norm.weight"), &[h as i32]);
+        let lm_head = if t.tie_word_embeddings {
+            None
+        } else {
+            Some(w.matrix(cfg, "lm_head", t.vocab_size, h)?)
+        };
+        if layers.len() != t.num_hidden_layers {
+            return None;
+        }
+        Some(TextModel {
+            cfg: t.clone(),
+            embed: embed?,
+            layers,
+            norm: norm?,
+            lm_head,
+        })
+    }
+
+    pub fn config(&self) -> &TextConfig {
+        &self.cfg
+    }
+
+    /// The activation dtype (the float type of the weights).
+    pub fn dtype(&self) -> Dtype {
+        match &self.embed {
+            Weight::Dense(a) => a.dtype(),
+            Weight::Quantized(q) => q.scales.dtype(),
+        }
+    }
+
+    /// Token embeddings `(n, hidden)` for `ids`.
+    pub fn embed(&self, ids: &[u32]) -> Result<Array> {
+        let idx = Array::from_u32(ids, &[ids.len() as i32])?;
+        Ok(match &self.embed {
+            Weight::Dense(w) => w.take(&idx, 0)?,
+            Weight::Quantized(q) => {
+                let rows = mlx::Quantized {
+                    weight: q.weight.take(&idx, 0)?,
+                    scales: q.scales.take(&idx, 0)?,
+                    biases: q.biases.take(&idx, 0)?,
+                    group_size: q.group_size,
+                    bits: q.bits,
+                };
+                rows.dequantize(q.scales.dtype())?
+            }
+        })
+    }
+
+    /// Runs the decoder on `x` `(1, L, hidden)`, appending to `cache`.
+    /// Returns the final-normed hidden states `(1, L, hidden)`.
+    pub fn forward(
+        &self,
+        x: &Array,
+        rope: &Rope,
+        cache: &mut KvCache,
+        visual: Option<&Visual<'_>>,
+    ) -> Result<Array> {
+        let mut x = x.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = self.layer(layer, &x, rope, &mut cache.layers[i])?;
+            if let Some(vis) = visual
+                && let Some(add) = vis.deepstack.get(i)
+            {
+                x = x.add(add)?;
+            }
+        }
+        Ok(fast::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?)
+    }
+
+    /// Hidden states after each layer, for parity tests (HF's
+    /// `output_hidden_states` convention, spec §3.6).
+    pub fn forward_with_hidden(
+        &self,
+        x: &Array,
+        rope: &Rope,
+        cache: &mut KvCache,
+        visual: Option<&Visual<'_>>,
+    ) -> Result<(Array, Vec<Array>)> {
+        let mut hidden = vec![x.clone()];
+        let mut x = x.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = self.layer(layer, &x, rope, &mut cache.layers[i])?;
+            if let Some(vis) = visual
+                && let Some(add) = vis.deepstack.get(i)
+            {
+                x = x.add(add)?;
+            }
+            hidden.push(x.clone());
+        }
+        Ok((
+            fast::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?,
+            hidden,
+        ))
+    }
+
+    /// Logits `(…, vocab)` for final-normed hidden states.
+    pub fn logits(&self, h: &Array) -> Result<Array> {
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        Ok(match head {
+            Weight::Dense(w) => h.matmul(&w.t()?)?,
+            Weight::Quantized(q) => q.matmul_t(h)?,
+        })
+    }
+
+    fn layer(
+        &self,
+        layer: &Layer,
+        x: &Array,
+        rope: &Rope,
+        cache: &mut super::kv_cache::LayerCache,
+    ) -> Result<Array> {
+        let eps = self.cfg.rms_norm_eps;
+        let h = fast::rms_norm(x, &layer.input_norm, eps)?;
+        let a = self.attention(&layer.attn, &h, rope, cache)?;
+        let x = x.add(&a)?;
+        let h = fast::rms_norm(&x, &layer.post_norm, eps)?;
+        let m = &layer.mlp;
+        let ff = m
+            .down
+            .forward(&nn::silu(&m.gate.forward(&h)?)?.mul(&m.up.forward(&h)?)?)?;
+        Ok(x.add(&ff)?)
+    }
+
+    fn attention(
+        &self,
+        at: &Attention,
+        h: &Array,
+        rope: &Rope,
+        cache: &mut super::kv_cache::LayerCache,
+    ) -> Result<Array> {
+        let t = &self.cfg;
+        let l = h.dim(1);
+        let (nh, nkv, hd) = (
+            t.num_attention_heads as i32,
+            t.num_key_value_heads as i32,
+            t.head_dim as i32,
+        );
+        let q = at.q.forward(h)?.reshape(&[1, l, nh, hd])?;
+        let k = at.k.forward(h)?.reshape(&[1, l, nkv, hd])?;
+        let v = at.v.forward(h)?.reshape(&[1, l, nkv, hd])?;
+        let q = fast::rms_norm(&q, &at.q_norm, t.rms_norm_eps)?.transpose(&[0, 2, 1, 3])?;
+        let k = fast::rms_norm(&k, &at.k_norm, t.rms_norm_eps)?.transpose(&[0, 2, 1, 3])?;
+        let v = v.transpose(&[0, 2, 1, 3])?;
+        let (q, k) = match rope {
+            Rope::Offset(p) => (
+                fast::rope(&q, hd, false, t.rope_theta, 1.0, *p)?,
+                fast::rope(&k, hd, false, t.rope_theta, 1.0, *p)?,
+            ),
+            Rope::Tables { cos, sin } => (rotate(&q, cos, sin)?, rotate(&k, cos, sin)?),
+        };
+        let (keys, values) = cache.update(&k, &v)?;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mask = if l > 1 { Mask::Causal } else { Mask::None };
+        let o = fast::scaled_dot_product_attention(&q, &keys, &values, scale, mask)?;
+        let o = o.transpose(&[0, 2, 1, 3])?.reshape(&[1, l, nh * hd])?;
+        Ok(at.o.forward(&o)?)
+    }
+}
+
+/// Rotate-half rotation with `(L, D)` tables; cos/sin are rounded to the
+/// activation dtype first, as HF does.
+fn rotate(x: &Array, cos: &Array, sin: &Array) -> Result<Array> {
+    let dtype = x.dtype();
+    let (cos, sin) = (cos.astype(dtype)?, sin.astype(dtype)?);
+    let d = x.dim(-1);
+    let halves = x.split_at(&[d / 2], -1)?;
+    let rotated = Array::concatenate(&[&halves[1].neg()?, &halves[0]], -1)?;
+    Ok(x.mul(&cos)?.add(&rotated.mul(&sin)?)?)
+}
