@@ -50,12 +50,9 @@ pub fn prepare_image(img: &RgbImage, cfg: &PreprocessorConfig) -> Result<Prepare
     let inv_rescale = (1.0 / cfg.rescale_factor) as f32;
     let lut: Vec<[f32; 3]> = (0..256)
         .map(|u| {
-            let mut v = [0f32; 3];
-            for c in 0..3 {
-                v[c] =
-                    (u as f32 - cfg.image_mean[c] * inv_rescale) / (cfg.image_std[c] * inv_rescale);
-            }
-            v
+            std::array::from_fn(|c| {
+                (u as f32 - cfg.image_mean[c] * inv_rescale) / (cfg.image_std[c] * inv_rescale)
+            })
         })
         .collect();
     let w = w_bar as usize;
