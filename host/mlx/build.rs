@@ -113,6 +113,8 @@ fn main() {
     }
     println!("cargo:link_args={}", link_args.join("\u{1f}"));
     println!("cargo:libdir={lib_str}");
+    println!("cargo:version={MLX_VERSION}");
+    println!("cargo:backend={}", backend.name());
     println!("cargo:rustc-env=MLX_BUILD_BACKEND={}", backend.name());
     println!("cargo:rustc-env=MLX_BUILD_LIBDIR={lib_str}");
     println!("cargo:rustc-env=MLX_BUILD_VERSION={MLX_VERSION}");

@@ -86,7 +86,7 @@ fn load(folder: &str) -> Loaded {
     let dir = golden_dir().join(folder);
     let cfg = ModelConfig::load(&dir).unwrap();
     let tokens = cfg.tokens.image;
-    let model = Qwen3Vl::load(&dir, cfg).unwrap();
+    let model = Qwen3Vl::load(&dir, cfg, None).unwrap();
     let prompts = PromptBuilder::new(
         TextTokenizer::load(&dir).unwrap(),
         ChatTemplate::load(&dir).unwrap(),

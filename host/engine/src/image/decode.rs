@@ -74,18 +74,3 @@ pub fn decode_image(name: &str, bytes: &[u8], limits: DecodeLimits) -> Result<Rg
     let (w, h) = rgb.dimensions();
     Ok(RgbImage::new(w, h, rgb.into_raw()))
 }
-
-/// Encodes an RGB image as PNG (lossless), e.g. to re-encode test images.
-pub fn encode_png(img: &RgbImage) -> Result<Vec<u8>> {
-    let mut out = Cursor::new(Vec::new());
-    image::write_buffer_with_format(
-        &mut out,
-        &img.pixels,
-        img.width,
-        img.height,
-        image::ExtendedColorType::Rgb8,
-        image::ImageFormat::Png,
-    )
-    .map_err(|e| Error::image("png", format!("cannot encode: {e}")))?;
-    Ok(out.into_inner())
-}

@@ -3,12 +3,16 @@
 //! rescale and normalise, temporal duplication, patches in merge-window order.
 
 mod decode;
+mod encode;
 mod patchify;
 mod resize;
+mod synth;
 
-pub use decode::{DecodeLimits, decode_image, encode_png};
+pub use decode::{DecodeLimits, decode_image};
+pub use encode::{Encoding, encode_image};
 pub use patchify::{PreparedImage, prepare_image};
 pub use resize::{resize_bicubic, smart_resize};
+pub use synth::{MAX_SIDE, Pattern, synth_image};
 
 /// A decoded RGB image (8 bits per channel, row-major `h × w × 3`).
 #[derive(Clone, PartialEq, Eq)]

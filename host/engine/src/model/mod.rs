@@ -26,9 +26,14 @@ pub struct Qwen3Vl {
 }
 
 impl Qwen3Vl {
-    /// Loads and validates the weights of `dir` against `config`.
-    pub fn load(dir: &Path, config: ModelConfig) -> Result<Qwen3Vl> {
-        let mut w = weights::WeightSet::load(dir)?;
+    /// Loads and validates the weights of `dir` against `config`. Float
+    /// weights are converted to `compute_dtype` when given.
+    pub fn load(
+        dir: &Path,
+        config: ModelConfig,
+        compute_dtype: Option<mlx::Dtype>,
+    ) -> Result<Qwen3Vl> {
+        let mut w = weights::WeightSet::load(dir, compute_dtype)?;
         let vision = VisionTower::load(&mut w, &config);
         let text = TextModel::load(&mut w, &config);
         // `finish` lists everything wrong; it only passes when both loaded.

@@ -181,14 +181,18 @@ impl TextModel {
 
     /// Token embeddings `(n, hidden)` for `ids`.
     pub fn embed(&self, ids: &[u32]) -> Result<Array> {
-        let idx = Array::from_u32(ids, &[ids.len() as i32])?;
+        self.embed_array(&Array::from_u32(ids, &[ids.len() as i32])?)
+    }
+
+    /// Token embeddings for ids held in a `(n,)` array (no host round trip).
+    pub fn embed_array(&self, idx: &Array) -> Result<Array> {
         Ok(match &self.embed {
-            Weight::Dense(w) => w.take(&idx, 0)?,
+            Weight::Dense(w) => w.take(idx, 0)?,
             Weight::Quantized(q) => {
                 let rows = mlx::Quantized {
-                    weight: q.weight.take(&idx, 0)?,
-                    scales: q.scales.take(&idx, 0)?,
-                    biases: q.biases.take(&idx, 0)?,
+                    weight: q.weight.take(idx, 0)?,
+                    scales: q.scales.take(idx, 0)?,
+                    biases: q.biases.take(idx, 0)?,
                     group_size: q.group_size,
                     bits: q.bits,
                 };

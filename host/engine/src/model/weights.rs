@@ -103,13 +103,17 @@ pub fn mlx_module_path(hf_layer: &str) -> String {
 /// Problems are collected rather than returned one at a time.
 pub struct WeightSet {
     dir: PathBuf,
+    /// Float tensors are converted to this dtype as they are taken.
+    compute_dtype: Option<Dtype>,
     tensors: BTreeMap<String, Array>,
     missing: Vec<String>,
     misshaped: Vec<String>,
 }
 
 impl WeightSet {
-    pub fn load(dir: &Path) -> Result<WeightSet> {
+    /// Reads every tensor of `dir` (lazily); with `compute_dtype`, float
+    /// tensors are converted as they are taken (packed codes are not).
+    pub fn load(dir: &Path, compute_dtype: Option<Dtype>) -> Result<WeightSet> {
         let mut tensors = BTreeMap::new();
         for file in weight_files(dir)? {
             let st = mlx::io::load_safetensors(&file).map_err(|e| {
@@ -130,6 +134,7 @@ impl WeightSet {
         }
         Ok(WeightSet {
             dir: dir.to_path_buf(),
+            compute_dtype,
             tensors,
             missing: vec![],
             misshaped: vec![],
@@ -156,7 +161,14 @@ impl WeightSet {
                     .push(format!("{name}: {:?}, expected {shape:?}", a.shape()));
                 None
             }
-            Some(a) => Some(a),
+            Some(a) => Some(self.cast(a)),
+        }
+    }
+
+    fn cast(&self, a: Array) -> Array {
+        match self.compute_dtype {
+            Some(d) if a.dtype().is_float() && a.dtype() != d => a.astype(d).unwrap_or(a),
+            _ => a,
         }
     }
 
@@ -171,7 +183,7 @@ impl WeightSet {
         if a.is_none() {
             self.missing.push(name.to_string());
         }
-        a
+        a.map(|a| self.cast(a))
     }
 
     /// Takes a linear layer's weight (dense or quantized) and optional bias.

@@ -1,0 +1,3 @@
+pub mod doctor;
+pub mod generate;
+pub mod model;

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Every set-up step a fresh Linux machine needs, idempotent. Sourced by
+# scripts/main.sh and scripts/test.sh; safe to run on its own.
+#  - OpenBLAS (Debian) so MLX's CPU matmuls are ~60x faster than the wheel's BLAS
+#  - the wasm32-wasip2 Rust target, to build the workload plugins
+#  - Python 3 with pip, which the build uses once to fetch the MLX wheel
+#  - Chromium, for the web page test (tests only: SETUP_BROWSER=1)
+set -euo pipefail
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi
+}
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! command -v apt-get >/dev/null; then
+    say "apt-get not found: install ${missing[*]} with your package manager"
+    return 0
+  fi
+  say "installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || {
+    as_root apt-get update -q >/dev/null 2>&1 || true
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+  } || say "could not install ${missing[*]} (continuing: see README, 'Set-up')"
+}
+
+if [ "$(uname -s)" = Linux ]; then
+  apt_install libopenblas0-pthread
+  if [ "${SETUP_BROWSER:-0}" = 1 ]; then apt_install chromium; fi
+fi
+
+command -v cargo >/dev/null || { say "cargo not found: install Rust from https://rustup.rs"; exit 1; }
+if command -v rustup >/dev/null; then
+  rustup target list --installed | grep -qx wasm32-wasip2 || { say "adding the wasm32-wasip2 target"; rustup target add wasm32-wasip2; }
+fi
+if [ -z "${MLX_DIR:-}" ]; then
+  python3 -m pip --version >/dev/null 2>&1 || { say "python3 with pip is needed once, to fetch the MLX wheel (or set MLX_DIR)"; exit 1; }
+fi
