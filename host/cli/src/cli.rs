@@ -25,6 +25,107 @@ pub enum Command {
     /// Create and inspect model directories
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Run a workload plugin and record its results
+    Run(RunArgs),
+    /// List and inspect workload plugins
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+    /// Show, export and compare stored runs
+    #[command(subcommand)]
+    Results(ResultsCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DbArgs {
+    /// The results database [default: ~/.local/share/vlm-bench/results.db]
+    #[arg(long, env = "VLM_BENCH_DB")]
+    pub db: Option<PathBuf>,
+}
+
+impl DbArgs {
+    pub fn path(&self) -> PathBuf {
+        self.db.clone().unwrap_or_else(crate::paths::default_db)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// A .wasm file, a built-in plugin (resolution_sweep.wasm, cache_verification.wasm,
+    /// image_set.wasm) or a plugin in ~/.local/share/vlm-bench/plugins
+    #[arg(long)]
+    pub plugin: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Grant the plugin a folder of images, as DIR or NAME=DIR; repeat for several
+    #[arg(long)]
+    pub images: Vec<String>,
+    /// A plugin parameter, key=value (see `host plugins inspect`); repeat for several
+    #[arg(long = "set")]
+    pub sets: Vec<String>,
+    /// Stop the run after this many seconds
+    #[arg(long, default_value_t = 3600.0)]
+    pub timeout: f64,
+    /// The plugin's memory limit in MiB
+    #[arg(long, default_value_t = 512)]
+    pub memory_mb: usize,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Print only the results
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginsCommand {
+    /// The built-in plugins and those in ~/.local/share/vlm-bench/plugins
+    List,
+    /// Metadata, parameters, WIT version and imports of a plugin
+    Inspect {
+        /// A .wasm file or a plugin name
+        plugin: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ResultsCommand {
+    /// Stored runs, newest first
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        plugin: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One run: identity, the seed's tables, what the plugin recorded
+    Show {
+        /// A run id, or `latest`
+        run: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// One run as md (the seed's tables), csv (one line per request) or json
+    Export {
+        run: String,
+        #[arg(long, default_value = "md")]
+        format: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Runs side by side, with ratios to the first and whether each difference exceeds the noise
+    Compare {
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

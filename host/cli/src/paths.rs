@@ -25,3 +25,8 @@ pub fn models_dir() -> PathBuf {
 pub fn default_db() -> PathBuf {
     data_dir().join("results.db")
 }
+
+/// Compiled plugins (wasmtime's cache: keyed by the wasm's hash and the engine settings).
+pub fn plugin_cache_dir() -> PathBuf {
+    data_dir().join("plugin-cache")
+}

@@ -18,3 +18,6 @@ pub const LONG: &str = concat!(
     env!("HOST_MLX_BACKEND"),
     " backend"
 );
+
+/// The git commit the binary was built from.
+pub const COMMIT: &str = env!("HOST_GIT_COMMIT");

@@ -52,8 +52,6 @@ pub struct EngineOptions {
     /// Byte budgets; `None` derives them from the device's memory.
     pub prefix_budget: Option<usize>,
     pub vision_budget: Option<usize>,
-    /// Keep the logits of the first generated position in responses.
-    pub keep_first_logits: bool,
     /// Compute in this dtype instead of the checkpoint's. The default is f32
     /// on the CPU backend (its bf16 matmul was 20x slower than f32 with
     /// OpenBLAS here) and the checkpoint's own dtype on GPUs.
@@ -67,7 +65,6 @@ impl Default for EngineOptions {
             cache_enabled: true,
             prefix_budget: None,
             vision_budget: None,
-            keep_first_logits: false,
             compute_dtype: on_cpu.then_some(mlx::Dtype::F32),
         }
     }
@@ -83,7 +80,6 @@ pub struct Engine {
     prefix_cache: PrefixCache,
     /// Processor settings and model identity, folded into vision cache keys.
     vision_key_salt: blake3::Hash,
-    keep_first_logits: bool,
     cancel: CancelToken,
 }
 
@@ -140,7 +136,6 @@ impl Engine {
             vision_cache: VisionCache::new(vision_budget),
             prefix_cache: PrefixCache::new(prefix_budget),
             vision_key_salt: salt.finalize(),
-            keep_first_logits: opts.keep_first_logits,
             cancel: CancelToken::new(),
         })
     }
@@ -165,10 +160,6 @@ impl Engine {
     /// one until `reset` is called on the token.
     pub fn cancel_token(&self) -> CancelToken {
         self.cancel.clone()
-    }
-
-    pub fn set_keep_first_logits(&mut self, keep: bool) {
-        self.keep_first_logits = keep;
     }
 
     // --- cache controls ---
@@ -393,7 +384,7 @@ impl Engine {
             }
         }
         let text = &self.model.text;
-        let first_logits = if self.keep_first_logits {
+        let first_logits = if req.return_logits {
             Some(logits.to_f32_vec()?)
         } else {
             None

@@ -20,6 +20,9 @@ pub struct GenerateRequest {
     pub sampling: Sampling,
     /// Keep generating past end-of-sequence tokens (benchmarks want a fixed count).
     pub ignore_eos: bool,
+    /// Return the logits of the first generated position (to compare outputs
+    /// beyond the chosen tokens).
+    pub return_logits: bool,
 }
 
 impl GenerateRequest {
@@ -31,6 +34,7 @@ impl GenerateRequest {
             max_tokens,
             sampling: Sampling::greedy(),
             ignore_eos: false,
+            return_logits: false,
         }
     }
 }
@@ -113,8 +117,7 @@ pub struct GenerateResponse {
     pub cache: CacheReport,
     /// MLX peak memory during the request, in bytes.
     pub peak_memory_bytes: u64,
-    /// Logits of the first generated position, kept when asked (to compare
-    /// outputs beyond the chosen tokens).
+    /// Logits of the first generated position, when the request asked.
     #[serde(skip)]
     pub first_logits: Option<Vec<f32>>,
 }

@@ -31,7 +31,6 @@ fn model_dir() -> &'static std::path::Path {
 
 fn engine(prefix_budget: Option<usize>) -> Engine {
     let opts = EngineOptions {
-        keep_first_logits: true,
         prefix_budget,
         ..EngineOptions::default()
     };
@@ -45,6 +44,8 @@ fn image(w: u32, h: u32, seed: u64) -> Arc<RgbImage> {
 fn request(prompt: &str, img: &Arc<RgbImage>) -> GenerateRequest {
     let mut r = GenerateRequest::simple(prompt, vec![img.clone()], 8);
     r.ignore_eos = true;
+    r.return_logits = true;
+    r.return_logits = true;
     r
 }
 

@@ -1,0 +1,236 @@
+//! `host run`: one plugin run against the engine, recorded as it happens.
+
+mod convert;
+mod machine;
+pub mod plugins;
+mod services;
+mod terminal;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use engine::{Engine, EngineOptions};
+use runtime::params::{display_value, parse_set, resolve_params};
+use runtime::{ImageSets, PluginRuntime, RunLimits, RunStatus};
+use serde_json::json;
+use store::{NewRun, Store};
+
+pub use machine::device_name;
+pub use services::NoServices;
+use services::{RunServices, Shared};
+use terminal::Terminal;
+
+pub struct RunRequest {
+    pub plugin: String,
+    pub model: Option<String>,
+    pub no_cache: bool,
+    pub images: Vec<String>,
+    pub sets: Vec<String>,
+    pub timeout: Duration,
+    pub memory_mb: usize,
+    pub db: PathBuf,
+    pub quiet: bool,
+}
+
+pub struct RunResult {
+    pub status: RunStatus,
+    pub verdict: Option<bool>,
+}
+
+/// Ctrl-C: the first press stops the run cleanly (everything recorded so far
+/// stays), the second exits at once.
+fn install_ctrl_c(cancel: engine::CancelToken) {
+    let presses = std::sync::atomic::AtomicUsize::new(0);
+    let _ = ctrlc::set_handler(move || {
+        if presses.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            eprintln!("\nstopping the run (press Ctrl-C again to quit at once)…");
+            cancel.cancel();
+        } else {
+            std::process::exit(130);
+        }
+    });
+}
+
+pub fn run(req: RunRequest) -> Result<RunResult> {
+    let mut term = Terminal::new(req.quiet);
+    // The plugin first: a wrong name or --set fails before the model loads.
+    let (plugin_name, wasm) = plugins::find(&req.plugin)?;
+    let rt = PluginRuntime::new(Some(crate::paths::plugin_cache_dir()))?;
+    let plugin = rt.load(&plugin_name, &wasm)?;
+    let info = rt.describe(&plugin, Box::new(NoServices))?;
+    let sets: Vec<(String, String)> = req
+        .sets
+        .iter()
+        .map(|s| parse_set(s))
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let params = resolve_params(&info.params, &sets).map_err(anyhow::Error::msg)?;
+    let image_sets = ImageSets::parse(&req.images).map_err(anyhow::Error::msg)?;
+
+    let model_dir = crate::model_resolve::resolve(req.model.as_deref(), req.quiet)?;
+    term.line(&format!("loading model {}", model_dir.display()));
+    let opts = EngineOptions {
+        cache_enabled: !req.no_cache,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::load(&model_dir, opts)
+        .with_context(|| format!("loading the model in {}", model_dir.display()))?;
+    let minfo = engine.info().clone();
+    let store = Store::open(&req.db)?;
+    let device = device_name();
+    let params_json = serde_json::Value::Object(
+        params
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(display_value(v))))
+            .collect(),
+    );
+    let run_id = store.create_run(&NewRun {
+        plugin_name: info.name.clone(),
+        plugin_version: info.version.clone(),
+        plugin_blake3: plugin.meta.blake3.clone(),
+        plugin_wit: plugin.meta.wit.clone(),
+        params: params_json,
+        model_name: minfo.name.clone(),
+        model_path: minfo.path.clone(),
+        model_config_hash: minfo.config_hash.clone(),
+        model_quantization: minfo.quantization.clone(),
+        model_synthetic: minfo.synthetic,
+        model: serde_json::to_value(&minfo)?,
+        host_version: env!("CARGO_PKG_VERSION").into(),
+        host_commit: crate::version::COMMIT.into(),
+        mlx_version: mlx::version(),
+        backend: mlx::runtime_backend(),
+        device: device.clone(),
+        machine: machine::machine(),
+    })?;
+    term.line(&format!(
+        "run {run_id}: {} {} on {} ({}{}), {} {}",
+        info.name,
+        info.version,
+        minfo.name,
+        minfo.quantization,
+        if minfo.synthetic {
+            ", synthetic weights"
+        } else {
+            ""
+        },
+        mlx::runtime_backend(),
+        device
+    ));
+    let cancel = engine.cancel_token();
+    cancel.reset();
+    install_ctrl_c(cancel.clone());
+    let shared = Arc::new(Shared {
+        engine: Mutex::new(engine),
+        store: Mutex::new(store),
+        terminal: Mutex::new(term),
+        device,
+    });
+    let limits = RunLimits {
+        memory_bytes: req.memory_mb << 20,
+        timeout: req.timeout,
+        cancel: cancel.clone(),
+        image_sets,
+        decode_limits: engine::image::DecodeLimits::default(),
+    };
+    let outcome = rt.run(
+        &plugin,
+        &params,
+        Box::new(RunServices {
+            shared: shared.clone(),
+            run_id,
+        }),
+        &limits,
+    );
+    let lock_store = || shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let (status, error) = match &outcome.status {
+        RunStatus::Completed => ("completed", None),
+        RunStatus::Failed(m) => ("failed", Some(m.clone())),
+        RunStatus::TimedOut(d) => (
+            "timed_out",
+            Some(format!(
+                "the run passed its deadline of {:.0} s",
+                d.as_secs_f64()
+            )),
+        ),
+        RunStatus::Cancelled => ("cancelled", Some("stopped by the user".to_string())),
+    };
+    if !outcome.stderr.trim().is_empty() {
+        let _ = lock_store().record_log(run_id, "stderr", outcome.stderr.trim());
+    }
+    lock_store().finish_run(run_id, status, error.as_deref())?;
+    shared
+        .terminal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .finish();
+    let detail = lock_store().run(run_id)?;
+    if !req.quiet {
+        print_summary(&detail);
+        eprintln!(
+            "\nrun {run_id} {status} in {:.1} s{}",
+            outcome.elapsed.as_secs_f64(),
+            error.map(|e| format!(": {e}")).unwrap_or_default()
+        );
+        let db = req.db.display();
+        eprintln!(
+            "stored in {db}: `host results show {run_id} --db {db}`, or `host serve --db {db}` and open http://127.0.0.1:8370/#/run/{run_id}"
+        );
+    }
+    Ok(RunResult {
+        status: outcome.status,
+        verdict: detail.summary.verdict_passed,
+    })
+}
+
+fn print_summary(d: &store::RunDetail) {
+    if d.summary.model_synthetic {
+        println!(
+            "Model {} has synthetic (random) weights: outputs are meaningless, timings are real.\n",
+            d.summary.model_name
+        );
+    }
+    if d.tables.is_empty() {
+        println!("{}", store::seed_tables(d));
+    }
+    for t in &d.tables {
+        println!("### {}\n", t.name);
+        println!("| {} |", t.columns.join(" | "));
+        println!(
+            "|{}|",
+            t.columns
+                .iter()
+                .map(|_| "---")
+                .collect::<Vec<_>>()
+                .join("|")
+        );
+        for r in &t.rows {
+            println!("| {} |", r.join(" | "));
+        }
+        println!();
+    }
+    for n in &d.notes {
+        println!("{n}\n");
+    }
+    if let Some(p) = d.summary.verdict_passed {
+        println!(
+            "Verdict: {} {}",
+            if p { "PASS" } else { "FAIL" },
+            d.verdict_summary.clone().unwrap_or_default()
+        );
+    }
+}
+
+/// Exit code for a finished run: 0 done (and passed), 1 failed, 2 verdict
+/// failed, 124 timed out, 130 cancelled.
+pub fn exit_code(r: &RunResult) -> i32 {
+    match (&r.status, r.verdict) {
+        (RunStatus::Completed, Some(false)) => 2,
+        (RunStatus::Completed, _) => 0,
+        (RunStatus::Failed(_), _) => 1,
+        (RunStatus::TimedOut(_), _) => 124,
+        (RunStatus::Cancelled, _) => 130,
+    }
+}

@@ -1,0 +1,22 @@
+//! Host-side bindings of `wit/workload.wit`, generated once here.
+
+pub use crate::images::ImageHandle;
+
+wasmtime::component::bindgen!({
+    world: "workload",
+    path: "../../wit",
+    imports: { default: trappable },
+    with: {
+        "vlmbench:workload/images.image": crate::images::ImageHandle,
+    },
+});
+
+pub use vlmbench::workload::{
+    engine as wit_engine, images as wit_images, progress as wit_progress, results as wit_results,
+    types as wit_types,
+};
+
+/// The WIT package versions this host implements. A plugin built against
+/// 0.1.y runs here when y <= the patch version below (additive changes only).
+pub const WIT_PACKAGE: &str = "vlmbench:workload";
+pub const WIT_VERSION: &str = "0.1.0";

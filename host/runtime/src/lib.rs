@@ -1,0 +1,19 @@
+//! The plugin host: runs workload components (wasm32-wasip2) against the WIT
+//! interface in `wit/`, sandboxed. A plugin gets no filesystem, network or
+//! environment; it sees images only through handles, from sets the user
+//! granted; it runs under a memory limit and a deadline.
+
+pub mod bindings;
+mod host;
+pub mod images;
+pub mod params;
+mod plugin;
+mod services;
+
+pub use bindings::{WIT_PACKAGE, WIT_VERSION};
+pub use host::{MAX_IMAGES_PER_REQUEST, MAX_LIVE_IMAGES, MAX_TABLE_CELLS, MAX_TEXT};
+pub use images::ImageSets;
+pub use plugin::{
+    Plugin, PluginMeta, PluginRuntime, RunLimits, RunOutcome, RunStatus, RuntimeError,
+};
+pub use services::{ServiceError, Services};

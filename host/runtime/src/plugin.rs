@@ -1,0 +1,473 @@
+//! Loading, inspecting and running plugins under the sandbox policy: no
+//! filesystem, network or environment; a memory limit; a deadline enforced by
+//! epoch interruption for wasm code and by cancelling the engine for host work.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use engine::CancelToken;
+use engine::image::DecodeLimits;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use crate::bindings::wit_types::{ParamValue, PluginInfo};
+use crate::bindings::{WIT_PACKAGE, WIT_VERSION, Workload, WorkloadPre};
+use crate::host::HostState;
+use crate::images::ImageSets;
+use crate::services::Services;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot set up the plugin runtime: {0}")]
+    Setup(String),
+    #[error(
+        "{name}: not a WebAssembly component ({reason}); build plugins with `cargo build --target wasm32-wasip2`"
+    )]
+    NotAComponent { name: String, reason: String },
+    #[error(
+        "{name} was built for {found}, but this host implements {WIT_PACKAGE}@{WIT_VERSION} \
+         (plugins built against {WIT_PACKAGE}@0.1.0 to @{WIT_VERSION} run here); rebuild it with a matching SDK"
+    )]
+    UnsupportedWit { name: String, found: String },
+    #[error("{name} imports {import}, which this host does not provide")]
+    UnknownImport { name: String, import: String },
+    #[error("{name}: {message}")]
+    Instantiate { name: String, message: String },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunStatus {
+    Completed,
+    /// The plugin returned an error, trapped, panicked or hit a limit.
+    Failed(String),
+    /// The deadline passed.
+    TimedOut(Duration),
+    /// Stopped from outside (Ctrl-C).
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    /// What the plugin wrote to stderr (panic messages land here).
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Limits of one run.
+#[derive(Clone)]
+pub struct RunLimits {
+    pub memory_bytes: usize,
+    pub timeout: Duration,
+    /// Shared with the engine: cancelling stops wasm code and engine work.
+    pub cancel: CancelToken,
+    pub image_sets: ImageSets,
+    pub decode_limits: DecodeLimits,
+}
+
+impl RunLimits {
+    pub fn new(cancel: CancelToken) -> RunLimits {
+        RunLimits {
+            memory_bytes: 512 << 20,
+            timeout: Duration::from_secs(3600),
+            cancel,
+            image_sets: ImageSets::default(),
+            decode_limits: DecodeLimits::default(),
+        }
+    }
+}
+
+/// What `host plugins inspect` shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginMeta {
+    pub name: String,
+    pub blake3: String,
+    pub bytes: usize,
+    /// `vlmbench:workload@x.y.z` as imported by the plugin.
+    pub wit: String,
+    /// Every interface the plugin imports.
+    pub imports: Vec<String>,
+}
+
+/// One compiled plugin, ready to instantiate.
+#[derive(Clone)]
+pub struct Plugin {
+    pub meta: PluginMeta,
+    pre: WorkloadPre<HostState>,
+}
+
+/// The process-wide engine, linker and compiled-plugin cache.
+pub struct PluginRuntime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    compiled: Mutex<HashMap<blake3::Hash, Component>>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for PluginRuntime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Epoch ticks: 10 ms apart.
+const TICK: Duration = Duration::from_millis(10);
+
+impl PluginRuntime {
+    /// `cache_dir`: where compiled plugins persist between runs (wasmtime's
+    /// cache keys them by the wasm's hash and the engine settings).
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<PluginRuntime, RuntimeError> {
+        let setup = |e: wasmtime::Error| RuntimeError::Setup(format!("{e:#}"));
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        if let Some(dir) = cache_dir {
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                RuntimeError::Setup(format!("cannot create {}: {e}", dir.display()))
+            })?;
+            let mut cc = wasmtime::CacheConfig::new();
+            cc.with_directory(dir);
+            config.cache(Some(wasmtime::Cache::new(cc).map_err(setup)?));
+        }
+        let engine = Engine::new(&config).map_err(setup)?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+        Workload::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(setup)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let ticker_stop = stop.clone();
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while !ticker_stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(TICK);
+                    match weak.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| RuntimeError::Setup(format!("cannot start the epoch ticker: {e}")))?;
+        Ok(PluginRuntime {
+            engine,
+            linker,
+            compiled: Mutex::new(HashMap::new()),
+            ticker_stop: stop,
+        })
+    }
+
+    /// Compiles (or finds compiled) and checks a plugin. `name` is used in messages.
+    pub fn load(&self, name: &str, wasm: &[u8]) -> Result<Plugin, RuntimeError> {
+        let hash = blake3::hash(wasm);
+        let component = {
+            let cached = self
+                .compiled
+                .lock()
+                .expect("compile cache lock")
+                .get(&hash)
+                .cloned();
+            match cached {
+                Some(c) => c,
+                None => {
+                    if !wasm.starts_with(b"\0asm") {
+                        return Err(RuntimeError::NotAComponent {
+                            name: name.into(),
+                            reason: "no wasm header".into(),
+                        });
+                    }
+                    let c = Component::new(&self.engine, wasm).map_err(|e| {
+                        RuntimeError::NotAComponent {
+                            name: name.into(),
+                            reason: format!("{e:#}"),
+                        }
+                    })?;
+                    self.compiled
+                        .lock()
+                        .expect("compile cache lock")
+                        .insert(hash, c.clone());
+                    c
+                }
+            }
+        };
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let wit = check_imports(name, &imports)?;
+        let pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| RuntimeError::Instantiate {
+                    name: name.into(),
+                    message: format!("{e:#}"),
+                })?;
+        let pre = WorkloadPre::new(pre).map_err(|e| RuntimeError::Instantiate {
+            name: name.into(),
+            message: format!("{e:#}"),
+        })?;
+        // Exports must be there too (describe and run).
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        for needed in ["describe", "run"] {
+            if !exports.iter().any(|e| e == needed) {
+                return Err(RuntimeError::Instantiate {
+                    name: name.into(),
+                    message: format!("it does not export `{needed}`"),
+                });
+            }
+        }
+        Ok(Plugin {
+            meta: PluginMeta {
+                name: name.into(),
+                blake3: hash.to_hex().to_string(),
+                bytes: wasm.len(),
+                wit,
+                imports,
+            },
+            pre,
+        })
+    }
+
+    fn store(
+        &self,
+        services: Box<dyn Services>,
+        limits: &RunLimits,
+    ) -> (Store<HostState>, MemoryOutputPipe) {
+        let stderr = MemoryOutputPipe::new(64 * 1024);
+        // Deny by default: no env, no args, no preopened dirs, no network.
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .stdout(MemoryOutputPipe::new(64 * 1024))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(limits.memory_bytes)
+            .instances(64)
+            .memories(64)
+            .tables(256)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: store_limits,
+            services,
+            sets: limits.image_sets.clone(),
+            decode_limits: limits.decode_limits,
+            live_images: 0,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        (store, stderr)
+    }
+
+    /// Calls the plugin's `describe` in a store of its own.
+    pub fn describe(
+        &self,
+        plugin: &Plugin,
+        services: Box<dyn Services>,
+    ) -> Result<PluginInfo, RuntimeError> {
+        let limits = RunLimits {
+            timeout: Duration::from_secs(10),
+            ..RunLimits::new(CancelToken::new())
+        };
+        let (mut store, stderr) = self.store(services, &limits);
+        let deadline = Instant::now() + limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            })
+        });
+        let fail = |e: wasmtime::Error, stderr: &MemoryOutputPipe| RuntimeError::Instantiate {
+            name: plugin.meta.name.clone(),
+            message: format!(
+                "describe failed: {}",
+                explain_trap(&e, stderr, limits.memory_bytes)
+            ),
+        };
+        let instance = plugin
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| fail(e, &stderr))?;
+        instance
+            .call_describe(&mut store)
+            .map_err(|e| fail(e, &stderr))
+    }
+
+    /// Runs the plugin with `params`. Every outcome, including traps, comes
+    /// back as a `RunOutcome`; the host keeps running.
+    pub fn run(
+        &self,
+        plugin: &Plugin,
+        params: &[(String, ParamValue)],
+        services: Box<dyn Services>,
+        limits: &RunLimits,
+    ) -> RunOutcome {
+        let start = Instant::now();
+        let deadline = start + limits.timeout;
+        let (mut store, stderr) = self.store(services, limits);
+        let cancel = limits.cancel.clone();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if cancel.is_cancelled() || Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            })
+        });
+        // Epochs never interrupt host code: a watchdog cancels the engine
+        // (checked between decode steps) when the deadline passes.
+        let done = Arc::new(AtomicBool::new(false));
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let watchdog = {
+            let (done, timed_out, cancel) =
+                (done.clone(), timed_out.clone(), limits.cancel.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    if Instant::now() >= deadline {
+                        timed_out.store(true, Ordering::SeqCst);
+                        cancel.cancel();
+                        break;
+                    }
+                    std::thread::sleep(TICK);
+                }
+            })
+        };
+        let result = plugin
+            .pre
+            .instantiate(&mut store)
+            .and_then(|inst| inst.call_run(&mut store, params));
+        done.store(true, Ordering::SeqCst);
+        let _ = watchdog.join();
+        let status = match result {
+            Ok(Ok(())) => RunStatus::Completed,
+            Ok(Err(msg)) => RunStatus::Failed(format!("the plugin reported an error: {msg}")),
+            Err(_) if timed_out.load(Ordering::SeqCst) => RunStatus::TimedOut(limits.timeout),
+            Err(_) if limits.cancel.is_cancelled() => RunStatus::Cancelled,
+            Err(e) => RunStatus::Failed(explain_trap(&e, &stderr, limits.memory_bytes)),
+        };
+        RunOutcome {
+            status,
+            stderr: pipe_text(&stderr),
+            elapsed: start.elapsed(),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl Plugin {
+    /// Reads the plugin's metadata and checks it can be linked.
+    pub fn meta(&self) -> &PluginMeta {
+        &self.meta
+    }
+}
+
+fn pipe_text(p: &MemoryOutputPipe) -> String {
+    String::from_utf8_lossy(&p.contents()).to_string()
+}
+
+/// A readable reason for a trap, with the plugin's own panic message when it
+/// printed one.
+fn explain_trap(e: &wasmtime::Error, stderr: &MemoryOutputPipe, memory_bytes: usize) -> String {
+    let text = format!("{e:#}");
+    let err_out = pipe_text(stderr);
+    if text.contains("forcing trap when growing memory") {
+        return format!(
+            "the plugin exceeded its memory limit of {} MiB",
+            memory_bytes >> 20
+        );
+    }
+    if let Some(panic) = err_out.lines().position(|l| l.contains("panicked at")) {
+        let msg: Vec<&str> = err_out.lines().skip(panic).take(3).collect();
+        return format!("the plugin panicked: {}", msg.join(" ").trim());
+    }
+    if err_out.contains("memory allocation of") {
+        return format!("the plugin ran out of memory: {}", err_out.trim());
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(trap) => format!("the plugin trapped ({trap}): {}", first_line(&text)),
+        None => format!("the run stopped: {}", first_line(&text)),
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// Checks a plugin's imports: WASI, and our package at a version this host
+/// implements. Returns the package version it was built against.
+fn check_imports(name: &str, imports: &[String]) -> Result<String, RuntimeError> {
+    let ours = semver_parts(WIT_VERSION).expect("our WIT version parses");
+    let mut found = None;
+    for import in imports {
+        if import.starts_with("wasi:") {
+            continue;
+        }
+        let Some(rest) = import.strip_prefix(&format!("{WIT_PACKAGE}/")) else {
+            return Err(RuntimeError::UnknownImport {
+                name: name.into(),
+                import: import.clone(),
+            });
+        };
+        let version = rest.split_once('@').map(|(_, v)| v).unwrap_or("");
+        let v = semver_parts(version);
+        let compatible = matches!(v, Some((0, minor, patch)) if minor == ours.1 && patch <= ours.2);
+        if !compatible {
+            return Err(RuntimeError::UnsupportedWit {
+                name: name.into(),
+                found: format!("{WIT_PACKAGE}@{version}"),
+            });
+        }
+        found = Some(format!("{WIT_PACKAGE}@{version}"));
+    }
+    Ok(found.unwrap_or_else(|| format!("{WIT_PACKAGE} (no imports)")))
+}
+
+fn semver_parts(v: &str) -> Option<(u64, u64, u64)> {
+    let mut it = v.split('.').map(|p| p.parse::<u64>().ok());
+    Some((it.next()??, it.next()??, it.next()??))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_versions_are_checked() {
+        let ok = vec![
+            "wasi:cli/stderr@0.2.6".to_string(),
+            format!("{WIT_PACKAGE}/engine@0.1.0"),
+        ];
+        assert_eq!(
+            check_imports("p", &ok).unwrap(),
+            format!("{WIT_PACKAGE}@0.1.0")
+        );
+        let newer = vec![format!("{WIT_PACKAGE}/engine@0.2.0")];
+        let e = check_imports("p", &newer).unwrap_err().to_string();
+        assert!(e.contains("@0.2.0") && e.contains(WIT_VERSION), "{e}");
+        let foreign = vec!["acme:spy/net@1.0.0".to_string()];
+        assert!(matches!(
+            check_imports("p", &foreign),
+            Err(RuntimeError::UnknownImport { .. })
+        ));
+    }
+}
