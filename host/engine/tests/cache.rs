@@ -45,7 +45,6 @@ fn request(prompt: &str, img: &Arc<RgbImage>) -> GenerateRequest {
     let mut r = GenerateRequest::simple(prompt, vec![img.clone()], 8);
     r.ignore_eos = true;
     r.return_logits = true;
-    r.return_logits = true;
     r
 }
 
