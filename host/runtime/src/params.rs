@@ -102,8 +102,8 @@ mod tests {
             spec("repeats", ParamKind::Integer, "3"),
         ];
         let got = resolve_params(&specs, &[("quick".into(), "true".into())]).unwrap();
-        assert_eq!(got[0].1, ParamValue::Boolean(true));
-        assert_eq!(got[1].1, ParamValue::Integer(3));
+        assert!(matches!(got[0].1, ParamValue::Boolean(true)));
+        assert!(matches!(got[1].1, ParamValue::Integer(3)));
         let e = resolve_params(&specs, &[("repeats".into(), "many".into())]).unwrap_err();
         assert!(e.contains("expected an integer"), "{e}");
         let e = resolve_params(&specs, &[("repeat".into(), "2".into())]).unwrap_err();

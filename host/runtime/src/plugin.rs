@@ -355,10 +355,18 @@ impl PluginRuntime {
             .and_then(|inst| inst.call_run(&mut store, params));
         done.store(true, Ordering::SeqCst);
         let _ = watchdog.join();
+        // The epoch callback and the watchdog race to notice the deadline:
+        // an interrupt after it is a timeout whichever won.
+        let interrupted = |e: &wasmtime::Error| e.downcast_ref::<Trap>() == Some(&Trap::Interrupt);
         let status = match result {
             Ok(Ok(())) => RunStatus::Completed,
             Ok(Err(msg)) => RunStatus::Failed(format!("the plugin reported an error: {msg}")),
-            Err(_) if timed_out.load(Ordering::SeqCst) => RunStatus::TimedOut(limits.timeout),
+            Err(e)
+                if timed_out.load(Ordering::SeqCst)
+                    || (interrupted(&e) && Instant::now() >= deadline) =>
+            {
+                RunStatus::TimedOut(limits.timeout)
+            }
             Err(_) if limits.cancel.is_cancelled() => RunStatus::Cancelled,
             Err(e) => RunStatus::Failed(explain_trap(&e, &stderr, limits.memory_bytes)),
         };

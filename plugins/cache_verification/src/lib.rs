@@ -66,7 +66,14 @@ impl Runner {
     }
 
     /// One step: the request with the cache on, then the same with it off.
-    fn step(&mut self, id: &str, desc: &str, img: &Image, prompt: &str, expect: Expect) -> Result<GenerateResponse, String> {
+    fn step(
+        &mut self,
+        id: &str,
+        desc: &str,
+        img: &Image,
+        prompt: &str,
+        expect: Expect,
+    ) -> Result<GenerateResponse, String> {
         progress::report(self.steps_done, self.steps_total, &format!("{id} {desc}"));
         let cached = engine::generate(&[img], &self.request(prompt, &format!("{id} cached")))?;
         engine::cache_configure(Some(false), None, None);
@@ -82,7 +89,11 @@ impl Runner {
                 "{id} {desc}: expected {}, got {}{}",
                 expect.name(),
                 actual.name(),
-                if same { "" } else { ", output differs from the uncached output" }
+                if same {
+                    ""
+                } else {
+                    ", output differs from the uncached output"
+                }
             ));
         }
         self.table.row(vec![
@@ -124,7 +135,11 @@ impl Workload for CacheVerification {
         let sides: Vec<u32> = p
             .text("resolutions")?
             .split(',')
-            .map(|s| s.trim().parse::<u32>().map_err(|_| format!("resolutions: {s:?} is not a number")))
+            .map(|s| {
+                s.trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("resolutions: {s:?} is not a number"))
+            })
             .collect::<Result<_, _>>()?;
         let before = engine::cache_stats();
         engine::cache_clear();
@@ -142,14 +157,24 @@ impl Workload for CacheVerification {
         let mut run = Runner {
             max_tokens,
             table: Table::new(&[
-                "Step", "Description", "Expected", "Actual", "Reused", "TTFT", "TTFT uncached", "Speed-up", "Output = uncached", "Status",
+                "Step",
+                "Description",
+                "Expected",
+                "Actual",
+                "Reused",
+                "TTFT",
+                "TTFT uncached",
+                "Speed-up",
+                "Output = uncached",
+                "Status",
             ]),
             failures: vec![],
             steps_done: 0,
             steps_total: 11 + 2 * sides.len() as u32,
         };
         let (q1, q2) = ("Describe this image.", "What colours does this image have?");
-        let img = |pattern: &str, s: u32, k: u64| images::synthesize(s, s, pattern, seed.wrapping_add(k));
+        let img =
+            |pattern: &str, s: u32, k: u64| images::synthesize(s, s, pattern, seed.wrapping_add(k));
 
         // Test 1: basic hit/miss.
         let a = img("gradient", size, 1)?;
@@ -167,8 +192,20 @@ impl Workload for CacheVerification {
         // Test 3: resolutions.
         for (i, &s) in sides.iter().enumerate() {
             let im = img("gradient", s, 10 + i as u64)?;
-            run.step(&format!("3.{}a", i + 1), &format!("{s}x{s} first"), &im, q1, Expect::Miss)?;
-            run.step(&format!("3.{}b", i + 1), &format!("{s}x{s} cached"), &im, q1, Expect::Hit)?;
+            run.step(
+                &format!("3.{}a", i + 1),
+                &format!("{s}x{s} first"),
+                &im,
+                q1,
+                Expect::Miss,
+            )?;
+            run.step(
+                &format!("3.{}b", i + 1),
+                &format!("{s}x{s} cached"),
+                &im,
+                q1,
+                Expect::Hit,
+            )?;
         }
 
         // Test 4 (new): two different images of the same size, same prompt.
@@ -176,7 +213,9 @@ impl Workload for CacheVerification {
         let rx = run.step("4a", "Image X", &x, q1, Expect::Miss)?;
         let ry = run.step("4b", "Image Y, same size as X", &y, q1, Expect::Miss)?;
         if rx.token_ids == ry.token_ids {
-            results::note("Test 4: X and Y gave the same greedy tokens (possible with random weights); the cache still recomputed Y.");
+            results::note(
+                "Test 4: X and Y gave the same greedy tokens (possible with random weights); the cache still recomputed Y.",
+            );
         }
 
         // Test 5 (new): identical pixels, re-encoded.
@@ -193,15 +232,33 @@ impl Workload for CacheVerification {
         run.table.record("Prefix cache verification")?;
         let stats = engine::cache_stats();
         results::metric("prefix_exact_hits", stats.prefix_exact_hits as f64, "count");
-        results::metric("prefix_partial_hits", stats.prefix_partial_hits as f64, "count");
+        results::metric(
+            "prefix_partial_hits",
+            stats.prefix_partial_hits as f64,
+            "count",
+        );
         results::metric("prefix_misses", stats.prefix_misses as f64, "count");
-        results::metric("prefix_reused_tokens", stats.prefix_reused_tokens as f64, "tokens");
+        results::metric(
+            "prefix_reused_tokens",
+            stats.prefix_reused_tokens as f64,
+            "tokens",
+        );
         results::metric("vision_cache_hits", stats.vision_hits as f64, "count");
         let total = run.steps_done;
         if run.failures.is_empty() {
-            results::verdict(true, &format!("all {total} steps behaved as expected, with outputs equal to uncached"));
+            results::verdict(
+                true,
+                &format!("all {total} steps behaved as expected, with outputs equal to uncached"),
+            );
         } else {
-            results::verdict(false, &format!("{} of {total} steps failed: {}", run.failures.len(), run.failures.join("; ")));
+            results::verdict(
+                false,
+                &format!(
+                    "{} of {total} steps failed: {}",
+                    run.failures.len(),
+                    run.failures.join("; ")
+                ),
+            );
         }
         engine::cache_configure(Some(before.enabled), None, None);
         Ok(())

@@ -40,7 +40,9 @@ fn parse_manifest(text: &str, default_prompt: &str) -> Result<Vec<Task>, String>
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("manifest line {}: {e}", i + 1)))
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| format!("manifest line {}: {e}", i + 1))
+            })
             .collect::<Result<_, _>>()?,
     };
     entries
@@ -48,12 +50,20 @@ fn parse_manifest(text: &str, default_prompt: &str) -> Result<Vec<Task>, String>
         .enumerate()
         .map(|(i, e)| {
             let field = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
-            let image = field("image").ok_or_else(|| format!("manifest entry {}: no \"image\" field", i + 1))?;
+            let image = field("image")
+                .ok_or_else(|| format!("manifest entry {}: no \"image\" field", i + 1))?;
             let expected_regex = field("expected_regex");
             if let Some(re) = &expected_regex {
-                Regex::new(re).map_err(|err| format!("manifest entry {}: bad expected_regex: {err}", i + 1))?;
+                Regex::new(re).map_err(|err| {
+                    format!("manifest entry {}: bad expected_regex: {err}", i + 1)
+                })?;
             }
-            Ok(Task { image, prompt: field("prompt").unwrap_or_else(|| default_prompt.to_string()), expected: field("expected"), expected_regex })
+            Ok(Task {
+                image,
+                prompt: field("prompt").unwrap_or_else(|| default_prompt.to_string()),
+                expected: field("expected"),
+                expected_regex,
+            })
         })
         .collect()
 }
@@ -62,12 +72,22 @@ fn check(task: &Task, text: &str) -> Option<bool> {
     if let Some(exact) = &task.expected {
         return Some(text.trim() == exact.trim());
     }
-    task.expected_regex.as_ref().map(|re| Regex::new(re).map(|r| r.is_match(text)).unwrap_or(false))
+    task.expected_regex
+        .as_ref()
+        .map(|re| Regex::new(re).map(|r| r.is_match(text)).unwrap_or(false))
 }
 
 fn cell(text: &str, n: usize) -> String {
-    let t: String = text.chars().take(n).collect::<String>().replace(['\n', '|'], " ");
-    if text.chars().count() > n { format!("{t}…") } else { t }
+    let t: String = text
+        .chars()
+        .take(n)
+        .collect::<String>()
+        .replace(['\n', '|'], " ");
+    if text.chars().count() > n {
+        format!("{t}…")
+    } else {
+        t
+    }
 }
 
 impl Workload for ImageSet {
@@ -75,16 +95,58 @@ impl Workload for ImageSet {
         PluginInfo {
             name: "image_set".into(),
             version: "0.1.0".into(),
-            description: "Per-image and aggregate figures over your own images, with optional answer checks".into(),
+            description:
+                "Per-image and aggregate figures over your own images, with optional answer checks"
+                    .into(),
             params: vec![
-                param("set", ParamKind::Text, "", "the granted set to use (default: the first)"),
-                param("manifest", ParamKind::Text, "", "a JSON or JSONL manifest in the set (default: every image)"),
-                param("prompt", ParamKind::Text, "Describe this image.", "prompt for images without one"),
-                param("max_tokens", ParamKind::Integer, "128", "output tokens at most"),
-                param("ignore_eos", ParamKind::Boolean, "false", "generate exactly max_tokens"),
-                param("warmup", ParamKind::Integer, "1", "warm-up requests before measuring (on the first image)"),
-                param("repeats", ParamKind::Integer, "1", "measured requests per image"),
-                param("limit", ParamKind::Integer, "0", "use at most this many images (0: all)"),
+                param(
+                    "set",
+                    ParamKind::Text,
+                    "",
+                    "the granted set to use (default: the first)",
+                ),
+                param(
+                    "manifest",
+                    ParamKind::Text,
+                    "",
+                    "a JSON or JSONL manifest in the set (default: every image)",
+                ),
+                param(
+                    "prompt",
+                    ParamKind::Text,
+                    "Describe this image.",
+                    "prompt for images without one",
+                ),
+                param(
+                    "max_tokens",
+                    ParamKind::Integer,
+                    "128",
+                    "output tokens at most",
+                ),
+                param(
+                    "ignore_eos",
+                    ParamKind::Boolean,
+                    "false",
+                    "generate exactly max_tokens",
+                ),
+                param(
+                    "warmup",
+                    ParamKind::Integer,
+                    "1",
+                    "warm-up requests before measuring (on the first image)",
+                ),
+                param(
+                    "repeats",
+                    ParamKind::Integer,
+                    "1",
+                    "measured requests per image",
+                ),
+                param(
+                    "limit",
+                    ParamKind::Integer,
+                    "0",
+                    "use at most this many images (0: all)",
+                ),
             ],
         }
     }
@@ -92,7 +154,9 @@ impl Workload for ImageSet {
     fn run(p: Params) -> Result<(), String> {
         let sets = images::list_sets();
         if sets.is_empty() {
-            return Err("no images were granted: run with --images DIR (or --images NAME=DIR)".into());
+            return Err(
+                "no images were granted: run with --images DIR (or --images NAME=DIR)".into(),
+            );
         }
         let set = match p.text("set")?.as_str() {
             "" => sets[0].name.clone(),
@@ -103,7 +167,12 @@ impl Workload for ImageSet {
         let mut tasks = if manifest.is_empty() {
             images::list_images(&set)?
                 .into_iter()
-                .map(|image| Task { image, prompt: prompt.clone(), expected: None, expected_regex: None })
+                .map(|image| Task {
+                    image,
+                    prompt: prompt.clone(),
+                    expected: None,
+                    expected_regex: None,
+                })
                 .collect()
         } else {
             parse_manifest(&images::read_text(&set, &manifest)?, &prompt)?
@@ -119,7 +188,10 @@ impl Workload for ImageSet {
         let warmup = p.int_in("warmup", 0, 100)? as u32;
         let repeats = p.int_in("repeats", 1, 1000)? as u32;
         let ignore_eos = p.bool("ignore_eos")?;
-        vlmbench_sdk::log(&format!("{} images from set {set:?}, {repeats} measured request(s) each", tasks.len()));
+        vlmbench_sdk::log(&format!(
+            "{} images from set {set:?}, {repeats} measured request(s) each",
+            tasks.len()
+        ));
 
         let make = |t: &Task, label: &str, warm: bool| {
             let mut r = request::with_images(&t.prompt, 1, max_tokens);
@@ -138,7 +210,17 @@ impl Workload for ImageSet {
                 done += 1;
             }
         }
-        let mut per_image = Table::new(&["Image", "Size", "Image tokens", "Time", "Tokens", "Speed", "TTFT", "Decode tok/s", "Output"]);
+        let mut per_image = Table::new(&[
+            "Image",
+            "Size",
+            "Image tokens",
+            "Time",
+            "Tokens",
+            "Speed",
+            "TTFT",
+            "Decode tok/s",
+            "Output",
+        ]);
         let mut checks = Table::new(&["Image", "Expected", "Output", "Result"]);
         let (mut passed, mut checked) = (0, 0);
         let (mut total_s, mut total_tokens) = (0.0, 0u64);
@@ -151,8 +233,15 @@ impl Workload for ImageSet {
                 runs.push(engine::generate(&[&img], &make(t, &t.image, false))?);
                 done += 1;
             }
-            let time = Summary::of(&runs.iter().map(|r| r.timings.total_ms / 1e3).collect::<Vec<_>>()).expect("repeats ≥ 1");
-            let tokens = runs.iter().map(|r| r.output_tokens as f64).sum::<f64>() / runs.len() as f64;
+            let time = Summary::of(
+                &runs
+                    .iter()
+                    .map(|r| r.timings.total_ms / 1e3)
+                    .collect::<Vec<_>>(),
+            )
+            .expect("repeats ≥ 1");
+            let tokens =
+                runs.iter().map(|r| r.output_tokens as f64).sum::<f64>() / runs.len() as f64;
             let ttft = runs.iter().map(|r| r.timings.ttft_ms).sum::<f64>() / runs.len() as f64;
             let decode: Vec<f64> = runs
                 .iter()
@@ -175,23 +264,54 @@ impl Workload for ImageSet {
             if let Some(ok) = check(t, &runs[0].text) {
                 checked += 1;
                 passed += ok as u32;
-                let expected = t.expected.clone().or_else(|| t.expected_regex.as_ref().map(|r| format!("/{r}/"))).unwrap_or_default();
-                checks.row(vec![t.image.clone(), cell(&expected, 40), cell(&runs[0].text, 60), if ok { "✓".into() } else { "✗".into() }]);
+                let expected = t
+                    .expected
+                    .clone()
+                    .or_else(|| t.expected_regex.as_ref().map(|r| format!("/{r}/")))
+                    .unwrap_or_default();
+                checks.row(vec![
+                    t.image.clone(),
+                    cell(&expected, 40),
+                    cell(&runs[0].text, 60),
+                    if ok { "✓".into() } else { "✗".into() },
+                ]);
             }
             all.extend(runs);
         }
         progress::report(done, total, "done");
         per_image.record("Per image")?;
-        let ttft = Summary::of(&all.iter().map(|r| r.timings.ttft_ms).collect::<Vec<_>>()).expect("requests");
-        let speed = Summary::of(&all.iter().map(|r| r.output_tokens as f64 / (r.timings.total_ms / 1e3)).collect::<Vec<_>>()).expect("requests");
-        let mut agg = Table::new(&["Images", "Requests", "Total Time (s)", "Total Tokens", "Aggregate Tok/s", "Speed mean [95% CI]", "TTFT median", "TTFT p90"]);
+        let ttft = Summary::of(&all.iter().map(|r| r.timings.ttft_ms).collect::<Vec<_>>())
+            .expect("requests");
+        let speed = Summary::of(
+            &all.iter()
+                .map(|r| r.output_tokens as f64 / (r.timings.total_ms / 1e3))
+                .collect::<Vec<_>>(),
+        )
+        .expect("requests");
+        let mut agg = Table::new(&[
+            "Images",
+            "Requests",
+            "Total Time (s)",
+            "Total Tokens",
+            "Aggregate Tok/s",
+            "Speed mean [95% CI]",
+            "TTFT median",
+            "TTFT p90",
+        ]);
         agg.row(vec![
             tasks.len().to_string(),
             all.len().to_string(),
             format!("{total_s:.2}"),
             total_tokens.to_string(),
             format!("{:.1}", total_tokens as f64 / total_s),
-            if speed.n > 1 { format!("{:.1} [{:.1}, {:.1}]", speed.mean, speed.ci95.0, speed.ci95.1) } else { format!("{:.1}", speed.mean) },
+            if speed.n > 1 {
+                format!(
+                    "{:.1} [{:.1}, {:.1}]",
+                    speed.mean, speed.ci95.0, speed.ci95.1
+                )
+            } else {
+                format!("{:.1}", speed.mean)
+            },
             table::ms(ttft.median),
             table::ms(ttft.p90),
         ]);
@@ -202,7 +322,10 @@ impl Workload for ImageSet {
             checks.record("Answer checks")?;
             results::metric("answers_correct", passed as f64, "count");
             results::metric("answers_checked", checked as f64, "count");
-            results::verdict(passed == checked, &format!("{passed} of {checked} answers as expected"));
+            results::verdict(
+                passed == checked,
+                &format!("{passed} of {checked} answers as expected"),
+            );
         }
         Ok(())
     }

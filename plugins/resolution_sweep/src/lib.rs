@@ -37,11 +37,21 @@ fn parse_resolutions(s: &str) -> Result<Vec<(u32, u32)>, String> {
         .map(str::trim)
         .filter(|x| !x.is_empty())
         .map(|x| {
-            let (w, h) = x.split_once(['x', 'X']).ok_or_else(|| format!("resolution {x:?} is not WIDTHxHEIGHT"))?;
-            let w: u32 = w.trim().parse().map_err(|_| format!("bad width in {x:?}"))?;
-            let h: u32 = h.trim().parse().map_err(|_| format!("bad height in {x:?}"))?;
+            let (w, h) = x
+                .split_once(['x', 'X'])
+                .ok_or_else(|| format!("resolution {x:?} is not WIDTHxHEIGHT"))?;
+            let w: u32 = w
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad width in {x:?}"))?;
+            let h: u32 = h
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad height in {x:?}"))?;
             if w == 0 || h == 0 || w > 8192 || h > 8192 {
-                return Err(format!("resolution {x:?} must be between 1x1 and 8192x8192"));
+                return Err(format!(
+                    "resolution {x:?} must be between 1x1 and 8192x8192"
+                ));
             }
             Ok((w, h))
         })
@@ -77,23 +87,49 @@ impl Point {
     }
     fn decode(r: &GenerateResponse) -> f64 {
         let n = r.timings.token_times_ms.len();
-        if n >= 2 && r.timings.decode_ms > 0.0 { (n - 1) as f64 / (r.timings.decode_ms / 1e3) } else { f64::NAN }
+        if n >= 2 && r.timings.decode_ms > 0.0 {
+            (n - 1) as f64 / (r.timings.decode_ms / 1e3)
+        } else {
+            f64::NAN
+        }
     }
     /// Inter-token latency over every token gap of every repeat.
     fn itl(&self) -> Option<Summary> {
-        let gaps: Vec<f64> =
-            self.runs.iter().flat_map(|r| r.timings.token_times_ms.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()).collect();
+        let gaps: Vec<f64> = self
+            .runs
+            .iter()
+            .flat_map(|r| {
+                r.timings
+                    .token_times_ms
+                    .windows(2)
+                    .map(|w| w[1] - w[0])
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         Summary::of(&gaps)
     }
 }
 
 fn preview(text: &str) -> String {
-    let t: String = text.chars().take(40).collect::<String>().replace(['\n', '|'], " ");
-    if text.chars().count() > 40 { format!("{t}…") } else { t }
+    let t: String = text
+        .chars()
+        .take(40)
+        .collect::<String>()
+        .replace(['\n', '|'], " ");
+    if text.chars().count() > 40 {
+        format!("{t}…")
+    } else {
+        t
+    }
 }
 
 /// Two different images, same prompt: the outputs (or first logits) must differ.
-fn image_check(prompt: &str, max_tokens: u32, (w, h): (u32, u32), seed: u64) -> Result<(bool, f64, bool), String> {
+fn image_check(
+    prompt: &str,
+    max_tokens: u32,
+    (w, h): (u32, u32),
+    seed: u64,
+) -> Result<(bool, f64, bool), String> {
     let a = images::synthesize(w, h, "gradient", seed.wrapping_add(1000))?;
     let b = images::synthesize(w, h, "checker", seed.wrapping_add(2000))?;
     let mut r = request::with_images(prompt, 1, max_tokens.min(8));
@@ -103,7 +139,12 @@ fn image_check(prompt: &str, max_tokens: u32, (w, h): (u32, u32), seed: u64) -> 
     r.warmup = true;
     let ra = engine::generate(&[&a], &r)?;
     let rb = engine::generate(&[&b], &r)?;
-    let diff = ra.first_logits.iter().zip(&rb.first_logits).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max);
+    let diff = ra
+        .first_logits
+        .iter()
+        .zip(&rb.first_logits)
+        .map(|(x, y)| (x - y).abs() as f64)
+        .fold(0.0, f64::max);
     let texts_differ = ra.token_ids != rb.token_ids;
     Ok((diff > 1e-4 || texts_differ, diff, texts_differ))
 }
@@ -158,7 +199,11 @@ impl Workload for Sweep {
             if ignore_eos { " (EOS ignored)" } else { "" },
             model.name,
             model.quantization,
-            if model.synthetic { ", synthetic weights" } else { "" }
+            if model.synthetic {
+                ", synthetic weights"
+            } else {
+                ""
+            }
         ));
 
         let total_steps = resolutions.len() as u32 * (warmup + repeats);
@@ -167,10 +212,19 @@ impl Workload for Sweep {
         for (i, &(w, h)) in resolutions.iter().enumerate() {
             let label = format!("{w}x{h}");
             let img = images::synthesize(w, h, &pattern, seed.wrapping_add(i as u64))?;
-            let mut point = Point { label: label.clone(), pixels: w as u64 * h as u64, image_tokens: 0, runs: vec![] };
+            let mut point = Point {
+                label: label.clone(),
+                pixels: w as u64 * h as u64,
+                image_tokens: 0,
+                runs: vec![],
+            };
             for k in 0..warmup + repeats {
                 let is_warmup = k < warmup;
-                progress::report(done, total_steps, &format!("{label} {}", if is_warmup { "warm-up" } else { "measure" }));
+                progress::report(
+                    done,
+                    total_steps,
+                    &format!("{label} {}", if is_warmup { "warm-up" } else { "measure" }),
+                );
                 let mut r = request::with_images(&prompt, 1, max_tokens);
                 r.ignore_eos = ignore_eos;
                 r.label = label.clone();
@@ -189,10 +243,29 @@ impl Workload for Sweep {
         // The seed's table: means per resolution; Speed = Tokens / Time.
         let mut seed_t = Table::new(&["Resolution", "Pixels", "Time", "Tokens", "Speed"]);
         let mut details = Table::new(&[
-            "Resolution", "Image tokens", "Preprocess", "Vision", "TTFT", "Decode tok/s", "ITL p50", "ITL p90",
-            "ITL p99", "Peak memory", "Output",
+            "Resolution",
+            "Image tokens",
+            "Preprocess",
+            "Vision",
+            "TTFT",
+            "Decode tok/s",
+            "ITL p50",
+            "ITL p90",
+            "ITL p99",
+            "Peak memory",
+            "Output",
         ]);
-        let mut stats_t = Table::new(&["Resolution", "Figure", "n", "mean", "std", "median", "p90", "p99", "95% CI"]);
+        let mut stats_t = Table::new(&[
+            "Resolution",
+            "Figure",
+            "n",
+            "mean",
+            "std",
+            "median",
+            "p90",
+            "p99",
+            "95% CI",
+        ]);
         let (mut total_s, mut total_tokens) = (0.0, 0u64);
         let mut speeds = vec![];
         for pt in &points {
@@ -200,7 +273,11 @@ impl Workload for Sweep {
             let tokens = pt.figure(|r| r.output_tokens as f64);
             let speed = tokens.mean / time.mean;
             speeds.push((pt.label.clone(), speed));
-            total_s += pt.runs.iter().map(|r| r.timings.total_ms / 1e3).sum::<f64>();
+            total_s += pt
+                .runs
+                .iter()
+                .map(|r| r.timings.total_ms / 1e3)
+                .sum::<f64>();
             total_tokens += pt.runs.iter().map(|r| r.output_tokens as u64).sum::<u64>();
             seed_t.row(vec![
                 pt.label.clone(),
@@ -210,7 +287,12 @@ impl Workload for Sweep {
                 table::tok_s(speed),
             ]);
             let itl = pt.itl();
-            let peak = pt.runs.iter().map(|r| r.peak_memory_bytes).max().unwrap_or(0);
+            let peak = pt
+                .runs
+                .iter()
+                .map(|r| r.peak_memory_bytes)
+                .max()
+                .unwrap_or(0);
             details.row(vec![
                 pt.label.clone(),
                 pt.image_tokens.to_string(),
@@ -239,17 +321,35 @@ impl Workload for Sweep {
                     format!("{:.3}", s.median),
                     format!("{:.3}", s.p90),
                     format!("{:.3}", s.p99),
-                    if s.n > 1 { format!("[{:.3}, {:.3}]", s.ci95.0, s.ci95.1) } else { "n/a (1 sample)".into() },
+                    if s.n > 1 {
+                        format!("[{:.3}, {:.3}]", s.ci95.0, s.ci95.1)
+                    } else {
+                        "n/a (1 sample)".into()
+                    },
                 ]);
             }
             results::metric(&format!("speed_tok_s[{}]", pt.label), speed, "tok/s");
-            results::metric(&format!("ttft_ms[{}]", pt.label), pt.figure(|r| r.timings.ttft_ms).mean, "ms");
-            results::metric(&format!("decode_tok_s[{}]", pt.label), pt.figure(Point::decode).mean, "tok/s");
+            results::metric(
+                &format!("ttft_ms[{}]", pt.label),
+                pt.figure(|r| r.timings.ttft_ms).mean,
+                "ms",
+            );
+            results::metric(
+                &format!("decode_tok_s[{}]", pt.label),
+                pt.figure(Point::decode).mean,
+                "tok/s",
+            );
         }
         let mean_of_speeds = speeds.iter().map(|(_, s)| s).sum::<f64>() / speeds.len() as f64;
         let aggregate = total_tokens as f64 / total_s;
-        let fastest = speeds.iter().max_by(|a, b| a.1.total_cmp(&b.1)).expect("one resolution");
-        let slowest = speeds.iter().min_by(|a, b| a.1.total_cmp(&b.1)).expect("one resolution");
+        let fastest = speeds
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("one resolution");
+        let slowest = speeds
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("one resolution");
         seed_t.record("Results")?;
         results::note(&format!(
             "**Summary:** Average {mean_of_speeds:.1} tok/s across all resolutions (the mean of the per-resolution Speed, \
@@ -258,8 +358,18 @@ impl Workload for Sweep {
              decode); decode speed alone is in the stage table.",
             fastest.0, fastest.1, slowest.0, slowest.1
         ));
-        let mut agg = Table::new(&["Configs", "Total Time (s)", "Total Tokens", "Aggregate Tok/s"]);
-        agg.row(vec![points.len().to_string(), format!("{total_s:.2}"), total_tokens.to_string(), format!("{aggregate:.1}")]);
+        let mut agg = Table::new(&[
+            "Configs",
+            "Total Time (s)",
+            "Total Tokens",
+            "Aggregate Tok/s",
+        ]);
+        agg.row(vec![
+            points.len().to_string(),
+            format!("{total_s:.2}"),
+            total_tokens.to_string(),
+            format!("{aggregate:.1}"),
+        ]);
         agg.record("Aggregate")?;
         details.record("Stages (means over repeats)")?;
         stats_t.record("Repeat statistics")?;
@@ -274,13 +384,23 @@ impl Workload for Sweep {
             results::metric("image_check_max_logit_diff", diff, "");
             let msg = format!(
                 "Image check at {w}x{h}: two different images with the same prompt gave {} outputs (first-token logits differ by up to {diff:.3e}).",
-                if texts_differ { "different" } else { "identical greedy" }
+                if texts_differ {
+                    "different"
+                } else {
+                    "identical greedy"
+                }
             );
             results::note(&msg);
             if !ok {
-                results::verdict(false, "the image does not reach the model: two different images gave identical logits");
+                results::verdict(
+                    false,
+                    "the image does not reach the model: two different images gave identical logits",
+                );
             } else {
-                results::verdict(true, "the image reaches the model (different images give different logits)");
+                results::verdict(
+                    true,
+                    "the image reaches the model (different images give different logits)",
+                );
             }
         }
         engine::cache_configure(Some(before.enabled), None, None);

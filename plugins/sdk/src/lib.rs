@@ -67,7 +67,9 @@ macro_rules! export_plugin {
             fn describe() -> $crate::types::PluginInfo {
                 <$plugin as $crate::Workload>::describe()
             }
-            fn run(params: ::std::vec::Vec<(::std::string::String, $crate::types::ParamValue)>) -> Result<(), String> {
+            fn run(
+                params: ::std::vec::Vec<(::std::string::String, $crate::types::ParamValue)>,
+            ) -> Result<(), String> {
                 <$plugin as $crate::Workload>::run($crate::Params::new(params))
             }
         }

@@ -4,7 +4,12 @@ use crate::types::{ParamKind, ParamSpec, ParamValue};
 
 /// Declares a parameter for `describe`.
 pub fn param(name: &str, kind: ParamKind, default_value: &str, help: &str) -> ParamSpec {
-    ParamSpec { name: name.into(), kind, default_value: default_value.into(), help: help.into() }
+    ParamSpec {
+        name: name.into(),
+        kind,
+        default_value: default_value.into(),
+        help: help.into(),
+    }
 }
 
 /// The parameters of a run, by name.
@@ -22,7 +27,9 @@ impl Params {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v)
-            .ok_or_else(|| format!("parameter {name:?} was not passed (is it declared in describe?)"))
+            .ok_or_else(|| {
+                format!("parameter {name:?} was not passed (is it declared in describe?)")
+            })
     }
 
     pub fn bool(&self, name: &str) -> Result<bool, String> {
@@ -58,7 +65,9 @@ impl Params {
     pub fn int_in(&self, name: &str, lo: i64, hi: i64) -> Result<i64, String> {
         let v = self.int(name)?;
         if v < lo || v > hi {
-            return Err(format!("parameter {name} = {v} must be between {lo} and {hi}"));
+            return Err(format!(
+                "parameter {name} = {v} must be between {lo} and {hi}"
+            ));
         }
         Ok(v)
     }

@@ -4,7 +4,12 @@ use crate::engine::{ContentPart, GenerateRequest, Message, Sampling};
 
 /// Greedy decoding.
 pub fn greedy() -> Sampling {
-    Sampling { temperature: 0.0, top_p: 1.0, top_k: 0, seed: 0 }
+    Sampling {
+        temperature: 0.0,
+        top_p: 1.0,
+        top_k: 0,
+        seed: 0,
+    }
 }
 
 /// A user turn: `images` image parts (the first `images` images passed to
@@ -13,7 +18,10 @@ pub fn with_images(prompt: &str, images: u32, max_tokens: u32) -> GenerateReques
     let mut content: Vec<ContentPart> = (0..images).map(ContentPart::Image).collect();
     content.push(ContentPart::Text(prompt.to_string()));
     GenerateRequest {
-        messages: vec![Message { role: "user".into(), content }],
+        messages: vec![Message {
+            role: "user".into(),
+            content,
+        }],
         max_tokens,
         sampling: greedy(),
         ignore_eos: false,

@@ -12,7 +12,10 @@ pub struct Table {
 
 impl Table {
     pub fn new(columns: &[&str]) -> Table {
-        Table { columns: columns.iter().map(|c| c.to_string()).collect(), rows: vec![] }
+        Table {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows: vec![],
+        }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -26,7 +29,14 @@ impl Table {
 
     pub fn to_markdown(&self) -> String {
         let mut out = format!("| {} |\n", self.columns.join(" | "));
-        out.push_str(&format!("|{}|\n", self.columns.iter().map(|c| "-".repeat(c.len().max(3) + 2)).collect::<Vec<_>>().join("|")));
+        out.push_str(&format!(
+            "|{}|\n",
+            self.columns
+                .iter()
+                .map(|c| "-".repeat(c.len().max(3) + 2))
+                .collect::<Vec<_>>()
+                .join("|")
+        ));
         for r in &self.rows {
             out.push_str(&format!("| {} |\n", r.join(" | ")));
         }
@@ -36,7 +46,11 @@ impl Table {
 
 /// Pixel counts as the seed writes them: `50K`, `1.0M`.
 pub fn pixels(n: u64) -> String {
-    if n >= 1_000_000 { format!("{:.1}M", n as f64 / 1e6) } else { format!("{}K", (n as f64 / 1e3).round() as u64) }
+    if n >= 1_000_000 {
+        format!("{:.1}M", n as f64 / 1e6)
+    } else {
+        format!("{}K", (n as f64 / 1e3).round() as u64)
+    }
 }
 
 /// Seconds with two decimals and a unit: `1.04s`.

@@ -4,7 +4,9 @@ fn main() {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap();
     let src = std::path::Path::new(&manifest).join("../../../wit/workload.wit");
     println!("cargo:rerun-if-changed={}", src.display());
-    let text = std::fs::read_to_string(&src).unwrap().replace("vlmbench:workload@0.1.0", "vlmbench:workload@0.2.0");
+    let text = std::fs::read_to_string(&src)
+        .unwrap()
+        .replace("vlmbench:workload@0.1.0", "vlmbench:workload@0.2.0");
     let out = std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("wit");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("workload.wit"), text).unwrap();

@@ -192,7 +192,7 @@ fn print_summary(d: &store::RunDetail) {
             d.summary.model_name
         );
     }
-    if d.tables.is_empty() {
+    if d.tables.is_empty() && d.requests.iter().any(|r| !r.row.warmup) {
         println!("{}", store::seed_tables(d));
     }
     for t in &d.tables {

@@ -9,7 +9,12 @@ struct Future;
 
 impl Guest for Future {
     fn describe() -> PluginInfo {
-        PluginInfo { name: "future".into(), version: "0.2.0".into(), description: "from the future".into(), params: vec![] }
+        PluginInfo {
+            name: "future".into(),
+            version: "0.2.0".into(),
+            description: "from the future".into(),
+            params: vec![],
+        }
     }
 
     fn run(_params: Vec<(String, ParamValue)>) -> Result<(), String> {

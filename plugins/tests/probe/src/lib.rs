@@ -37,10 +37,30 @@ impl Workload for Probe {
             version: "0.1.0".into(),
             description: "Misbehaves on request to test the sandbox.".into(),
             params: vec![
-                param("mode", ParamKind::Text, "ok", "ok, loop, alloc, panic, trap, snoop, error, generate, calls"),
-                param("count", ParamKind::Integer, "1000", "host calls made by mode=calls"),
-                param("ratio", ParamKind::Float, "0.5", "a float, echoed as a metric"),
-                param("flag", ParamKind::Boolean, "false", "a boolean, echoed as a metric"),
+                param(
+                    "mode",
+                    ParamKind::Text,
+                    "ok",
+                    "ok, loop, alloc, panic, trap, snoop, error, generate, calls",
+                ),
+                param(
+                    "count",
+                    ParamKind::Integer,
+                    "1000",
+                    "host calls made by mode=calls",
+                ),
+                param(
+                    "ratio",
+                    ParamKind::Float,
+                    "0.5",
+                    "a float, echoed as a metric",
+                ),
+                param(
+                    "flag",
+                    ParamKind::Boolean,
+                    "false",
+                    "a boolean, echoed as a metric",
+                ),
             ],
         }
     }
@@ -74,7 +94,11 @@ impl Workload for Probe {
             }
             "snoop" => {
                 let found = snoop();
-                if found.is_empty() { Ok(()) } else { Err(format!("sandbox escape: {}", found.join("; "))) }
+                if found.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("sandbox escape: {}", found.join("; ")))
+                }
             }
             "generate" => {
                 let img = images::synthesize(64, 64, "gradient", 1)?;

@@ -1,0 +1,69 @@
+//! Running `host` in a private data folder shared by the tests of this binary
+//! (so the synthetic default model is generated once).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub fn home() -> &'static Path {
+    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        // Generate the default model once, before tests race to do it.
+        let out = Command::new(env!("CARGO_BIN_EXE_host"))
+            .args(["model", "resolve"])
+            .env("VLM_BENCH_HOME", dir.path())
+            .env("HF_HUB_CACHE", dir.path().join("hf-hub-empty"))
+            .env_remove("VLM_BENCH_MODEL")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+    .path()
+}
+
+/// A fresh database path for one test.
+pub fn db(name: &str) -> PathBuf {
+    let dir = home().join("dbs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(format!("{name}.db"));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+pub fn host() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_host"));
+    c.env("VLM_BENCH_HOME", home())
+        .env("HF_HUB_CACHE", home().join("hf-hub-empty"))
+        .env_remove("VLM_BENCH_MODEL")
+        .env_remove("VLM_BENCH_DB");
+    c
+}
+
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(args: &[&str]) -> Ran {
+    let out: Output = host().args(args).output().unwrap();
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    }
+}
+
+pub fn probe() -> String {
+    plugins_built::test_plugin("probe").display().to_string()
+}
+
+pub fn open(db: &Path) -> store::Store {
+    store::Store::open(db).unwrap()
+}
