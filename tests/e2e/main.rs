@@ -5,4 +5,5 @@
 mod common;
 mod plugins;
 mod results;
+mod web;
 mod workloads;

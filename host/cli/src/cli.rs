@@ -33,6 +33,14 @@ pub enum Command {
     /// Show, export and compare stored runs
     #[command(subcommand)]
     Results(ResultsCommand),
+    /// Serve the results page and its JSON API
+    Serve {
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:8370")]
+        addr: std::net::SocketAddr,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

@@ -22,6 +22,17 @@ fn main() {
         cli::Command::Run(args) => commands::run::run(args),
         cli::Command::Plugins(cmd) => commands::plugins::run(cmd).map(|_| 0),
         cli::Command::Results(cmd) => commands::results::run(cmd).map(|_| 0),
+        cli::Command::Serve { addr, db } => {
+            let path = db.path();
+            server::serve(addr, path.clone(), |bound| {
+                println!(
+                    "serving {} at http://{bound}/ (Ctrl-C to stop)",
+                    path.display()
+                );
+            })
+            .map(|_| 0)
+            .map_err(|e| anyhow::anyhow!("cannot serve on {addr}: {e}"))
+        }
     };
     match result {
         Ok(code) => std::process::exit(code),

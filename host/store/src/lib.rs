@@ -183,6 +183,15 @@ pub struct RunDetail {
     pub logs: Vec<LogLine>,
 }
 
+/// The values present, for filter menus.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Facets {
+    pub plugins: Vec<String>,
+    pub models: Vec<String>,
+    pub devices: Vec<String>,
+    pub statuses: Vec<String>,
+}
+
 /// Filters for listing runs (all optional, combined with AND).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunFilter {
@@ -579,13 +588,9 @@ impl Store {
         self.touch(run)
     }
 
-    pub fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunSummary>> {
-        let mut sql = String::from(
-            "SELECT r.id, r.status, r.started_at, r.ended_at, r.error, r.verdict_passed, r.plugin_name,
-             r.plugin_version, r.model_name, r.model_quantization, r.model_synthetic, r.backend, r.device,
-             r.host_version, (SELECT count(*) FROM requests q WHERE q.run_id = r.id)
-             FROM runs r WHERE 1 = 1",
-        );
+    /// ` AND …` clauses and their arguments for a filter.
+    fn filter_sql(f: &RunFilter) -> (String, Vec<String>) {
+        let mut sql = String::new();
         let mut args: Vec<String> = vec![];
         let mut add = |clause: &str, v: &Option<String>| {
             if let Some(v) = v {
@@ -599,11 +604,19 @@ impl Store {
         add("r.status =", &f.status);
         add("r.started_at >=", &f.since);
         add("r.started_at <", &f.until);
-        sql.push_str(&format!(
-            " ORDER BY r.id DESC LIMIT {} OFFSET {}",
+        (sql, args)
+    }
+
+    pub fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunSummary>> {
+        let (clauses, args) = Self::filter_sql(f);
+        let sql = format!(
+            "SELECT r.id, r.status, r.started_at, r.ended_at, r.error, r.verdict_passed, r.plugin_name,
+             r.plugin_version, r.model_name, r.model_quantization, r.model_synthetic, r.backend, r.device,
+             r.host_version, (SELECT count(*) FROM requests q WHERE q.run_id = r.id)
+             FROM runs r WHERE 1 = 1{clauses} ORDER BY r.id DESC LIMIT {} OFFSET {}",
             f.limit.unwrap_or(1000).min(10_000),
             f.offset.unwrap_or(0)
-        ));
+        );
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(args.iter()), |r| {
@@ -628,6 +641,37 @@ impl Store {
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<_>>()
             .map_err(|e| self.err(e))
+    }
+
+    /// Runs matching `f`, ignoring its limit and offset.
+    pub fn count_matching(&self, f: &RunFilter) -> Result<i64> {
+        let (clauses, args) = Self::filter_sql(f);
+        self.conn
+            .query_row(
+                &format!("SELECT count(*) FROM runs r WHERE 1 = 1{clauses}"),
+                rusqlite::params_from_iter(args.iter()),
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// The distinct plugins, models, devices and statuses present.
+    pub fn facets(&self) -> Result<Facets> {
+        let distinct = |col: &str| -> Result<Vec<String>> {
+            let mut stmt = self
+                .conn
+                .prepare(&format!("SELECT DISTINCT {col} FROM runs ORDER BY 1"))
+                .map_err(|e| self.err(e))?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(|e| self.err(e))
+        };
+        Ok(Facets {
+            plugins: distinct("plugin_name")?,
+            models: distinct("model_name")?,
+            devices: distinct("device")?,
+            statuses: distinct("status")?,
+        })
     }
 
     /// The number of runs stored.

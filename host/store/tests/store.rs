@@ -1,0 +1,152 @@
+//! The store on real SQLite files: migrations, recording, recovery of runs a
+//! crash left running, and reading while another connection writes.
+
+use serde_json::json;
+use store::{NewRun, RequestRow, RunFilter, Store};
+
+fn new_run(plugin: &str) -> NewRun {
+    NewRun {
+        plugin_name: plugin.into(),
+        plugin_version: "1".into(),
+        plugin_blake3: "h".into(),
+        plugin_wit: "w".into(),
+        params: json!({}),
+        model_name: "m".into(),
+        model_path: "/m".into(),
+        model_config_hash: "c".into(),
+        model_quantization: "bf16".into(),
+        model_synthetic: false,
+        model: json!({}),
+        host_version: "0".into(),
+        host_commit: "x".into(),
+        mlx_version: "0.32.4".into(),
+        backend: "cpu".into(),
+        device: "d".into(),
+        machine: json!({}),
+    }
+}
+
+fn row(label: &str, total_ms: f64) -> RequestRow {
+    RequestRow {
+        label: label.into(),
+        warmup: false,
+        started_at: store::now_rfc3339(),
+        images: vec![],
+        max_tokens: 4,
+        ignore_eos: true,
+        sampling: json!({}),
+        prompt_tokens: 10,
+        image_tokens: 0,
+        text_tokens: 10,
+        output_tokens: 4,
+        finish_reason: "length".into(),
+        preprocess_ms: 1.0,
+        vision_ms: 0.0,
+        prefill_ms: 2.0,
+        ttft_ms: 3.0,
+        decode_ms: 6.0,
+        total_ms,
+        token_times_ms: vec![3.0, 5.0, 7.0, 9.0],
+        cache_prefix: "miss".into(),
+        cache_reused_tokens: 0,
+        vision_hits: 0,
+        vision_misses: 0,
+        vision_skipped: 0,
+        peak_memory_bytes: 1,
+        output_preview: "out".into(),
+    }
+}
+
+#[test]
+fn a_fresh_database_is_migrated_and_records_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&dir.path().join("sub/dir/r.db")).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 1);
+    let id = s.create_run(&new_run("p")).unwrap();
+    s.record_request(id, &row("a", 9.0)).unwrap();
+    s.record_metric(id, "m", 2.5, "x").unwrap();
+    s.record_table(id, "t", &["a".into()], &[vec!["1".into()]])
+        .unwrap();
+    s.record_note(id, "n").unwrap();
+    s.set_verdict(id, true, "fine").unwrap();
+    s.finish_run(id, "completed", None).unwrap();
+    assert!(s.finish_run(id, "running", None).is_err());
+    let d = s.run(id).unwrap();
+    assert_eq!(d.summary.status, "completed");
+    let q = &d.requests[0];
+    assert_eq!(q.seq, 1);
+    assert!((q.speed_tok_s - 4.0 / 0.009).abs() < 1e-6);
+    assert!((q.decode_tok_s.unwrap() - 3.0 / 0.006).abs() < 1e-6);
+    assert_eq!((q.itl_p50_ms, q.itl_p99_ms), (Some(2.0), Some(2.0)));
+    assert_eq!(d.metrics[0].value, 2.5);
+    assert_eq!(d.summary.verdict_passed, Some(true));
+    // Reopening does not migrate again or touch finished runs.
+    drop(s);
+    let s = Store::open(&dir.path().join("sub/dir/r.db")).unwrap();
+    assert_eq!(s.run(id).unwrap().summary.status, "completed");
+    s.integrity_check().unwrap();
+}
+
+#[test]
+fn runs_left_running_by_a_dead_process_become_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let s = Store::open(&path).unwrap();
+    let id = s.create_run(&new_run("p")).unwrap();
+    // Pretend the run belongs to a process that no longer exists.
+    drop(s);
+    let mut raw = Store::open(&path).unwrap();
+    raw.connection()
+        .execute("UPDATE runs SET pid = 999999999 WHERE id = ?1", [id])
+        .unwrap();
+    let mine = raw.create_run(&new_run("alive")).unwrap();
+    drop(raw);
+    let s = Store::open(&path).unwrap();
+    let d = s.run(id).unwrap();
+    assert_eq!(d.summary.status, "interrupted");
+    assert!(
+        d.summary
+            .error
+            .unwrap()
+            .contains("stopped before the run finished")
+    );
+    // A run of a live process (this one) is left alone.
+    assert_eq!(s.run(mine).unwrap().summary.status, "running");
+}
+
+#[test]
+fn filters_and_a_reader_beside_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let mut w = Store::open(&path).unwrap();
+    let reader = Store::open_read_only(&path).unwrap();
+    for i in 0..20 {
+        let id = w
+            .create_run(&new_run(if i % 2 == 0 { "even" } else { "odd" }))
+            .unwrap();
+        for k in 0..5 {
+            w.record_request(id, &row(&format!("l{k}"), 10.0 + k as f64))
+                .unwrap();
+            // The reader sees a consistent database between writes.
+            assert!(reader.count_runs().unwrap() >= id);
+        }
+        w.finish_run(id, "completed", None).unwrap();
+    }
+    let even = RunFilter {
+        plugin: Some("even".into()),
+        limit: Some(3),
+        ..Default::default()
+    };
+    assert_eq!(reader.list_runs(&even).unwrap().len(), 3);
+    assert_eq!(reader.count_matching(&even).unwrap(), 10);
+    assert_eq!(reader.facets().unwrap().plugins, vec!["even", "odd"]);
+    assert!(
+        reader
+            .list_runs(&RunFilter {
+                since: Some("2999".into()),
+                ..Default::default()
+            })
+            .unwrap()
+            .is_empty()
+    );
+}
