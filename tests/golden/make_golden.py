@@ -158,6 +158,41 @@ for tie, folder, cases in [(False, "model", CASES), (True, "model_tied", {"singl
             im.save(f"{OUT}/{case}_{i}.png")
         info["model"] = folder
         manifest["cases"][name] = info
+
+# Preprocessing edge cases: the processor's grid and pixel levels for inputs whose
+# sides are not multiples of 32, below the minimum pixel budget, very wide or tall,
+# grayscale, RGBA (alpha dropped, not composited) and paletted.
+def edge_images():
+    rng = np.random.default_rng(7)
+    rgb = lambda w, h: synth(w, h, int(rng.integers(1 << 30)))
+    gray = Image.fromarray(rng.integers(0, 256, (150, 200), dtype=np.uint8), "L")
+    rgba_arr = np.array(rgb(180, 120).convert("RGBA"))
+    rgba_arr[..., 3] = rng.integers(0, 256, (120, 180), dtype=np.uint8)
+    pal = rgb(160, 160).convert("P", palette=Image.Palette.ADAPTIVE, colors=32)
+    return {
+        "odd_333x217": rgb(333, 217),
+        "small_40x30": rgb(40, 30),
+        "wide_1000x40": rgb(1000, 40),
+        "tall_36x700": rgb(36, 700),
+        "gray_200x150": gray,
+        "rgba_180x120": Image.fromarray(rgba_arr, "RGBA"),
+        "palette_160x160": pal,
+    }
+
+edge = {}
+for name, im in edge_images().items():
+    im.save(f"{OUT}/edge_{name}.png")
+    inputs = image_processor(images=[im], return_tensors="pt")
+    pv, grid = inputs["pixel_values"], inputs["image_grid_thw"]
+    levels = torch.round(pv * 127.5 + 127.5)
+    assert torch.max(torch.abs((levels - 127.5) / 127.5 - pv)) < 1e-6
+    edge[f"{name}.levels"] = levels.to(torch.uint8).contiguous()
+    edge[f"{name}.grid"] = grid.to(torch.int32).contiguous()
+    manifest.setdefault("edge_images", {})[name] = {"mode": im.mode, "size_wh": list(im.size), "grid": grid.tolist()}
+save_file(edge, f"{OUT}/edge_images.safetensors")
+# Pillow's own bicubic (the slow processor's resampler), for the engine's Pillow flavour.
+Image.open(f"{OUT}/edge_odd_333x217.png").resize((320, 224), Image.BICUBIC).save(f"{OUT}/pillow_odd_333x217_to_320x224.png")
+
 with open(f"{OUT}/manifest.json", "w") as f:
     json.dump(manifest, f, indent=1)
 print("wrote", OUT)

@@ -278,3 +278,59 @@ fn text_only_matches_transformers() {
 fn tied_embeddings_match_transformers() {
     check_case("model_tied", "single_image", "tied_single_image");
 }
+
+/// Preprocessing edge cases against the processor's own output: sides that
+/// are not multiples of 32, below the minimum pixel budget, very wide and
+/// tall, grayscale, RGBA and paletted inputs.
+#[test]
+fn edge_case_images_match_the_processor() {
+    let golden = mlx::io::load_safetensors(&golden_dir().join("edge_images.safetensors")).unwrap();
+    let pre = PreprocessorConfig::default();
+    let names = [
+        "odd_333x217",
+        "small_40x30",
+        "wide_1000x40",
+        "tall_36x700",
+        "gray_200x150",
+        "rgba_180x120",
+        "palette_160x160",
+    ];
+    for name in names {
+        let bytes = std::fs::read(golden_dir().join(format!("edge_{name}.png"))).unwrap();
+        let img = decode_image(name, &bytes, DecodeLimits::default()).unwrap();
+        let prep = prepare_image(&img, &pre).unwrap();
+        let grid: Vec<i32> = golden.tensors[&format!("{name}.grid")]
+            .to_vec::<i32>()
+            .unwrap();
+        assert_eq!(
+            prep.grid_thw.iter().map(|&x| x as i32).collect::<Vec<_>>(),
+            grid,
+            "{name}: grid"
+        );
+        let levels = golden.tensors[&format!("{name}.levels")]
+            .astype(Dtype::F32)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        let expect: Vec<f32> = levels.iter().map(|l| (l - 127.5) / 127.5).collect();
+        let d = max_abs_diff(&prep.pixel_values, &expect);
+        assert!(d < 1e-6, "{name}: pixel values differ by {d}");
+    }
+}
+
+/// The Pillow flavour of the resampler against Pillow itself.
+#[test]
+fn pillow_flavour_matches_pillow() {
+    let read = |f: &str| {
+        decode_image(
+            f,
+            &std::fs::read(golden_dir().join(f)).unwrap(),
+            DecodeLimits::default(),
+        )
+        .unwrap()
+    };
+    let src = read("edge_odd_333x217.png");
+    let want = read("pillow_odd_333x217_to_320x224.png");
+    let got = engine::image::resize_bicubic_with(&src, 320, 224, engine::image::Resampler::Pillow);
+    assert!(got == want, "Pillow flavour differs from Pillow");
+}

@@ -11,7 +11,7 @@ mod synth;
 pub use decode::{DecodeLimits, decode_image};
 pub use encode::{Encoding, encode_image};
 pub use patchify::{PreparedImage, prepare_image};
-pub use resize::{resize_bicubic, smart_resize};
+pub use resize::{Resampler, resize_bicubic, resize_bicubic_with, smart_resize};
 pub use synth::{MAX_SIDE, Pattern, synth_image};
 
 /// A decoded RGB image (8 bits per channel, row-major `h × w × 3`).

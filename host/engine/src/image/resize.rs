@@ -1,7 +1,10 @@
-//! `smart_resize` (Python semantics, spec §4.2) and a bicubic resampler that
-//! reproduces Pillow's `Image.resize(..., BICUBIC)` bit for bit: separable
-//! passes (horizontal first), Keys kernel a = −0.5 widened by the downscale
-//! factor (antialiasing), 22-bit fixed-point coefficients, uint8 between passes.
+//! `smart_resize` (Python semantics, spec §4.2) and antialiased bicubic
+//! resampling in the two flavours transformers uses: PyTorch/torchvision's
+//! uint8 kernel (the default "fast" processor) and Pillow's (the slow one).
+//! Both are separable (horizontal pass first, uint8 between passes) with the
+//! Keys kernel (a = −0.5) widened by the downscale factor; they differ in how
+//! the weights are rounded to integers: Pillow uses 22 fractional bits, PyTorch
+//! int16 weights with as many bits as the largest weight allows.
 
 use super::RgbImage;
 use crate::error::{Error, Result};
@@ -41,9 +44,19 @@ pub fn smart_resize(
     Ok((h_bar as u32, w_bar as u32))
 }
 
-const PRECISION_BITS: u32 = 32 - 8 - 2;
+/// Which implementation's rounding to reproduce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resampler {
+    /// PyTorch's `interpolate(uint8, bicubic, antialias=True)`, used by
+    /// torchvision and so by transformers' default (fast) image processor.
+    Torch,
+    /// Pillow's `Image.resize(BICUBIC)` (transformers' slow processor).
+    Pillow,
+}
 
-fn bicubic(x: f64) -> f64 {
+const PILLOW_BITS: u32 = 32 - 8 - 2;
+
+fn keys_pillow(x: f64) -> f64 {
     const A: f64 = -0.5;
     let x = x.abs();
     if x < 1.0 {
@@ -55,88 +68,116 @@ fn bicubic(x: f64) -> f64 {
     }
 }
 
-/// Fixed-point taps for one output pixel: the first input index and weights.
+fn keys_torch(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A
+    } else {
+        0.0
+    }
+}
+
+/// Integer taps for one output pixel: the first input index and the weights.
 struct Taps {
     start: usize,
     weights: Vec<i32>,
 }
 
-fn coefficients(in_size: usize, out_size: usize) -> Vec<Taps> {
+/// The taps of every output pixel and the number of fractional bits of the weights.
+fn coefficients(in_size: usize, out_size: usize, flavour: Resampler) -> (Vec<Taps>, u32) {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = 2.0 * filterscale;
-    let mut out = Vec::with_capacity(out_size);
+    let max_taps = (support.ceil() as usize) * 2 + 1;
+    let filter = match flavour {
+        Resampler::Pillow => keys_pillow,
+        Resampler::Torch => keys_torch,
+    };
+    let mut float_taps = Vec::with_capacity(out_size);
+    let mut w_max = 0.0f64;
     for xx in 0..out_size {
         let center = (xx as f64 + 0.5) * scale;
         let ss = 1.0 / filterscale;
         // C's (int) cast truncates toward zero.
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-        let n = xmax.saturating_sub(xmin);
+        let n = xmax.saturating_sub(xmin).min(max_taps);
         let mut k: Vec<f64> = (0..n)
-            .map(|x| bicubic((x as f64 + xmin as f64 - center + 0.5) * ss))
+            .map(|x| filter((x as f64 + xmin as f64 - center + 0.5) * ss))
             .collect();
         let ww: f64 = k.iter().sum();
         if ww != 0.0 {
             for w in &mut k {
                 *w /= ww;
+                w_max = w_max.max(*w);
             }
         }
-        let one = (1u32 << PRECISION_BITS) as f64;
-        let weights = k
-            .iter()
-            .map(|&w| {
-                if w < 0.0 {
-                    (-0.5 + w * one) as i32
-                } else {
-                    (0.5 + w * one) as i32
-                }
-            })
-            .collect();
-        out.push(Taps {
-            start: xmin,
-            weights,
-        });
+        float_taps.push((xmin, k));
     }
-    out
+    let bits = match flavour {
+        Resampler::Pillow => PILLOW_BITS,
+        // As many bits as keep the largest weight (times two) within int16.
+        Resampler::Torch => {
+            let mut p = 0;
+            while p < 22 && ((0.5 + w_max * (1u64 << (p + 1)) as f64) as i64) < (1 << 15) {
+                p += 1;
+            }
+            p
+        }
+    };
+    let one = (1u64 << bits) as f64;
+    let taps = float_taps
+        .into_iter()
+        .map(|(start, k)| Taps {
+            start,
+            weights: k
+                .iter()
+                .map(|&w| {
+                    if w < 0.0 {
+                        (w * one - 0.5) as i32
+                    } else {
+                        (w * one + 0.5) as i32
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    (taps, bits)
 }
 
-fn clip8(v: i64) -> u8 {
-    if v >= (1i64 << PRECISION_BITS) << 8 {
-        255
-    } else if v <= 0 {
-        0
-    } else {
-        (v >> PRECISION_BITS) as u8
-    }
+fn clip8(v: i64, bits: u32) -> u8 {
+    (v >> bits).clamp(0, 255) as u8
 }
 
-fn horizontal(src: &RgbImage, out_w: usize) -> RgbImage {
+fn horizontal(src: &RgbImage, out_w: usize, flavour: Resampler) -> RgbImage {
     let (w, h) = (src.width as usize, src.height as usize);
-    let taps = coefficients(w, out_w);
+    let (taps, bits) = coefficients(w, out_w, flavour);
     let mut out = vec![0u8; out_w * h * 3];
     for y in 0..h {
         let row = &src.pixels[y * w * 3..(y + 1) * w * 3];
         for (xx, t) in taps.iter().enumerate() {
             for c in 0..3 {
-                let mut ss: i64 = 1 << (PRECISION_BITS - 1);
+                let mut ss: i64 = 1 << (bits - 1);
                 for (i, &k) in t.weights.iter().enumerate() {
                     ss += row[(t.start + i) * 3 + c] as i64 * k as i64;
                 }
-                out[(y * out_w + xx) * 3 + c] = clip8(ss);
+                out[(y * out_w + xx) * 3 + c] = clip8(ss, bits);
             }
         }
     }
     RgbImage::new(out_w as u32, h as u32, out)
 }
 
-fn vertical(src: &RgbImage, out_h: usize) -> RgbImage {
+fn vertical(src: &RgbImage, out_h: usize, flavour: Resampler) -> RgbImage {
     let (w, h) = (src.width as usize, src.height as usize);
-    let taps = coefficients(h, out_h);
+    let (taps, bits) = coefficients(h, out_h, flavour);
     let mut out = vec![0u8; w * out_h * 3];
     let mut acc = vec![0i64; w * 3];
     for (yy, t) in taps.iter().enumerate() {
-        acc.fill(1 << (PRECISION_BITS - 1));
+        acc.fill(1 << (bits - 1));
         for (i, &k) in t.weights.iter().enumerate() {
             let row = &src.pixels[(t.start + i) * w * 3..(t.start + i + 1) * w * 3];
             for (a, &p) in acc.iter_mut().zip(row) {
@@ -144,24 +185,29 @@ fn vertical(src: &RgbImage, out_h: usize) -> RgbImage {
             }
         }
         for (o, &a) in out[yy * w * 3..(yy + 1) * w * 3].iter_mut().zip(&acc) {
-            *o = clip8(a);
+            *o = clip8(a, bits);
         }
     }
     RgbImage::new(w as u32, out_h as u32, out)
 }
 
-/// Resizes to `out_w × out_h` like Pillow's BICUBIC; a pass whose size does
-/// not change is skipped (an identity, as in Pillow).
-pub fn resize_bicubic(src: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
+/// Resizes to `out_w × out_h`; a pass whose size does not change is skipped
+/// (an identity in both implementations).
+pub fn resize_bicubic_with(src: &RgbImage, out_w: u32, out_h: u32, flavour: Resampler) -> RgbImage {
     let mut img = if out_w != src.width {
-        horizontal(src, out_w as usize)
+        horizontal(src, out_w as usize, flavour)
     } else {
         src.clone()
     };
     if out_h != img.height {
-        img = vertical(&img, out_h as usize);
+        img = vertical(&img, out_h as usize, flavour);
     }
     img
+}
+
+/// Resizes the way transformers' default processor does (PyTorch's kernel).
+pub fn resize_bicubic(src: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
+    resize_bicubic_with(src, out_w, out_h, Resampler::Torch)
 }
 
 #[cfg(test)]

@@ -1,0 +1,213 @@
+//! Benchmark (not a test): API and page load times over a database of 1,000
+//! runs and 100,000 request rows. `cargo bench -p server --bench load`
+//!
+//! Page loads are timed in headless Chromium (--dump-dom waits for the page's
+//! scripts), minus the same browser loading an empty page.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Instant;
+
+use serde_json::json;
+use store::{ImageDesc, NewRun, RequestRow, Store};
+
+const RUNS: usize = 1000;
+const REQUESTS_PER_RUN: usize = 100;
+
+fn seed(path: &std::path::Path) -> f64 {
+    let t = Instant::now();
+    let mut s = Store::open(path).unwrap();
+    let labels = [
+        "224x224",
+        "336x336",
+        "448x448",
+        "512x512",
+        "672x672",
+        "768x768",
+        "896x896",
+        "1024x1024",
+        "1280x720",
+        "1920x1080",
+    ];
+    for run in 0..RUNS {
+        let id = s
+            .create_run(&NewRun {
+                plugin_name: ["resolution_sweep", "cache_verification", "image_set"][run % 3]
+                    .into(),
+                plugin_version: "0.1.0".into(),
+                plugin_blake3: "ab".repeat(32),
+                plugin_wit: "vlmbench:workload@0.1.0".into(),
+                params: json!({"quick": "false", "repeats": "9"}),
+                model_name: ["qwen3-vl-8b-4", "qwen3-vl-2b-bf16"][run % 2].into(),
+                model_path: "/models/x".into(),
+                model_config_hash: "cd".repeat(32),
+                model_quantization: "4-bit g64".into(),
+                model_synthetic: true,
+                model: json!({}),
+                host_version: "0.1.0".into(),
+                host_commit: "abc".into(),
+                mlx_version: "0.32.4".into(),
+                backend: "cuda".into(),
+                device: ["NVIDIA H100 80GB HBM3", "Apple M4 Max"][run % 2].into(),
+                machine: json!({"cpu": "bench"}),
+            })
+            .unwrap();
+        for k in 0..REQUESTS_PER_RUN {
+            let label = labels[k % labels.len()];
+            let (w, h) = label
+                .split_once('x')
+                .map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap()))
+                .unwrap();
+            s.record_request(
+                id,
+                &RequestRow {
+                    label: label.into(),
+                    warmup: k < labels.len(),
+                    started_at: store::now_rfc3339(),
+                    images: vec![ImageDesc {
+                        name: String::new(),
+                        width: w,
+                        height: h,
+                        blake3: "e".repeat(64),
+                    }],
+                    max_tokens: 100,
+                    ignore_eos: true,
+                    sampling: json!({"temperature": 0.0}),
+                    prompt_tokens: 1000,
+                    image_tokens: 980,
+                    text_tokens: 20,
+                    output_tokens: 100,
+                    finish_reason: "length".into(),
+                    preprocess_ms: 3.0,
+                    vision_ms: 40.0,
+                    prefill_ms: 30.0,
+                    ttft_ms: 73.0 + k as f64,
+                    decode_ms: 700.0,
+                    total_ms: 780.0 + k as f64,
+                    token_times_ms: (0..100).map(|i| 73.0 + 7.0 * i as f64).collect(),
+                    cache_prefix: "disabled".into(),
+                    cache_reused_tokens: 0,
+                    vision_hits: 0,
+                    vision_misses: 1,
+                    vision_skipped: 0,
+                    peak_memory_bytes: 6 << 30,
+                    output_preview: "a".repeat(200),
+                },
+            )
+            .unwrap();
+        }
+        s.finish_run(id, "completed", None).unwrap();
+    }
+    t.elapsed().as_secs_f64()
+}
+
+fn get(addr: SocketAddr, target: &str) -> usize {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    assert!(
+        buf.starts_with(b"HTTP/1.1 200"),
+        "{target}: {}",
+        String::from_utf8_lossy(&buf[..60.min(buf.len())])
+    );
+    buf.len()
+}
+
+fn time_ms(n: usize, mut f: impl FnMut()) -> (f64, f64) {
+    let mut v: Vec<f64> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[n / 2], v[(n * 9) / 10])
+}
+
+fn chromium(url: &str) -> Option<f64> {
+    let exe = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
+    let profile = tempfile::tempdir().ok()?;
+    let t = Instant::now();
+    let out = Command::new(exe)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .ok()?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    let dom = String::from_utf8_lossy(&out.stdout);
+    (url == "about:blank" || dom.contains("data-ready=\"1\"")).then_some(ms)
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("load.db");
+    let seed_s = seed(&db);
+    let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let db2 = db.clone();
+    std::thread::spawn(move || {
+        server::serve("127.0.0.1:0".parse().unwrap(), db2, |a| tx.send(a).unwrap()).unwrap()
+    });
+    let addr = rx.recv().unwrap();
+    println!(
+        "database: {RUNS} runs, {} request rows, {:.0} MB, seeded in {seed_s:.1} s\n",
+        RUNS * REQUESTS_PER_RUN,
+        size as f64 / 1e6
+    );
+    println!("| request | median | p90 | response |");
+    println!("|---|---|---|---|");
+    for target in [
+        "/api/runs",
+        "/api/runs?plugin=image_set&device=Apple%20M4%20Max",
+        "/api/runs?offset=800&limit=200",
+        "/api/facets",
+        "/api/runs/500",
+        "/api/runs/500/export?format=csv",
+        "/api/compare?ids=10,20,30,40",
+        "/app.js",
+    ] {
+        let mut bytes = 0;
+        let (p50, p90) = time_ms(30, || bytes = get(addr, target));
+        println!(
+            "| GET {target} | {p50:.1} ms | {p90:.1} ms | {:.0} KB |",
+            bytes as f64 / 1024.0
+        );
+    }
+    let base = chromium("about:blank");
+    for page in ["#/", "#/run/500", "#/compare/10,20,30,40"] {
+        let url = format!("http://{addr}/{page}");
+        let times: Vec<f64> = (0..3).filter_map(|_| chromium(&url)).collect();
+        match (
+            base,
+            times
+                .iter()
+                .cloned()
+                .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.min(x)))),
+        ) {
+            (Some(b), Some(t)) => println!(
+                "| page {page} in Chromium (best of 3, minus an empty page's {b:.0} ms) | {:.0} ms | | |",
+                t - b
+            ),
+            _ => println!("| page {page} | Chromium unavailable or the page did not render | | |"),
+        }
+    }
+}
