@@ -169,11 +169,15 @@ pub fn run(req: RunRequest) -> Result<RunResult> {
     let detail = lock_store().run(run_id)?;
     if !req.quiet {
         print_summary(&detail);
-        eprintln!(
-            "\nrun {run_id} {status} in {:.1} s{}",
-            outcome.elapsed.as_secs_f64(),
-            error.map(|e| format!(": {e}")).unwrap_or_default()
-        );
+        eprintln!();
+    }
+    // Always said, even with --quiet: how the run ended and why.
+    eprintln!(
+        "run {run_id} {status} in {:.1} s{}",
+        outcome.elapsed.as_secs_f64(),
+        error.map(|e| format!(": {e}")).unwrap_or_default()
+    );
+    if !req.quiet {
         let db = req.db.display();
         eprintln!(
             "stored in {db}: `host results show {run_id} --db {db}`, or `host serve --db {db}` and open http://127.0.0.1:8370/#/run/{run_id}"
