@@ -366,8 +366,9 @@ impl Engine {
         )?;
         let last = h
             .slice_axis(1, (len - reuse) as i32 - 1, (len - reuse) as i32)?
-            .reshape(&[-1])?;
-        let logits = text.logits(&last)?;
+            // Kept 2-D: MLX CUDA's quantized matmul needs a row of inputs.
+            .reshape(&[1, -1])?;
+        let logits = text.logits(&last)?.reshape(&[-1])?;
         let mut sampler = Sampler::new(req.sampling)?;
         let mut token = sampler.sample(&logits)?;
         mlx::async_eval(&[&token])?;
@@ -401,7 +402,7 @@ impl Engine {
             let next = if out_ids.len() + 1 < req.max_tokens {
                 let x = text.embed_array(&token.reshape(&[1])?)?.expand_dims(0)?;
                 let h = text.forward(&x, &Rope::Offset(next_pos), &mut kv, None)?;
-                let logits = text.logits(&h.reshape(&[-1])?)?;
+                let logits = text.logits(&h.reshape(&[1, -1])?)?.reshape(&[-1])?;
                 let t = sampler.sample(&logits)?;
                 mlx::async_eval(&[&t])?;
                 next_pos += 1;
