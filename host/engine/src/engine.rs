@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::generate::{
     CancelToken, Event, FinishReason, GenerateRequest, GenerateResponse, Timings,
 };
-use crate::image::{prepare_image, smart_resize};
+use crate::image::{prepare_image_array, smart_resize};
 use crate::model::positions::{mrope_tables, rope_positions};
 use crate::model::{KvCache, Qwen3Vl, Rope, VisionFeatures, Visual, assemble_inputs, image_spans};
 use crate::prompt::{ChatTemplate, PromptBuilder, TextTokenizer};
@@ -44,6 +44,10 @@ pub struct ModelInfo {
     pub vocab_size: usize,
     pub eos_token_ids: Vec<u32>,
     pub image_token_id: u32,
+    /// Bytes of dense copies kept for prefill (0: none).
+    pub dense_prefill_bytes: u64,
+    /// Whether our own GPU kernels are in use.
+    pub custom_kernels: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +60,10 @@ pub struct EngineOptions {
     /// on the CPU backend (its bf16 matmul was 20x slower than f32 with
     /// OpenBLAS here) and the checkpoint's own dtype on GPUs.
     pub compute_dtype: Option<mlx::Dtype>,
+    /// Keep dense copies of quantized decoder matrices for prefill. `None`:
+    /// on GPUs when they fit in a third of device memory (MLX CUDA's 4-bit
+    /// matmul ran 3-5x slower than bf16 there), never on the CPU.
+    pub dense_prefill: Option<bool>,
 }
 
 impl Default for EngineOptions {
@@ -66,6 +74,7 @@ impl Default for EngineOptions {
             prefix_budget: None,
             vision_budget: None,
             compute_dtype: on_cpu.then_some(mlx::Dtype::F32),
+            dense_prefill: None,
         }
     }
 }
@@ -119,9 +128,24 @@ impl Engine {
         let config_bytes = std::fs::read(dir.join("config.json"))
             .map_err(|e| Error::io(&dir.join("config.json"), e))?;
         let info_config = config.clone();
-        let model = Qwen3Vl::load(dir, config, opts.compute_dtype)?;
-        let info = model_info(dir, &info_config, &model, &config_bytes);
+        // Our GPU kernels, if this backend has them and they pass their self-check.
+        let _ = crate::kernels::enable();
+        let mut model = Qwen3Vl::load(dir, config, opts.compute_dtype)?;
         let memory = device_memory_bytes() as usize;
+        let on_gpu = mlx::default_device() == mlx::Device::Gpu;
+        let dense_prefill_bytes = match opts.dense_prefill.unwrap_or(on_gpu) {
+            true => model
+                .text
+                .add_dense_prefill_copies(if opts.dense_prefill == Some(true) {
+                    usize::MAX
+                } else {
+                    memory / 3
+                })?,
+            false => 0,
+        };
+        let mut info = model_info(dir, &info_config, &model, &config_bytes);
+        info.dense_prefill_bytes = dense_prefill_bytes as u64;
+        info.custom_kernels = crate::kernels::enabled();
         let prefix_budget = opts.prefix_budget.unwrap_or((memory / 8).min(16 << 30));
         let vision_budget = opts.vision_budget.unwrap_or((memory / 32).min(4 << 30));
         let mut salt = blake3::Hasher::new();
@@ -305,18 +329,17 @@ impl Engine {
                 features[i] = Some(f);
                 continue;
             }
-            let prepared = prepare_image(&req.images[i], &self.pre)?;
-            to_encode.push((i, key, prepared));
+            let (pixels, grid) = prepare_image_array(&req.images[i], &self.pre)?;
+            pixels.eval()?;
+            to_encode.push((i, key, pixels, grid));
         }
         let t_pre = Instant::now();
         on_event(&Event::Preprocessed { at_s: since(t_pre) });
         self.check_cancel()?;
 
         // --- vision encoder
-        for (i, key, prepared) in to_encode {
-            let rows = prepared.grid_thw.iter().product::<usize>() as i32;
-            let pv = Array::from_f32(&prepared.pixel_values, &[rows, prepared.row_len() as i32])?;
-            let f = self.model.vision.forward(&pv, prepared.grid_thw)?;
+        for (i, key, pv, grid) in to_encode {
+            let f = self.model.vision.forward(&pv, grid)?;
             let mut outs = vec![&f.merged];
             outs.extend(f.deepstack.iter());
             mlx::eval(&outs)?;
@@ -519,5 +542,7 @@ fn model_info(dir: &Path, cfg: &ModelConfig, model: &Qwen3Vl, config_bytes: &[u8
         vocab_size: cfg.text.vocab_size,
         eos_token_ids: cfg.tokens.eos.clone(),
         image_token_id: cfg.tokens.image,
+        dense_prefill_bytes: 0,
+        custom_kernels: false,
     }
 }

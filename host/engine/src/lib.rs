@@ -7,6 +7,7 @@ mod engine;
 pub mod error;
 pub mod generate;
 pub mod image;
+pub mod kernels;
 pub mod model;
 pub mod prompt;
 pub mod sampler;

@@ -19,7 +19,14 @@ fn synth(dir: &Path, quant: Quant, layout: Option<Layout>) {
 }
 
 fn run(dir: &Path) -> engine::GenerateResponse {
-    let mut e = Engine::load(dir, EngineOptions { cache_enabled: false, ..EngineOptions::default() }).unwrap();
+    let mut e = Engine::load(
+        dir,
+        EngineOptions {
+            cache_enabled: false,
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
     let img = Arc::new(synth_image(200, 120, Pattern::Gradient, 4).unwrap());
     let mut r = GenerateRequest::simple("Describe this image.", vec![img], 6);
     r.ignore_eos = true;
@@ -38,11 +45,16 @@ fn every_layout_loads_and_generates() {
     ] {
         let dir = tmp.path().join(name);
         synth(&dir, quant, layout);
-        let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+        let cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                .unwrap();
         assert!(cfg["synthetic"].is_object(), "{name}: not marked synthetic");
         let r = run(&dir);
         assert_eq!(r.output_tokens, 6, "{name}");
-        assert!(r.first_logits.unwrap().iter().all(|x| x.is_finite()), "{name}: non-finite logits");
+        assert!(
+            r.first_logits.unwrap().iter().all(|x| x.is_finite()),
+            "{name}: non-finite logits"
+        );
     }
 }
 
@@ -57,9 +69,13 @@ fn dequantized_copy(src: &Path, dst: &Path) {
             std::fs::copy(&f, dst.join(&name)).unwrap();
         }
     }
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
     let q = cfg["quantization"].clone();
-    let (group, bits) = (q["group_size"].as_i64().unwrap() as i32, q["bits"].as_i64().unwrap() as i32);
+    let (group, bits) = (
+        q["group_size"].as_i64().unwrap() as i32,
+        q["bits"].as_i64().unwrap() as i32,
+    );
     cfg.as_object_mut().unwrap().remove("quantization");
     cfg.as_object_mut().unwrap().remove("quantization_config");
     std::fs::write(dst.join("config.json"), cfg.to_string()).unwrap();
@@ -72,16 +88,28 @@ fn dequantized_copy(src: &Path, dst: &Path) {
             let q = mlx::Quantized {
                 weight: st.tensors[&format!("{stem}.weight")].clone(),
                 scales: a.astype(Dtype::F32).unwrap(),
-                biases: st.tensors[&format!("{stem}.biases")].astype(Dtype::F32).unwrap(),
+                biases: st.tensors[&format!("{stem}.biases")]
+                    .astype(Dtype::F32)
+                    .unwrap(),
                 group_size: group,
                 bits,
             };
             out.insert(format!("{stem}.weight"), q.dequantize(Dtype::F32).unwrap());
-        } else if !name.ends_with(".biases") || !st.tensors.contains_key(&format!("{}.scales", name.trim_end_matches(".biases"))) {
-            out.entry(name.clone()).or_insert_with(|| a.astype(Dtype::F32).unwrap());
+        } else if !name.ends_with(".biases")
+            || !st
+                .tensors
+                .contains_key(&format!("{}.scales", name.trim_end_matches(".biases")))
+        {
+            out.entry(name.clone())
+                .or_insert_with(|| a.astype(Dtype::F32).unwrap());
         }
     }
-    mlx::io::save_safetensors(&dst.join("model.safetensors"), out.iter().map(|(k, v)| (k.as_str(), v)), &st.metadata).unwrap();
+    mlx::io::save_safetensors(
+        &dst.join("model.safetensors"),
+        out.iter().map(|(k, v)| (k.as_str(), v)),
+        &st.metadata,
+    )
+    .unwrap();
 }
 
 /// The quantized kernels compute x·(s·q + b) directly; the reference
@@ -101,9 +129,18 @@ fn quantized_path_matches_a_dequantized_reference() {
         let (rq, rd) = (run(&q), run(&d));
         let (lq, ld) = (rq.first_logits.unwrap(), rd.first_logits.unwrap());
         let scale = ld.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let diff = lq.iter().zip(&ld).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let diff = lq
+            .iter()
+            .zip(&ld)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         eprintln!("{quant:?}: max |Δlogit| {diff:e} of max |logit| {scale}");
-        assert!(diff <= 1e-5 * scale, "{quant:?}: quantized logits differ by {diff} (scale {scale})");
-        assert_eq!(rq.token_ids, rd.token_ids, "{quant:?}: greedy tokens differ");
+        assert!(
+            diff <= 1e-5 * scale,
+            "{quant:?}: quantized logits differ by {diff} (scale {scale})"
+        );
+        assert_eq!(
+            rq.token_ids, rd.token_ids,
+            "{quant:?}: greedy tokens differ"
+        );
     }
 }

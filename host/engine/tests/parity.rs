@@ -24,7 +24,10 @@ fn golden_dir() -> PathBuf {
 /// Tolerance for float comparisons: 1e-4 (the spec's), unless `PARITY_TOL`
 /// says otherwise (GPUs may use TF32 for f32 matmuls).
 fn tol() -> f32 {
-    std::env::var("PARITY_TOL").ok().and_then(|v| v.parse().ok()).unwrap_or(1e-4)
+    std::env::var("PARITY_TOL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1e-4)
 }
 
 struct Case {
@@ -258,7 +261,10 @@ fn check_case(folder: &str, case: &str, golden_name: &str) {
     for (step, next_pos) in (0..golden_tokens.len()).zip(pos.next_position()..) {
         let got = step_logits.to_f32_vec().unwrap();
         let d = max_abs_diff(&got, &golden_steps[step * vocab..(step + 1) * vocab]);
-        assert!(d <= tol(), "{golden_name}: step {step} logits differ by {d}");
+        assert!(
+            d <= tol(),
+            "{golden_name}: step {step} logits differ by {d}"
+        );
         let tok = step_logits.argmax(0, false).unwrap().item::<u32>().unwrap();
         produced.push(tok as i32);
         let x = text.embed(&[tok]).unwrap().expand_dims(0).unwrap();

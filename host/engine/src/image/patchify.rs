@@ -1,6 +1,8 @@
 //! From a decoded image to the model's `pixel_values` and `grid_thw`
 //! (spec §4.3–4.6).
 
+use mlx::{Array, Dtype};
+
 use super::{RgbImage, resize_bicubic, smart_resize};
 use crate::config::PreprocessorConfig;
 use crate::error::Result;
@@ -27,8 +29,7 @@ impl PreparedImage {
     }
 }
 
-/// Resizes, normalises and cuts `img` into patches.
-pub fn prepare_image(img: &RgbImage, cfg: &PreprocessorConfig) -> Result<PreparedImage> {
+fn resized(img: &RgbImage, cfg: &PreprocessorConfig) -> Result<RgbImage> {
     let factor = cfg.factor() as u32;
     let (h_bar, w_bar) = smart_resize(
         img.height,
@@ -37,11 +38,51 @@ pub fn prepare_image(img: &RgbImage, cfg: &PreprocessorConfig) -> Result<Prepare
         cfg.min_pixels,
         cfg.max_pixels,
     )?;
-    let resized = if (w_bar, h_bar) == (img.width, img.height) {
+    Ok(if (w_bar, h_bar) == (img.width, img.height) {
         img.clone()
     } else {
         resize_bicubic(img, w_bar, h_bar)
-    };
+    })
+}
+
+/// The same `pixel_values` as [`prepare_image`], computed by MLX on the
+/// default device from the resized 8-bit image: a 6 MB upload instead of 50 MB
+/// of floats for 1920x1080, and the normalising and reordering off the CPU.
+/// Returns the `(rows, C·Tp·P·P)` array and the grid.
+pub fn prepare_image_array(
+    img: &RgbImage,
+    cfg: &PreprocessorConfig,
+) -> Result<(Array, [usize; 3])> {
+    let r = resized(img, cfg)?;
+    let (p, tp, m) = (
+        cfg.patch_size as i32,
+        cfg.temporal_patch_size as i32,
+        cfg.merge_size as i32,
+    );
+    let (h, w) = (r.height as i32, r.width as i32);
+    let (gh, gw) = (h / p, w / p);
+    let inv_rescale = (1.0 / cfg.rescale_factor) as f32;
+    let mean: Vec<f32> = cfg.image_mean.iter().map(|v| v * inv_rescale).collect();
+    let std: Vec<f32> = cfg.image_std.iter().map(|v| v * inv_rescale).collect();
+    let u8s = Array::from_bytes(&r.pixels, &[h, w, 3], Dtype::U8)?;
+    let norm = u8s
+        .astype(Dtype::F32)?
+        .sub(&Array::from_f32(&mean, &[3])?)?
+        .div(&Array::from_f32(&std, &[3])?)?;
+    // (bi, ii, dy, bj, jj, dx, c) -> (bi, bj, ii, jj, c, dy, dx), then the frame repeated Tp times.
+    let patches = norm
+        .reshape(&[gh / m, m, p, gw / m, m, p, 3])?
+        .transpose(&[0, 3, 1, 4, 6, 2, 5])?
+        .expand_dims(5)?
+        .broadcast_to(&[gh / m, gw / m, m, m, 3, tp, p, p])?
+        .reshape(&[gh * gw, 3 * tp * p * p])?;
+    Ok((patches, [1, gh as usize, gw as usize]))
+}
+
+/// Resizes, normalises and cuts `img` into patches, on the CPU.
+pub fn prepare_image(img: &RgbImage, cfg: &PreprocessorConfig) -> Result<PreparedImage> {
+    let resized = resized(img, cfg)?;
+    let (w_bar, h_bar) = (resized.width, resized.height);
     let (p, tp, m) = (cfg.patch_size, cfg.temporal_patch_size, cfg.merge_size);
     let (gh, gw) = (h_bar as usize / p, w_bar as usize / p);
     let row_len = 3 * tp * p * p;
@@ -133,6 +174,25 @@ mod tests {
             assert_eq!(decode(row[512]), *py, "row {r} row");
             // both temporal copies equal
             assert_eq!(row[0], row[256]);
+        }
+    }
+
+    #[test]
+    fn device_patches_equal_cpu_patches() {
+        let cfg = PreprocessorConfig::default();
+        for (w, h) in [(300u32, 200u32), (256, 256), (1000, 40)] {
+            let img = crate::image::synth_image(w, h, crate::image::Pattern::Noise, 3).unwrap();
+            let cpu = prepare_image(&img, &cfg).unwrap();
+            let (dev, grid) = prepare_image_array(&img, &cfg).unwrap();
+            assert_eq!(grid, cpu.grid_thw);
+            assert_eq!(
+                dev.shape(),
+                vec![
+                    (cpu.pixel_values.len() / cpu.row_len()) as i32,
+                    cpu.row_len() as i32
+                ]
+            );
+            assert_eq!(dev.to_vec::<f32>().unwrap(), cpu.pixel_values, "{w}x{h}");
         }
     }
 

@@ -152,22 +152,46 @@ fn clip8(v: i64, bits: u32) -> u8 {
     (v >> bits).clamp(0, 255) as u8
 }
 
+/// Runs `f(first_row, rows)` over `out` split into row bands, one per core
+/// (images are big enough that both passes scale with cores).
+fn parallel_rows(out: &mut [u8], row_bytes: usize, f: impl Fn(usize, &mut [u8]) + Sync) {
+    let rows = out.len() / row_bytes.max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(rows.max(1))
+        .min(16);
+    if threads <= 1 || out.len() < (1 << 16) {
+        f(0, out);
+        return;
+    }
+    let band = rows.div_ceil(threads);
+    std::thread::scope(|s| {
+        for (i, chunk) in out.chunks_mut(band * row_bytes).enumerate() {
+            let f = &f;
+            s.spawn(move || f(i * band, chunk));
+        }
+    });
+}
+
 fn horizontal(src: &RgbImage, out_w: usize, flavour: Resampler) -> RgbImage {
     let (w, h) = (src.width as usize, src.height as usize);
     let (taps, bits) = coefficients(w, out_w, flavour);
     let mut out = vec![0u8; out_w * h * 3];
-    for y in 0..h {
-        let row = &src.pixels[y * w * 3..(y + 1) * w * 3];
-        for (xx, t) in taps.iter().enumerate() {
-            for c in 0..3 {
-                let mut ss: i64 = 1 << (bits - 1);
-                for (i, &k) in t.weights.iter().enumerate() {
-                    ss += row[(t.start + i) * 3 + c] as i64 * k as i64;
+    parallel_rows(&mut out, out_w * 3, |y0, band| {
+        for (dy, orow) in band.chunks_mut(out_w * 3).enumerate() {
+            let y = y0 + dy;
+            let row = &src.pixels[y * w * 3..(y + 1) * w * 3];
+            for (xx, t) in taps.iter().enumerate() {
+                for c in 0..3 {
+                    let mut ss: i64 = 1 << (bits - 1);
+                    for (i, &k) in t.weights.iter().enumerate() {
+                        ss += row[(t.start + i) * 3 + c] as i64 * k as i64;
+                    }
+                    orow[xx * 3 + c] = clip8(ss, bits);
                 }
-                out[(y * out_w + xx) * 3 + c] = clip8(ss, bits);
             }
         }
-    }
+    });
     RgbImage::new(out_w as u32, h as u32, out)
 }
 
@@ -175,19 +199,22 @@ fn vertical(src: &RgbImage, out_h: usize, flavour: Resampler) -> RgbImage {
     let (w, h) = (src.width as usize, src.height as usize);
     let (taps, bits) = coefficients(h, out_h, flavour);
     let mut out = vec![0u8; w * out_h * 3];
-    let mut acc = vec![0i64; w * 3];
-    for (yy, t) in taps.iter().enumerate() {
-        acc.fill(1 << (bits - 1));
-        for (i, &k) in t.weights.iter().enumerate() {
-            let row = &src.pixels[(t.start + i) * w * 3..(t.start + i + 1) * w * 3];
-            for (a, &p) in acc.iter_mut().zip(row) {
-                *a += p as i64 * k as i64;
+    parallel_rows(&mut out, w * 3, |y0, band| {
+        let mut acc = vec![0i64; w * 3];
+        for (dy, orow) in band.chunks_mut(w * 3).enumerate() {
+            let t = &taps[y0 + dy];
+            acc.fill(1 << (bits - 1));
+            for (i, &k) in t.weights.iter().enumerate() {
+                let row = &src.pixels[(t.start + i) * w * 3..(t.start + i + 1) * w * 3];
+                for (a, &p) in acc.iter_mut().zip(row) {
+                    *a += p as i64 * k as i64;
+                }
+            }
+            for (o, &a) in orow.iter_mut().zip(&acc) {
+                *o = clip8(a, bits);
             }
         }
-        for (o, &a) in out[yy * w * 3..(yy + 1) * w * 3].iter_mut().zip(&acc) {
-            *o = clip8(a, bits);
-        }
-    }
+    });
     RgbImage::new(w as u32, out_h as u32, out)
 }
 
@@ -259,13 +286,21 @@ mod tests {
 
     #[test]
     fn coefficients_sum_to_one_in_fixed_point() {
-        for (i, o) in [(10, 3), (3, 10), (224, 256), (1080, 1088), (1000, 33)] {
-            for t in coefficients(i, o) {
-                let sum: i64 = t.weights.iter().map(|&w| w as i64).sum();
-                assert!(
-                    (sum - (1 << PRECISION_BITS)).abs() <= t.weights.len() as i64,
-                    "{i}->{o}"
-                );
+        for flavour in [Resampler::Torch, Resampler::Pillow] {
+            for (i, o) in [(10, 3), (3, 10), (224, 256), (1080, 1088), (1000, 33)] {
+                let (taps, bits) = coefficients(i, o, flavour);
+                assert!(bits >= 12, "{bits} bits");
+                for t in taps {
+                    let sum: i64 = t.weights.iter().map(|&w| w as i64).sum();
+                    assert!(
+                        (sum - (1 << bits)).abs() <= t.weights.len() as i64,
+                        "{i}->{o}"
+                    );
+                    assert!(
+                        flavour == Resampler::Pillow
+                            || t.weights.iter().all(|&w| w.abs() < 1 << 15)
+                    );
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! checkpoint directory, and the assembly of a prompt's input embeddings.
 
 pub mod kv_cache;
+pub mod linear;
 pub mod positions;
 pub mod text;
 pub mod vision;

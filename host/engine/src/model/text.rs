@@ -2,26 +2,26 @@
 //! DeepStack injection (spec §3).
 
 use mlx::fast::{self, Mask};
-use mlx::nn::{self, Linear, Weight};
+use mlx::nn::{self, Weight};
 use mlx::{Array, Dtype};
 
 use super::kv_cache::KvCache;
+use super::linear::{Linear, Projections};
 use super::weights::WeightSet;
 use crate::config::{ModelConfig, TextConfig};
 use crate::error::Result;
 
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// q, k and v, fused when their formats match.
+    qkv: Projections,
     o: Linear,
     q_norm: Array,
     k_norm: Array,
 }
 
 struct Mlp {
-    gate: Linear,
-    up: Linear,
+    /// gate and up, fused when their formats match.
+    gate_up: Projections,
     down: Linear,
 }
 
@@ -134,18 +134,25 @@ impl TextModel {
             ) = (
                 input_norm, post_norm, q, k, v, o, q_norm, k_norm, gate, up, down,
             ) {
+                let (Ok(qkv), Ok(gate_up)) = (
+                    Projections::new(vec![q, k, v]),
+                    Projections::new(vec![gate, up]),
+                ) else {
+                    return None;
+                };
                 layers.push(Layer {
                     input_norm,
                     post_norm,
                     attn: Attention {
-                        q,
-                        k,
-                        v,
-                        o,
+                        qkv,
+                        o: Linear::new(o),
                         q_norm,
                         k_norm,
                     },
-                    mlp: Mlp { gate, up, down },
+                    mlp: Mlp {
+                        gate_up,
+                        down: Linear::new(down),
+                    },
                 });
             }
         }
@@ -248,11 +255,36 @@ impl TextModel {
         ))
     }
 
+    /// Keeps dense copies of the quantized decoder matrices for prefill when
+    /// they fit in `budget` bytes. Returns the bytes used (0 when not).
+    pub fn add_dense_prefill_copies(&mut self, budget: usize) -> Result<usize> {
+        let dtype = self.dtype();
+        let mut need = 0;
+        for l in &mut self.layers {
+            for lin in l.attn.qkv.linears_mut().chain(l.mlp.gate_up.linears_mut()) {
+                need += lin.dense_bytes(dtype);
+            }
+            need += l.attn.o.dense_bytes(dtype) + l.mlp.down.dense_bytes(dtype);
+        }
+        if need == 0 || need > budget {
+            return Ok(0);
+        }
+        for l in &mut self.layers {
+            for lin in l.attn.qkv.linears_mut().chain(l.mlp.gate_up.linears_mut()) {
+                lin.add_dense_copy(dtype)?;
+            }
+            l.attn.o.add_dense_copy(dtype)?;
+            l.mlp.down.add_dense_copy(dtype)?;
+        }
+        Ok(need)
+    }
+
     /// Logits `(…, vocab)` for final-normed hidden states.
     pub fn logits(&self, h: &Array) -> Result<Array> {
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         Ok(match head {
             Weight::Dense(w) => h.matmul(&w.t()?)?,
+            Weight::Quantized(q) if crate::kernels::qmv_applies(h, q) => crate::kernels::qmv(h, q)?,
             Weight::Quantized(q) => q.matmul_t(h)?,
         })
     }
@@ -270,9 +302,8 @@ impl TextModel {
         let x = x.add(&a)?;
         let h = fast::rms_norm(&x, &layer.post_norm, eps)?;
         let m = &layer.mlp;
-        let ff = m
-            .down
-            .forward(&nn::silu(&m.gate.forward(&h)?)?.mul(&m.up.forward(&h)?)?)?;
+        let gu = m.gate_up.forward(&h)?;
+        let ff = m.down.forward(&nn::silu(&gu[0])?.mul(&gu[1])?)?;
         Ok(x.add(&ff)?)
     }
 
@@ -290,9 +321,10 @@ impl TextModel {
             t.num_key_value_heads as i32,
             t.head_dim as i32,
         );
-        let q = at.q.forward(h)?.reshape(&[1, l, nh, hd])?;
-        let k = at.k.forward(h)?.reshape(&[1, l, nkv, hd])?;
-        let v = at.v.forward(h)?.reshape(&[1, l, nkv, hd])?;
+        let qkv = at.qkv.forward(h)?;
+        let q = qkv[0].reshape(&[1, l, nh, hd])?;
+        let k = qkv[1].reshape(&[1, l, nkv, hd])?;
+        let v = qkv[2].reshape(&[1, l, nkv, hd])?;
         let q = fast::rms_norm(&q, &at.q_norm, t.rms_norm_eps)?.transpose(&[0, 2, 1, 3])?;
         let k = fast::rms_norm(&k, &at.k_norm, t.rms_norm_eps)?.transpose(&[0, 2, 1, 3])?;
         let v = v.transpose(&[0, 2, 1, 3])?;
@@ -308,7 +340,7 @@ impl TextModel {
         let mask = if l > 1 { Mask::Causal } else { Mask::None };
         let o = fast::scaled_dot_product_attention(&q, &keys, &values, scale, mask)?;
         let o = o.transpose(&[0, 2, 1, 3])?.reshape(&[1, l, nh * hd])?;
-        Ok(at.o.forward(&o)?)
+        at.o.forward(&o)
     }
 }
 
