@@ -33,6 +33,9 @@ pub enum Command {
     /// Show, export and compare stored runs
     #[command(subcommand)]
     Results(ResultsCommand),
+    /// Micro-benchmarks of this device (see bench/gpu/NOTES.md)
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Serve the results page and its JSON API
     Serve {
         /// Address to listen on
@@ -41,6 +44,12 @@ pub enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Decoding's matrix-vector products and the vision attention at the 8B shapes
+    Kernels,
 }
 
 #[derive(Args, Debug, Clone)]

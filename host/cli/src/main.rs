@@ -22,6 +22,7 @@ fn main() {
         cli::Command::Run(args) => commands::run::run(args),
         cli::Command::Plugins(cmd) => commands::plugins::run(cmd).map(|_| 0),
         cli::Command::Results(cmd) => commands::results::run(cmd).map(|_| 0),
+        cli::Command::Bench(cli::BenchCommand::Kernels) => commands::bench::kernels().map(|_| 0),
         cli::Command::Serve { addr, db } => {
             let path = db.path();
             server::serve(addr, path.clone(), |bound| {
