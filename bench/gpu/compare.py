@@ -52,6 +52,24 @@ for fname, name, keep in [("mlxvlm_results.jsonl", "mlx-vlm 4-bit", lambda r: Tr
         if keep(r):
             add(name, r["res"], r["speed_tok_s"], r["ttft_s"] * 1e3, r["decode_tok_s"])
 
+# Our stage breakdown (medians, ms): where the time of a request goes.
+if os.path.exists(db):
+    print("Our stages (medians over measured requests, ms)\n")
+    print("| Model | Resolution | Preprocess | Vision | Prefill | TTFT | Decode tok/s | ITL p50 | Peak GB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for run_id, model, status in runs:
+        rows = con.execute(
+            "SELECT label, preprocess_ms, vision_ms, prefill_ms, ttft_ms, decode_tok_s, itl_p50_ms, peak_memory_bytes "
+            "FROM requests WHERE run_id = ? AND warmup = 0 ORDER BY seq", (run_id,)).fetchall()
+        by = {}
+        for r in rows:
+            by.setdefault(r[0], []).append(r[1:])
+        for label, rs in by.items():
+            med = [statistics.median(x[i] for x in rs if x[i] is not None) for i in range(7)]
+            print(f"| {model} | {label} | {med[0]:.1f} | {med[1]:.1f} | {med[2]:.1f} | {med[3]:.1f} | {med[4]:.1f} "
+                  f"| {med[5]:.2f} | {med[6] / 1e9:.1f} |")
+    print()
+
 names = list(cols)
 print("| Resolution | " + " | ".join(f"{n}: Speed / TTFT ms / Decode" for n in names) + " |")
 print("|---|" + "---|" * len(names))
