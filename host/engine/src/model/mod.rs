@@ -4,6 +4,7 @@
 pub mod kv_cache;
 pub mod linear;
 pub mod positions;
+pub mod safetensors_check;
 pub mod text;
 pub mod vision;
 pub mod weights;

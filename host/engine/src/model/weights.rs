@@ -116,6 +116,8 @@ impl WeightSet {
     pub fn load(dir: &Path, compute_dtype: Option<Dtype>) -> Result<WeightSet> {
         let mut tensors = BTreeMap::new();
         for file in weight_files(dir)? {
+            super::safetensors_check::check_file(&file)
+                .map_err(|e| Error::weights(dir, format!("{} is not a valid safetensors file: {e}", file.display())))?;
             let st = mlx::io::load_safetensors(&file).map_err(|e| {
                 Error::weights(
                     dir,
@@ -149,16 +151,27 @@ impl WeightSet {
         self.tensors.contains_key(name)
     }
 
-    /// Takes a tensor, recording it as missing or misshaped when it is not as expected.
+    /// Takes a float tensor, recording it as missing or misshaped when it is not as expected.
     pub fn take(&mut self, name: &str, shape: &[i32]) -> Option<Array> {
+        self.take_as(name, shape, true)
+    }
+
+    fn take_as(&mut self, name: &str, shape: &[i32], float: bool) -> Option<Array> {
         match self.tensors.remove(name) {
             None => {
                 self.missing.push(format!("{name} {shape:?}"));
                 None
             }
             Some(a) if a.shape() != shape => {
-                self.misshaped
-                    .push(format!("{name}: {:?}, expected {shape:?}", a.shape()));
+                self.misshaped.push(format!("{name}: {:?}, expected {shape:?}", a.shape()));
+                None
+            }
+            Some(a) if float && !a.dtype().is_float() => {
+                self.misshaped.push(format!("{name}: dtype {:?}, expected a float type", a.dtype()));
+                None
+            }
+            Some(a) if !float && a.dtype() != Dtype::U32 => {
+                self.misshaped.push(format!("{name}: dtype {:?}, expected packed U32 codes", a.dtype()));
                 None
             }
             Some(a) => Some(self.cast(a)),
@@ -239,17 +252,10 @@ impl WeightSet {
             ));
             return None;
         }
-        let weight = self.take(&format!("{layer}.weight"), &[r, c * bits / 32]);
+        let weight = self.take_as(&format!("{layer}.weight"), &[r, c * bits / 32], false);
         let scales = self.take(&format!("{layer}.scales"), &[r, c / group_size]);
         let biases = self.take(&format!("{layer}.biases"), &[r, c / group_size]);
         let (weight, scales, biases) = (weight?, scales?, biases?);
-        if weight.dtype() != Dtype::U32 {
-            self.misshaped.push(format!(
-                "{layer}.weight: {:?}, expected packed U32",
-                weight.dtype()
-            ));
-            return None;
-        }
         Some(mlx::nn::Weight::Quantized(mlx::Quantized {
             weight,
             scales,
