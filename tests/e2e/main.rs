@@ -5,5 +5,6 @@
 mod common;
 mod plugins;
 mod results;
+mod robustness;
 mod web;
 mod workloads;

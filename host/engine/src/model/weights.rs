@@ -116,8 +116,12 @@ impl WeightSet {
     pub fn load(dir: &Path, compute_dtype: Option<Dtype>) -> Result<WeightSet> {
         let mut tensors = BTreeMap::new();
         for file in weight_files(dir)? {
-            super::safetensors_check::check_file(&file)
-                .map_err(|e| Error::weights(dir, format!("{} is not a valid safetensors file: {e}", file.display())))?;
+            super::safetensors_check::check_file(&file).map_err(|e| {
+                Error::weights(
+                    dir,
+                    format!("{} is not a valid safetensors file: {e}", file.display()),
+                )
+            })?;
             let st = mlx::io::load_safetensors(&file).map_err(|e| {
                 Error::weights(
                     dir,
@@ -163,15 +167,22 @@ impl WeightSet {
                 None
             }
             Some(a) if a.shape() != shape => {
-                self.misshaped.push(format!("{name}: {:?}, expected {shape:?}", a.shape()));
+                self.misshaped
+                    .push(format!("{name}: {:?}, expected {shape:?}", a.shape()));
                 None
             }
             Some(a) if float && !a.dtype().is_float() => {
-                self.misshaped.push(format!("{name}: dtype {:?}, expected a float type", a.dtype()));
+                self.misshaped.push(format!(
+                    "{name}: dtype {:?}, expected a float type",
+                    a.dtype()
+                ));
                 None
             }
             Some(a) if !float && a.dtype() != Dtype::U32 => {
-                self.misshaped.push(format!("{name}: dtype {:?}, expected packed U32 codes", a.dtype()));
+                self.misshaped.push(format!(
+                    "{name}: dtype {:?}, expected packed U32 codes",
+                    a.dtype()
+                ));
                 None
             }
             Some(a) => Some(self.cast(a)),

@@ -1,0 +1,256 @@
+//! Crash safety and load: `host run` killed at random moments leaves a
+//! consistent database with the run marked interrupted; `host serve` reads
+//! while `host run` writes; the server holds a mixed load without 5xx.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{db, host, open};
+
+/// A small deterministic sequence of delays (no clock-seeded randomness in tests).
+fn delays(n: usize) -> Vec<Duration> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Duration::from_millis(300 + x % 2700)
+        })
+        .collect()
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_nothing() {
+    let db = db("crash");
+    let d = db.to_str().unwrap().to_string();
+    let mut killed_runs = 0;
+    for (i, delay) in delays(20).into_iter().enumerate() {
+        let mut child = host()
+            .args(["run", "--plugin", "resolution_sweep.wasm", "--db", &d, "-q"])
+            .args([
+                "--set",
+                "resolutions=224x224,256x256",
+                "--set",
+                "repeats=40",
+                "--set",
+                "max_tokens=4",
+                "--set",
+                "check_image=false",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status();
+        let status = child.wait().unwrap();
+        // Opening the store is the "next start": it must find the database sound
+        // and mark what the killed process left running.
+        let s = open(&db);
+        s.integrity_check()
+            .unwrap_or_else(|e| panic!("iteration {i}: {e}"));
+        for r in s.list_runs(&Default::default()).unwrap() {
+            assert_ne!(
+                r.status, "running",
+                "iteration {i}: run {} still marked running",
+                r.id
+            );
+            if status.code().is_none() && r.status == "interrupted" {
+                // Every request row stored belongs to a run that exists.
+                let d = s.run(r.id).unwrap();
+                assert!(d.requests.iter().all(|q| q.row.output_tokens == 4));
+            }
+        }
+        if status.code().is_none() {
+            killed_runs += 1;
+        }
+    }
+    let s = open(&db);
+    let interrupted = s
+        .list_runs(&Default::default())
+        .unwrap()
+        .iter()
+        .filter(|r| r.status == "interrupted")
+        .count();
+    assert!(
+        killed_runs >= 15,
+        "only {killed_runs} of 20 processes were killed mid-run"
+    );
+    assert!(
+        interrupted >= 10,
+        "only {interrupted} runs were marked interrupted"
+    );
+}
+
+fn get(addr: &str, target: &str) -> u16 {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    if write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return 0;
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf)
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_reads_while_run_writes_and_holds_a_mixed_load() {
+    let db = db("load");
+    let d = db.to_str().unwrap().to_string();
+    let mut server = host()
+        .args(["serve", "--addr", "127.0.0.1:0", "--db", &d])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server = Killed(server);
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+
+    // A run writes while we read.
+    let mut run = host()
+        .args(["run", "--plugin", "resolution_sweep.wasm", "--db", &d, "-q"])
+        .args([
+            "--set",
+            "resolutions=224x224",
+            "--set",
+            "repeats=30",
+            "--set",
+            "max_tokens=8",
+            "--set",
+            "check_image=false",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut reads = 0;
+    while run.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the run did not finish");
+        for t in [
+            "/api/runs",
+            "/api/runs/1",
+            "/api/facets",
+            "/api/runs/1/export?format=csv",
+        ] {
+            let code = get(&addr, t);
+            // 404 only before the run's row exists.
+            assert!(
+                code == 200 || (code == 404 && t.starts_with("/api/runs/1")),
+                "{t} answered {code} during the run"
+            );
+            reads += 1;
+        }
+    }
+    assert!(run.wait().unwrap().success());
+    assert!(reads > 20, "only {reads} reads happened during the run");
+
+    // A bounded mixed load: valid, invalid and hostile requests from 4 threads.
+    let targets = [
+        "/api/runs",
+        "/api/runs/1",
+        "/api/runs/999",
+        "/api/runs/x",
+        "/api/compare?ids=1",
+        "/api/runs?limit=-5",
+        "/../etc/passwd",
+        "/app.js",
+        "/%00",
+        "/api/runs/1/export?format=pdf",
+    ];
+    let long = format!("/api/runs?plugin={}", "a".repeat(8000));
+    let before = rss_kb(server.0.id());
+    let t0 = Instant::now();
+    let codes: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|k| {
+                let (addr, long) = (&addr, &long);
+                s.spawn(move || {
+                    (0..300)
+                        .map(|i| {
+                            if (i + k) % 50 == 0 {
+                                get(addr, long)
+                            } else {
+                                get(addr, targets[(i * 7 + k) % targets.len()])
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let took = t0.elapsed();
+    let after = rss_kb(server.0.id());
+    assert!(
+        codes.iter().all(|&c| (200..500).contains(&c)),
+        "server errors: {:?}",
+        codes
+            .iter()
+            .filter(|&&c| !(200..500).contains(&c))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        codes.contains(&200)
+            && codes.contains(&404)
+            && codes.contains(&400)
+            && codes.contains(&414)
+    );
+    eprintln!(
+        "{} requests in {took:?}; server RSS {before} kB before, {after} kB after",
+        codes.len()
+    );
+    assert!(
+        after < before + 64 * 1024,
+        "server memory grew from {before} kB to {after} kB"
+    );
+}
