@@ -4,7 +4,7 @@
 #  - OpenBLAS (Debian) so MLX's CPU matmuls are ~60x faster than the wheel's BLAS
 #  - the wasm32-wasip2 Rust target, to build the workload plugins
 #  - Python 3 with pip, which the build uses once to fetch the MLX wheel
-#  - Chromium, for the web page test (tests only: SETUP_BROWSER=1)
+#  - Chromium and playwright-core (npm), for the web page test (tests only: SETUP_BROWSER=1)
 set -euo pipefail
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -36,6 +36,13 @@ fi
 command -v cargo >/dev/null || { say "cargo not found: install Rust from https://rustup.rs"; exit 1; }
 if command -v rustup >/dev/null; then
   rustup target list --installed | grep -qx wasm32-wasip2 || { say "adding the wasm32-wasip2 target"; rustup target add wasm32-wasip2; }
+fi
+if [ "${SETUP_BROWSER:-0}" = 1 ]; then
+  command -v node >/dev/null || { say "Node.js is needed for the web page test (tests/browser)"; exit 1; }
+  if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    say "installing playwright-core for the web page test"
+    (cd tests/browser && npm ci --silent --no-audit --no-fund)
+  fi
 fi
 if [ -z "${MLX_DIR:-}" ]; then
   python3 -m pip --version >/dev/null 2>&1 || { say "python3 with pip is needed once, to fetch the MLX wheel (or set MLX_DIR)"; exit 1; }

@@ -1,8 +1,9 @@
-//! The results page in a real browser: Debian's Chromium, headless, against
-//! `host serve` on a test database. Saves a screenshot to tests/artifacts/.
+//! The results page in a real browser: Debian's Chromium, headless, driven by
+//! playwright-core (`tests/browser/page.mjs`), against `host serve` on a test
+//! database. Saves a screenshot to tests/artifacts/.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use crate::common::{db, host, run};
@@ -16,48 +17,29 @@ impl Drop for Server {
     }
 }
 
-fn chromium() -> PathBuf {
-    for p in [
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-        "/usr/bin/google-chrome",
-    ] {
-        if Path::new(p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    panic!(
-        "Chromium is needed for the web page test: apt-get install chromium (scripts/test.sh installs it)"
+/// Runs `tests/browser/page.mjs` (playwright-core driving Debian's Chromium)
+/// on `urls`; returns one JSON object per page.
+fn pages(urls: &[String], screenshot: Option<&Path>) -> Vec<serde_json::Value> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "the browser test needs Node.js and `npm ci` in tests/browser, and Debian's chromium (scripts/test.sh sets them up)"
     );
-}
-
-/// Runs headless Chromium on `url` with `extra` arguments; returns stdout.
-fn browse(url: &str, extra: &[&str]) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=15000",
-            "--window-size=1400,2000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(url)
-        .output()
-        .unwrap();
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("page.mjs")).args(urls);
+    if let Some(p) = screenshot {
+        cmd.arg("--screenshot").arg(p);
+    }
+    let out = cmd.output().expect("running node");
     assert!(
         out.status.success(),
-        "chromium failed: {}",
+        "page.mjs failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
@@ -96,32 +78,46 @@ fn the_page_shows_runs_and_draws_charts() {
         .expect("the server prints its URL");
     let base = url.split('/').next().unwrap().to_string();
 
-    let runs = browse(&format!("http://{base}/#/"), &["--dump-dom"]);
-    assert!(
-        runs.contains("id=\"runs-table\""),
-        "no run table in:\n{runs}"
-    );
-    assert!(
-        runs.contains("href=\"#/run/1\"") && runs.contains("resolution_sweep"),
-        "run 1 not listed"
-    );
-
-    let page = browse(&format!("http://{base}/#/run/1"), &["--dump-dom"]);
-    assert!(
-        page.contains("data-ready=\"1\""),
-        "the page did not finish rendering"
-    );
-    assert!(page.contains("class=\"chart\""), "no chart rendered");
-    assert!(page.contains("<polyline"), "the chart has no line");
-    assert!(page.contains("320x320") && page.contains("Repeat statistics"));
-
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("run-page.png");
     let _ = std::fs::remove_file(&shot);
-    browse(
-        &format!("http://{base}/#/run/1"),
-        &[&format!("--screenshot={}", shot.display())],
+    let got = pages(
+        &[
+            format!("http://{base}/#/"),
+            format!("http://{base}/#/run/1"),
+        ],
+        Some(&shot),
+    );
+    let (list, run_page) = (&got[0], &got[1]);
+    assert_eq!(
+        list["errors"],
+        serde_json::json!([]),
+        "script errors: {list}"
+    );
+    assert_eq!(list["runsTable"], true, "no run table: {list}");
+    assert_eq!(list["runRows"], 1, "{list}");
+    assert_eq!(
+        run_page["errors"],
+        serde_json::json!([]),
+        "script errors: {run_page}"
+    );
+    assert_eq!(run_page["title"], "Run 1: resolution_sweep");
+    assert!(
+        run_page["charts"].as_u64().unwrap() >= 3,
+        "charts: {run_page}"
+    );
+    assert!(
+        run_page["lines"].as_u64().unwrap() >= 2 && run_page["bars"].as_u64().unwrap() >= 8,
+        "chart content: {run_page}"
+    );
+    assert!(
+        run_page["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "Repeat statistics"),
+        "{run_page}"
     );
     let png = std::fs::read(&shot).unwrap();
     assert!(

@@ -250,7 +250,7 @@ impl Engine {
     ) -> Result<GenerateResponse> {
         let start = Instant::now();
         let since = |t: Instant| t.duration_since(start).as_secs_f64();
-        validate(req)?;
+        validate_request(req)?;
         mlx::reset_peak_memory();
         self.check_cancel()?;
 
@@ -490,7 +490,8 @@ impl Engine {
     }
 }
 
-fn validate(req: &GenerateRequest) -> Result<()> {
+/// Checks a request before any work: token limits, image count, sampling.
+pub fn validate_request(req: &GenerateRequest) -> Result<()> {
     if req.max_tokens == 0 || req.max_tokens > MAX_NEW_TOKENS {
         return Err(Error::request(format!(
             "max_tokens must be between 1 and {MAX_NEW_TOKENS}, got {}",

@@ -13,7 +13,9 @@ pub mod prompt;
 pub mod sampler;
 pub mod synth;
 
-pub use engine::{Engine, EngineOptions, MAX_NEW_TOKENS, ModelInfo, device_memory_bytes};
+pub use engine::{
+    Engine, EngineOptions, MAX_NEW_TOKENS, ModelInfo, device_memory_bytes, validate_request,
+};
 pub use error::{Error, Result};
 pub use generate::{CancelToken, Event, FinishReason, GenerateRequest, GenerateResponse, Timings};
 pub use sampler::Sampling;

@@ -135,7 +135,7 @@ fn main() {
         memory.as_secs_f64() * 1e3
     );
     println!(
-        "| instantiate + describe-free run (no calls) | {:.2} ms |",
+        "| instantiate + run with no host calls | {:.2} ms |",
         per_run.as_secs_f64() * 1e3
     );
     println!(
