@@ -16,7 +16,6 @@ struct Input {
     specs: Vec<(String, u8, String)>,
     sets: Vec<(String, String)>,
     messages: Vec<(String, Vec<Option<String>>)>,
-    images: u8,
     max_tokens: u32,
     temperature: f32,
     top_p: f32,
@@ -64,7 +63,12 @@ fuzz_target!(|input: Input| {
         messages,
         images: vec![],
         max_tokens: input.max_tokens as usize,
-        sampling: Sampling { temperature: input.temperature, top_p: input.top_p, top_k: input.top_k, seed: 0 },
+        sampling: Sampling {
+            temperature: input.temperature,
+            top_p: input.top_p,
+            top_k: input.top_k,
+            seed: 0,
+        },
         ignore_eos: false,
         return_logits: false,
     };
@@ -72,11 +76,29 @@ fuzz_target!(|input: Input| {
 
     // Placeholder runs against grids: positions either line up or are refused.
     let pad = 9u32;
-    let ids: Vec<u32> = input.ids.iter().take(4096).map(|&i| if i % 3 == 0 { pad } else { i as u32 }).collect();
-    let grids: Vec<[usize; 3]> =
-        input.grids.iter().take(8).map(|&(t, h, w)| [1 + t as usize % 2, 2 * (1 + h as usize % 16), 2 * (1 + w as usize % 16)]).collect();
+    let ids: Vec<u32> = input
+        .ids
+        .iter()
+        .take(4096)
+        .map(|&i| if i % 3 == 0 { pad } else { i as u32 })
+        .collect();
+    let grids: Vec<[usize; 3]> = input
+        .grids
+        .iter()
+        .take(8)
+        .map(|&(t, h, w)| {
+            [
+                1 + t as usize % 2,
+                2 * (1 + h as usize % 16),
+                2 * (1 + w as usize % 16),
+            ]
+        })
+        .collect();
     if let Ok(p) = rope_positions(&ids, pad, &grids, 2) {
         assert_eq!(p.len(), ids.len());
-        assert_eq!(image_spans(&ids, pad).len(), grids.len().min(image_spans(&ids, pad).len()));
+        assert_eq!(
+            image_spans(&ids, pad).len(),
+            grids.len().min(image_spans(&ids, pad).len())
+        );
     }
 });

@@ -155,6 +155,9 @@ pub struct ModelArgs {
     /// Turn the prefix and vision caches off
     #[arg(long)]
     pub no_cache: bool,
+    /// Download a Hugging Face id that is not in the local cache
+    #[arg(long)]
+    pub download: bool,
 }
 
 #[derive(Args, Debug)]
@@ -193,6 +196,16 @@ pub enum ModelCommand {
     Resolve {
         #[command(flatten)]
         model: ModelArgs,
+    },
+    /// Download a model from the Hugging Face Hub into the local cache
+    Download {
+        /// ORG/NAME, e.g. mlx-community/Qwen3-VL-8B-Instruct-4bit
+        id: String,
+        #[arg(long, default_value = "main")]
+        revision: String,
+        /// Another hub (a mirror); HF_ENDPOINT also works
+        #[arg(long)]
+        endpoint: Option<String>,
     },
 }
 

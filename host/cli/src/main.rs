@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod model_download;
 mod model_resolve;
 mod paths;
 mod runner;

@@ -122,6 +122,21 @@ pub fn ensure_synthetic(opts: &SynthOptions, quiet: bool) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Resolves the model flags: `--model`, downloading when `--download` says so.
+pub fn resolve_args(args: &crate::cli::ModelArgs, quiet: bool) -> Result<PathBuf> {
+    match resolve(args.model.as_deref(), quiet) {
+        Err(e) if args.download => {
+            let id = args.model.as_deref().unwrap_or_default();
+            if id.matches('/').count() == 1 && !std::path::Path::new(id).exists() {
+                crate::model_download::download(id, "main", None)
+            } else {
+                Err(e)
+            }
+        }
+        other => other,
+    }
+}
+
 /// Resolves `--model` (or its absence) to a directory.
 pub fn resolve(spec: Option<&str>, quiet: bool) -> Result<PathBuf> {
     let spec = match spec {
@@ -155,8 +170,8 @@ pub fn resolve(spec: Option<&str>, quiet: bool) -> Result<PathBuf> {
             return Ok(dir);
         }
         bail!(
-            "{spec} is not in the local Hugging Face cache ({}); download it first \
-             (huggingface-cli download {spec}), pass a directory, or use synthetic:qwen3-vl-8b:4",
+            "{spec} is not in the local Hugging Face cache ({}); add --download to fetch it \
+             (or `host model download {spec}`), pass a directory, or use synthetic:qwen3-vl-8b:4",
             hf_cache_dir().display()
         );
     }

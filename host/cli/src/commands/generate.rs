@@ -10,7 +10,7 @@ use crate::cli::GenerateArgs;
 use crate::model_resolve;
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let dir = model_resolve::resolve(args.model.model.as_deref(), false)?;
+    let dir = model_resolve::resolve_args(&args.model, false)?;
     let mut images = vec![];
     for path in &args.image {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;

@@ -9,8 +9,17 @@ use crate::model_resolve;
 pub fn run(cmd: ModelCommand) -> Result<()> {
     match cmd {
         ModelCommand::Synth(args) => synth(args),
+        ModelCommand::Download {
+            id,
+            revision,
+            endpoint,
+        } => {
+            let dir = crate::model_download::download(&id, &revision, endpoint.as_deref())?;
+            println!("{}", dir.display());
+            Ok(())
+        }
         ModelCommand::Resolve { model } => {
-            let dir = model_resolve::resolve(model.model.as_deref(), false)?;
+            let dir = model_resolve::resolve_args(&model, false)?;
             println!("{}", dir.display());
             Ok(())
         }

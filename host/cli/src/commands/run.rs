@@ -16,8 +16,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     let result = runner::run(RunRequest {
         plugin: args.plugin,
-        model: args.model.model,
-        no_cache: args.model.no_cache,
+        model: args.model,
         images: args.images,
         sets: args.sets,
         timeout: Duration::from_secs_f64(args.timeout),

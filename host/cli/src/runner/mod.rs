@@ -24,8 +24,7 @@ use terminal::Terminal;
 
 pub struct RunRequest {
     pub plugin: String,
-    pub model: Option<String>,
-    pub no_cache: bool,
+    pub model: crate::cli::ModelArgs,
     pub images: Vec<String>,
     pub sets: Vec<String>,
     pub timeout: Duration,
@@ -69,10 +68,10 @@ pub fn run(req: RunRequest) -> Result<RunResult> {
     let params = resolve_params(&info.params, &sets).map_err(anyhow::Error::msg)?;
     let image_sets = ImageSets::parse(&req.images).map_err(anyhow::Error::msg)?;
 
-    let model_dir = crate::model_resolve::resolve(req.model.as_deref(), req.quiet)?;
+    let model_dir = crate::model_resolve::resolve_args(&req.model, req.quiet)?;
     term.line(&format!("loading model {}", model_dir.display()));
     let opts = EngineOptions {
-        cache_enabled: !req.no_cache,
+        cache_enabled: !req.model.no_cache,
         ..EngineOptions::default()
     };
     let engine = Engine::load(&model_dir, opts)
