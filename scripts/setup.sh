@@ -30,7 +30,10 @@ apt_install() {
 
 if [ "$(uname -s)" = Linux ]; then
   apt_install libopenblas0-pthread
-  if [ "${SETUP_BROWSER:-0}" = 1 ]; then apt_install chromium; fi
+  if [ "${SETUP_BROWSER:-0}" = 1 ]; then
+    apt_install chromium
+    command -v node >/dev/null || apt_install nodejs npm
+  fi
 fi
 
 command -v cargo >/dev/null || { say "cargo not found: install Rust from https://rustup.rs"; exit 1; }
