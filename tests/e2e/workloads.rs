@@ -118,6 +118,17 @@ fn cache_verification_passes_on_the_real_model() {
     assert_eq!(t.rows.len(), 15);
     let status = t.columns.iter().position(|c| c == "Status").unwrap();
     assert!(t.rows.iter().all(|row| row[status] == "✓"), "{:?}", t.rows);
+    // f32 on the CPU: logits within 1e-4 and tokens equal on every step.
+    let agree = t
+        .columns
+        .iter()
+        .position(|c| c == "Output vs uncached")
+        .unwrap();
+    assert!(
+        t.rows.iter().all(|row| row[agree].starts_with("yes")),
+        "{:?}",
+        t.rows
+    );
     let row = |id: &str| t.rows.iter().find(|r| r[0] == id).unwrap().clone();
     assert_eq!(
         row("4b")[3],

@@ -5,7 +5,7 @@
 //! reaches the host only through the imports re-exported here: [`engine`],
 //! [`images`], [`results`] and [`progress`]. See `plugins/README.md`.
 //!
-//! ```ignore
+//! ```no_run
 //! use vlmbench_sdk::{Params, Workload, engine, param, types::{ParamKind, PluginInfo}};
 //!
 //! struct Hello;
@@ -43,6 +43,7 @@ pub use wit_bindgen as __wit_bindgen;
 
 pub use bindings::vlmbench::workload::{engine, images, progress, results, types};
 
+pub mod agreement;
 mod params;
 pub mod request;
 pub mod stats;
