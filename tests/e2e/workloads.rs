@@ -136,6 +136,16 @@ fn cache_verification_passes_on_the_real_model() {
         "same-size different image must not hit"
     );
     assert_eq!(row("5b")[3], "HIT", "re-encoded identical pixels must hit");
+    // The counters cover the steps, not the warm-up's own hit: 1b, 1d, 2c,
+    // 3.1b, 3.2b and 5b.
+    let metric = |n: &str| d.metrics.iter().find(|m| m.name == n).unwrap().value;
+    assert_eq!(metric("prefix_exact_hits"), 6.0);
+    assert!(
+        d.requests
+            .iter()
+            .any(|r| r.row.warmup && r.row.label == "warm-up new prompt"),
+        "the warm-up runs a new-prompt partial hit"
+    );
 }
 
 #[test]

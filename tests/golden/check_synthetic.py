@@ -51,6 +51,8 @@ def mlx(path, image, prompt, n):
     ids, times = [], []
     t0 = time.perf_counter()
     for r in stream_generate(model, processor, text, image=[image], max_tokens=n, temperature=0.0):
+        if r.finish_reason is not None:
+            break  # the closing result repeats the last token
         times.append(time.perf_counter() - t0)
         ids.append(int(r.token))
     mx.synchronize()
