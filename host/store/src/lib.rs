@@ -9,7 +9,7 @@ mod time;
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -32,6 +32,21 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Another connection holds a lock SQLite would not wait for (it skips
+    /// the busy handler where waiting could deadlock, and while a new
+    /// database is switched to WAL).
+    fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Error::Sqlite {
+                source: rusqlite::Error::SqliteFailure(f, _),
+                ..
+            } if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+}
 
 /// A run's status. `running` until the runner finishes it.
 pub const STATUSES: [&str; 6] = [
@@ -254,8 +269,16 @@ impl Store {
             conn,
             path: path.to_path_buf(),
         };
-        store.configure()?;
-        store.migrate()?;
+        // Retried while another process sets the same new database up.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match store.configure().and_then(|()| store.migrate()) {
+                Err(e) if e.is_busy() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                result => break result?,
+            }
+        }
         store.recover_interrupted()?;
         Ok(store)
     }
@@ -296,13 +319,14 @@ impl Store {
     }
 
     fn configure(&self) -> Result<()> {
+        // The timeout first: switching a new database to WAL waits for locks.
+        self.conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| self.err(e))?;
         self.conn
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
             )
-            .map_err(|e| self.err(e))?;
-        self.conn
-            .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| self.err(e))
     }
 
@@ -312,35 +336,42 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Applies the migrations this database lacks, one per transaction. Each
+    /// transaction takes the write lock before reading the version, so
+    /// processes opening a new database at the same moment (`host run` and
+    /// `host serve`) migrate it once between them.
     fn migrate(&mut self) -> Result<()> {
-        let current = self.schema_version()? as usize;
-        if current > schema::MIGRATIONS.len() {
-            return Err(Error::Other {
-                path: self.path.clone(),
-                message: format!(
-                    "schema version {current} is newer than this host knows ({}); use a newer host",
-                    schema::MIGRATIONS.len()
-                ),
-            });
-        }
-        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(current) {
-            let path = self.path.clone();
-            let tx = self.conn.transaction().map_err(|e| Error::Sqlite {
-                path: path.clone(),
-                source: e,
-            })?;
-            tx.execute_batch(sql).map_err(|e| Error::Sqlite {
-                path: path.clone(),
-                source: e,
-            })?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(|e| Error::Sqlite {
+        let path = self.path.clone();
+        let sqlite = |e| Error::Sqlite {
+            path: path.clone(),
+            source: e,
+        };
+        loop {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite)?;
+            let current: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(sqlite)?;
+            let current = current as usize;
+            if current > schema::MIGRATIONS.len() {
+                return Err(Error::Other {
                     path: path.clone(),
-                    source: e,
-                })?;
-            tx.commit().map_err(|e| Error::Sqlite { path, source: e })?;
+                    message: format!(
+                        "schema version {current} is newer than this host knows ({}); use a newer host",
+                        schema::MIGRATIONS.len()
+                    ),
+                });
+            }
+            let Some(sql) = schema::MIGRATIONS.get(current) else {
+                return Ok(());
+            };
+            tx.execute_batch(sql).map_err(sqlite)?;
+            tx.pragma_update(None, "user_version", (current + 1) as i64)
+                .map_err(sqlite)?;
+            tx.commit().map_err(sqlite)?;
         }
-        Ok(())
     }
 
     /// Marks `running` runs whose host process is gone (or silent for two

@@ -87,6 +87,31 @@ fn a_fresh_database_is_migrated_and_records_a_run() {
     s.integrity_check().unwrap();
 }
 
+/// `host run` and `host serve` may open a database that does not exist yet
+/// at the same moment: both must succeed and the schema be applied once.
+#[test]
+fn connections_racing_to_create_a_database_all_succeed() {
+    let tmp = tempfile::tempdir().unwrap();
+    for attempt in 0..20 {
+        let path = tmp.path().join(format!("race-{attempt}.db"));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Store::open(&path).map(|s| s.schema_version().unwrap())
+                })
+            })
+            .collect();
+        let versions: Vec<_> = openers.into_iter().map(|t| t.join().unwrap()).collect();
+        let latest = Store::open(&path).unwrap().schema_version().unwrap();
+        for v in versions {
+            assert_eq!(v.unwrap(), latest, "attempt {attempt}");
+        }
+    }
+}
+
 #[test]
 fn runs_left_running_by_a_dead_process_become_interrupted() {
     let dir = tempfile::tempdir().unwrap();
