@@ -44,7 +44,8 @@ pub struct ModelInfo {
     pub vocab_size: usize,
     pub eos_token_ids: Vec<u32>,
     pub image_token_id: u32,
-    /// Bytes of dense copies kept for prefill (0: none).
+    /// Bytes of dense copies of quantized matrices kept (0: none; see
+    /// `EngineOptions::dense_copies`).
     pub dense_prefill_bytes: u64,
     /// Whether our own GPU kernels are in use.
     pub custom_kernels: bool,
@@ -60,10 +61,12 @@ pub struct EngineOptions {
     /// on the CPU backend (its bf16 matmul was 20x slower than f32 with
     /// OpenBLAS here) and the checkpoint's own dtype on GPUs.
     pub compute_dtype: Option<mlx::Dtype>,
-    /// Keep dense copies of quantized decoder matrices for prefill. `None`:
-    /// on GPUs when they fit in a third of device memory (MLX CUDA's 4-bit
-    /// matmul ran 3-5x slower than bf16 there), never on the CPU.
-    pub dense_prefill: Option<bool>,
+    /// Keep dense copies of quantized decoder matrices. `None`: when they
+    /// fit in a third of device memory. On GPUs they serve prefill (MLX
+    /// CUDA's 4-bit matmul ran 3-5x slower than bf16 there); on the CPU, in
+    /// f32, they serve every step with the LM head's copy too (2B 4-bit
+    /// here: MLX's CPU quantized matmul gave a 75 s TTFT against 4 s dense).
+    pub dense_copies: Option<bool>,
 }
 
 impl Default for EngineOptions {
@@ -74,7 +77,7 @@ impl Default for EngineOptions {
             prefix_budget: None,
             vision_budget: None,
             compute_dtype: on_cpu.then_some(mlx::Dtype::F32),
-            dense_prefill: None,
+            dense_copies: None,
         }
     }
 }
@@ -133,14 +136,16 @@ impl Engine {
         let mut model = Qwen3Vl::load(dir, config, opts.compute_dtype)?;
         let memory = device_memory_bytes() as usize;
         let on_gpu = mlx::default_device() == mlx::Device::Gpu;
-        let dense_prefill_bytes = match opts.dense_prefill.unwrap_or(on_gpu) {
-            true => model
-                .text
-                .add_dense_prefill_copies(if opts.dense_prefill == Some(true) {
+        // On the CPU the copies serve decoding too (no faster kernel there).
+        let dense_prefill_bytes = match opts.dense_copies.unwrap_or(true) {
+            true => model.text.add_dense_copies(
+                if opts.dense_copies == Some(true) {
                     usize::MAX
                 } else {
                     memory / 3
-                })?,
+                },
+                !on_gpu,
+            )?,
             false => 0,
         };
         let mut info = model_info(dir, &info_config, &model, &config_bytes);
@@ -408,11 +413,8 @@ impl Engine {
             }
         }
         let text = &self.model.text;
-        let first_logits = if req.return_logits {
-            Some(logits.to_f32_vec()?)
-        } else {
-            None
-        };
+        // Copied to the host after decoding, so the copy is not timed as TTFT.
+        let first_logits = req.return_logits.then_some(logits);
 
         // --- decode, one step ahead of the host (the next step is queued
         // before the current token is read back)
@@ -454,6 +456,7 @@ impl Engine {
         }
         let total = since(Instant::now());
         on_event(&Event::Finished { at_s: total });
+        let first_logits = first_logits.map(|l| l.to_f32_vec()).transpose()?;
 
         let text_out = self.prompts.tokenizer.decode(&out_ids, true)?;
         let image_tokens: usize = counts.iter().sum();

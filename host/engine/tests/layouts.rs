@@ -18,11 +18,16 @@ fn synth(dir: &Path, quant: Quant, layout: Option<Layout>) {
     synthesize(&o, dir, &mut |_, _| {}).unwrap();
 }
 
-fn run(dir: &Path) -> engine::GenerateResponse {
+/// `dense`: the engine's dense copies of quantized matrices (`None`: its
+/// default, which on the CPU computes with f32 copies; `Some(false)`: MLX's
+/// quantized kernels).
+/// Returns the response and the bytes of dense copies the engine kept.
+fn run(dir: &Path, dense: Option<bool>) -> (engine::GenerateResponse, u64) {
     let mut e = Engine::load(
         dir,
         EngineOptions {
             cache_enabled: false,
+            dense_copies: dense,
             ..EngineOptions::default()
         },
     )
@@ -31,7 +36,8 @@ fn run(dir: &Path) -> engine::GenerateResponse {
     let mut r = GenerateRequest::simple("Describe this image.", vec![img], 6);
     r.ignore_eos = true;
     r.return_logits = true;
-    e.generate(&r, &mut |_| {}).unwrap()
+    let dense_bytes = e.info().dense_prefill_bytes;
+    (e.generate(&r, &mut |_| {}).unwrap(), dense_bytes)
 }
 
 #[test]
@@ -49,7 +55,7 @@ fn every_layout_loads_and_generates() {
             serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
                 .unwrap();
         assert!(cfg["synthetic"].is_object(), "{name}: not marked synthetic");
-        let r = run(&dir);
+        let (r, _) = run(&dir, None);
         assert_eq!(r.output_tokens, 6, "{name}");
         assert!(
             r.first_logits.unwrap().iter().all(|x| x.is_finite()),
@@ -126,21 +132,31 @@ fn quantized_path_matches_a_dequantized_reference() {
         let d = tmp.path().join(format!("d{quant:?}"));
         synth(&q, quant, None);
         dequantized_copy(&q, &d);
-        let (rq, rd) = (run(&q), run(&d));
-        let (lq, ld) = (rq.first_logits.unwrap(), rd.first_logits.unwrap());
+        let (rd, _) = run(&d, None);
+        let ld = rd.first_logits.as_ref().unwrap();
         let scale = ld.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let diff = lq
-            .iter()
-            .zip(&ld)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        eprintln!("{quant:?}: max |Δlogit| {diff:e} of max |logit| {scale}");
-        assert!(
-            diff <= 1e-5 * scale,
-            "{quant:?}: quantized logits differ by {diff} (scale {scale})"
-        );
-        assert_eq!(
-            rq.token_ids, rd.token_ids,
-            "{quant:?}: greedy tokens differ"
-        );
+        // MLX's quantized kernels, then the engine's default dense copies.
+        for (path, dense) in [("quantized kernels", Some(false)), ("dense copies", None)] {
+            let (rq, dense_bytes) = run(&q, dense);
+            assert_eq!(
+                dense_bytes > 0,
+                dense.is_none(),
+                "{quant:?} {path}: {dense_bytes} bytes of dense copies"
+            );
+            let lq = rq.first_logits.unwrap();
+            let diff = lq
+                .iter()
+                .zip(ld)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            eprintln!("{quant:?} {path}: max |Δlogit| {diff:e} of max |logit| {scale}");
+            assert!(
+                diff <= 1e-5 * scale,
+                "{quant:?} {path}: logits differ by {diff} (scale {scale})"
+            );
+            assert_eq!(
+                rq.token_ids, rd.token_ids,
+                "{quant:?} {path}: greedy tokens differ"
+            );
+        }
     }
 }

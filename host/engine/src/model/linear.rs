@@ -1,7 +1,8 @@
 //! The decoder's linear layers, with the faster paths a backend allows:
 //! our qmv kernel for single rows (decoding) of 4-bit matrices, and optional
-//! dense bf16 copies of quantized matrices for many rows (prefill), where
-//! MLX's 4-bit matmul is several times slower than bf16 on CUDA.
+//! dense copies of quantized matrices: bf16 for many rows (prefill) on CUDA,
+//! where MLX's 4-bit matmul is several times slower than bf16; f32 for every
+//! row on the CPU, where MLX's quantized kernels are slower than BLAS on f32.
 //!
 //! Projections that read the same input (q/k/v; gate/up) are fused into one
 //! matrix when their formats match: one launch instead of two or three.
@@ -14,8 +15,9 @@ use crate::kernels;
 
 pub struct Linear {
     plain: Plain,
-    /// Dequantized copy for prefill.
+    /// Dequantized copy for prefill (and decoding, with `dense_single_row`).
     dense: Option<Array>,
+    dense_single_row: bool,
 }
 
 fn rows(x: &Array) -> i32 {
@@ -25,15 +27,21 @@ fn rows(x: &Array) -> i32 {
 
 impl Linear {
     pub fn new(plain: Plain) -> Linear {
-        Linear { plain, dense: None }
+        Linear {
+            plain,
+            dense: None,
+            dense_single_row: false,
+        }
     }
 
-    /// Keeps a dense copy of a quantized matrix in `dtype` for prefill.
-    pub fn add_dense_copy(&mut self, dtype: Dtype) -> Result<()> {
+    /// Keeps a dense copy of a quantized matrix in `dtype` for prefill, and
+    /// for single rows too when `single_row` (where no faster kernel applies).
+    pub fn add_dense_copy(&mut self, dtype: Dtype, single_row: bool) -> Result<()> {
         if let Weight::Quantized(q) = &self.plain.weight {
             let d = q.dequantize(dtype)?;
             d.eval()?;
             self.dense = Some(d);
+            self.dense_single_row = single_row;
         }
         Ok(())
     }
@@ -57,7 +65,9 @@ impl Linear {
             (Weight::Quantized(q), _) if rows(x) == 1 && kernels::qmv_applies(x, q) => {
                 kernels::qmv(x, q)?
             }
-            (Weight::Quantized(_), Some(d)) if rows(x) > 1 => x.matmul(&d.t()?)?,
+            (Weight::Quantized(_), Some(d)) if rows(x) > 1 || self.dense_single_row => {
+                x.matmul(&d.t()?)?
+            }
             _ => return Ok(self.plain.forward(x)?),
         };
         Ok(match &self.plain.bias {

@@ -55,6 +55,8 @@ pub struct TextModel {
     norm: Array,
     /// `None` when the LM head is tied to the embedding.
     lm_head: Option<Weight>,
+    /// Dequantized copy of the LM head (or tied embedding) for decoding.
+    dense_head: Option<Array>,
 }
 
 impl TextModel {
@@ -171,6 +173,7 @@ impl TextModel {
             layers,
             norm: norm?,
             lm_head,
+            dense_head: None,
         })
     }
 
@@ -257,9 +260,20 @@ impl TextModel {
 
     /// Keeps dense copies of the quantized decoder matrices for prefill when
     /// they fit in `budget` bytes. Returns the bytes used (0 when not).
-    pub fn add_dense_prefill_copies(&mut self, budget: usize) -> Result<usize> {
+    pub fn add_dense_copies(&mut self, budget: usize, single_row: bool) -> Result<usize> {
         let dtype = self.dtype();
-        let mut need = 0;
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        let head_bytes = match head {
+            Weight::Quantized(q) if single_row => {
+                q.logical_shape()
+                    .iter()
+                    .map(|&d| d as usize)
+                    .product::<usize>()
+                    * dtype.size_of()
+            }
+            _ => 0,
+        };
+        let mut need = head_bytes;
         for l in &mut self.layers {
             for lin in l.attn.qkv.linears_mut().chain(l.mlp.gate_up.linears_mut()) {
                 need += lin.dense_bytes(dtype);
@@ -271,16 +285,24 @@ impl TextModel {
         }
         for l in &mut self.layers {
             for lin in l.attn.qkv.linears_mut().chain(l.mlp.gate_up.linears_mut()) {
-                lin.add_dense_copy(dtype)?;
+                lin.add_dense_copy(dtype, single_row)?;
             }
-            l.attn.o.add_dense_copy(dtype)?;
-            l.mlp.down.add_dense_copy(dtype)?;
+            l.attn.o.add_dense_copy(dtype, single_row)?;
+            l.mlp.down.add_dense_copy(dtype, single_row)?;
+        }
+        if let (Weight::Quantized(q), true) = (head, head_bytes > 0) {
+            let d = q.dequantize(dtype)?;
+            d.eval()?;
+            self.dense_head = Some(d);
         }
         Ok(need)
     }
 
     /// Logits `(…, vocab)` for final-normed hidden states.
     pub fn logits(&self, h: &Array) -> Result<Array> {
+        if let Some(d) = &self.dense_head {
+            return Ok(h.matmul(&d.t()?)?);
+        }
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         Ok(match head {
             Weight::Dense(w) => h.matmul(&w.t()?)?,
