@@ -121,7 +121,9 @@ function byLabel(requests) {
 
 function seedTable(groups) {
   const fmtPx = n => n >= 1e6 ? (n / 1e6).toFixed(1) + "M" : Math.round(n / 1e3) + "K";
-  return table(["Resolution", "Pixels", "Time", "Tokens", "Speed"],
+  // The seed's "Resolution" for a sweep; other plugins label requests by what they test.
+  const first = groups.every(g => /^\d+x\d+$/.test(g.label)) ? "Resolution" : "Request";
+  return table([first, "Pixels", "Time", "Tokens", "Speed"],
     groups.map(g => [g.label, fmtPx(g.pixels), fmt(g.time, 2) + "s", fmt(g.tokens, 0), fmt(g.tokens / g.time) + " tok/s"]), { id: "seed-table" });
 }
 

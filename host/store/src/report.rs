@@ -31,6 +31,24 @@ fn pixels(n: u64) -> String {
     }
 }
 
+/// The first column's name: the seed's "Resolution" when every label is a
+/// `WxH` resolution (the sweep), else "Request" (other plugins label their
+/// requests with what they test). Also the word for one row in the summary.
+fn first_column<'a>(mut labels: impl Iterator<Item = &'a str>) -> (&'static str, &'static str) {
+    let is_resolution = |l: &str| {
+        l.split_once('x').is_some_and(|(w, h)| {
+            [w, h]
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+    };
+    if labels.all(is_resolution) {
+        ("Resolution", "resolution")
+    } else {
+        ("Request", "request")
+    }
+}
+
 /// The seed's tables for a run (Resolution, Pixels, Time, Tokens, Speed; the
 /// summary; the aggregate), from its non-warm-up requests.
 pub fn seed_tables(run: &RunDetail) -> String {
@@ -38,8 +56,9 @@ pub fn seed_tables(run: &RunDetail) -> String {
     if groups.is_empty() {
         return "No measured requests (warm-ups are not counted).\n".into();
     }
-    let mut out = String::from(
-        "| Resolution | Pixels | Time | Tokens | Speed |\n|------------|--------|------|--------|-------|\n",
+    let (column, across) = first_column(groups.iter().map(|(l, _)| l.as_str()));
+    let mut out = format!(
+        "| {column} | Pixels | Time | Tokens | Speed |\n|------------|--------|------|--------|-------|\n",
     );
     let mut speeds = vec![];
     let (mut total_s, mut total_tokens) = (0.0, 0u64);
@@ -71,7 +90,7 @@ pub fn seed_tables(run: &RunDetail) -> String {
         .expect("non-empty");
     let n_requests: usize = groups.iter().map(|(_, r)| r.len()).sum();
     out.push_str(&format!(
-        "\n**Summary:** Average {avg:.1} tok/s across all resolutions (mean of the per-resolution Speed); \
+        "\n**Summary:** Average {avg:.1} tok/s across all {across}s (mean of the per-{across} Speed); \
          {:.1} tok/s aggregate (total tokens over total time). Fastest at {} ({:.1} tok/s), slowest at {} ({:.1} tok/s). \
          Speed is output tokens over the whole request time, including preprocessing and prefill.\n\n",
         total_tokens as f64 / total_s,
@@ -393,5 +412,21 @@ impl Comparison {
             rows.push(row);
         }
         md_table(&cols, &rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_column;
+
+    #[test]
+    fn sweep_labels_keep_the_seeds_resolution_column() {
+        let sweep = ["224x224", "1920x1080"];
+        assert_eq!(first_column(sweep.into_iter()).0, "Resolution");
+        let cache = ["224x224", "1a cached"];
+        assert_eq!(first_column(cache.into_iter()).0, "Request");
+        for odd in ["x224", "224x", "2x2x2", "photo.png"] {
+            assert_eq!(first_column([odd].into_iter()).0, "Request", "{odd}");
+        }
     }
 }
