@@ -67,3 +67,27 @@ pub fn probe() -> String {
 pub fn open(db: &Path) -> store::Store {
     store::Store::open(db).unwrap()
 }
+
+/// A child process that is killed and reaped when dropped, so a failing
+/// assertion never leaves a host process running after the tests.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{db, host, open, probe, run};
+use crate::common::{KillOnDrop, db, host, open, probe, run};
 
 /// Runs the probe in `mode` and returns (exit code, stderr, the stored run).
 fn probe_run(name: &str, extra: &[&str]) -> (i32, String, store::RunDetail) {
@@ -203,19 +203,21 @@ fn generate_records_a_request_row() {
 #[test]
 fn ctrl_c_stops_the_run_and_keeps_what_was_recorded() {
     let db = db("ctrl_c");
-    let mut child = host()
-        .args([
-            "run",
-            "--plugin",
-            &probe(),
-            "--db",
-            db.to_str().unwrap(),
-            "--set",
-            "mode=loop",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        host()
+            .args([
+                "run",
+                "--plugin",
+                &probe(),
+                "--db",
+                db.to_str().unwrap(),
+                "--set",
+                "mode=loop",
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     // Wait until the run exists, then interrupt.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

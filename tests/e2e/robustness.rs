@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{db, host, open};
+use crate::common::{KillOnDrop, db, host, open};
 
 /// A small deterministic sequence of delays (no clock-seeded randomness in tests).
 fn delays(n: usize) -> Vec<Duration> {
@@ -28,7 +28,7 @@ fn sigkill_at_random_moments_loses_nothing() {
     let d = db.to_str().unwrap().to_string();
     let mut killed_runs = 0;
     for (i, delay) in delays(20).into_iter().enumerate() {
-        let mut child = host()
+        let child = host()
             .args(["run", "--plugin", "resolution_sweep.wasm", "--db", &d, "-q"])
             .args([
                 "--set",
@@ -44,6 +44,7 @@ fn sigkill_at_random_moments_loses_nothing() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let mut child = KillOnDrop(child);
         std::thread::sleep(delay);
         let _ = std::process::Command::new("kill")
             .args(["-KILL", &child.id().to_string()])
@@ -120,15 +121,6 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn serve_reads_while_run_writes_and_holds_a_mixed_load() {
     let db = db("load");
@@ -142,7 +134,7 @@ fn serve_reads_while_run_writes_and_holds_a_mixed_load() {
     BufReader::new(server.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let server = Killed(server);
+    let server = KillOnDrop(server);
     let addr = line
         .split("http://")
         .nth(1)
@@ -153,7 +145,7 @@ fn serve_reads_while_run_writes_and_holds_a_mixed_load() {
         .to_string();
 
     // A run writes while we read.
-    let mut run = host()
+    let run = host()
         .args(["run", "--plugin", "resolution_sweep.wasm", "--db", &d, "-q"])
         .args([
             "--set",
@@ -169,6 +161,7 @@ fn serve_reads_while_run_writes_and_holds_a_mixed_load() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut run = KillOnDrop(run);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut reads = 0;
     while run.try_wait().unwrap().is_none() {

@@ -4,18 +4,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use crate::common::{db, host, run};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::common::{KillOnDrop, db, host, run};
 
 /// Runs `tests/browser/page.mjs` (playwright-core driving Debian's Chromium)
 /// on `urls`; returns one JSON object per page.
@@ -71,7 +62,7 @@ fn the_page_shows_runs_and_draws_charts() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let _server = Server(child);
+    let _server = KillOnDrop(child);
     let url = line
         .split("http://")
         .nth(1)
