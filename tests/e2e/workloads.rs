@@ -195,6 +195,15 @@ fn image_set_over_a_folder_and_a_manifest() {
     let names: Vec<&str> = per.rows.iter().map(|r| r[0].as_str()).collect();
     assert_eq!(names, vec!["a.png", "b.jpg", "more/c.webp"]);
     assert_eq!(per.rows[0][1], "300x200");
+    // Repeats measure the same work: the caches are off unless asked for.
+    assert!(
+        d.requests.iter().all(|r| r.row.cache_prefix == "disabled"),
+        "{:?}",
+        d.requests
+            .iter()
+            .map(|r| &r.row.cache_prefix)
+            .collect::<Vec<_>>()
+    );
 
     let db2 = db("set_manifest");
     let r = run(&[

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use report::{
-    ComparedFigure, Comparison, compare_runs, export_csv, export_json, export_markdown, seed_tables,
+    ComparedFigure, Comparison, compare_runs, export_csv, export_json, export_markdown, md_table,
+    seed_tables,
 };
 pub use time::{format_unix_ms, now_rfc3339};
 

@@ -113,16 +113,27 @@ pub fn seed_tables(run: &RunDetail) -> String {
     out
 }
 
-fn md_table(columns: &[String], rows: &[Vec<String>]) -> String {
+/// A markdown table (`|` in cells escaped).
+pub fn md_table(columns: &[String], rows: &[Vec<String>]) -> String {
     let mut out = format!(
         "| {} |\n|{}|\n",
-        columns.join(" | "),
+        md_cells(columns),
         columns.iter().map(|_| "---").collect::<Vec<_>>().join("|")
     );
     for r in rows {
-        out.push_str(&format!("| {} |\n", r.join(" | ")));
+        out.push_str(&format!("| {} |\n", md_cells(r)));
     }
     out
+}
+
+/// Cells joined into a markdown row: `|` escaped and line breaks flattened,
+/// so plugin text (a regex, a model's output) keeps its meaning.
+fn md_cells(cells: &[String]) -> String {
+    cells
+        .iter()
+        .map(|c| c.replace('|', "\\|").replace('\n', " "))
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 /// The whole run as markdown: identity, the seed's tables, then what the
@@ -417,7 +428,13 @@ impl Comparison {
 
 #[cfg(test)]
 mod tests {
-    use super::first_column;
+    use super::{first_column, md_table};
+
+    #[test]
+    fn pipes_in_cells_are_escaped() {
+        let t = md_table(&["Expected".into()], &[vec!["/red|blue/".into()]]);
+        assert!(t.contains("| /red\\|blue/ |"), "{t}");
+    }
 
     #[test]
     fn sweep_labels_keep_the_seeds_resolution_column() {

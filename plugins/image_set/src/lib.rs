@@ -78,11 +78,7 @@ fn check(task: &Task, text: &str) -> Option<bool> {
 }
 
 fn cell(text: &str, n: usize) -> String {
-    let t: String = text
-        .chars()
-        .take(n)
-        .collect::<String>()
-        .replace(['\n', '|'], " ");
+    let t: String = text.chars().take(n).collect::<String>().replace('\n', " ");
     if text.chars().count() > n {
         format!("{t}…")
     } else {
@@ -147,6 +143,12 @@ impl Workload for ImageSet {
                     "0",
                     "use at most this many images (0: all)",
                 ),
+                param(
+                    "cache",
+                    ParamKind::Boolean,
+                    "false",
+                    "leave the prefix and vision caches on (off: every repeat is computed in full)",
+                ),
             ],
         }
     }
@@ -188,6 +190,12 @@ impl Workload for ImageSet {
         let warmup = p.int_in("warmup", 0, 100)? as u32;
         let repeats = p.int_in("repeats", 1, 1000)? as u32;
         let ignore_eos = p.bool("ignore_eos")?;
+        // Off by default: with it on, the warm-up and each first repeat
+        // would fill the cache and later repeats would time cache hits.
+        let before = engine::cache_stats();
+        if !p.bool("cache")? {
+            engine::cache_configure(Some(false), None, None);
+        }
         vlmbench_sdk::log(&format!(
             "{} images from set {set:?}, {repeats} measured request(s) each",
             tasks.len()
@@ -327,6 +335,7 @@ impl Workload for ImageSet {
                 &format!("{passed} of {checked} answers as expected"),
             );
         }
+        engine::cache_configure(Some(before.enabled), None, None);
         Ok(())
     }
 }

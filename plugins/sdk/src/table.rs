@@ -28,7 +28,7 @@ impl Table {
     }
 
     pub fn to_markdown(&self) -> String {
-        let mut out = format!("| {} |\n", self.columns.join(" | "));
+        let mut out = format!("| {} |\n", markdown_cells(&self.columns));
         out.push_str(&format!(
             "|{}|\n",
             self.columns
@@ -38,10 +38,20 @@ impl Table {
                 .join("|")
         ));
         for r in &self.rows {
-            out.push_str(&format!("| {} |\n", r.join(" | ")));
+            out.push_str(&format!("| {} |\n", markdown_cells(r)));
         }
         out
     }
+}
+
+/// Cells joined into a markdown table row, with `|` escaped and line breaks
+/// flattened so that text such as a regex keeps its meaning.
+fn markdown_cells(cells: &[String]) -> String {
+    cells
+        .iter()
+        .map(|c| c.replace('|', "\\|").replace('\n', " "))
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 /// Pixel counts as the seed writes them: `50K`, `1.0M`.
@@ -79,5 +89,16 @@ mod tests {
         assert_eq!(pixels(1920 * 1080), "2.1M");
         assert_eq!(seconds(1.0449), "1.04s");
         assert_eq!(tok_s(74.84), "74.8 tok/s");
+    }
+
+    #[test]
+    fn markdown_escapes_pipes_and_line_breaks() {
+        let mut t = Table::new(&["Expected", "Output"]);
+        t.row(vec!["/red|blue/".into(), "two\nlines".into()]);
+        assert!(
+            t.to_markdown().ends_with("| /red\\|blue/ | two lines |\n"),
+            "{}",
+            t.to_markdown()
+        );
     }
 }

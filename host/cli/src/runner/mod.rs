@@ -200,19 +200,7 @@ fn print_summary(d: &store::RunDetail) {
     }
     for t in &d.tables {
         println!("### {}\n", t.name);
-        println!("| {} |", t.columns.join(" | "));
-        println!(
-            "|{}|",
-            t.columns
-                .iter()
-                .map(|_| "---")
-                .collect::<Vec<_>>()
-                .join("|")
-        );
-        for r in &t.rows {
-            println!("| {} |", r.join(" | "));
-        }
-        println!();
+        println!("{}", store::md_table(&t.columns, &t.rows));
     }
     for n in &d.notes {
         println!("{n}\n");
