@@ -3,7 +3,7 @@
 #![no_main]
 
 use engine::config::PreprocessorConfig;
-use engine::image::{decode_image, prepare_image, DecodeLimits};
+use engine::image::{DecodeLimits, decode_image, prepare_image};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

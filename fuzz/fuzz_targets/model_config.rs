@@ -12,11 +12,12 @@ fuzz_target!(|data: &[u8]| {
     let path = std::path::Path::new("fuzz/config.json");
     match ModelConfig::from_json(path, &value) {
         Ok(cfg) => {
-            assert!(cfg
-                .vision
-                .deepstack_visual_indexes
-                .iter()
-                .all(|&i| i < cfg.vision.depth));
+            assert!(
+                cfg.vision
+                    .deepstack_visual_indexes
+                    .iter()
+                    .all(|&i| i < cfg.vision.depth)
+            );
             assert_eq!(cfg.vision.out_hidden_size, cfg.text.hidden_size);
             assert!(
                 3 * cfg.text.mrope_section[1].max(cfg.text.mrope_section[2])
