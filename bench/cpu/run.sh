@@ -29,8 +29,8 @@ OPENBLAS=$(ldconfig -p | awk '/libopenblas\.so\.0 /{print $NF; exit}')
 }
 IMAGE=$OUT/noise224.png
 [ -f "$IMAGE" ] || "$PY" -c "import numpy as np, PIL.Image as I; I.fromarray(np.random.default_rng(0).integers(0,256,(224,224,3),dtype=np.uint8)).save('$IMAGE')"
-"$HOST" --version > "$OUT/versions.txt"
-"$PY" -c "import mlx.core as mx, mlx_vlm; print('mlx', mx.__version__, 'mlx-vlm', mlx_vlm.__version__)" >> "$OUT/versions.txt"
+# Our side records its host version and commit in each ours-*.db.
+"$PY" -c "import mlx.core as mx, mlx_vlm; print('mlx', mx.__version__, 'mlx-vlm', mlx_vlm.__version__)" > "$OUT/versions.txt"
 for m in $MODELS; do
   arch=${m%%:*} quant=${m##*:}
   dir=$OUT/models/$arch-$quant

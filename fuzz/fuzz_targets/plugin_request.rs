@@ -96,9 +96,6 @@ fuzz_target!(|input: Input| {
         .collect();
     if let Ok(p) = rope_positions(&ids, pad, &grids, 2) {
         assert_eq!(p.len(), ids.len());
-        assert_eq!(
-            image_spans(&ids, pad).len(),
-            grids.len().min(image_spans(&ids, pad).len())
-        );
+        assert!(image_spans(&ids, pad).len() <= grids.len());
     }
 });

@@ -1,8 +1,9 @@
 //! Running `host` in a private data folder shared by the tests of this binary
 //! (so the synthetic default model is generated once).
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub fn home() -> &'static Path {
@@ -90,4 +91,28 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `host serve` for `db` on a free port: the process and its `host:port`.
+pub fn serve(db: &str) -> (KillOnDrop, String) {
+    let mut server = KillOnDrop(
+        host()
+            .args(["serve", "--addr", "127.0.0.1:0", "--db", db])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .expect("the server prints its URL")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    (server, addr)
 }

@@ -129,17 +129,24 @@ fn download_from_a_stand_in_hub_then_run_from_the_cache() {
     let cache = home().join("hf-download-cache");
     let _ = std::fs::remove_dir_all(&cache);
     let endpoint = format!("http://{addr}");
-    let dl = host()
-        .env("HF_HUB_CACHE", &cache)
-        .args([
+    let with_cache = |cache: &PathBuf, args: &[&str]| {
+        host()
+            .env("HF_HUB_CACHE", cache)
+            .env("HF_ENDPOINT", &endpoint)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let dl = with_cache(
+        &cache,
+        &[
             "model",
             "download",
             "test-org/tiny-vl",
             "--endpoint",
             &endpoint,
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     let stderr = String::from_utf8_lossy(&dl.stderr);
     assert!(dl.status.success(), "{stderr}");
     let dir = PathBuf::from(String::from_utf8_lossy(&dl.stdout).trim());
@@ -155,38 +162,51 @@ fn download_from_a_stand_in_hub_then_run_from_the_cache() {
     );
 
     // The id now resolves from the cache, with no network.
-    let generated = host()
-        .env("HF_HUB_CACHE", &cache)
-        .args([
-            "generate",
-            "--model",
-            "test-org/tiny-vl",
-            "--prompt",
-            "hi",
-            "--max-tokens",
-            "3",
-            "--ignore-eos",
-        ])
-        .output()
-        .unwrap();
+    let generate = [
+        "generate",
+        "--model",
+        "test-org/tiny-vl",
+        "--prompt",
+        "hi",
+        "--max-tokens",
+        "3",
+        "--ignore-eos",
+    ];
+    let generated = with_cache(&cache, &generate);
     assert!(
         generated.status.success(),
         "{}",
         String::from_utf8_lossy(&generated.stderr)
     );
 
+    // In an empty cache the same id needs --download (from HF_ENDPOINT).
+    let fresh = home().join("hf-download-cache-2");
+    let _ = std::fs::remove_dir_all(&fresh);
+    let refused = with_cache(&fresh, &generate);
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("--download"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let fetched = with_cache(&fresh, &[&generate[..], &["--download"]].concat());
+    assert!(
+        fetched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+
     // An id the hub does not have: a clear error naming it.
-    let missing = host()
-        .env("HF_HUB_CACHE", &cache)
-        .args([
+    let missing = with_cache(
+        &cache,
+        &[
             "model",
             "download",
             "test-org/nothing",
             "--endpoint",
             &endpoint,
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("test-org/nothing"));
     drop(rt);

@@ -2,12 +2,12 @@
 //! consistent database with the run marked interrupted; `host serve` reads
 //! while `host run` writes; the server holds a mixed load without 5xx.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{KillOnDrop, db, host, open};
+use crate::common::{KillOnDrop, db, host, open, serve};
 
 /// A small deterministic sequence of delays (no clock-seeded randomness in tests).
 fn delays(n: usize) -> Vec<Duration> {
@@ -22,29 +22,29 @@ fn delays(n: usize) -> Vec<Duration> {
         .collect()
 }
 
+/// A quiet `host run` of the sweep into `db`, in the background.
+fn spawn_sweep(db: &str, resolutions: &str, repeats: u32, max_tokens: u32) -> KillOnDrop {
+    KillOnDrop(
+        host()
+            .args(["run", "--plugin", "resolution_sweep.wasm", "--db", db, "-q"])
+            .args(["--set", &format!("resolutions={resolutions}")])
+            .args(["--set", &format!("repeats={repeats}")])
+            .args(["--set", &format!("max_tokens={max_tokens}")])
+            .args(["--set", "check_image=false"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 #[test]
 fn sigkill_at_random_moments_loses_nothing() {
     let db = db("crash");
     let d = db.to_str().unwrap().to_string();
     let mut killed_runs = 0;
     for (i, delay) in delays(20).into_iter().enumerate() {
-        let child = host()
-            .args(["run", "--plugin", "resolution_sweep.wasm", "--db", &d, "-q"])
-            .args([
-                "--set",
-                "resolutions=224x224,256x256",
-                "--set",
-                "repeats=40",
-                "--set",
-                "max_tokens=4",
-                "--set",
-                "check_image=false",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut child = KillOnDrop(child);
+        let mut child = spawn_sweep(&d, "224x224,256x256", 40, 4);
         std::thread::sleep(delay);
         let _ = std::process::Command::new("kill")
             .args(["-KILL", &child.id().to_string()])
@@ -125,43 +125,10 @@ fn rss_kb(pid: u32) -> u64 {
 fn serve_reads_while_run_writes_and_holds_a_mixed_load() {
     let db = db("load");
     let d = db.to_str().unwrap().to_string();
-    let mut server = host()
-        .args(["serve", "--addr", "127.0.0.1:0", "--db", &d])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let server = KillOnDrop(server);
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let (server, addr) = serve(&d);
 
     // A run writes while we read.
-    let run = host()
-        .args(["run", "--plugin", "resolution_sweep.wasm", "--db", &d, "-q"])
-        .args([
-            "--set",
-            "resolutions=224x224",
-            "--set",
-            "repeats=30",
-            "--set",
-            "max_tokens=8",
-            "--set",
-            "check_image=false",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut run = KillOnDrop(run);
+    let mut run = spawn_sweep(&d, "224x224", 30, 8);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut reads = 0;
     while run.try_wait().unwrap().is_none() {

@@ -2,11 +2,10 @@
 //! playwright-core (`tests/browser/page.mjs`), against `host serve` on a test
 //! database. Saves a screenshot to tests/artifacts/.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::common::{KillOnDrop, db, host, run};
+use crate::common::{db, run, serve};
 
 /// Runs `tests/browser/page.mjs` (playwright-core driving Debian's Chromium)
 /// on `urls`; returns one JSON object per page.
@@ -53,21 +52,7 @@ fn the_page_shows_runs_and_draws_charts() {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 
-    let mut child = host()
-        .args(["serve", "--addr", "127.0.0.1:0", "--db", d])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _server = KillOnDrop(child);
-    let url = line
-        .split("http://")
-        .nth(1)
-        .expect("the server prints its URL");
-    let base = url.split('/').next().unwrap().to_string();
+    let (_server, base) = serve(d);
 
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();

@@ -122,23 +122,13 @@ pub fn ensure_synthetic(opts: &SynthOptions, quiet: bool) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Resolves the model flags: `--model`, downloading when `--download` says so.
+/// Resolves the model flags: `--model` (or its absence) to a directory,
+/// downloading a Hugging Face id missing from the cache when `--download`.
 pub fn resolve_args(args: &crate::cli::ModelArgs, quiet: bool) -> Result<PathBuf> {
-    match resolve(args.model.as_deref(), quiet) {
-        Err(e) if args.download => {
-            let id = args.model.as_deref().unwrap_or_default();
-            if id.matches('/').count() == 1 && !std::path::Path::new(id).exists() {
-                crate::model_download::download(id, "main", None)
-            } else {
-                Err(e)
-            }
-        }
-        other => other,
-    }
+    resolve(args.model.as_deref(), args.download, quiet)
 }
 
-/// Resolves `--model` (or its absence) to a directory.
-pub fn resolve(spec: Option<&str>, quiet: bool) -> Result<PathBuf> {
+fn resolve(spec: Option<&str>, download: bool, quiet: bool) -> Result<PathBuf> {
     let spec = match spec {
         Some(s) => s.to_string(),
         None => match find_in_hf_cache(DEFAULT_REAL) {
@@ -168,6 +158,9 @@ pub fn resolve(spec: Option<&str>, quiet: bool) -> Result<PathBuf> {
     if spec.matches('/').count() == 1 && !spec.starts_with('.') && !spec.starts_with('/') {
         if let Some(dir) = find_in_hf_cache(&spec) {
             return Ok(dir);
+        }
+        if download {
+            return crate::model_download::download(&spec, "main", None);
         }
         bail!(
             "{spec} is not in the local Hugging Face cache ({}); add --download to fetch it \

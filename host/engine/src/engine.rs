@@ -136,18 +136,13 @@ impl Engine {
         let mut model = Qwen3Vl::load(dir, config, opts.compute_dtype)?;
         let memory = device_memory_bytes() as usize;
         let on_gpu = mlx::default_device() == mlx::Device::Gpu;
-        // On the CPU the copies serve decoding too (no faster kernel there).
-        let dense_prefill_bytes = match opts.dense_copies.unwrap_or(true) {
-            true => model.text.add_dense_copies(
-                if opts.dense_copies == Some(true) {
-                    usize::MAX
-                } else {
-                    memory / 3
-                },
-                !on_gpu,
-            )?,
-            false => 0,
+        let budget = match opts.dense_copies {
+            Some(false) => 0,
+            Some(true) => usize::MAX,
+            None => memory / 3,
         };
+        // On the CPU the copies serve decoding too (no faster kernel there).
+        let dense_prefill_bytes = model.text.add_dense_copies(budget, !on_gpu)?;
         let mut info = model_info(dir, &info_config, &model, &config_bytes);
         info.dense_prefill_bytes = dense_prefill_bytes as u64;
         info.custom_kernels = crate::kernels::enabled();

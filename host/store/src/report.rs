@@ -33,8 +33,8 @@ fn pixels(n: u64) -> String {
 
 /// The first column's name: the seed's "Resolution" when every label is a
 /// `WxH` resolution (the sweep), else "Request" (other plugins label their
-/// requests with what they test). Also the word for one row in the summary.
-fn first_column<'a>(mut labels: impl Iterator<Item = &'a str>) -> (&'static str, &'static str) {
+/// requests with what they test).
+fn first_column<'a>(mut labels: impl Iterator<Item = &'a str>) -> &'static str {
     let is_resolution = |l: &str| {
         l.split_once('x').is_some_and(|(w, h)| {
             [w, h]
@@ -43,9 +43,9 @@ fn first_column<'a>(mut labels: impl Iterator<Item = &'a str>) -> (&'static str,
         })
     };
     if labels.all(is_resolution) {
-        ("Resolution", "resolution")
+        "Resolution"
     } else {
-        ("Request", "request")
+        "Request"
     }
 }
 
@@ -56,7 +56,8 @@ pub fn seed_tables(run: &RunDetail) -> String {
     if groups.is_empty() {
         return "No measured requests (warm-ups are not counted).\n".into();
     }
-    let (column, across) = first_column(groups.iter().map(|(l, _)| l.as_str()));
+    let column = first_column(groups.iter().map(|(l, _)| l.as_str()));
+    let across = column.to_lowercase();
     let mut out = format!(
         "| {column} | Pixels | Time | Tokens | Speed |\n|------------|--------|------|--------|-------|\n",
     );
@@ -439,11 +440,11 @@ mod tests {
     #[test]
     fn sweep_labels_keep_the_seeds_resolution_column() {
         let sweep = ["224x224", "1920x1080"];
-        assert_eq!(first_column(sweep.into_iter()).0, "Resolution");
+        assert_eq!(first_column(sweep.into_iter()), "Resolution");
         let cache = ["224x224", "1a cached"];
-        assert_eq!(first_column(cache.into_iter()).0, "Request");
+        assert_eq!(first_column(cache.into_iter()), "Request");
         for odd in ["x224", "224x", "2x2x2", "photo.png"] {
-            assert_eq!(first_column([odd].into_iter()).0, "Request", "{odd}");
+            assert_eq!(first_column([odd].into_iter()), "Request", "{odd}");
         }
     }
 }

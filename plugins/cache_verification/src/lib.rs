@@ -166,11 +166,11 @@ impl Workload for CacheVerification {
         engine::cache_configure(Some(true), None, None);
 
         let (q1, q2) = ("Describe this image.", "What colours does this image have?");
-        let mut shown_sides = vec![size];
-        shown_sides.extend(sides.iter().copied().filter(|&s| s != size));
+        let mut warm_sides = vec![size];
+        warm_sides.extend(sides.iter().copied().filter(|&s| s != size));
         let steps_total = 11 + 2 * sides.len() as u32;
         progress::report(0, steps_total, "warm-up (every shape the steps use, once)");
-        warm_up(seed, size, &shown_sides, q1, q2)?;
+        warm_up(seed, size, &warm_sides, q1, q2)?;
         // Counters from here on cover the steps only, not the warm-up.
         let start = engine::cache_stats();
 
@@ -263,41 +263,30 @@ impl Workload for CacheVerification {
         progress::report(run.steps_done, run.steps_total, "done");
         run.table.record("Prefix cache verification")?;
         let end = engine::cache_stats();
-        let counters = [
-            (
-                "prefix_exact_hits",
-                end.prefix_exact_hits,
-                start.prefix_exact_hits,
-                "count",
-            ),
-            (
-                "prefix_partial_hits",
-                end.prefix_partial_hits,
-                start.prefix_partial_hits,
-                "count",
-            ),
-            (
-                "prefix_misses",
-                end.prefix_misses,
-                start.prefix_misses,
-                "count",
-            ),
-            (
-                "prefix_reused_tokens",
-                end.prefix_reused_tokens,
-                start.prefix_reused_tokens,
-                "tokens",
-            ),
-            (
-                "vision_cache_hits",
-                end.vision_hits,
-                start.vision_hits,
-                "count",
-            ),
-        ];
-        for (name, end, start, unit) in counters {
-            results::metric(name, end.saturating_sub(start) as f64, unit);
-        }
+        let metric = |name: &str, end: u64, start: u64, unit: &str| {
+            results::metric(name, end.saturating_sub(start) as f64, unit)
+        };
+        let (e, s) = (&end, &start);
+        metric(
+            "prefix_exact_hits",
+            e.prefix_exact_hits,
+            s.prefix_exact_hits,
+            "count",
+        );
+        metric(
+            "prefix_partial_hits",
+            e.prefix_partial_hits,
+            s.prefix_partial_hits,
+            "count",
+        );
+        metric("prefix_misses", e.prefix_misses, s.prefix_misses, "count");
+        metric(
+            "prefix_reused_tokens",
+            e.prefix_reused_tokens,
+            s.prefix_reused_tokens,
+            "tokens",
+        );
+        metric("vision_cache_hits", e.vision_hits, s.vision_hits, "count");
         let total = run.steps_done;
         results::note(&format!(
             "Outputs are compared by the first position's logits (relative L2 distance Δ, tolerance {tol:.0e} for {} on {}) and by greedy tokens. ≈: logits agree but the tokens diverge later, where a near-tie went the other way ({} of {total} steps); on GPUs even a miss, whose first logits equal the uncached run's bit for bit, can diverge during decoding.",

@@ -24,10 +24,7 @@ pub enum Agreement {
     },
     /// First-position logits differ beyond the tolerance: the two runs did
     /// not compute the same function of the prompt.
-    Different {
-        first_diff: Option<usize>,
-        logit_rel_diff: f64,
-    },
+    Different { logit_rel_diff: f64 },
 }
 
 impl Agreement {
@@ -107,14 +104,12 @@ pub fn compare(
     tol: f64,
 ) -> Agreement {
     let logit_rel_diff = relative_l2(logits, ref_logits);
-    let first_diff = first_difference(tokens, ref_tokens);
-    match (logit_rel_diff <= tol, first_diff) {
-        (true, None) => Agreement::Identical { logit_rel_diff },
-        (true, Some(first_diff)) => Agreement::WithinPrecision {
-            first_diff,
-            logit_rel_diff,
-        },
-        (false, first_diff) => Agreement::Different {
+    if logit_rel_diff > tol {
+        return Agreement::Different { logit_rel_diff };
+    }
+    match first_difference(tokens, ref_tokens) {
+        None => Agreement::Identical { logit_rel_diff },
+        Some(first_diff) => Agreement::WithinPrecision {
             first_diff,
             logit_rel_diff,
         },

@@ -37,9 +37,7 @@ impl Linear {
     /// Keeps a dense copy of a quantized matrix in `dtype` for prefill, and
     /// for single rows too when `single_row` (where no faster kernel applies).
     pub fn add_dense_copy(&mut self, dtype: Dtype, single_row: bool) -> Result<()> {
-        if let Weight::Quantized(q) = &self.plain.weight {
-            let d = q.dequantize(dtype)?;
-            d.eval()?;
+        if let Some(d) = dense_copy(&self.plain.weight, dtype)? {
             self.dense = Some(d);
             self.dense_single_row = single_row;
         }
@@ -48,16 +46,7 @@ impl Linear {
 
     /// Bytes a dense copy would take.
     pub fn dense_bytes(&self, dtype: Dtype) -> usize {
-        match &self.plain.weight {
-            Weight::Quantized(q) => {
-                q.logical_shape()
-                    .iter()
-                    .map(|&d| d as usize)
-                    .product::<usize>()
-                    * dtype.size_of()
-            }
-            Weight::Dense(_) => 0,
-        }
+        dense_bytes(&self.plain.weight, dtype)
     }
 
     pub fn forward(&self, x: &Array) -> Result<Array> {
@@ -74,6 +63,32 @@ impl Linear {
             Some(b) => y.add(b)?,
             None => y,
         })
+    }
+}
+
+/// Bytes a dense copy of `w` in `dtype` takes (0 for a matrix already dense).
+pub fn dense_bytes(w: &Weight, dtype: Dtype) -> usize {
+    match w {
+        Weight::Quantized(q) => {
+            q.logical_shape()
+                .iter()
+                .map(|&d| d as usize)
+                .product::<usize>()
+                * dtype.size_of()
+        }
+        Weight::Dense(_) => 0,
+    }
+}
+
+/// A dense, evaluated copy of a quantized `w` in `dtype` (`None` when dense).
+pub fn dense_copy(w: &Weight, dtype: Dtype) -> Result<Option<Array>> {
+    match w {
+        Weight::Quantized(q) => {
+            let d = q.dequantize(dtype)?;
+            d.eval()?;
+            Ok(Some(d))
+        }
+        Weight::Dense(_) => Ok(None),
     }
 }
 

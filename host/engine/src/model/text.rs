@@ -6,7 +6,7 @@ use mlx::nn::{self, Weight};
 use mlx::{Array, Dtype};
 
 use super::kv_cache::KvCache;
-use super::linear::{Linear, Projections};
+use super::linear::{Linear, Projections, dense_bytes, dense_copy};
 use super::weights::WeightSet;
 use crate::config::{ModelConfig, TextConfig};
 use crate::error::Result;
@@ -262,18 +262,13 @@ impl TextModel {
     /// they fit in `budget` bytes. Returns the bytes used (0 when not).
     pub fn add_dense_copies(&mut self, budget: usize, single_row: bool) -> Result<usize> {
         let dtype = self.dtype();
+        // The LM head (or the tied embedding) only serves single rows.
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
-        let head_bytes = match head {
-            Weight::Quantized(q) if single_row => {
-                q.logical_shape()
-                    .iter()
-                    .map(|&d| d as usize)
-                    .product::<usize>()
-                    * dtype.size_of()
-            }
-            _ => 0,
+        let mut need = if single_row {
+            dense_bytes(head, dtype)
+        } else {
+            0
         };
-        let mut need = head_bytes;
         for l in &mut self.layers {
             for lin in l.attn.qkv.linears_mut().chain(l.mlp.gate_up.linears_mut()) {
                 need += lin.dense_bytes(dtype);
@@ -290,10 +285,8 @@ impl TextModel {
             l.attn.o.add_dense_copy(dtype, single_row)?;
             l.mlp.down.add_dense_copy(dtype, single_row)?;
         }
-        if let (Weight::Quantized(q), true) = (head, head_bytes > 0) {
-            let d = q.dequantize(dtype)?;
-            d.eval()?;
-            self.dense_head = Some(d);
+        if single_row {
+            self.dense_head = dense_copy(head, dtype)?;
         }
         Ok(need)
     }
