@@ -418,19 +418,31 @@ impl Engine {
         let mut out_ids = Vec::with_capacity(req.max_tokens);
         let mut times = Vec::with_capacity(req.max_tokens);
         let mut finish = FinishReason::Length;
+        let mut profile = StepProfile::from_env();
         loop {
+            let started = Instant::now();
             let next = if out_ids.len() + 1 < req.max_tokens {
                 let x = text.embed_array(&token.reshape(&[1])?)?.expand_dims(0)?;
                 let h = text.forward(&x, &Rope::Offset(next_pos), &mut kv, None)?;
                 let logits = text.logits(&h.reshape(&[1, -1])?)?.reshape(&[-1])?;
                 let t = sampler.sample(&logits)?;
+                let built = Instant::now();
                 mlx::async_eval(&[&t])?;
+                if let Some(p) = profile.as_mut() {
+                    p.build_s += built.duration_since(started).as_secs_f64();
+                    p.dispatch_s += built.elapsed().as_secs_f64();
+                    p.steps += 1;
+                }
                 next_pos += 1;
                 Some(t)
             } else {
                 None
             };
+            let waiting = Instant::now();
             let id = token.item::<u32>()?;
+            if let Some(p) = profile.as_mut() {
+                p.wait_s += waiting.elapsed().as_secs_f64();
+            }
             let now = since(Instant::now());
             times.push(now);
             on_event(&Event::Token {
@@ -450,6 +462,9 @@ impl Engine {
             self.check_cancel()?;
         }
         let total = since(Instant::now());
+        if let Some(p) = profile {
+            p.report();
+        }
         on_event(&Event::Finished { at_s: total });
         let first_logits = first_logits.map(|l| l.to_f32_vec()).transpose()?;
 
@@ -543,5 +558,34 @@ fn model_info(dir: &Path, cfg: &ModelConfig, model: &Qwen3Vl, config_bytes: &[u8
         image_token_id: cfg.tokens.image,
         dense_prefill_bytes: 0,
         custom_kernels: false,
+    }
+}
+
+/// Where the host's time goes in the decode loop, printed to stderr after
+/// each request when `VLM_BENCH_PROFILE_DECODE` is set: building a step's
+/// graph, handing it to MLX, and waiting for the previous step's token. A
+/// wait near zero means the host, not the device, sets the pace.
+#[derive(Default)]
+struct StepProfile {
+    steps: usize,
+    build_s: f64,
+    dispatch_s: f64,
+    wait_s: f64,
+}
+
+impl StepProfile {
+    fn from_env() -> Option<StepProfile> {
+        std::env::var_os("VLM_BENCH_PROFILE_DECODE").map(|_| StepProfile::default())
+    }
+
+    fn report(&self) {
+        let per = |s: f64| s * 1e6 / self.steps.max(1) as f64;
+        eprintln!(
+            "decode profile: {} steps; per step: build {:.0} µs, dispatch {:.0} µs, wait {:.0} µs",
+            self.steps,
+            per(self.build_s),
+            per(self.dispatch_s),
+            per(self.wait_s)
+        );
     }
 }

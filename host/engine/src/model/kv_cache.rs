@@ -1,6 +1,12 @@
 //! Per-layer key/value cache. Buffers grow in steps of `STEP` tokens and are
 //! updated in place with `slice_update` (MLX reuses the buffer when nothing
 //! else holds it), so decoding does not reallocate every token.
+//!
+//! The fused decoding kernel (`kernels::attention`) writes the new position
+//! straight into the buffers. That is only sound for buffers this cache made
+//! itself (`writable`): a cache started from a stored prefix holds arrays that
+//! the prefix cache shares, so its first write copies them into its own
+//! buffer. Caches are never cloned, for the same reason.
 
 use mlx::{Array, Dtype};
 
@@ -8,11 +14,13 @@ use crate::error::Result;
 
 const STEP: i32 = 256;
 
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct LayerCache {
     keys: Option<Array>,
     values: Option<Array>,
     len: i32,
+    /// The buffers were allocated here and nothing else holds them.
+    writable: bool,
 }
 
 impl LayerCache {
@@ -20,23 +28,8 @@ impl LayerCache {
     pub fn update(&mut self, k: &Array, v: &Array) -> Result<(Array, Array)> {
         let (l, shape) = (k.dim(2), k.shape());
         let needed = self.len + l;
-        let capacity = self.keys.as_ref().map_or(0, |a| a.dim(2));
-        if needed > capacity {
-            let grow = ((needed - capacity + STEP - 1) / STEP) * STEP;
-            let new_shape = [shape[0], shape[1], grow, shape[3]];
-            let (zk, zv) = (
-                Array::zeros(&new_shape, k.dtype())?,
-                Array::zeros(&new_shape, v.dtype())?,
-            );
-            let (keys, values) = match (self.keys.take(), self.values.take()) {
-                (Some(ok), Some(ov)) => (
-                    Array::concatenate(&[&ok.slice_axis(2, 0, self.len)?, &zk], 2)?,
-                    Array::concatenate(&[&ov.slice_axis(2, 0, self.len)?, &zv], 2)?,
-                ),
-                _ => (zk, zv),
-            };
-            self.keys = Some(keys);
-            self.values = Some(values);
+        if needed > self.capacity() {
+            self.grow(needed, shape[1], shape[3], k.dtype())?;
         }
         let start = [0, 0, self.len, 0];
         let stop = [shape[0], shape[1], needed, shape[3]];
@@ -58,6 +51,55 @@ impl LayerCache {
         self.keys = Some(keys);
         self.values = Some(values);
         Ok(out)
+    }
+
+    fn capacity(&self) -> i32 {
+        self.keys.as_ref().map_or(0, |a| a.dim(2))
+    }
+
+    /// New buffers for at least `needed` positions holding the current ones.
+    fn grow(&mut self, needed: i32, heads: i32, head_dim: i32, dtype: Dtype) -> Result<()> {
+        let grow = ((needed - self.len + STEP - 1) / STEP) * STEP;
+        let new_shape = [1, heads, grow, head_dim];
+        let (zk, zv) = (
+            Array::zeros(&new_shape, dtype)?,
+            Array::zeros(&new_shape, dtype)?,
+        );
+        let (keys, values) = match (self.keys.take(), self.values.take()) {
+            (Some(ok), Some(ov)) if self.len > 0 => (
+                Array::concatenate(&[&ok.slice_axis(2, 0, self.len)?, &zk], 2)?,
+                Array::concatenate(&[&ov.slice_axis(2, 0, self.len)?, &zv], 2)?,
+            ),
+            _ => (zk, zv),
+        };
+        self.keys = Some(keys);
+        self.values = Some(values);
+        self.writable = true;
+        Ok(())
+    }
+
+    /// Makes room for one more position that a kernel will write in place,
+    /// and returns the buffers `(1, H, capacity, D)`. Needs a cache that holds
+    /// at least one position.
+    pub fn buffers_for_write(&mut self) -> Result<(&Array, &Array)> {
+        let Some(k) = &self.keys else {
+            return Err(crate::error::Error::Model(
+                "in-place cache write on an empty cache".into(),
+            ));
+        };
+        let (heads, head_dim, dtype) = (k.dim(1), k.dim(3), k.dtype());
+        if !self.writable || self.len + 1 > self.capacity() {
+            self.grow(self.len + 1, heads, head_dim, dtype)?;
+        }
+        match (&self.keys, &self.values) {
+            (Some(k), Some(v)) => Ok((k, v)),
+            _ => unreachable!("grown above"),
+        }
+    }
+
+    /// Counts `n` positions written in place.
+    pub fn advance(&mut self, n: i32) {
+        self.len += n;
     }
 
     pub fn len(&self) -> i32 {
@@ -86,6 +128,7 @@ impl LayerCache {
             keys: Some(k),
             values: Some(v),
             len,
+            writable: false,
         }
     }
 
@@ -104,7 +147,7 @@ impl LayerCache {
 }
 
 /// The cache of every decoder layer for one sequence.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct KvCache {
     pub layers: Vec<LayerCache>,
 }
@@ -112,7 +155,7 @@ pub struct KvCache {
 impl KvCache {
     pub fn new(num_layers: usize) -> KvCache {
         KvCache {
-            layers: vec![LayerCache::default(); num_layers],
+            layers: (0..num_layers).map(|_| LayerCache::default()).collect(),
         }
     }
 

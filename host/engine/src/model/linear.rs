@@ -44,6 +44,15 @@ impl Linear {
         Ok(())
     }
 
+    /// The quantized matrix, when this layer is one without a bias (what the
+    /// fused decoding kernels take).
+    pub fn quantized(&self) -> Option<&mlx::Quantized> {
+        match (&self.plain.weight, &self.plain.bias) {
+            (Weight::Quantized(q), None) => Some(q),
+            _ => None,
+        }
+    }
+
     /// Bytes a dense copy would take.
     pub fn dense_bytes(&self, dtype: Dtype) -> usize {
         dense_bytes(&self.plain.weight, dtype)
@@ -173,6 +182,11 @@ impl Projections {
             cuts.push(acc);
         }
         Ok(y.split_at(&cuts, -1)?)
+    }
+
+    /// The single fused matrix, when the parts were fused.
+    pub fn fused(&self) -> Option<&Linear> {
+        (!self.widths.is_empty()).then(|| &self.parts[0])
     }
 
     pub fn linears_mut(&mut self) -> impl Iterator<Item = &mut Linear> {

@@ -3,13 +3,16 @@
 
 use mlx::fast::{self, Mask};
 use mlx::nn::{self, Weight};
-use mlx::{Array, Dtype};
+use mlx::{Array, Dtype, Quantized};
 
-use super::kv_cache::KvCache;
+use super::kv_cache::{KvCache, LayerCache};
 use super::linear::{Linear, Projections, dense_bytes, dense_copy};
 use super::weights::WeightSet;
 use crate::config::{ModelConfig, TextConfig};
 use crate::error::Result;
+use crate::kernels::attention::{self, DecodeStep, Heads};
+use crate::kernels::qmv::qmv;
+use crate::kernels::{self, Epilogue, Prologue};
 
 struct Attention {
     /// q, k and v, fused when their formats match.
@@ -57,6 +60,83 @@ pub struct TextModel {
     lm_head: Option<Weight>,
     /// Dequantized copy of the LM head (or tied embedding) for decoding.
     dense_head: Option<Array>,
+    /// The fused decoding kernels, when the backend has them and every layer
+    /// fits them.
+    fused: Option<FusedDecode>,
+}
+
+/// What the fused decoding step needs besides the weights.
+struct FusedDecode {
+    heads: Heads,
+    /// Added to the host-made `[len, pos, 0, 0]` of a step, so that the
+    /// attention kernels read it from device memory.
+    zeros: Array,
+    /// The attention kernels' block counters (zeros, in device memory).
+    counters: Array,
+}
+
+/// A layer's matrices as the fused decoding kernels take them.
+struct FusedWeights<'a> {
+    qkv: &'a Quantized,
+    o: &'a Quantized,
+    gate_up: &'a Quantized,
+    down: &'a Quantized,
+}
+
+impl Layer {
+    fn fused_weights(&self) -> Option<FusedWeights<'_>> {
+        Some(FusedWeights {
+            qkv: self.attn.qkv.fused()?.quantized()?,
+            o: self.attn.o.quantized()?,
+            gate_up: self.mlp.gate_up.fused()?.quantized()?,
+            down: self.mlp.down.quantized()?,
+        })
+    }
+}
+
+impl FusedDecode {
+    /// The fused path, if the kernels are on and apply to every layer
+    /// (`VLM_BENCH_NO_FUSED_DECODE` turns it off, for comparisons).
+    fn new(cfg: &TextConfig, layers: &[Layer], dtype: Dtype) -> Result<Option<FusedDecode>> {
+        if !kernels::enabled() || std::env::var_os("VLM_BENCH_NO_FUSED_DECODE").is_some() {
+            return Ok(None);
+        }
+        let heads = Heads {
+            heads: cfg.num_attention_heads as i32,
+            kv_heads: cfg.num_key_value_heads as i32,
+            head_dim: cfg.head_dim as i32,
+        };
+        let h = cfg.hidden_size as i32;
+        let row = |k: i32| Array::zeros(&[1, 1, k], dtype);
+        let fits = heads.supported(dtype)
+            && layers.iter().all(|l| {
+                let Some(w) = l.fused_weights() else {
+                    return false;
+                };
+                let inter = w.down.weight.dim(1) * 8;
+                let applies = |x: mlx::Result<Array>, q: &Quantized| {
+                    x.is_ok_and(|x| kernels::qmv_applies(&x, q))
+                };
+                applies(row(h), w.qkv)
+                    && applies(row(heads.heads * heads.head_dim), w.o)
+                    && applies(row(h), w.gate_up)
+                    && applies(row(inter), w.down)
+                    && w.qkv.weight.dim(0) == (heads.heads + 2 * heads.kv_heads) * heads.head_dim
+                    && w.gate_up.weight.dim(0) == 2 * inter
+            });
+        if !fits {
+            return Ok(None);
+        }
+        // Made on the device: MLX keeps arrays made on the host in host memory.
+        let zeros = Array::zeros(&[4], Dtype::I32)?.contiguous()?;
+        let counters = Array::zeros(&[64.max(heads.kv_heads)], Dtype::I32)?.contiguous()?;
+        mlx::eval(&[&zeros, &counters])?;
+        Ok(Some(FusedDecode {
+            heads,
+            zeros,
+            counters,
+        }))
+    }
 }
 
 impl TextModel {
@@ -167,13 +247,26 @@ impl TextModel {
         if layers.len() != t.num_hidden_layers {
             return None;
         }
+        let embed = embed?;
+        let dtype = match &embed {
+            Weight::Dense(a) => a.dtype(),
+            Weight::Quantized(q) => q.scales.dtype(),
+        };
+        let fused = match FusedDecode::new(t, &layers, dtype) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("warning: fused decoding off: {e}");
+                None
+            }
+        };
         Some(TextModel {
             cfg: t.clone(),
-            embed: embed?,
+            embed,
             layers,
             norm: norm?,
             lm_head,
             dense_head: None,
+            fused,
         })
     }
 
@@ -220,6 +313,11 @@ impl TextModel {
         cache: &mut KvCache,
         visual: Option<&Visual<'_>>,
     ) -> Result<Array> {
+        if let (Some(f), Rope::Offset(pos), None, 1) = (&self.fused, rope, visual, x.dim(1))
+            && !cache.is_empty()
+        {
+            return self.forward_fused(f, x, *pos, cache);
+        }
         let mut x = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
             x = self.layer(layer, &x, rope, &mut cache.layers[i])?;
@@ -230,6 +328,70 @@ impl TextModel {
             }
         }
         Ok(fast::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?)
+    }
+
+    /// Whether single-token steps run the fused decoding kernels.
+    pub fn fused_decode(&self) -> bool {
+        self.fused.is_some()
+    }
+
+    /// One decoding step through the fused kernels: five launches per layer
+    /// (norm + q/k/v, attention with its cache write, o + residual,
+    /// norm + gate/up + SwiGLU, down + residual) instead of about thirty.
+    fn forward_fused(
+        &self,
+        f: &FusedDecode,
+        x: &Array,
+        pos: i32,
+        cache: &mut KvCache,
+    ) -> Result<Array> {
+        let len = cache.len();
+        // 16 bytes: MLX serves arrays of 8 bytes or less from host memory.
+        let meta = Array::from_i32(&[len, pos, 0, 0], &[4])?.add(&f.zeros)?;
+        let mut x = x.clone();
+        for (layer, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            x = self.layer_fused(f, layer, &x, lc, &meta)?;
+        }
+        for lc in &mut cache.layers {
+            lc.advance(1);
+        }
+        Ok(fast::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?)
+    }
+
+    fn layer_fused(
+        &self,
+        f: &FusedDecode,
+        layer: &Layer,
+        x: &Array,
+        cache: &mut LayerCache,
+        meta: &Array,
+    ) -> Result<Array> {
+        let w = layer
+            .fused_weights()
+            .expect("checked for every layer when the fused path was enabled");
+        let eps = self.cfg.rms_norm_eps;
+        let norm = |weight| Prologue::RmsNorm { weight, eps };
+        let qkv = qmv(x, w.qkv, norm(&layer.input_norm), Epilogue::None)?;
+        let len = cache.len();
+        let (keys, values) = cache.buffers_for_write()?;
+        let o = attention::decode(
+            &DecodeStep {
+                qkv: &qkv,
+                q_norm: &layer.attn.q_norm,
+                k_norm: &layer.attn.k_norm,
+                keys,
+                values,
+                meta,
+                counters: &f.counters,
+                len,
+                rms_eps: eps,
+                rope_theta: self.cfg.rope_theta,
+            },
+            f.heads,
+        )?;
+        let x = qmv(&o, w.o, Prologue::None, Epilogue::Residual(x))?;
+        let act = qmv(&x, w.gate_up, norm(&layer.post_norm), Epilogue::SwiGlu)?;
+        qmv(&act, w.down, Prologue::None, Epilogue::Residual(&x))
     }
 
     /// Hidden states after each layer, for parity tests (HF's

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Compiles our CUDA kernel bodies (host/engine/src/kernels/*.cu) the way MLX's
+custom-kernel API wraps them, with NVRTC, for sm_90a: catches compile errors
+on a machine without a GPU. Needs libnvrtc and the CUDA headers, e.g.
+`pip install "nvidia-cuda-nvrtc==13.*" "nvidia-cuda-runtime==13.*"`.
+
+usage: nvrtc_check.py [SITE_PACKAGES]   (where the nvidia/cu13 wheels live)
+"""
+import ctypes
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+KDIR = ROOT / "host/engine/src/kernels"
+site = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else next(p for p in sys.path if p.endswith("site-packages")))
+cu = site / "nvidia/cu13"
+nvrtc = ctypes.CDLL(str(next((cu / "lib").glob("libnvrtc.so*"))))
+
+# What MLX puts before the header; Shape as MLX's device code declares it.
+PRELUDE = """
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda/std/array>
+#include <cuda/std/cstdint>
+using cuda::std::int32_t; using cuda::std::uint32_t;
+namespace mlx::core::cu { using Shape = cuda::std::array<int32_t, 8>; }
+using mlx::core::cu::Shape;
+"""
+
+
+def wrap(name, header, body, inputs, outputs, consts, defines):
+    params = []
+    for n, t in inputs:
+        params.append(f"const {t}* {n}")
+        if f"{n}_shape" in body:
+            params.append(f"const __grid_constant__ Shape {n}_shape")
+    params += [f"{t}* {n}" for n, t in outputs]
+    lines = [f"  constexpr int {k} = {v};" if isinstance(v, int) else f"  using {k} = {v};" for k, v in consts]
+    defs = "".join(f"#define {k} {int(v)}\n" for k, v in defines.items())
+    return (PRELUDE + header + "namespace mlx::core::cu {\n__global__ void " + name + "(" + ", ".join(params)
+            + ") {\n" + "\n".join(lines) + "\n" + defs + body + "\n}\n}\n")
+
+
+def compile_one(label, src):
+    prog = ctypes.c_void_p()
+    assert nvrtc.nvrtcCreateProgram(ctypes.byref(prog), src.encode(), b"k.cu", 0, None, None) == 0
+    opts = [b"--gpu-architecture=compute_90a", b"-std=c++17", b"--device-as-default-execution-space",
+            f"--include-path={cu / 'include'}".encode(), f"--include-path={cu / 'include/cccl'}".encode()]
+    arr = (ctypes.c_char_p * len(opts))(*opts)
+    rc = nvrtc.nvrtcCompileProgram(prog, len(opts), arr)
+    size = ctypes.c_size_t()
+    nvrtc.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    nvrtc.nvrtcGetProgramLog(prog, log)
+    text = log.value.decode(errors="replace").strip()
+    print(f"{'ok  ' if rc == 0 else 'FAIL'} {label}" + (f"\n{text}" if text else ""))
+    return rc == 0
+
+
+def main():
+    header = (KDIR / "q4_dot.cuh").read_text()
+    qmv = (KDIR / "qmv4.cu").read_text()
+    attn = (KDIR / "attn_decode.cu").read_text()
+    ok = True
+    bf = "__nv_bfloat16"
+    q4 = [("w", "uint32_t"), ("scales", bf), ("biases", bf)]
+    for norm, resid, swiglu in [(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 0, 1)]:
+        ins = [("x", bf)] + ([("nw", bf)] if norm else []) + q4 + ([("res", bf)] if resid else [])
+        for k, n in [(4096, 6144), (12288, 4096), (4096, 24576)]:
+            src = wrap("qmv", header, qmv, ins, [("out", bf)],
+                       [("T", bf), ("K", k), ("N", n), ("WARPS", 8), ("ROWS", 2)] + ([("EPS_BITS", 897988541)] if norm else []),
+                       {"NORM": norm, "RESID": resid, "SWIGLU": swiglu})
+            ok &= compile_one(f"qmv4 norm={norm} resid={resid} swiglu={swiglu} K={k} N={n}", src)
+    consts = [("T", bf), ("HD", 128), ("NH", 32), ("NKV", 8), ("SPLITS", 16), ("EPS_BITS", 897988541),
+              ("LOG2_THETA_BITS", 1102651709), ("SCALE_BITS", 1035098684)]
+    src = wrap("attn", header, attn,
+               [("qkv", bf), ("qn", bf), ("kn", bf), ("kc", bf), ("vc", bf), ("meta", "int32_t"), ("counters", "int32_t")],
+               [("part", "float"), ("out", bf)], consts, {})
+    ok &= compile_one("attn_decode", src)
+    sys.exit(0 if ok else 1)
+
+
+main()

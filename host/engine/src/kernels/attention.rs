@@ -1,0 +1,133 @@
+//! Attention for one decoding step (`attn_decode.cu`):
+//! per-head RMSNorm and RoPE of the new query and key, the new key and value
+//! written into the caches in place, and flash-decoding over the cached
+//! positions in parts per key/value head, joined by the last block to finish.
+//! One launch replaces the ~20 graph nodes of the same step built from MLX
+//! ops (reshapes, norms, transposes, RoPE, cache updates, slices, SDPA).
+
+use mlx::kernel::{Kernel, KernelSpec, Launch, TemplateArg};
+use mlx::{Array, Dtype};
+
+use crate::error::Result;
+
+/// Threads per block, and positions a block scores at once.
+const THREADS: i32 = 128;
+
+/// Splits of the positions per key/value head: enough that each block has
+/// at most one tile of positions (a step is bound by memory latency, so
+/// blocks should be many and short), a power of two so that few kernel
+/// variants get compiled.
+fn splits(positions: i32) -> i32 {
+    let tiles = ((positions.max(1) + THREADS - 1) / THREADS) as u32;
+    tiles.next_power_of_two().min(64) as i32
+}
+
+/// Head layout of the attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heads {
+    pub heads: i32,
+    pub kv_heads: i32,
+    pub head_dim: i32,
+}
+
+impl Heads {
+    /// Whether the kernels handle this layout in `dtype`.
+    pub fn supported(&self, dtype: Dtype) -> bool {
+        self.kv_heads > 0
+            && self.heads % self.kv_heads == 0
+            && self.heads / self.kv_heads <= 8
+            && self.head_dim % 64 == 0
+            && self.head_dim <= 256
+            && matches!(dtype, Dtype::BF16 | Dtype::F16)
+    }
+
+    fn template(&self, dtype: Dtype, splits: i32) -> Vec<(&'static str, TemplateArg)> {
+        vec![
+            ("T", TemplateArg::Dtype(dtype)),
+            ("HD", TemplateArg::Int(self.head_dim)),
+            ("NH", TemplateArg::Int(self.heads)),
+            ("NKV", TemplateArg::Int(self.kv_heads)),
+            ("SPLITS", TemplateArg::Int(splits)),
+        ]
+    }
+}
+
+pub fn compile_decode() -> Result<Kernel> {
+    let source = super::compact(include_str!("attn_decode.cu"));
+    let header = super::compact(include_str!("q4_dot.cuh"));
+    Ok(Kernel::cuda(
+        &KernelSpec {
+            name: "vlmbench_attn_decode",
+            inputs: &["qkv", "qn", "kn", "kc", "vc", "meta", "counters"],
+            outputs: &["part", "out"],
+            source: &source,
+            header: &header,
+            // The caches and counters must be the buffers themselves, never
+            // copies: the kernel writes into them.
+            ensure_row_contiguous: false,
+        },
+        0,
+    )?)
+}
+
+/// The inputs of one step.
+pub struct DecodeStep<'a> {
+    /// The fused q/k/v projection of the new token, `(…, (NH + 2 NKV) HD)`.
+    pub qkv: &'a Array,
+    pub q_norm: &'a Array,
+    pub k_norm: &'a Array,
+    /// Cache buffers `(1, NKV, capacity, HD)`, row-contiguous, holding `len`
+    /// positions; position `len` is written by this step.
+    pub keys: &'a Array,
+    pub values: &'a Array,
+    /// `[len, rope position, …]`, int32, best made on the device (a small
+    /// array made on the host is read across PCIe by every block).
+    pub meta: &'a Array,
+    /// At least `kv_heads` int32 zeros in device memory, one array per
+    /// chain of dependent steps (the kernel counts finished blocks in them
+    /// and leaves them zero; two kernels running at once must not share it).
+    pub counters: &'a Array,
+    /// The number of cached positions (`meta[0]`), to size the launch.
+    pub len: i32,
+    pub rms_eps: f32,
+    pub rope_theta: f32,
+}
+
+/// The attention output `(1, 1, NH HD)` of one decoding step.
+pub fn decode(step: &DecodeStep<'_>, heads: Heads) -> Result<Array> {
+    let dtype = step.qkv.dtype();
+    let g = heads.heads / heads.kv_heads;
+    let splits = splits(step.len + 1);
+    let mut template = heads.template(dtype, splits);
+    let bits = |v: f32| TemplateArg::Int(v.to_bits() as i32);
+    template.extend([
+        ("EPS_BITS", bits(step.rms_eps)),
+        ("LOG2_THETA_BITS", bits(step.rope_theta.log2())),
+        ("SCALE_BITS", bits(1.0 / (heads.head_dim as f32).sqrt())),
+    ]);
+    let mut outs = super::with_kernel(super::KernelKey::AttnDecode, |k| {
+        k.call(
+            &[
+                step.qkv,
+                step.q_norm,
+                step.k_norm,
+                step.keys,
+                step.values,
+                step.meta,
+                step.counters,
+            ],
+            &Launch {
+                output_shapes: vec![
+                    vec![heads.kv_heads * splits * g * (heads.head_dim + 2)],
+                    vec![1, 1, heads.heads * heads.head_dim],
+                ],
+                output_dtypes: vec![Dtype::F32, dtype],
+                grid: [heads.kv_heads * splits * THREADS, 1, 1],
+                threadgroup: [THREADS, 1, 1],
+                template,
+                init_value: None,
+            },
+        )
+    })?;
+    Ok(outs.pop().expect("two outputs"))
+}

@@ -1,0 +1,224 @@
+// One decoding step of attention for one key/value head and one split of the
+// positions (flash-decoding): RMSNorm and RoPE of the group's query heads and of
+// the new key (rounded as MLX's rms_norm and rope round), the new key and value
+// written into the caches at position `len` (by split 0), then softmax-weighted
+// sums over this split's positions, written unnormalised with their max and
+// sum; the last block of each key/value head to finish (counted in
+// `counters`, which it resets to zero) joins them into the output rows of its
+// query heads. Loads are batched (unrolled loops over registers): a step is
+// bound by memory latency, not bandwidth.
+// Template constants: T, HD (% 64 == 0), NH, NKV, SPLITS, and the f32 bits of
+// the RMSNorm epsilon, log2(RoPE theta) and the softmax scale. Block: 128 threads.
+// qkv: (NH + 2 NKV) * HD; kc, vc: (1, NKV, cap, HD) caches, written in place;
+// meta: [len, pos, ...] (cached positions, RoPE position), in device memory;
+// counters: NKV zeros in device memory, left zero. Outputs: part (scratch), out (NH * HD).
+constexpr int G = NH / NKV;
+constexpr int TILE = 128;
+constexpr int NWARPS = TILE / 32;
+constexpr int HALF = HD / 2;
+constexpr int PER = HD / 32;
+__shared__ float qs[G][HD];
+__shared__ float ks[HD];
+__shared__ float vs[HD];
+__shared__ float sc[G][TILE];
+__shared__ float mstate[G], lstate[G], corr[G];
+__shared__ float red[NWARPS][G][HD];
+const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+const int h = blockIdx.x / SPLITS, split = blockIdx.x % SPLITS;
+const int len = meta[0], pos = meta[1], cap = kc_shape[2];
+const float eps = __int_as_float(EPS_BITS), log2_base = __int_as_float(LOG2_THETA_BITS),
+            scale = __int_as_float(SCALE_BITS);
+const float neg_inf = __int_as_float(0xff800000);
+
+// 1. Norm and RoPE of G query rows and the new key; lane holds elements
+// lane + 32 j, so both halves of each rotated pair are in its registers.
+for (int r = warp; r <= G; r += NWARPS) {
+  const T* src = r < G ? qkv + (h * G + r) * HD : qkv + NH * HD + h * HD;
+  const T* nw = r < G ? qn : kn;
+  float xv[PER];
+  T wv[PER];
+#pragma unroll
+  for (int j = 0; j < PER; ++j) {
+    xv[j] = static_cast<float>(src[lane + 32 * j]);
+    wv[j] = nw[lane + 32 * j];
+  }
+  float ss = 0.f;
+#pragma unroll
+  for (int j = 0; j < PER; ++j) ss = fmaf(xv[j], xv[j], ss);
+  const float inv = rsqrtf(warp_sum(ss) / HD + eps);
+#pragma unroll
+  for (int j = 0; j < PER / 2; ++j) {
+    const int i = lane + 32 * j;
+    const float a = static_cast<float>(wv[j] * static_cast<T>(xv[j] * inv));
+    const float b = static_cast<float>(wv[j + PER / 2] * static_cast<T>(xv[j + PER / 2] * inv));
+    const float d = static_cast<float>(i) / static_cast<float>(HALF);
+    const float theta = static_cast<float>(pos) * exp2(-d * log2_base);
+    const float c = cos(theta), s = sin(theta);
+    const T r1 = static_cast<T>(a * c - b * s), r2 = static_cast<T>(a * s + b * c);
+    if (r < G) {
+      qs[r][i] = static_cast<float>(r1) * scale;
+      qs[r][i + HALF] = static_cast<float>(r2) * scale;
+    } else {
+      ks[i] = static_cast<float>(r1);
+      ks[i + HALF] = static_cast<float>(r2);
+      if (split == 0) {
+        T* dst = const_cast<T*>(kc) + (static_cast<size_t>(h) * cap + len) * HD;
+        dst[i] = r1;
+        dst[i + HALF] = r2;
+      }
+    }
+  }
+}
+for (int i = tid; i < HD; i += TILE) {
+  const T v = qkv[(NH + NKV + h) * HD + i];
+  vs[i] = static_cast<float>(v);
+  if (split == 0) const_cast<T*>(vc)[(static_cast<size_t>(h) * cap + len) * HD + i] = v;
+}
+if (tid < G) {
+  mstate[tid] = neg_inf;
+  lstate[tid] = 0.f;
+}
+__syncthreads();
+
+// 2. This split's positions, a tile of 128 at a time: a thread scores one
+// position for the G heads, a warp per head updates the running softmax, and
+// the warps share the value rows (a lane owns PER dimensions).
+const int total = len + 1;
+const int chunk = (total + SPLITS - 1) / SPLITS;
+const int begin = split * chunk;
+const int end = min(begin + chunk, total);
+const T* kh = kc + static_cast<size_t>(h) * cap * HD;
+const T* vh = vc + static_cast<size_t>(h) * cap * HD;
+float acc[G][PER];
+#pragma unroll
+for (int g = 0; g < G; ++g)
+#pragma unroll
+  for (int j = 0; j < PER; ++j) acc[g][j] = 0.f;
+
+for (int t0 = begin; t0 < end; t0 += TILE) {
+  const int p = t0 + tid;
+  float dots[G];
+#pragma unroll
+  for (int g = 0; g < G; ++g) dots[g] = 0.f;
+  if (p < end && p == len) {
+#pragma unroll 8
+    for (int d = 0; d < HD; ++d)
+#pragma unroll
+      for (int g = 0; g < G; ++g) dots[g] = fmaf(qs[g][d], ks[d], dots[g]);
+  } else if (p < end) {
+    const uint4* kr = reinterpret_cast<const uint4*>(kh + static_cast<size_t>(p) * HD);
+    uint4 kv[HD / 8];
+#pragma unroll
+    for (int c = 0; c < HD / 8; ++c) kv[c] = kr[c];
+#pragma unroll
+    for (int c = 0; c < HD / 8; ++c) {
+      const T* k8 = reinterpret_cast<const T*>(&kv[c]);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const float k = static_cast<float>(k8[j]);
+#pragma unroll
+        for (int g = 0; g < G; ++g) dots[g] = fmaf(qs[g][c * 8 + j], k, dots[g]);
+      }
+    }
+  }
+#pragma unroll
+  for (int g = 0; g < G; ++g) sc[g][tid] = p < end ? dots[g] : neg_inf;
+  __syncthreads();
+  for (int g = warp; g < G; g += NWARPS) {
+    float m = neg_inf;
+#pragma unroll
+    for (int i = lane; i < TILE; i += 32) m = fmaxf(m, sc[g][i]);
+    m = warp_max(m);
+    const float m_new = fmaxf(mstate[g], m);
+    float sum = 0.f;
+#pragma unroll
+    for (int i = lane; i < TILE; i += 32) {
+      const float e = expf(sc[g][i] - m_new);
+      sc[g][i] = e;
+      sum += e;
+    }
+    sum = warp_sum(sum);
+    if (lane == 0) {
+      const float c = expf(mstate[g] - m_new);
+      corr[g] = c;
+      lstate[g] = lstate[g] * c + sum;
+      mstate[g] = m_new;
+    }
+  }
+  __syncthreads();
+  const int n = min(TILE, end - t0);
+#pragma unroll
+  for (int g = 0; g < G; ++g)
+#pragma unroll
+    for (int j = 0; j < PER; ++j) acc[g][j] *= corr[g];
+#pragma unroll 8
+  for (int i = warp; i < n; i += NWARPS) {
+    const int q = t0 + i;
+    float v[PER];
+#pragma unroll
+    for (int j = 0; j < PER; ++j)
+      v[j] = q == len ? vs[lane + 32 * j] : static_cast<float>(vh[static_cast<size_t>(q) * HD + lane + 32 * j]);
+#pragma unroll
+    for (int g = 0; g < G; ++g)
+#pragma unroll
+      for (int j = 0; j < PER; ++j) acc[g][j] = fmaf(sc[g][i], v[j], acc[g][j]);
+  }
+  __syncthreads();
+}
+
+// 3. Sum the warps' shares and write this split's partial result.
+#pragma unroll
+for (int g = 0; g < G; ++g)
+#pragma unroll
+  for (int j = 0; j < PER; ++j) red[warp][g][lane + 32 * j] = acc[g][j];
+__syncthreads();
+float* dst = part + static_cast<size_t>(h * SPLITS + split) * G * (HD + 2);
+for (int e = tid; e < G * HD; e += TILE) {
+  const int g = e / HD, d = e % HD;
+  float s = 0.f;
+#pragma unroll
+  for (int w = 0; w < NWARPS; ++w) s += red[w][g][d];
+  dst[g * (HD + 2) + d] = s;
+}
+if (tid < G) {
+  dst[tid * (HD + 2) + HD] = mstate[tid];
+  dst[tid * (HD + 2) + HD + 1] = lstate[tid];
+}
+
+// 4. The last block of this key/value head joins the splits:
+// out[q, d] = sum_s acc_s[d] e^(m_s - M) / sum_s l_s e^(m_s - M).
+__shared__ int last;
+__threadfence();
+__syncthreads();
+if (tid == 0) {
+  int* counter = const_cast<int*>(counters) + h;
+  last = atomicAdd(counter, 1) == SPLITS - 1;
+  if (last) *counter = 0;
+}
+__syncthreads();
+if (!last) return;
+__threadfence();
+const float* base = part + static_cast<size_t>(h) * SPLITS * G * (HD + 2);
+constexpr int STRIDE = G * (HD + 2);
+for (int g = warp; g < G; g += NWARPS) {
+  float m_max = neg_inf;
+  for (int s = lane; s < SPLITS; s += 32) m_max = fmaxf(m_max, __ldcg(base + s * STRIDE + g * (HD + 2) + HD));
+  m_max = warp_max(m_max);
+  float l_sum = 0.f;
+  for (int s = lane; s < SPLITS; s += 32) {
+    const float* ps = base + s * STRIDE + g * (HD + 2);
+    l_sum += __ldcg(ps + HD + 1) * expf(__ldcg(ps + HD) - m_max);
+  }
+  const float inv = 1.f / warp_sum(l_sum);
+  float o[PER];
+#pragma unroll
+  for (int j = 0; j < PER; ++j) o[j] = 0.f;
+  for (int s = 0; s < SPLITS; ++s) {
+    const float* ps = base + s * STRIDE + g * (HD + 2);
+    const float wgt = expf(__ldcg(ps + HD) - m_max);
+#pragma unroll
+    for (int j = 0; j < PER; ++j) o[j] = fmaf(__ldcg(ps + lane + 32 * j), wgt, o[j]);
+  }
+#pragma unroll
+  for (int j = 0; j < PER; ++j) out[(h * G + g) * HD + lane + 32 * j] = static_cast<T>(o[j] * inv);
+}

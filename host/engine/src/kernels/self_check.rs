@@ -1,0 +1,224 @@
+//! The kernels against MLX's own operations on random data, run once before
+//! they are enabled. Tolerances are relative to the reference's largest
+//! magnitude: bf16 rounds at 2^-8, and the fused kernels round in the same
+//! places as the unfused operations but sum in a different order.
+
+use mlx::fast::{self, Mask};
+use mlx::{Array, Dtype, Quantized, nn, random};
+
+use super::attention::{self, DecodeStep, Heads};
+use super::qmv::{self, Epilogue, Prologue};
+use crate::error::{Error, Result};
+
+const TOLERANCE: f32 = 1e-2;
+/// silu(g) * u rounds g, u, the sigmoid and both products to bf16 (about
+/// 2^-8 each), in a different order than MLX's sigmoid, which computes in
+/// bf16: up to four roundings apart.
+const SWIGLU_TOLERANCE: f32 = 3e-2;
+const EPS: f32 = 1e-6;
+
+/// Largest difference relative to the reference's largest magnitude.
+fn relative_error(reference: &Array, ours: &Array) -> Result<f32> {
+    let r = reference.astype(Dtype::F32)?.to_vec::<f32>()?;
+    let o = ours.astype(Dtype::F32)?.to_vec::<f32>()?;
+    if r.len() != o.len() {
+        return Err(Error::Model(format!(
+            "{} values against {}",
+            o.len(),
+            r.len()
+        )));
+    }
+    let scale = r.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    let worst = r
+        .iter()
+        .zip(&o)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    if !worst.is_finite() {
+        return Ok(f32::INFINITY);
+    }
+    Ok(worst / scale)
+}
+
+fn check(what: &str, reference: &Array, ours: &Array) -> std::result::Result<(), String> {
+    check_within(what, reference, ours, TOLERANCE)
+}
+
+fn check_within(
+    what: &str,
+    reference: &Array,
+    ours: &Array,
+    tolerance: f32,
+) -> std::result::Result<(), String> {
+    match relative_error(reference, ours) {
+        Ok(e) if e < tolerance => Ok(()),
+        Ok(e) => Err(format!("{what} differs from MLX by {e:.2e} (relative)")),
+        Err(e) => Err(format!("{what}: {e}")),
+    }
+}
+
+struct Rng(Array);
+
+impl Rng {
+    fn normal(&mut self, shape: &[i32], scale: f32) -> Result<Array> {
+        let keys = random::split(&self.0, 2)?;
+        self.0 = keys[0].clone();
+        let a = random::normal(shape, Dtype::BF16, 0.0, scale, &keys[1])?;
+        a.eval()?;
+        Ok(a)
+    }
+
+    fn quantized(&mut self, n: i32, k: i32) -> Result<Quantized> {
+        let q = mlx::quantize(&self.normal(&[n, k], 0.05)?, 64, 4)?;
+        mlx::eval(&[&q.weight, &q.scales, &q.biases])?;
+        Ok(q)
+    }
+}
+
+pub fn run() -> std::result::Result<(), String> {
+    let mut rng = Rng(random::key(7).map_err(|e| e.to_string())?);
+    check_qmv(&mut rng).map_err(|e| format!("qmv failed: {e}"))??;
+    check_attention(&mut rng).map_err(|e| format!("decode attention failed: {e}"))??;
+    Ok(())
+}
+
+type Checked = std::result::Result<(), String>;
+
+fn check_qmv(rng: &mut Rng) -> Result<Checked> {
+    // 1088 = 34 chunks: a width that is not a multiple of the 1024 a warp reads at once.
+    for (n, k) in [(96, 256), (300, 4096), (64, 12288), (40, 1088)] {
+        let q = rng.quantized(n, k)?;
+        let x = rng.normal(&[1, k], 1.0)?;
+        let nw = rng.normal(&[k], 1.0)?;
+        let res = rng.normal(&[1, n], 1.0)?;
+        let normed = fast::rms_norm(&x, &nw, EPS)?;
+        let plain = q.matmul_t(&x)?;
+        let cases = [
+            (
+                "plain",
+                plain.clone(),
+                qmv::qmv(&x, &q, Prologue::None, Epilogue::None)?,
+            ),
+            (
+                "rms norm",
+                q.matmul_t(&normed)?,
+                qmv::qmv(
+                    &x,
+                    &q,
+                    Prologue::RmsNorm {
+                        weight: &nw,
+                        eps: EPS,
+                    },
+                    Epilogue::None,
+                )?,
+            ),
+            (
+                "residual",
+                res.add(&plain)?,
+                qmv::qmv(&x, &q, Prologue::None, Epilogue::Residual(&res))?,
+            ),
+        ];
+        for (what, reference, ours) in cases {
+            if let Err(e) = check(&format!("qmv {what} ({n} x {k})"), &reference, &ours) {
+                return Ok(Err(e));
+            }
+        }
+        let gu = q.matmul_t(&normed)?.split_at(&[n / 2], -1)?;
+        let reference = nn::silu(&gu[0])?.mul(&gu[1])?;
+        let ours = qmv::qmv(
+            &x,
+            &q,
+            Prologue::RmsNorm {
+                weight: &nw,
+                eps: EPS,
+            },
+            Epilogue::SwiGlu,
+        )?;
+        let what = format!("qmv swiglu ({n} x {k})");
+        if let Err(e) = check_within(&what, &reference, &ours, SWIGLU_TOLERANCE) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(()))
+}
+
+fn check_attention(rng: &mut Rng) -> Result<Checked> {
+    let heads = Heads {
+        heads: 8,
+        kv_heads: 2,
+        head_dim: 128,
+    };
+    let (nh, nkv, hd) = (heads.heads, heads.kv_heads, heads.head_dim);
+    let (cap, len, pos, theta) = (320, 300, 307, 5_000_000f32);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let qkv = rng.normal(&[1, 1, (nh + 2 * nkv) * hd], 1.0)?;
+    let (qn, kn) = (rng.normal(&[hd], 1.0)?, rng.normal(&[hd], 1.0)?);
+    let keys = rng.normal(&[1, nkv, cap, hd], 1.0)?;
+    let values = rng.normal(&[1, nkv, cap, hd], 1.0)?;
+    let keys_before = keys.to_bytes()?;
+    let values_before = values.to_bytes()?;
+
+    // The reference, as the decoder computes it from MLX operations.
+    let parts = qkv.split_at(&[nh * hd, (nh + nkv) * hd], -1)?;
+    let q =
+        fast::rms_norm(&parts[0].reshape(&[1, 1, nh, hd])?, &qn, EPS)?.transpose(&[0, 2, 1, 3])?;
+    let k =
+        fast::rms_norm(&parts[1].reshape(&[1, 1, nkv, hd])?, &kn, EPS)?.transpose(&[0, 2, 1, 3])?;
+    let v = parts[2]
+        .reshape(&[1, 1, nkv, hd])?
+        .transpose(&[0, 2, 1, 3])?;
+    let q = fast::rope(&q, hd, false, theta, 1.0, pos)?;
+    let k = fast::rope(&k, hd, false, theta, 1.0, pos)?;
+    let all_k = Array::concatenate(&[&keys.slice_axis(2, 0, len)?, &k], 2)?;
+    let all_v = Array::concatenate(&[&values.slice_axis(2, 0, len)?, &v], 2)?;
+    let reference = fast::scaled_dot_product_attention(&q, &all_k, &all_v, scale, Mask::None)?
+        .transpose(&[0, 2, 1, 3])?
+        .reshape(&[1, 1, nh * hd])?;
+    mlx::eval(&[&reference, &k, &v])?;
+
+    let meta = Array::from_i32(&[len, pos, 0, 0], &[4])?;
+    let counters = Array::zeros(&[64], Dtype::I32)?.contiguous()?;
+    counters.eval()?;
+    let ours = attention::decode(
+        &DecodeStep {
+            qkv: &qkv,
+            q_norm: &qn,
+            k_norm: &kn,
+            keys: &keys,
+            values: &values,
+            meta: &meta,
+            counters: &counters,
+            len,
+            rms_eps: EPS,
+            rope_theta: theta,
+        },
+        heads,
+    )?;
+    if let Err(e) = check("attention output", &reference, &ours) {
+        return Ok(Err(e));
+    }
+    if counters.to_vec::<i32>()?.iter().any(|&c| c != 0) {
+        return Ok(Err("attention left its block counters non-zero".into()));
+    }
+    // The new key and value are at `len` in the caches, and nothing else moved.
+    for (what, cache, before, new) in [
+        ("key", &keys, &keys_before, &k),
+        ("value", &values, &values_before, &v),
+    ] {
+        let written = cache.slice_axis(2, len, len + 1)?;
+        if let Err(e) = check(&format!("cached {what}"), new, &written) {
+            return Ok(Err(e));
+        }
+        let after = cache.to_bytes()?;
+        let row = hd as usize * 2;
+        let moved = (0..after.len()).any(|i| {
+            let position = (i / row) % cap as usize;
+            position != len as usize && after[i] != before[i]
+        });
+        if moved {
+            return Ok(Err(format!(
+                "the {what} cache changed outside position {len}"
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
