@@ -168,3 +168,57 @@ impl KvCache {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: i32, first: f32) -> Array {
+        let data: Vec<f32> = (0..n * 2 * 4).map(|i| first + i as f32).collect();
+        Array::from_f32(&data, &[1, 2, n, 4]).unwrap()
+    }
+
+    #[test]
+    fn update_appends_and_grows_in_steps() {
+        let mut c = LayerCache::default();
+        let (k, _) = c.update(&rows(3, 0.0), &rows(3, 100.0)).unwrap();
+        assert_eq!((c.len(), k.dim(2), c.capacity()), (3, 3, STEP));
+        let (k, v) = c.update(&rows(2, 50.0), &rows(2, 150.0)).unwrap();
+        assert_eq!((c.len(), k.dim(2)), (5, 5));
+        let got = v.slice_axis(2, 3, 5).unwrap().to_vec::<f32>().unwrap();
+        assert_eq!(got, rows(2, 150.0).to_vec::<f32>().unwrap());
+    }
+
+    #[test]
+    fn write_buffers_have_room_and_keep_the_positions() {
+        let mut c = LayerCache::default();
+        c.update(&rows(STEP, 0.0), &rows(STEP, 0.0)).unwrap();
+        assert_eq!(c.capacity(), STEP);
+        // Full: the next in-place write needs a bigger buffer holding the same rows.
+        let (k, _) = c.buffers_for_write().unwrap();
+        assert_eq!(k.dim(2), 2 * STEP);
+        let kept = k.slice_axis(2, 0, STEP).unwrap().to_vec::<f32>().unwrap();
+        assert_eq!(kept, rows(STEP, 0.0).to_vec::<f32>().unwrap());
+        // With room, the same buffer serves the next position.
+        c.advance(1);
+        assert_eq!(c.len(), STEP + 1);
+        assert_eq!(c.buffers_for_write().unwrap().0.dim(2), 2 * STEP);
+    }
+
+    #[test]
+    fn a_cache_from_a_stored_prefix_is_copied_before_any_write() {
+        let (k, v) = (rows(4, 0.0), rows(4, 10.0));
+        let mut c = LayerCache::from_prefix(k.clone(), v.clone());
+        let (wk, _) = c.buffers_for_write().unwrap();
+        // A new buffer (the stored arrays are never written), same contents.
+        assert_eq!(wk.dim(2), 4 + STEP);
+        let kept = wk.slice_axis(2, 0, 4).unwrap().to_vec::<f32>().unwrap();
+        assert_eq!(kept, k.to_vec::<f32>().unwrap());
+        assert_eq!(k.dim(2), 4);
+    }
+
+    #[test]
+    fn writing_into_an_empty_cache_is_an_error() {
+        assert!(LayerCache::default().buffers_for_write().is_err());
+    }
+}
