@@ -49,6 +49,9 @@ pub struct ModelInfo {
     pub dense_prefill_bytes: u64,
     /// Whether our own GPU kernels are in use.
     pub custom_kernels: bool,
+    /// Whether single-token steps run the fused decoding kernels (4-bit
+    /// models on CUDA).
+    pub fused_decode: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +149,7 @@ impl Engine {
         let mut info = model_info(dir, &info_config, &model, &config_bytes);
         info.dense_prefill_bytes = dense_prefill_bytes as u64;
         info.custom_kernels = crate::kernels::enabled();
+        info.fused_decode = model.text.fused_decode();
         let prefix_budget = opts.prefix_budget.unwrap_or((memory / 8).min(16 << 30));
         let vision_budget = opts.vision_budget.unwrap_or((memory / 32).min(4 << 30));
         let mut salt = blake3::Hasher::new();
@@ -558,6 +562,7 @@ fn model_info(dir: &Path, cfg: &ModelConfig, model: &Qwen3Vl, config_bytes: &[u8
         image_token_id: cfg.tokens.image,
         dense_prefill_bytes: 0,
         custom_kernels: false,
+        fused_decode: false,
     }
 }
 
