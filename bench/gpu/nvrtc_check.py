@@ -2,7 +2,7 @@
 """Compiles our CUDA kernel bodies (host/engine/src/kernels/*.cu) the way MLX's
 custom-kernel API wraps them, with NVRTC, for sm_90a: catches compile errors
 on a machine without a GPU. Needs libnvrtc and the CUDA headers, e.g.
-`pip install "nvidia-cuda-nvrtc==13.*" "nvidia-cuda-runtime==13.*"`.
+`pip install "nvidia-cuda-nvrtc==13.*" "nvidia-cuda-runtime==13.*" "nvidia-cuda-cccl==13.*"`.
 
 usage: nvrtc_check.py [SITE_PACKAGES]   (where the nvidia/cu13 wheels live)
 """
@@ -54,6 +54,9 @@ def compile_one(label, src):
     nvrtc.nvrtcGetProgramLog(prog, log)
     text = log.value.decode(errors="replace").strip()
     print(f"{'ok  ' if rc == 0 else 'FAIL'} {label}" + (f"\n{text}" if text else ""))
+    if rc == 0 and "warning" in text:
+        print(f"FAIL {label}: compiles with warnings")
+        return False
     return rc == 0
 
 
@@ -66,9 +69,12 @@ def main():
     q4 = [("w", "uint32_t"), ("scales", bf), ("biases", bf)]
     for norm, resid, swiglu in [(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 0, 1)]:
         ins = [("x", bf)] + ([("nw", bf)] if norm else []) + q4 + ([("res", bf)] if resid else [])
-        for k, n in [(4096, 6144), (12288, 4096), (4096, 24576)]:
+        # The 8B's shapes, and a width that is not a multiple of 1024; rows per
+        # warp as `rows_per_warp` in qmv.rs picks them.
+        for k, n in [(4096, 6144), (12288, 4096), (4096, 24576), (1088, 40)]:
+            rows = 1 if k > 4096 else 2
             src = wrap("qmv", header, qmv, ins, [("out", bf)],
-                       [("T", bf), ("K", k), ("N", n), ("WARPS", 8), ("ROWS", 2)] + ([("EPS_BITS", 897988541)] if norm else []),
+                       [("T", bf), ("K", k), ("N", n), ("WARPS", 8), ("ROWS", rows)] + ([("EPS_BITS", 897988541)] if norm else []),
                        {"NORM": norm, "RESID": resid, "SWIGLU": swiglu})
             ok &= compile_one(f"qmv4 norm={norm} resid={resid} swiglu={swiglu} K={k} N={n}", src)
     consts = [("T", bf), ("HD", 128), ("NH", 32), ("NKV", 8), ("SPLITS", 16), ("EPS_BITS", 897988541),
