@@ -131,3 +131,44 @@ pub fn decode(step: &DecodeStep<'_>, heads: Heads) -> Result<Array> {
     })?;
     Ok(outs.pop().expect("two outputs"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_give_each_block_at_most_one_tile_up_to_the_cap() {
+        assert_eq!(splits(0), 1);
+        assert_eq!(splits(1), 1);
+        assert_eq!(splits(128), 1);
+        assert_eq!(splits(129), 2);
+        assert_eq!(splits(2062), 32);
+        assert_eq!(splits(8192), 64);
+        // Past 64 tiles a block loops over several.
+        assert_eq!(splits(100_000), 64);
+        for p in 1..5000 {
+            let s = splits(p);
+            assert!(
+                s.count_ones() == 1 && (s == 64 || s * THREADS >= p),
+                "{p} -> {s}"
+            );
+        }
+    }
+
+    #[test]
+    fn supported_layouts() {
+        let h = |heads, kv_heads, head_dim| Heads {
+            heads,
+            kv_heads,
+            head_dim,
+        };
+        // The Qwen3-VL family: 2B (16/8), 8B (32/8), 32B (64/8), head dim 128.
+        for (nh, nkv) in [(16, 8), (32, 8), (64, 8)] {
+            assert!(h(nh, nkv, 128).supported(Dtype::BF16));
+        }
+        assert!(!h(32, 8, 128).supported(Dtype::F32));
+        assert!(!h(32, 8, 96).supported(Dtype::BF16));
+        assert!(!h(48, 4, 128).supported(Dtype::BF16));
+        assert!(!h(30, 8, 128).supported(Dtype::BF16));
+    }
+}

@@ -181,3 +181,38 @@ pub fn qmv(
     })?;
     Ok(outs.pop().expect("one output"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_compiled_fusions_are_offered() {
+        let w = Array::ones(&[4], Dtype::BF16).unwrap();
+        let norm = Prologue::RmsNorm {
+            weight: &w,
+            eps: 1e-6,
+        };
+        let cases = [
+            (Prologue::None, Epilogue::None, Some(Variant::Plain)),
+            (norm, Epilogue::None, Some(Variant::Norm)),
+            (
+                Prologue::None,
+                Epilogue::Residual(&w),
+                Some(Variant::Residual),
+            ),
+            (norm, Epilogue::SwiGlu, Some(Variant::NormSwiGlu)),
+            (norm, Epilogue::Residual(&w), None),
+            (Prologue::None, Epilogue::SwiGlu, None),
+        ];
+        for (p, e, want) in cases {
+            assert_eq!(Variant::of(&p, &e), want);
+        }
+    }
+
+    #[test]
+    fn wide_inputs_take_one_row_per_warp() {
+        assert_eq!(rows_per_warp(4096), 2);
+        assert_eq!(rows_per_warp(12288), 1);
+    }
+}
