@@ -34,6 +34,10 @@ pub enum Error {
     #[error("cancelled")]
     Cancelled,
 
+    /// A GPU kernel disagreed with MLX in its start-up self-check.
+    #[error("{0}")]
+    SelfCheck(String),
+
     #[error(transparent)]
     Mlx(#[from] mlx::Error),
 }

@@ -58,9 +58,7 @@ pub fn seed_tables(run: &RunDetail) -> String {
     }
     let column = first_column(groups.iter().map(|(l, _)| l.as_str()));
     let across = column.to_lowercase();
-    let mut out = format!(
-        "| {column} | Pixels | Time | Tokens | Speed |\n|------------|--------|------|--------|-------|\n",
-    );
+    let mut rows = vec![];
     let mut speeds = vec![];
     let (mut total_s, mut total_tokens) = (0.0, 0u64);
     for (label, rs) in &groups {
@@ -75,11 +73,19 @@ pub fn seed_tables(run: &RunDetail) -> String {
         speeds.push((label.clone(), speed));
         total_s += rs.iter().map(|r| r.row.total_ms / 1e3).sum::<f64>();
         total_tokens += rs.iter().map(|r| r.row.output_tokens as u64).sum::<u64>();
-        out.push_str(&format!(
-            "| {label} | {} | {time:.2}s | {tokens:.0} | {speed:.1} tok/s |\n",
-            pixels(px)
-        ));
+        rows.push(vec![
+            label.clone(),
+            pixels(px),
+            format!("{time:.2}s"),
+            format!("{tokens:.0}"),
+            format!("{speed:.1} tok/s"),
+        ]);
     }
+    let header = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let mut out = md_table(
+        &header(&[column, "Pixels", "Time", "Tokens", "Speed"]),
+        &rows,
+    );
     let avg = mean(speeds.iter().map(|(_, s)| *s));
     let fastest = speeds
         .iter()
@@ -100,11 +106,19 @@ pub fn seed_tables(run: &RunDetail) -> String {
         slowest.0,
         slowest.1
     ));
-    out.push_str("| Configs | Total Time (s) | Total Tokens | Aggregate Tok/s |\n|---------|-----------------|--------------|-----------------|\n");
-    out.push_str(&format!(
-        "| {} | {total_s:.2} | {total_tokens} | {:.1} |\n",
-        groups.len(),
-        total_tokens as f64 / total_s
+    out.push_str(&md_table(
+        &header(&[
+            "Configs",
+            "Total Time (s)",
+            "Total Tokens",
+            "Aggregate Tok/s",
+        ]),
+        &[vec![
+            groups.len().to_string(),
+            format!("{total_s:.2}"),
+            total_tokens.to_string(),
+            format!("{:.1}", total_tokens as f64 / total_s),
+        ]],
     ));
     if n_requests > groups.len() {
         out.push_str(&format!(

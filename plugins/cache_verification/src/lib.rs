@@ -262,31 +262,31 @@ impl Workload for CacheVerification {
 
         progress::report(run.steps_done, run.steps_total, "done");
         run.table.record("Prefix cache verification")?;
-        let end = engine::cache_stats();
-        let metric = |name: &str, end: u64, start: u64, unit: &str| {
-            results::metric(name, end.saturating_sub(start) as f64, unit)
-        };
-        let (e, s) = (&end, &start);
-        metric(
-            "prefix_exact_hits",
-            e.prefix_exact_hits,
-            s.prefix_exact_hits,
-            "count",
-        );
-        metric(
-            "prefix_partial_hits",
-            e.prefix_partial_hits,
-            s.prefix_partial_hits,
-            "count",
-        );
-        metric("prefix_misses", e.prefix_misses, s.prefix_misses, "count");
-        metric(
-            "prefix_reused_tokens",
-            e.prefix_reused_tokens,
-            s.prefix_reused_tokens,
-            "tokens",
-        );
-        metric("vision_cache_hits", e.vision_hits, s.vision_hits, "count");
+        let (e, s) = (engine::cache_stats(), start);
+        for (name, end, start, unit) in [
+            (
+                "prefix_exact_hits",
+                e.prefix_exact_hits,
+                s.prefix_exact_hits,
+                "count",
+            ),
+            (
+                "prefix_partial_hits",
+                e.prefix_partial_hits,
+                s.prefix_partial_hits,
+                "count",
+            ),
+            ("prefix_misses", e.prefix_misses, s.prefix_misses, "count"),
+            (
+                "prefix_reused_tokens",
+                e.prefix_reused_tokens,
+                s.prefix_reused_tokens,
+                "tokens",
+            ),
+            ("vision_cache_hits", e.vision_hits, s.vision_hits, "count"),
+        ] {
+            results::metric(name, end.saturating_sub(start) as f64, unit);
+        }
         let total = run.steps_done;
         results::note(&format!(
             "Outputs are compared by the first position's logits (relative L2 distance Δ, tolerance {tol:.0e} for {} on {}) and by greedy tokens. ≈: logits agree but the tokens diverge later, where a near-tie went the other way ({} of {total} steps); on GPUs even a miss, whose first logits equal the uncached run's bit for bit, can diverge during decoding.",

@@ -114,16 +114,20 @@ pub fn applies(x: &Array, q: &Quantized) -> bool {
     let shape = x.shape();
     let k = *shape.last().unwrap_or(&0);
     let rows: i32 = shape[..shape.len().saturating_sub(1)].iter().product();
-    super::enabled()
-        && rows == 1
-        && q.bits == 4
+    super::enabled() && rows == 1 && fits(k, x.dtype(), q)
+}
+
+/// Whether the kernel handles this matrix for input rows of width `k` in
+/// `dtype` (4-bit, group 64, the input's float type).
+pub fn fits(k: i32, dtype: Dtype, q: &Quantized) -> bool {
+    q.bits == 4
         && q.group_size == 64
         && k % 64 == 0
         && k <= 16384
         && q.weight.ndim() == 2
         && q.weight.dim(1) * 8 == k
         && matches!(q.scales.dtype(), Dtype::BF16 | Dtype::F16)
-        && x.dtype() == q.scales.dtype()
+        && dtype == q.scales.dtype()
 }
 
 /// `epilogue(prologue(x) · dequantize(q)ᵀ)` for a single row `x` `(…, K)`;
@@ -170,11 +174,11 @@ pub fn qmv(
         kernel.call(
             &inputs,
             &Launch {
-                output_shapes: vec![shape.clone()],
+                output_shapes: vec![shape],
                 output_dtypes: vec![x.dtype()],
                 grid: [blocks * WARPS * 32, 1, 1],
                 threadgroup: [WARPS * 32, 1, 1],
-                template: template.clone(),
+                template,
                 init_value: None,
             },
         )

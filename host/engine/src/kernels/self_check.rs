@@ -22,7 +22,7 @@ fn relative_error(reference: &Array, ours: &Array) -> Result<f32> {
     let r = reference.astype(Dtype::F32)?.to_vec::<f32>()?;
     let o = ours.astype(Dtype::F32)?.to_vec::<f32>()?;
     if r.len() != o.len() {
-        return Err(Error::Model(format!(
+        return Err(Error::SelfCheck(format!(
             "{} values against {}",
             o.len(),
             r.len()
@@ -39,20 +39,18 @@ fn relative_error(reference: &Array, ours: &Array) -> Result<f32> {
     Ok(worst / scale)
 }
 
-fn check(what: &str, reference: &Array, ours: &Array) -> std::result::Result<(), String> {
+fn check(what: &str, reference: &Array, ours: &Array) -> Result<()> {
     check_within(what, reference, ours, TOLERANCE)
 }
 
-fn check_within(
-    what: &str,
-    reference: &Array,
-    ours: &Array,
-    tolerance: f32,
-) -> std::result::Result<(), String> {
-    match relative_error(reference, ours) {
-        Ok(e) if e < tolerance => Ok(()),
-        Ok(e) => Err(format!("{what} differs from MLX by {e:.2e} (relative)")),
-        Err(e) => Err(format!("{what}: {e}")),
+fn check_within(what: &str, reference: &Array, ours: &Array, tolerance: f32) -> Result<()> {
+    let e = relative_error(reference, ours)?;
+    if e < tolerance {
+        Ok(())
+    } else {
+        Err(Error::SelfCheck(format!(
+            "{what} differs from MLX by {e:.2e} (relative)"
+        )))
     }
 }
 
@@ -76,14 +74,11 @@ impl Rng {
 
 pub fn run() -> std::result::Result<(), String> {
     let mut rng = Rng(random::key(7).map_err(|e| e.to_string())?);
-    check_qmv(&mut rng).map_err(|e| format!("qmv failed: {e}"))??;
-    check_attention(&mut rng).map_err(|e| format!("decode attention failed: {e}"))??;
-    Ok(())
+    check_qmv(&mut rng).map_err(|e| format!("qmv: {e}"))?;
+    check_attention(&mut rng).map_err(|e| format!("decode attention: {e}"))
 }
 
-type Checked = std::result::Result<(), String>;
-
-fn check_qmv(rng: &mut Rng) -> Result<Checked> {
+fn check_qmv(rng: &mut Rng) -> Result<()> {
     // 1088 = 34 chunks: a width that is not a multiple of the 1024 a warp reads at once.
     for (n, k) in [(96, 256), (300, 4096), (64, 12288), (40, 1088)] {
         let q = rng.quantized(n, k)?;
@@ -118,9 +113,7 @@ fn check_qmv(rng: &mut Rng) -> Result<Checked> {
             ),
         ];
         for (what, reference, ours) in cases {
-            if let Err(e) = check(&format!("qmv {what} ({n} x {k})"), &reference, &ours) {
-                return Ok(Err(e));
-            }
+            check(&format!("{what} ({n} x {k})"), &reference, &ours)?;
         }
         let gu = q.matmul_t(&normed)?.split_at(&[n / 2], -1)?;
         let reference = nn::silu(&gu[0])?.mul(&gu[1])?;
@@ -133,15 +126,13 @@ fn check_qmv(rng: &mut Rng) -> Result<Checked> {
             },
             Epilogue::SwiGlu,
         )?;
-        let what = format!("qmv swiglu ({n} x {k})");
-        if let Err(e) = check_within(&what, &reference, &ours, SWIGLU_TOLERANCE) {
-            return Ok(Err(e));
-        }
+        let what = format!("swiglu ({n} x {k})");
+        check_within(&what, &reference, &ours, SWIGLU_TOLERANCE)?;
     }
-    Ok(Ok(()))
+    Ok(())
 }
 
-fn check_attention(rng: &mut Rng) -> Result<Checked> {
+fn check_attention(rng: &mut Rng) -> Result<()> {
     let heads = Heads {
         heads: 8,
         kv_heads: 2,
@@ -193,11 +184,9 @@ fn check_attention(rng: &mut Rng) -> Result<Checked> {
         },
         heads,
     )?;
-    if let Err(e) = check("attention output", &reference, &ours) {
-        return Ok(Err(e));
-    }
+    check("output", &reference, &ours)?;
     if counters.to_vec::<i32>()?.iter().any(|&c| c != 0) {
-        return Ok(Err("attention left its block counters non-zero".into()));
+        return Err(Error::SelfCheck("block counters left non-zero".into()));
     }
     // The new key and value are at `len` in the caches, and nothing else moved.
     for (what, cache, before, new) in [
@@ -205,9 +194,7 @@ fn check_attention(rng: &mut Rng) -> Result<Checked> {
         ("value", &values, &values_before, &v),
     ] {
         let written = cache.slice_axis(2, len, len + 1)?;
-        if let Err(e) = check(&format!("cached {what}"), new, &written) {
-            return Ok(Err(e));
-        }
+        check(&format!("cached {what}"), new, &written)?;
         let after = cache.to_bytes()?;
         let row = hd as usize * 2;
         let moved = (0..after.len()).any(|i| {
@@ -215,10 +202,10 @@ fn check_attention(rng: &mut Rng) -> Result<Checked> {
             position != len as usize && after[i] != before[i]
         });
         if moved {
-            return Ok(Err(format!(
+            return Err(Error::SelfCheck(format!(
                 "the {what} cache changed outside position {len}"
             )));
         }
     }
-    Ok(Ok(()))
+    Ok(())
 }

@@ -11,7 +11,7 @@ use super::weights::WeightSet;
 use crate::config::{ModelConfig, TextConfig};
 use crate::error::Result;
 use crate::kernels::attention::{self, DecodeStep, Heads};
-use crate::kernels::qmv::qmv;
+use crate::kernels::qmv::{self, qmv};
 use crate::kernels::{self, Epilogue, Prologue};
 
 struct Attention {
@@ -107,20 +107,16 @@ impl FusedDecode {
             head_dim: cfg.head_dim as i32,
         };
         let h = cfg.hidden_size as i32;
-        let row = |k: i32| Array::zeros(&[1, 1, k], dtype);
         let fits = heads.supported(dtype)
             && layers.iter().all(|l| {
                 let Some(w) = l.fused_weights() else {
                     return false;
                 };
                 let inter = w.down.weight.dim(1) * 8;
-                let applies = |x: mlx::Result<Array>, q: &Quantized| {
-                    x.is_ok_and(|x| kernels::qmv_applies(&x, q))
-                };
-                applies(row(h), w.qkv)
-                    && applies(row(heads.heads * heads.head_dim), w.o)
-                    && applies(row(h), w.gate_up)
-                    && applies(row(inter), w.down)
+                qmv::fits(h, dtype, w.qkv)
+                    && qmv::fits(heads.heads * heads.head_dim, dtype, w.o)
+                    && qmv::fits(h, dtype, w.gate_up)
+                    && qmv::fits(inter, dtype, w.down)
                     && w.qkv.weight.dim(0) == (heads.heads + 2 * heads.kv_heads) * heads.head_dim
                     && w.gate_up.weight.dim(0) == 2 * inter
             });
@@ -247,27 +243,23 @@ impl TextModel {
         if layers.len() != t.num_hidden_layers {
             return None;
         }
-        let embed = embed?;
-        let dtype = match &embed {
-            Weight::Dense(a) => a.dtype(),
-            Weight::Quantized(q) => q.scales.dtype(),
+        let mut model = TextModel {
+            cfg: t.clone(),
+            embed: embed?,
+            layers,
+            norm: norm?,
+            lm_head,
+            dense_head: None,
+            fused: None,
         };
-        let fused = match FusedDecode::new(t, &layers, dtype) {
+        model.fused = match FusedDecode::new(t, &model.layers, model.dtype()) {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("warning: fused decoding off: {e}");
                 None
             }
         };
-        Some(TextModel {
-            cfg: t.clone(),
-            embed,
-            layers,
-            norm: norm?,
-            lm_head,
-            dense_head: None,
-            fused,
-        })
+        Some(model)
     }
 
     pub fn config(&self) -> &TextConfig {
