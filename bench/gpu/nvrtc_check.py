@@ -66,17 +66,19 @@ def main():
     attn = (KDIR / "attn_decode.cu").read_text()
     ok = True
     bf = "__nv_bfloat16"
-    q4 = [("w", "uint32_t"), ("scales", bf), ("biases", bf)]
-    for norm, resid, swiglu in [(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 0, 1)]:
-        ins = [("x", bf)] + ([("nw", bf)] if norm else []) + q4 + ([("res", bf)] if resid else [])
-        # The 8B's shapes, and a width that is not a multiple of 1024; rows per
-        # warp as `rows_per_warp` in qmv.rs picks them.
-        for k, n in [(4096, 6144), (12288, 4096), (4096, 24576), (1088, 40)]:
-            rows = 1 if k > 4096 else 2
-            src = wrap("qmv", header, qmv, ins, [("out", bf)],
-                       [("T", bf), ("K", k), ("N", n), ("WARPS", 8), ("ROWS", rows)] + ([("EPS_BITS", 897988541)] if norm else []),
-                       {"NORM": norm, "RESID": resid, "SWIGLU": swiglu})
-            ok &= compile_one(f"qmv4 norm={norm} resid={resid} swiglu={swiglu} K={k} N={n}", src)
+    for t in [bf, "__half"]:
+        q4 = [("w", "uint32_t"), ("scales", t), ("biases", t)]
+        for norm, resid, swiglu in [(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 0, 1)]:
+            ins = [("x", t)] + ([("nw", t)] if norm else []) + q4 + ([("res", t)] if resid else [])
+            # The 8B's shapes with the launch shapes qmv.rs picks for them, and
+            # a width whose 9 k-tiles do not split evenly between the warps.
+            for k, n, warps, u in [(4096, 6144, 4, 2), (4096, 4096, 8, 2), (12288, 4096, 8, 4),
+                                   (4096, 24576, 4, 2), (1152, 40, 8, 2)]:
+                src = wrap("qmv", header, qmv, ins, [("out", t)],
+                           [("T", t), ("K", k), ("N", n), ("WARPS", warps), ("U", u)]
+                           + ([("EPS_BITS", 897988541)] if norm else []),
+                           {"NORM": norm, "RESID": resid, "SWIGLU": swiglu})
+                ok &= compile_one(f"qmv4 {t} norm={norm} resid={resid} swiglu={swiglu} K={k} N={n}", src)
     consts = [("T", bf), ("HD", 128), ("NH", 32), ("NKV", 8), ("SPLITS", 16), ("EPS_BITS", 897988541),
               ("LOG2_THETA_BITS", 1102651709), ("SCALE_BITS", 1035098684)]
     src = wrap("attn", header, attn,

@@ -1,39 +1,6 @@
 // Helpers shared by our kernels. 4-bit weights use MLX's affine format: uint32
-// words of eight 4-bit codes, one bf16/f16 scale and bias per 64 codes.
-
-// Shared-memory index of input element i: chunks of 32 floats padded to 33,
-// so that lane l reading chunk (l + 32 m) hits bank (l + m) % 32.
-__device__ __forceinline__ int q4_slot(int i) { return (i >> 5) * 33 + (i & 31); }
-
-// This lane's part of one row's dot product with the input row in shared
-// memory, from the row's 16-byte chunks (32 codes, half a group) that the
-// caller loaded: chunk lane + 32 i is wv[i], with its group's scale and bias.
-template <typename T, int K>
-__device__ __forceinline__ float q4_chunks_dot(
-    const uint4* wv, const T* sv, const T* bv, const float* xs, int lane) {
-  constexpr int CHUNKS = K / 32;
-  constexpr int PER_LANE = (CHUNKS + 31) / 32;
-  float acc = 0.f;
-#pragma unroll
-  for (int i = 0; i < PER_LANE; ++i) {
-    const int c = lane + 32 * i;
-    if (CHUNKS % 32 != 0 && c >= CHUNKS) break;
-    const float* xc = xs + c * 33;
-    const unsigned words[4] = {wv[i].x, wv[i].y, wv[i].z, wv[i].w};
-    float dot = 0.f, xsum = 0.f;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-#pragma unroll
-      for (int t = 0; t < 8; ++t) {
-        const float xv = xc[j * 8 + t];
-        dot = fmaf(xv, static_cast<float>((words[j] >> (4 * t)) & 0xFu), dot);
-        xsum += xv;
-      }
-    }
-    acc = fmaf(static_cast<float>(sv[i]), dot, fmaf(static_cast<float>(bv[i]), xsum, acc));
-  }
-  return acc;
-}
+// words of eight 4-bit codes (code t at bits 4t), one bf16/f16 scale and bias
+// per 64 codes.
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -45,4 +12,64 @@ __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
   return v;
+}
+
+// Two T values in one register, `lo` in the low half (the order mma fragments use).
+__device__ __forceinline__ unsigned pack2(__nv_bfloat16 lo, __nv_bfloat16 hi) {
+  return static_cast<unsigned>(__bfloat16_as_ushort(lo)) | (static_cast<unsigned>(__bfloat16_as_ushort(hi)) << 16);
+}
+__device__ __forceinline__ unsigned pack2(__half lo, __half hi) {
+  return static_cast<unsigned>(__half_as_ushort(lo)) | (static_cast<unsigned>(__half_as_ushort(hi)) << 16);
+}
+
+// The two T values of a register as floats (low half first).
+template <typename T>
+__device__ __forceinline__ float2 unpack2(unsigned u);
+template <>
+__device__ __forceinline__ float2 unpack2<__nv_bfloat16>(unsigned u) {
+  return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xFFFF0000u));
+}
+template <>
+__device__ __forceinline__ float2 unpack2<__half>(unsigned u) {
+  return make_float2(__half2float(__ushort_as_half(static_cast<unsigned short>(u & 0xFFFFu))),
+                     __half2float(__ushort_as_half(static_cast<unsigned short>(u >> 16))));
+}
+
+// OR-ing a 4-bit code q into the mantissa of `bits` gives the value offset + q
+// exactly (bf16: 128 + q; f16: 1024 + q).
+template <typename T>
+struct Q4Magic;
+template <>
+struct Q4Magic<__nv_bfloat16> {
+  static constexpr unsigned bits = 0x43004300u;
+  static constexpr float offset = 128.f;
+};
+template <>
+struct Q4Magic<__half> {
+  static constexpr unsigned bits = 0x64006400u;
+  static constexpr float offset = 1024.f;
+};
+
+// Codes t and t + 4 of an 8-code word as two T values offset + q (one LOP3).
+template <typename T>
+__device__ __forceinline__ unsigned q4_pair(unsigned word, int t) {
+  return ((word >> (4 * t)) & 0x000F000Fu) | Q4Magic<T>::bits;
+}
+
+// c += a · b on tensor cores: A 16x16 (row), B 16x8 (col), f32 accumulators;
+// the last argument picks the input type.
+__device__ __forceinline__ void mma_16816(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1,
+                                          __nv_bfloat16) {
+  asm(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma_16816(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1, __half) {
+  asm(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }

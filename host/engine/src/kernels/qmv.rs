@@ -1,23 +1,35 @@
 //! One input row times a 4-bit affine-quantized matrix (group 64): the
 //! matrix-vector product that dominates decoding, with the operations around
 //! it fused in (`qmv4.cu`). MLX 0.32's CUDA qmv reaches about 27% of the H100's
-//! copy bandwidth (`shared/device/peer-baselines.md`); this one streams the
-//! packed weights with 16-byte loads, all of a warp's loads (weights, scales,
-//! biases of its rows) in flight at once, and keeps the input row in
-//! bank-conflict-free shared memory.
+//! copy bandwidth (`shared/device/peer-baselines.md`); this one multiplies on
+//! tensor cores, so that turning codes into numbers costs one instruction per
+//! two codes, and streams the packed weights with 16-byte loads issued before
+//! the prologue (`bench/gpu/NOTES.md`, "Tensor-core GEMV").
 
 use mlx::kernel::{Kernel, KernelSpec, Launch, TemplateArg};
 use mlx::{Array, Dtype, Quantized};
 
 use crate::error::Result;
 
-/// Warps per block.
-const WARPS: i32 = 8;
+/// Output rows per block: 16 rows of the matrix (8 gate/up pairs for SwiGLU).
+fn rows_per_block(swiglu: bool) -> i32 {
+    if swiglu { 8 } else { 16 }
+}
 
-/// Rows each warp computes: their loads are all in flight at once, which
-/// takes registers in proportion to the input width.
-fn rows_per_warp(k: i32) -> i32 {
-    if k > 4096 { 1 } else { 2 }
+/// Warps per block (they split the input width) and k-tiles whose loads a
+/// warp issues at once. Measured on the H100 at the 8B's shapes
+/// (`bench/gpu/qmv_lab.py`): few blocks want more warps each, wide inputs
+/// deeper batches.
+fn launch_shape(k: i32, blocks: i32) -> (i32, i32) {
+    let warps = if blocks < 320 { 8 } else { 4 };
+    let tiles_at_once = if k > 4096 { 4 } else { 2 };
+    (warps, tiles_at_once)
+}
+
+/// Dynamic shared memory: the input row as 32-code chunks of 20 words (16
+/// used) and one f32 sum per group of 64.
+fn shared_bytes(k: i32) -> i32 {
+    (k / 32) * 20 * 4 + (k / 64) * 4
 }
 
 /// What happens to the input row before the product.
@@ -103,9 +115,7 @@ impl Variant {
             header: &header,
             ensure_row_contiguous: true,
         };
-        // The input row, padded as `q4_slot` lays it out.
-        let shared = (k / 32) * 33 * 4;
-        Ok(Kernel::cuda(&spec, shared)?)
+        Ok(Kernel::cuda(&spec, shared_bytes(k))?)
     }
 }
 
@@ -118,11 +128,11 @@ pub fn applies(x: &Array, q: &Quantized) -> bool {
 }
 
 /// Whether the kernel handles this matrix for input rows of width `k` in
-/// `dtype` (4-bit, group 64, the input's float type).
+/// `dtype` (4-bit, group 64, the input's float type, whole k-tiles of 128).
 pub fn fits(k: i32, dtype: Dtype, q: &Quantized) -> bool {
     q.bits == 4
         && q.group_size == 64
-        && k % 64 == 0
+        && k % 128 == 0
         && k <= 16384
         && q.weight.ndim() == 2
         && q.weight.dim(1) * 8 == k
@@ -142,11 +152,8 @@ pub fn qmv(
         .ok_or_else(|| crate::error::Error::Model("qmv: unsupported fusion".into()))?;
     let k = x.dim(-1);
     let n = q.weight.dim(0);
-    let width = if matches!(epilogue, Epilogue::SwiGlu) {
-        n / 2
-    } else {
-        n
-    };
+    let swiglu = matches!(epilogue, Epilogue::SwiGlu);
+    let width = if swiglu { n / 2 } else { n };
     let mut inputs: Vec<&Array> = vec![x];
     if let Prologue::RmsNorm { weight, .. } = &prologue {
         inputs.push(weight);
@@ -155,17 +162,17 @@ pub fn qmv(
     if let Epilogue::Residual(r) = &epilogue {
         inputs.push(r);
     }
-    let rows = rows_per_warp(k);
-    let per_block = WARPS * rows;
+    let per_block = rows_per_block(swiglu);
     let blocks = (width + per_block - 1) / per_block;
+    let (warps, tiles_at_once) = launch_shape(k, blocks);
     let mut shape = x.shape();
     *shape.last_mut().expect("x has an axis") = width;
     let mut template = vec![
         ("T", TemplateArg::Dtype(x.dtype())),
         ("K", TemplateArg::Int(k)),
         ("N", TemplateArg::Int(n)),
-        ("WARPS", TemplateArg::Int(WARPS)),
-        ("ROWS", TemplateArg::Int(rows)),
+        ("WARPS", TemplateArg::Int(warps)),
+        ("U", TemplateArg::Int(tiles_at_once)),
     ];
     if let Prologue::RmsNorm { eps, .. } = prologue {
         template.push(("EPS_BITS", TemplateArg::Int(eps.to_bits() as i32)));
@@ -176,8 +183,8 @@ pub fn qmv(
             &Launch {
                 output_shapes: vec![shape],
                 output_dtypes: vec![x.dtype()],
-                grid: [blocks * WARPS * 32, 1, 1],
-                threadgroup: [WARPS * 32, 1, 1],
+                grid: [blocks * warps * 32, 1, 1],
+                threadgroup: [warps * 32, 1, 1],
                 template,
                 init_value: None,
             },
@@ -215,8 +222,28 @@ mod tests {
     }
 
     #[test]
-    fn wide_inputs_take_one_row_per_warp() {
-        assert_eq!(rows_per_warp(4096), 2);
-        assert_eq!(rows_per_warp(12288), 1);
+    fn launch_shapes_follow_the_measured_choices() {
+        // The 8B's o projection (256 blocks) and down projection (K 12288).
+        assert_eq!(launch_shape(4096, 256), (8, 2));
+        assert_eq!(launch_shape(12288, 256), (8, 4));
+        // q/k/v (384 blocks), gate/up (1536), the LM head (9496).
+        assert_eq!(launch_shape(4096, 384), (4, 2));
+        assert_eq!(launch_shape(4096, 9496), (4, 2));
+        assert_eq!(rows_per_block(true), 8);
+        assert_eq!(shared_bytes(4096), 128 * 80 + 64 * 4);
+    }
+
+    #[test]
+    fn inputs_must_be_whole_tiles() {
+        let q = |k: i32| Quantized {
+            weight: Array::zeros(&[16, k / 8], Dtype::U32).unwrap(),
+            scales: Array::zeros(&[16, k / 64], Dtype::BF16).unwrap(),
+            biases: Array::zeros(&[16, k / 64], Dtype::BF16).unwrap(),
+            group_size: 64,
+            bits: 4,
+        };
+        assert!(fits(4096, Dtype::BF16, &q(4096)));
+        assert!(!fits(1088, Dtype::BF16, &q(1088)));
+        assert!(!fits(4096, Dtype::F16, &q(4096)));
     }
 }

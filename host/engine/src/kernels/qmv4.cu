@@ -1,42 +1,74 @@
-// out = epilogue(prologue(x) · dequantize(w)ᵀ) for one input row.
-// Template constants: T, K (input width, % 64 == 0), N (rows of w), WARPS, ROWS.
-// Defines set per variant: NORM (RMSNorm of x by nw, eps first, rounded as
-// MLX's rms_norm rounds), RESID (add res, as a separate add would), SWIGLU (rows
-// [0, N/2) are the gate and [N/2, N) the up projection; out = silu(g) * u).
-// EPS_BITS: the RMSNorm epsilon's f32 bits (a template constant, not an
-// input: a small host-made array would be read across PCIe by every block).
-// The weight rows' loads are issued first, so their latency overlaps the
-// prologue: decoding is bound by memory latency as much as by bandwidth.
-extern __shared__ float xs[];
+// out = epilogue(prologue(x) · dequantize(w)ᵀ) for one input row, the
+// products on tensor cores (mma m16n8k16, f32 accumulation).
+// Template constants: T, K (% 128 == 0), N (rows of w), WARPS (the block's
+// warps split K between them), U (k-tiles whose loads a warp issues at once).
+// Defines per variant: NORM (RMSNorm of x by nw; EPS_BITS its epsilon's f32
+// bits), RESID (add res), SWIGLU (rows [0, N/2) gate, [N/2, N) up).
+//
+// Why tensor cores for one row: converting 4-bit codes to floats one by one
+// (shift, mask, int-to-float at 1/8 rate, FMA) made the old kernel issue-bound
+// at a third of the memory bandwidth. Here one LOP3 turns two codes into two
+// bf16/f16 values (MAGIC + q, exact), and one mma multiplies 256 of them.
+// The offset is taken out per group through the bias:
+//   sum_i (s q_i + b) x_i = s * sum_i (OFF + q_i) x_i + (b - OFF s) * sum_i x_i.
+//
+// Layout: a warp covers 16 rows (A rows g and g + 8, g = lane / 4) and k-tiles
+// of 128 codes, lane tig = lane % 4 loading chunk tig (16 bytes, 32 codes) of
+// each row. Any order of k inside an mma gives the same sum, so a lane's A
+// pairs are the codes (t, t + 4) of its own words and the input is stored in
+// shared memory in the same order. B column 0 holds the input of the tile's
+// first group, column 1 its second (lanes with g == tig / 2 feed them, the
+// others zeros), so C column 0 and 1 are per-group sums and the group scales
+// apply after the mma.
+extern __shared__ unsigned xp[];
+constexpr int TILES = K / 128;
+constexpr int XS = 20;  // words per chunk slot: 16 used, padded for banks
+float* gsum = reinterpret_cast<float*>(xp + (K / 32) * XS);
+__shared__ float red[WARPS][16];
 const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+const int g = lane >> 2, tig = lane & 3;
 #if SWIGLU
 constexpr int OUT = N / 2;
-constexpr int MATS = 2;
+constexpr int PER_BLOCK = 8;
+const int base = blockIdx.x * PER_BLOCK;
+const size_t row_lo = static_cast<size_t>(min(base + g, OUT - 1));
+const size_t row_hi = row_lo + OUT;
 #else
 constexpr int OUT = N;
-constexpr int MATS = 1;
+constexpr int PER_BLOCK = 16;
+const int base = blockIdx.x * PER_BLOCK;
+const size_t row_lo = static_cast<size_t>(min(base + g, OUT - 1));
+const size_t row_hi = static_cast<size_t>(min(base + 8 + g, OUT - 1));
 #endif
-constexpr int CHUNKS = K / 32;
-constexpr int PL = (CHUNKS + 31) / 32;
-constexpr int R = ROWS * MATS;
-const int first = (blockIdx.x * WARPS + warp) * ROWS;
-uint4 wv[R][PL];
-T sv[R][PL], bv[R][PL];
+const uint4* wlo = reinterpret_cast<const uint4*>(w) + row_lo * (K / 32) + tig;
+const uint4* whi = reinterpret_cast<const uint4*>(w) + row_hi * (K / 32) + tig;
+const unsigned* slo = reinterpret_cast<const unsigned*>(scales + row_lo * (K / 64));
+const unsigned* shi = reinterpret_cast<const unsigned*>(scales + row_hi * (K / 64));
+const unsigned* blo = reinterpret_cast<const unsigned*>(biases + row_lo * (K / 64));
+const unsigned* bhi = reinterpret_cast<const unsigned*>(biases + row_hi * (K / 64));
+constexpr int PER_WARP = (TILES + WARPS - 1) / WARPS;
+constexpr int BATCHES = (PER_WARP + U - 1) / U;
+constexpr bool EVEN = TILES % WARPS == 0 && PER_WARP % U == 0;
+uint4 wl[U], wh[U];
+unsigned sl[U], sh[U], bl[U], bh[U];
+auto load = [&](int batch) {
 #pragma unroll
-for (int r = 0; r < R; ++r) {
-  const int row = first + r % ROWS;
-  const size_t n = static_cast<size_t>(row < OUT ? row : OUT - 1) + (r / ROWS) * OUT;
-  const uint4* wr = reinterpret_cast<const uint4*>(w + n * (K / 8));
-#pragma unroll
-  for (int i = 0; i < PL; ++i) {
-    const int c = lane + 32 * i;
-    if (CHUNKS % 32 == 0 || c < CHUNKS) {
-      wv[r][i] = wr[c];
-      sv[r][i] = scales[n * (K / 64) + (c >> 1)];
-      bv[r][i] = biases[n * (K / 64) + (c >> 1)];
+  for (int u = 0; u < U; ++u) {
+    const int tile = warp + (batch * U + u) * WARPS;
+    if (EVEN || tile < TILES) {
+      wl[u] = wlo[tile * 4];
+      wh[u] = whi[tile * 4];
+      sl[u] = slo[tile];
+      sh[u] = shi[tile];
+      bl[u] = blo[tile];
+      bh[u] = bhi[tile];
     }
   }
-}
+};
+load(0);
+
+// The input row: normalized if asked, rounded to T as MLX rounds it, stored
+// as the pairs the A fragments use, with its group sums.
 constexpr int THREADS = WARPS * 32;
 constexpr int XV = K / 8;
 constexpr int XPT = (XV + THREADS - 1) / THREADS;
@@ -72,43 +104,101 @@ const float inv = rsqrtf(total / K + __int_as_float(EPS_BITS));
 #pragma unroll
 for (int j = 0; j < XPT; ++j) {
   const int v = tid + j * THREADS;
-  if (XV % THREADS == 0 || v < XV) {
-    const T* e = reinterpret_cast<const T*>(&xr[j]);
+  T y[8];
+  const T* e = reinterpret_cast<const T*>(&xr[j]);
 #if NORM
-    const T* g = reinterpret_cast<const T*>(&nr[j]);
+  const T* gw = reinterpret_cast<const T*>(&nr[j]);
 #endif
+  float s = 0.f;
 #pragma unroll
-    for (int t = 0; t < 8; ++t) {
+  for (int t = 0; t < 8; ++t) {
 #if NORM
-      const T y = g[t] * static_cast<T>(static_cast<float>(e[t]) * inv);
-      xs[q4_slot(v * 8 + t)] = static_cast<float>(y);
+    y[t] = gw[t] * static_cast<T>(static_cast<float>(e[t]) * inv);
 #else
-      xs[q4_slot(v * 8 + t)] = static_cast<float>(e[t]);
+    y[t] = e[t];
 #endif
-    }
+    s += static_cast<float>(y[t]);
+  }
+  s += __shfl_xor_sync(0xffffffffu, s, 1);
+  s += __shfl_xor_sync(0xffffffffu, s, 2);
+  s += __shfl_xor_sync(0xffffffffu, s, 4);
+  if (XV % THREADS == 0 || v < XV) {
+    reinterpret_cast<uint4*>(xp + (v >> 2) * XS)[v & 3] =
+        make_uint4(pack2(y[0], y[4]), pack2(y[1], y[5]), pack2(y[2], y[6]), pack2(y[3], y[7]));
+    if ((v & 7) == 0) gsum[v >> 3] = s;
   }
 }
 __syncthreads();
 
-if (first >= OUT) return;
-float acc[R];
+const bool feed = g == (tig >> 1);
+float acc_lo = 0.f, acc_hi = 0.f;
 #pragma unroll
-for (int r = 0; r < R; ++r) acc[r] = warp_sum(q4_chunks_dot<T, K>(wv[r], sv[r], bv[r], xs, lane));
-if (lane == 0) {
+for (int batch = 0; batch < BATCHES; ++batch) {
+  if (batch > 0) load(batch);
 #pragma unroll
-  for (int r = 0; r < ROWS; ++r) {
-    const int n = first + r;
-    if (n < OUT) {
-#if SWIGLU
-      // As silu(g) * u over bf16 arrays: each op rounds to T.
-      const T g = static_cast<T>(acc[r]);
-      const T sig = static_cast<T>(1.f / (1.f + expf(-static_cast<float>(g))));
-      out[n] = (g * sig) * static_cast<T>(acc[r + ROWS]);
-#elif RESID
-      out[n] = res[n] + static_cast<T>(acc[r]);
-#else
-      out[n] = static_cast<T>(acc[r]);
-#endif
+  for (int u = 0; u < U; ++u) {
+    const int tile = warp + (batch * U + u) * WARPS;
+    if (EVEN || tile < TILES) {
+      const uint4* xq = reinterpret_cast<const uint4*>(xp + (tile * 4 + tig) * XS);
+      unsigned xv[16];
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const uint4 p = xq[q];
+        xv[4 * q] = feed ? p.x : 0u;
+        xv[4 * q + 1] = feed ? p.y : 0u;
+        xv[4 * q + 2] = feed ? p.z : 0u;
+        xv[4 * q + 3] = feed ? p.w : 0u;
+      }
+      const unsigned lw[4] = {wl[u].x, wl[u].y, wl[u].z, wl[u].w};
+      const unsigned hw[4] = {wh[u].x, wh[u].y, wh[u].z, wh[u].w};
+      float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int m = 0; m < 8; ++m) {
+        // Pairs 2m and 2m + 1: word m / 2, codes t and t + 1 (and + 4).
+        const int word = m >> 1, t = 2 * (m & 1);
+        const unsigned a[4] = {q4_pair<T>(lw[word], t), q4_pair<T>(hw[word], t), q4_pair<T>(lw[word], t + 1),
+                               q4_pair<T>(hw[word], t + 1)};
+        mma_16816(c, a, xv[2 * m], xv[2 * m + 1], T());
+      }
+      const float2 xs = *reinterpret_cast<const float2*>(gsum + 2 * tile);
+      const float2 s0 = unpack2<T>(sl[u]), s1 = unpack2<T>(sh[u]);
+      const float2 b0 = unpack2<T>(bl[u]), b1 = unpack2<T>(bh[u]);
+      constexpr float OFF = Q4Magic<T>::offset;
+      acc_lo = fmaf(s0.x, c[0], fmaf(s0.y, c[1], acc_lo));
+      acc_lo = fmaf(fmaf(-OFF, s0.x, b0.x), xs.x, fmaf(fmaf(-OFF, s0.y, b0.y), xs.y, acc_lo));
+      acc_hi = fmaf(s1.x, c[2], fmaf(s1.y, c[3], acc_hi));
+      acc_hi = fmaf(fmaf(-OFF, s1.x, b1.x), xs.x, fmaf(fmaf(-OFF, s1.y, b1.y), xs.y, acc_hi));
     }
   }
 }
+// C columns 0 and 1 live in the lanes with tig == 0.
+if (tig == 0) {
+  red[warp][g] = acc_lo;
+  red[warp][g + 8] = acc_hi;
+}
+__syncthreads();
+#if SWIGLU
+if (tid < 8 && base + tid < OUT) {
+  float gs = 0.f, us = 0.f;
+#pragma unroll
+  for (int i = 0; i < WARPS; ++i) {
+    gs += red[i][tid];
+    us += red[i][tid + 8];
+  }
+  // As silu(g) * u over T arrays: each op rounds to T.
+  const T gt = static_cast<T>(gs);
+  const T sig = static_cast<T>(1.f / (1.f + expf(-static_cast<float>(gt))));
+  out[base + tid] = (gt * sig) * static_cast<T>(us);
+}
+#else
+if (tid < 16 && base + tid < OUT) {
+  float sum = 0.f;
+#pragma unroll
+  for (int i = 0; i < WARPS; ++i) sum += red[i][tid];
+#if RESID
+  out[base + tid] = res[base + tid] + static_cast<T>(sum);
+#else
+  out[base + tid] = static_cast<T>(sum);
+#endif
+}
+#endif
