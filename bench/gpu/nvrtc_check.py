@@ -85,6 +85,16 @@ def main():
                [("qkv", bf), ("qn", bf), ("kn", bf), ("kc", bf), ("vc", bf), ("meta", "int32_t"), ("counters", "int32_t")],
                [("part", "float"), ("out", bf)], consts, {})
     ok &= compile_one("attn_decode", src)
+    for t in [bf, "__half"]:
+        src = wrap("vision_rope", "", (KDIR / "vision_rope.cu").read_text(),
+                   [("qkv", t), ("cos_t", "float"), ("sin_t", "float")], [("q", t), ("k", t), ("v", t)],
+                   [("T", t), ("HEADS", 16), ("HD", 72)], {})
+        ok &= compile_one(f"vision_rope {t}", src)
+        src = wrap("swiglu", "", (KDIR / "swiglu.cu").read_text(), [("y", t)], [("out", t)],
+                   [("T", t), ("I", 12288)], {})
+        ok &= compile_one(f"swiglu {t}", src)
+        src = wrap("gelu_tanh", "", (KDIR / "gelu_tanh.cu").read_text(), [("x", t)], [("out", t)], [("T", t)], {})
+        ok &= compile_one(f"gelu_tanh {t}", src)
     sys.exit(0 if ok else 1)
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""GEMV lab, runs ON the GPU machine: our 4-bit matrix-vector kernels
-(host/engine/src/kernels/qmv4.cu, the CUDA-core one, and qmv4_tc.cu, the
-tensor-core one, in several launch shapes) against MLX's own operations, at
+"""GEMV lab, runs ON the GPU machine: our 4-bit matrix-vector kernel
+(host/engine/src/kernels/qmv4.cu, in several launch shapes) against MLX's own
+operations, at
 the shapes of one Qwen3-VL-8B decoding step. Checks each against MLX's result
 and times it two ways: wall clock over a chain of launches on distinct
 weights (what decoding sees, host cost included), and, under Nsight Compute
@@ -62,25 +62,11 @@ def inputs(x, layer, norm, resid):
     return [x] + ([layer["nw"]] if norm else []) + [layer["w"], layer["s"], layer["b"]] + ([layer["res"]] if resid else [])
 
 
-def run_old(shape, x, layer):
-    name, k, n, norm, resid, swiglu = shape
-    width = n // 2 if swiglu else n
-    rows = 1 if k > 4096 else 2
-    warps = 8
-    kern = kernel(f"lab_old_{name}", "qmv4.cu", norm, resid, swiglu, (k // 32) * 33 * 4)
-    blocks = -(-width // (warps * rows))
-    tmpl = [("T", mx.bfloat16), ("K", k), ("N", n), ("WARPS", warps), ("ROWS", rows)]
-    if norm:
-        tmpl.append(("EPS_BITS", EPS_BITS))
-    return kern(inputs=inputs(x, layer, norm, resid), template=tmpl, grid=(blocks * warps * 32, 1, 1),
-                threadgroup=(warps * 32, 1, 1), output_shapes=[(1, width)], output_dtypes=[mx.bfloat16])[0]
-
-
 def run_tc(shape, x, layer, warps, u):
     name, k, n, norm, resid, swiglu = shape
     width = n // 2 if swiglu else n
     per_block = 8 if swiglu else 16
-    kern = kernel(f"lab_tc_{name}_w{warps}_u{u}", "qmv4_tc.cu", norm, resid, swiglu,
+    kern = kernel(f"lab_tc_{name}_w{warps}_u{u}", "qmv4.cu", norm, resid, swiglu,
                   (k // 32) * 20 * 4 + (k // 64) * 4)
     blocks = -(-width // per_block)
     tmpl = [("T", mx.bfloat16), ("K", k), ("N", n), ("WARPS", warps), ("U", u)]
@@ -134,7 +120,7 @@ def main():
         layers = make_layers(shape, count)
         x = (2.0 * mx.random.normal((1, k), key=mx.random.key(1))).astype(mx.bfloat16)
         mx.eval(x)
-        impls = [("mlx", lambda x, l: run_mlx(shape, x, l)), ("old", lambda x, l: run_old(shape, x, l))]
+        impls = [("mlx", lambda x, l: run_mlx(shape, x, l))]
         for warps, u in TC_CONFIGS:
             impls.append((f"tc w{warps} u{u}", lambda x, l, warps=warps, u=u: run_tc(shape, x, l, warps, u)))
         ref = run_mlx(shape, x, layers[0]).astype(mx.float32)

@@ -501,9 +501,30 @@ std::unique_ptr<ArrayList> kernel_call(const Kernel& kernel, const ArrayList& in
   }
   std::vector<mx::Dtype> dtypes;
   for (auto d : output_dtypes) dtypes.push_back(to_mx(static_cast<DType>(d)));
-  std::vector<std::pair<std::string, mx::fast::TemplateArg>> targs;
   if (template_names.size() != template_kinds.size() || template_kinds.size() != template_values.size())
     throw std::invalid_argument("template arguments are malformed");
+  std::optional<float> init = has_init ? std::optional<float>(init_value) : std::nullopt;
+  // Everything the kernel function's result depends on besides the output
+  // shapes, which are the arrays' own.
+  std::vector<int64_t> key;
+  key.reserve(64);
+  for (size_t i = 0; i < template_names.size(); ++i) {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a of the name
+    for (char c : template_names[i]) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ull;
+    key.insert(key.end(), {static_cast<int64_t>(h), template_kinds[i], template_values[i]});
+  }
+  for (const auto& a : inputs.items) key.insert(key.end(), {a.ndim(), static_cast<int64_t>(a.dtype().val())});
+  key.push_back(-1);
+  for (auto d : output_dtypes) key.push_back(d);
+  key.insert(key.end(), {grid[0], grid[1], grid[2], threadgroup[0], threadgroup[1], threadgroup[2], has_init});
+  int32_t init_bits = 0;
+  std::memcpy(&init_bits, &init_value, sizeof init_bits);
+  key.push_back(has_init ? init_bits : 0);
+  key.push_back(mx::default_stream(mx::default_device()).index);
+  if (auto it = kernel.made.find(key); it != kernel.made.end()) {
+    return own_list(mx::array::make_arrays(std::move(shapes), dtypes, it->second, inputs.items));
+  }
+  std::vector<std::pair<std::string, mx::fast::TemplateArg>> targs;
   for (size_t i = 0; i < template_names.size(); ++i) {
     std::string n(template_names[i]);
     switch (template_kinds[i]) {
@@ -513,9 +534,9 @@ std::unique_ptr<ArrayList> kernel_call(const Kernel& kernel, const ArrayList& in
       default: throw std::invalid_argument("unknown template argument kind");
     }
   }
-  std::optional<float> init = has_init ? std::optional<float>(init_value) : std::nullopt;
   auto outs = kernel.fn(inputs.items, shapes, dtypes, {grid[0], grid[1], grid[2]},
                         {threadgroup[0], threadgroup[1], threadgroup[2]}, targs, init, false, {});
+  if (!outs.empty() && outs[0].has_primitive()) kernel.made.emplace(std::move(key), outs[0].primitive_ptr());
   return own_list(std::move(outs));
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -38,6 +39,12 @@ struct TensorMap {
 // A compiled custom kernel (fast::cuda_kernel or fast::metal_kernel).
 struct Kernel {
   mlx::core::fast::CustomKernelFunction fn;
+  // The primitive MLX made for each distinct call signature (template
+  // arguments, input ranks and types, output types, launch shape, stream).
+  // MLX's kernel function regenerates and copies the whole kernel source at
+  // every call; a decoding step makes ~190 such calls, so repeated
+  // signatures reuse the primitive instead (primitives are immutable).
+  mutable std::map<std::vector<int64_t>, std::shared_ptr<mlx::core::Primitive>> made;
 };
 
 // --- version, devices, streams, memory ---

@@ -5,8 +5,9 @@
 // sums over this split's positions, written unnormalised with their max and
 // sum; the last block of each key/value head to finish (counted in
 // `counters`, which it resets to zero) joins them into the output rows of its
-// query heads. Loads are batched (unrolled loops over registers): a step is
-// bound by memory latency, not bandwidth.
+// query heads. Loads are batched (unrolled loops over registers, every load of
+// a batch issued before its arithmetic): a step is bound by memory latency,
+// not bandwidth.
 // Template constants: T, HD (% 64 == 0), NH, NKV, SPLITS, and the f32 bits of
 // the RMSNorm epsilon, log2(RoPE theta) and the softmax scale. Block: 128 threads.
 // qkv: (NH + 2 NKV) * HD; kc, vc: (1, NKV, cap, HD) caches, written in place;
@@ -17,9 +18,12 @@ constexpr int TILE = 128;
 constexpr int NWARPS = TILE / 32;
 constexpr int HALF = HD / 2;
 constexpr int PER = HD / 32;
+constexpr int VB = 16;  // value rows a warp loads at once
+struct alignas(PER * sizeof(T)) Vec {
+  T e[PER];
+};
 __shared__ float qs[G][HD];
 __shared__ float ks[HD];
-__shared__ float vs[HD];
 __shared__ float sc[G][TILE];
 __shared__ float mstate[G], lstate[G], corr[G];
 __shared__ float red[NWARPS][G][HD];
@@ -69,11 +73,8 @@ for (int r = warp; r <= G; r += NWARPS) {
     }
   }
 }
-for (int i = tid; i < HD; i += TILE) {
-  const T v = qkv[(NH + NKV + h) * HD + i];
-  vs[i] = static_cast<float>(v);
-  if (split == 0) const_cast<T*>(vc)[(static_cast<size_t>(h) * cap + len) * HD + i] = v;
-}
+const Vec vnew = reinterpret_cast<const Vec*>(qkv + (NH + NKV + h) * HD)[lane];
+if (split == 0 && warp == 0) reinterpret_cast<Vec*>(const_cast<T*>(vc) + (static_cast<size_t>(h) * cap + len) * HD)[lane] = vnew;
 if (tid < G) {
   mstate[tid] = neg_inf;
   lstate[tid] = 0.f;
@@ -151,17 +152,30 @@ for (int t0 = begin; t0 < end; t0 += TILE) {
   for (int g = 0; g < G; ++g)
 #pragma unroll
     for (int j = 0; j < PER; ++j) acc[g][j] *= corr[g];
-#pragma unroll 8
-  for (int i = warp; i < n; i += NWARPS) {
-    const int q = t0 + i;
-    float v[PER];
+  // A warp takes every NWARPS-th position; a lane owns PER adjacent
+  // dimensions, one vector load per value row, all of a batch in flight.
 #pragma unroll
-    for (int j = 0; j < PER; ++j)
-      v[j] = q == len ? vs[lane + 32 * j] : static_cast<float>(vh[static_cast<size_t>(q) * HD + lane + 32 * j]);
+  for (int b0 = 0; b0 < TILE / NWARPS; b0 += VB) {
+    Vec v[VB];
 #pragma unroll
-    for (int g = 0; g < G; ++g)
+    for (int b = 0; b < VB; ++b) {
+      const int i = warp + NWARPS * (b0 + b);
+      if (i < n && t0 + i != len) v[b] = reinterpret_cast<const Vec*>(vh + static_cast<size_t>(t0 + i) * HD)[lane];
+    }
 #pragma unroll
-      for (int j = 0; j < PER; ++j) acc[g][j] = fmaf(sc[g][i], v[j], acc[g][j]);
+    for (int b = 0; b < VB; ++b) {
+      const int i = warp + NWARPS * (b0 + b);
+      if (i < n) {
+        const bool fresh = t0 + i == len;
+        float vf[PER];
+#pragma unroll
+        for (int j = 0; j < PER; ++j) vf[j] = static_cast<float>(fresh ? vnew.e[j] : v[b].e[j]);
+#pragma unroll
+        for (int g = 0; g < G; ++g)
+#pragma unroll
+          for (int j = 0; j < PER; ++j) acc[g][j] = fmaf(sc[g][i], vf[j], acc[g][j]);
+      }
+    }
   }
   __syncthreads();
 }
@@ -170,7 +184,7 @@ for (int t0 = begin; t0 < end; t0 += TILE) {
 #pragma unroll
 for (int g = 0; g < G; ++g)
 #pragma unroll
-  for (int j = 0; j < PER; ++j) red[warp][g][lane + 32 * j] = acc[g][j];
+  for (int j = 0; j < PER; ++j) red[warp][g][PER * lane + j] = acc[g][j];
 __syncthreads();
 float* dst = part + static_cast<size_t>(h * SPLITS + split) * G * (HD + 2);
 for (int e = tid; e < G * HD; e += TILE) {
@@ -200,25 +214,45 @@ if (!last) return;
 __threadfence();
 const float* base = part + static_cast<size_t>(h) * SPLITS * G * (HD + 2);
 constexpr int STRIDE = G * (HD + 2);
+constexpr int SPL = (SPLITS + 31) / 32;  // splits per lane
 for (int g = warp; g < G; g += NWARPS) {
+  // Every load of the join is issued before the arithmetic that needs it.
+  float m[SPL], l[SPL];
+#pragma unroll
+  for (int k = 0; k < SPL; ++k) {
+    const int s = lane + 32 * k;
+    m[k] = s < SPLITS ? __ldcg(base + s * STRIDE + g * (HD + 2) + HD) : neg_inf;
+    l[k] = s < SPLITS ? __ldcg(base + s * STRIDE + g * (HD + 2) + HD + 1) : 0.f;
+  }
   float m_max = neg_inf;
-  for (int s = lane; s < SPLITS; s += 32) m_max = fmaxf(m_max, __ldcg(base + s * STRIDE + g * (HD + 2) + HD));
+#pragma unroll
+  for (int k = 0; k < SPL; ++k) m_max = fmaxf(m_max, m[k]);
   m_max = warp_max(m_max);
-  float l_sum = 0.f;
-  for (int s = lane; s < SPLITS; s += 32) {
-    const float* ps = base + s * STRIDE + g * (HD + 2);
-    l_sum += __ldcg(ps + HD + 1) * expf(__ldcg(ps + HD) - m_max);
+  float wgt[SPL], l_sum = 0.f;
+#pragma unroll
+  for (int k = 0; k < SPL; ++k) {
+    wgt[k] = lane + 32 * k < SPLITS ? expf(m[k] - m_max) : 0.f;
+    l_sum = fmaf(l[k], wgt[k], l_sum);
   }
   const float inv = 1.f / warp_sum(l_sum);
   float o[PER];
 #pragma unroll
   for (int j = 0; j < PER; ++j) o[j] = 0.f;
-  for (int s = 0; s < SPLITS; ++s) {
-    const float* ps = base + s * STRIDE + g * (HD + 2);
-    const float wgt = expf(__ldcg(ps + HD) - m_max);
+  constexpr int SB = SPLITS < 16 ? SPLITS : 16;  // splits loaded at once
 #pragma unroll
-    for (int j = 0; j < PER; ++j) o[j] = fmaf(__ldcg(ps + lane + 32 * j), wgt, o[j]);
+  for (int s0 = 0; s0 < SPLITS; s0 += SB) {
+    float pa[SB][PER];
+#pragma unroll
+    for (int s = 0; s < SB; ++s)
+#pragma unroll
+      for (int j = 0; j < PER; ++j) pa[s][j] = __ldcg(base + (s0 + s) * STRIDE + g * (HD + 2) + PER * lane + j);
+#pragma unroll
+    for (int s = 0; s < SB; ++s) {
+      const float ws = __shfl_sync(0xffffffffu, wgt[(s0 + s) / 32], (s0 + s) % 32);
+#pragma unroll
+      for (int j = 0; j < PER; ++j) o[j] = fmaf(pa[s][j], ws, o[j]);
+    }
   }
 #pragma unroll
-  for (int j = 0; j < PER; ++j) out[(h * G + g) * HD + lane + 32 * j] = static_cast<T>(o[j] * inv);
+  for (int j = 0; j < PER; ++j) out[(h * G + g) * HD + PER * lane + j] = static_cast<T>(o[j] * inv);
 }

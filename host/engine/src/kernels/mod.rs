@@ -5,11 +5,14 @@
 //! - `qmv`: 4-bit matrix-vector products, with RMSNorm, residual or SwiGLU fused.
 //! - `attention`: one step of attention over the KV cache, RoPE and cache
 //!   writes included.
+//! - `prefill`: element-wise kernels for prefill and the vision tower (vision
+//!   RoPE, SwiGLU, GELU) in place of chains of MLX operations.
 //!
 //! Kernels are enabled once per process, after a self-check against MLX's own
 //! operations on random data; a mismatch leaves them off.
 
 pub mod attention;
+pub mod prefill;
 pub mod qmv;
 mod self_check;
 
@@ -29,6 +32,7 @@ pub use qmv::{Epilogue, Prologue};
 pub enum KernelKey {
     Qmv(qmv::Variant, i32),
     AttnDecode,
+    Prefill(prefill::Op),
 }
 
 /// Kernels compiled so far (by the self-check, then on first use).
@@ -56,6 +60,7 @@ fn with_kernel(
         std::collections::hash_map::Entry::Vacant(e) => e.insert(match key {
             KernelKey::Qmv(variant, k) => variant.compile(k)?,
             KernelKey::AttnDecode => attention::compile_decode()?,
+            KernelKey::Prefill(op) => op.compile()?,
         }),
     };
     Ok(f(kernel)?)
@@ -125,6 +130,9 @@ mod tests {
             include_str!("qmv4.cu"),
             include_str!("q4_dot.cuh"),
             include_str!("attn_decode.cu"),
+            include_str!("vision_rope.cu"),
+            include_str!("swiglu.cu"),
+            include_str!("gelu_tanh.cu"),
         ] {
             let c = compact(src);
             assert!(c.len() < src.len());

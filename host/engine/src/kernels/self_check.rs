@@ -7,6 +7,7 @@ use mlx::fast::{self, Mask};
 use mlx::{Array, Dtype, Quantized, nn, random};
 
 use super::attention::{self, DecodeStep, Heads};
+use super::prefill;
 use super::qmv::{self, Epilogue, Prologue};
 use crate::error::{Error, Result};
 
@@ -75,7 +76,49 @@ impl Rng {
 pub fn run() -> std::result::Result<(), String> {
     let mut rng = Rng(random::key(7).map_err(|e| e.to_string())?);
     check_qmv(&mut rng).map_err(|e| format!("qmv: {e}"))?;
-    check_attention(&mut rng).map_err(|e| format!("decode attention: {e}"))
+    check_attention(&mut rng).map_err(|e| format!("decode attention: {e}"))?;
+    check_prefill(&mut rng).map_err(|e| format!("prefill element-wise: {e}"))
+}
+
+/// The element-wise kernels against the MLX operations they replace.
+fn check_prefill(rng: &mut Rng) -> Result<()> {
+    // The vision RoPE at the Qwen3-VL tower's head size (72), on 37 rows.
+    let (n, heads, hd) = (37, 3, 72);
+    let qkv = rng.normal(&[n, 3 * heads * hd], 1.0)?;
+    // Any tables do: the kernel multiplies by what it is given.
+    let cos = rng.normal(&[n, hd], 1.0)?.astype(Dtype::F32)?;
+    let sin = rng.normal(&[n, hd], 1.0)?.astype(Dtype::F32)?;
+    let parts = qkv.reshape(&[n, 3, heads, hd])?.split_at(&[1, 2], 1)?;
+    let rope = |t: &Array| -> Result<Array> {
+        let t32 = t.squeeze(1)?.astype(Dtype::F32)?;
+        let halves = t32.split_at(&[hd / 2], -1)?;
+        let rotated = Array::concatenate(&[&halves[1].neg()?, &halves[0]], -1)?;
+        let (c, s) = (cos.reshape(&[n, 1, hd])?, sin.reshape(&[n, 1, hd])?);
+        Ok(t32
+            .mul(&c)?
+            .add(&rotated.mul(&s)?)?
+            .astype(Dtype::BF16)?
+            .transpose(&[1, 0, 2])?
+            .expand_dims(0)?)
+    };
+    let (q, k, v) = prefill::vision_qkv(&qkv, &cos, &sin, heads, hd)?;
+    check("vision rope q", &rope(&parts[0])?, &q)?;
+    check("vision rope k", &rope(&parts[1])?, &k)?;
+    let v_ref = parts[2].squeeze(1)?.transpose(&[1, 0, 2])?.expand_dims(0)?;
+    check("vision v", &v_ref, &v)?;
+
+    let y = rng.normal(&[5, 2, 2 * 96], 2.0)?;
+    let gu = y.split_at(&[96], -1)?;
+    let reference = nn::silu(&gu[0])?.mul(&gu[1])?;
+    check_within(
+        "swiglu",
+        &reference,
+        &prefill::swiglu(&y)?,
+        SWIGLU_TOLERANCE,
+    )?;
+
+    let x = rng.normal(&[7, 130], 2.0)?;
+    check("gelu", &nn::gelu_tanh(&x)?, &prefill::gelu_tanh(&x)?)
 }
 
 fn check_qmv(rng: &mut Rng) -> Result<()> {

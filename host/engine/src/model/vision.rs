@@ -11,6 +11,7 @@ use super::positions::vision_rope_tables;
 use super::weights::WeightSet;
 use crate::config::{ModelConfig, VisionConfig};
 use crate::error::Result;
+use crate::kernels::prefill;
 
 const EPS: f32 = 1e-6;
 
@@ -317,8 +318,19 @@ impl VisionTower {
         let mut x = x.add(&self.position_embedding(grid)?)?;
 
         let (cos, sin) = vision_rope_tables(grid, m, hd as usize);
-        let cos = Array::from_f32(&cos, &[n, 1, hd])?;
-        let sin = Array::from_f32(&sin, &[n, 1, hd])?;
+        let fused = prefill::applies(dtype);
+        let (cos, sin) = if fused {
+            // Copied to the device once: 27 layers read them.
+            let on_device = |t: &[f32]| -> Result<Array> {
+                Ok(Array::from_f32(t, &[n, hd])?.add(&Array::zeros(&[1], Dtype::F32)?)?)
+            };
+            (on_device(&cos)?, on_device(&sin)?)
+        } else {
+            (
+                Array::from_f32(&cos, &[n, 1, hd])?,
+                Array::from_f32(&sin, &[n, 1, hd])?,
+            )
+        };
         let rope = |t: &Array| -> Result<Array> {
             // HF applies the vision rotary in f32 and casts back.
             let t32 = t.astype(Dtype::F32)?;
@@ -327,24 +339,36 @@ impl VisionTower {
             Ok(t32.mul(&cos)?.add(&rotated.mul(&sin)?)?.astype(dtype)?)
         };
         let scale = 1.0 / (hd as f32).sqrt();
+        let gelu = |x: &Array| -> Result<Array> {
+            if fused {
+                prefill::gelu_tanh(x)
+            } else {
+                Ok(nn::gelu_tanh(x)?)
+            }
+        };
 
         let mut deepstack = Vec::with_capacity(self.deepstack.len());
         for (i, b) in self.blocks.iter().enumerate() {
             let h = b.norm1.forward(&x)?;
-            let qkv = b.qkv.forward(&h)?.reshape(&[n, 3, heads, hd])?;
-            let parts = qkv.split_at(&[1, 2], 1)?;
-            let q = rope(&parts[0].squeeze(1)?)?
-                .transpose(&[1, 0, 2])?
-                .expand_dims(0)?;
-            let k = rope(&parts[1].squeeze(1)?)?
-                .transpose(&[1, 0, 2])?
-                .expand_dims(0)?;
-            let v = parts[2].squeeze(1)?.transpose(&[1, 0, 2])?.expand_dims(0)?;
+            let qkv = b.qkv.forward(&h)?;
+            let (q, k, v) = if fused {
+                prefill::vision_qkv(&qkv, &cos, &sin, heads, hd)?
+            } else {
+                let qkv = qkv.reshape(&[n, 3, heads, hd])?;
+                let parts = qkv.split_at(&[1, 2], 1)?;
+                let heads_first =
+                    |t: Array| -> Result<Array> { Ok(t.transpose(&[1, 0, 2])?.expand_dims(0)?) };
+                (
+                    heads_first(rope(&parts[0].squeeze(1)?)?)?,
+                    heads_first(rope(&parts[1].squeeze(1)?)?)?,
+                    heads_first(parts[2].squeeze(1)?)?,
+                )
+            };
             let o = fast::scaled_dot_product_attention(&q, &k, &v, scale, Mask::None)?;
             let o = o.squeeze(0)?.transpose(&[1, 0, 2])?.reshape(&[n, dv])?;
             x = x.add(&b.proj.forward(&o)?)?;
             let h = b.norm2.forward(&x)?;
-            x = x.add(&b.fc2.forward(&nn::gelu_tanh(&b.fc1.forward(&h)?)?)?)?;
+            x = x.add(&b.fc2.forward(&gelu(&b.fc1.forward(&h)?)?)?)?;
             if let Some(k) = self
                 .cfg
                 .deepstack_visual_indexes

@@ -1,0 +1,156 @@
+//! Element-wise kernels for prefill and the vision tower, where MLX runs one
+//! kernel per operation over large arrays (`bench/gpu/NOTES.md`: at 1024x1024
+//! the vision RoPE alone was about 8.5 ms of 66 ms of GPU time, as ~10
+//! launches per layer in f32 with strided copies). Each computes as Hugging
+//! Face does, in f32 with one rounding to the model's type.
+//!
+//! - `vision_qkv`: RoPE of the vision tower's q and k, and q, k, v laid out
+//!   as attention reads them.
+//! - `swiglu`: silu(gate) * up from the fused gate/up projection.
+//! - `gelu_tanh`: the vision MLP's activation.
+
+use mlx::kernel::{Kernel, KernelSpec, Launch, TemplateArg};
+use mlx::{Array, Dtype};
+
+use crate::error::Result;
+
+const THREADS: i32 = 256;
+
+/// Which element-wise kernel.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Op {
+    VisionRope,
+    SwiGlu,
+    GeluTanh,
+}
+
+impl Op {
+    pub fn compile(self) -> Result<Kernel> {
+        let (name, inputs, outputs, source): (_, &[&str], &[&str], _) = match self {
+            Op::VisionRope => (
+                "vlmbench_vision_rope",
+                &["qkv", "cos_t", "sin_t"],
+                &["q", "k", "v"],
+                include_str!("vision_rope.cu"),
+            ),
+            Op::SwiGlu => (
+                "vlmbench_swiglu",
+                &["y"],
+                &["out"],
+                include_str!("swiglu.cu"),
+            ),
+            Op::GeluTanh => (
+                "vlmbench_gelu_tanh",
+                &["x"],
+                &["out"],
+                include_str!("gelu_tanh.cu"),
+            ),
+        };
+        Ok(Kernel::cuda(
+            &KernelSpec {
+                name,
+                inputs,
+                outputs,
+                source: &super::compact(source),
+                header: "",
+                ensure_row_contiguous: true,
+            },
+            0,
+        )?)
+    }
+}
+
+/// Whether the element-wise kernels take arrays of `dtype`.
+pub fn applies(dtype: Dtype) -> bool {
+    super::enabled() && matches!(dtype, Dtype::BF16 | Dtype::F16)
+}
+
+fn launch(elements: usize) -> Result<[i32; 3]> {
+    let padded = elements.div_ceil(THREADS as usize) * THREADS as usize;
+    let total = i32::try_from(padded).map_err(|_| {
+        crate::error::Error::Model(format!(
+            "element-wise kernel: {elements} elements is too many"
+        ))
+    })?;
+    Ok([total, 1, 1])
+}
+
+fn call(op: Op, inputs: &[&Array], launch: Launch<'_>) -> Result<Vec<Array>> {
+    super::with_kernel(super::KernelKey::Prefill(op), |k| k.call(inputs, &launch))
+}
+
+/// The vision tower's `(q, k, v)`, each `(1, heads, n, hd)`, from its fused
+/// projection `qkv` `(n, 3 heads hd)`, with RoPE by `cos`, `sin` `(n, hd)`
+/// (f32, best in device memory) applied to q and k.
+pub fn vision_qkv(
+    qkv: &Array,
+    cos: &Array,
+    sin: &Array,
+    heads: i32,
+    hd: i32,
+) -> Result<(Array, Array, Array)> {
+    let n = qkv.dim(0);
+    let dtype = qkv.dtype();
+    let shape = vec![1, heads, n, hd];
+    let mut outs = call(
+        Op::VisionRope,
+        &[qkv, cos, sin],
+        Launch {
+            output_shapes: vec![shape.clone(), shape.clone(), shape],
+            output_dtypes: vec![dtype; 3],
+            grid: launch(n as usize * 3 * heads as usize * (hd / 2) as usize)?,
+            threadgroup: [THREADS, 1, 1],
+            template: vec![
+                ("T", TemplateArg::Dtype(dtype)),
+                ("HEADS", TemplateArg::Int(heads)),
+                ("HD", TemplateArg::Int(hd)),
+            ],
+            init_value: None,
+        },
+    )?;
+    let v = outs.pop().expect("three outputs");
+    let k = outs.pop().expect("three outputs");
+    let q = outs.pop().expect("three outputs");
+    Ok((q, k, v))
+}
+
+/// `silu(g) * u` for `y = [g | u]` `(…, 2 I)`; the result is `(…, I)`.
+pub fn swiglu(y: &Array) -> Result<Array> {
+    let width = y.dim(-1) / 2;
+    let rows = y.size() as i32 / (2 * width);
+    let mut shape = y.shape();
+    *shape.last_mut().expect("y has an axis") = width;
+    let out = call(
+        Op::SwiGlu,
+        &[&y.reshape(&[rows, 2 * width])?],
+        Launch {
+            output_shapes: vec![shape],
+            output_dtypes: vec![y.dtype()],
+            grid: launch(rows as usize * width as usize)?,
+            threadgroup: [THREADS, 1, 1],
+            template: vec![
+                ("T", TemplateArg::Dtype(y.dtype())),
+                ("I", TemplateArg::Int(width)),
+            ],
+            init_value: None,
+        },
+    )?;
+    Ok(out.into_iter().next().expect("one output"))
+}
+
+/// Tanh-approximate GELU of `x`, same shape.
+pub fn gelu_tanh(x: &Array) -> Result<Array> {
+    let out = call(
+        Op::GeluTanh,
+        &[&x.reshape(&[-1])?],
+        Launch {
+            output_shapes: vec![x.shape()],
+            output_dtypes: vec![x.dtype()],
+            grid: launch(x.size())?,
+            threadgroup: [THREADS, 1, 1],
+            template: vec![("T", TemplateArg::Dtype(x.dtype()))],
+            init_value: None,
+        },
+    )?;
+    Ok(out.into_iter().next().expect("one output"))
+}
