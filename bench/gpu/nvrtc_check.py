@@ -91,9 +91,9 @@ def main():
                    [("T", t), ("HEADS", 16), ("HD", 72)], {})
         ok &= compile_one(f"vision_rope {t}", src)
         src = wrap("swiglu", "", (KDIR / "swiglu.cu").read_text(), [("y", t)], [("out", t)],
-                   [("T", t), ("I", 12288)], {})
+                   [("T", t), ("I", 12288), ("V", 8)], {})
         ok &= compile_one(f"swiglu {t}", src)
-        src = wrap("gelu_tanh", "", (KDIR / "gelu_tanh.cu").read_text(), [("x", t)], [("out", t)], [("T", t)], {})
+        src = wrap("gelu_tanh", "", (KDIR / "gelu_tanh.cu").read_text(), [("x", t)], [("out", t)], [("T", t), ("V", 8)], {})
         ok &= compile_one(f"gelu_tanh {t}", src)
     sys.exit(0 if ok else 1)
 

@@ -513,7 +513,7 @@ std::unique_ptr<ArrayList> kernel_call(const Kernel& kernel, const ArrayList& in
     for (char c : template_names[i]) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ull;
     key.insert(key.end(), {static_cast<int64_t>(h), template_kinds[i], template_values[i]});
   }
-  for (const auto& a : inputs.items) key.insert(key.end(), {a.ndim(), static_cast<int64_t>(a.dtype().val())});
+  for (const auto& a : inputs.items) key.insert(key.end(), {static_cast<int64_t>(a.ndim()), static_cast<int64_t>(a.dtype().val())});
   key.push_back(-1);
   for (auto d : output_dtypes) key.push_back(d);
   key.insert(key.end(), {grid[0], grid[1], grid[2], threadgroup[0], threadgroup[1], threadgroup[2], has_init});

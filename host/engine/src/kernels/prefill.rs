@@ -114,9 +114,15 @@ pub fn vision_qkv(
     Ok((q, k, v))
 }
 
+/// Elements per thread: 8 (16-byte loads) when `count` allows.
+fn vector_width(count: usize) -> i32 {
+    if count % 8 == 0 { 8 } else { 1 }
+}
+
 /// `silu(g) * u` for `y = [g | u]` `(…, 2 I)`; the result is `(…, I)`.
 pub fn swiglu(y: &Array) -> Result<Array> {
     let width = y.dim(-1) / 2;
+    let v = vector_width(width as usize);
     let rows = y.size() as i32 / (2 * width);
     let mut shape = y.shape();
     *shape.last_mut().expect("y has an axis") = width;
@@ -126,11 +132,12 @@ pub fn swiglu(y: &Array) -> Result<Array> {
         Launch {
             output_shapes: vec![shape],
             output_dtypes: vec![y.dtype()],
-            grid: launch(rows as usize * width as usize)?,
+            grid: launch(rows as usize * (width / v) as usize)?,
             threadgroup: [THREADS, 1, 1],
             template: vec![
                 ("T", TemplateArg::Dtype(y.dtype())),
                 ("I", TemplateArg::Int(width)),
+                ("V", TemplateArg::Int(v)),
             ],
             init_value: None,
         },
@@ -140,17 +147,40 @@ pub fn swiglu(y: &Array) -> Result<Array> {
 
 /// Tanh-approximate GELU of `x`, same shape.
 pub fn gelu_tanh(x: &Array) -> Result<Array> {
+    let v = vector_width(x.size());
     let out = call(
         Op::GeluTanh,
         &[&x.reshape(&[-1])?],
         Launch {
             output_shapes: vec![x.shape()],
             output_dtypes: vec![x.dtype()],
-            grid: launch(x.size())?,
+            grid: launch(x.size() / v as usize)?,
             threadgroup: [THREADS, 1, 1],
-            template: vec![("T", TemplateArg::Dtype(x.dtype()))],
+            template: vec![
+                ("T", TemplateArg::Dtype(x.dtype())),
+                ("V", TemplateArg::Int(v)),
+            ],
             init_value: None,
         },
     )?;
     Ok(out.into_iter().next().expect("one output"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_only_where_the_count_divides() {
+        assert_eq!(vector_width(12288), 8);
+        assert_eq!(vector_width(8160 * 4304), 8);
+        assert_eq!(vector_width(910), 1);
+    }
+
+    #[test]
+    fn launches_round_up_to_whole_blocks() {
+        assert_eq!(launch(1).unwrap(), [256, 1, 1]);
+        assert_eq!(launch(513).unwrap(), [768, 1, 1]);
+        assert!(launch(usize::MAX / 2).is_err());
+    }
 }
