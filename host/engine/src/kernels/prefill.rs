@@ -116,7 +116,7 @@ pub fn vision_qkv(
 
 /// Elements per thread: 8 (16-byte loads) when `count` allows.
 fn vector_width(count: usize) -> i32 {
-    if count % 8 == 0 { 8 } else { 1 }
+    if count.is_multiple_of(8) { 8 } else { 1 }
 }
 
 /// `silu(g) * u` for `y = [g | u]` `(…, 2 I)`; the result is `(…, I)`.
