@@ -13,22 +13,14 @@ import struct
 
 import mlx.core as mx
 
-KDIR = pathlib.Path(__file__).resolve().parents[2] / "host/engine/src/kernels"
+from kernel_src import KDIR, compact
+
 NH, NKV, HD, THREADS = 32, 8, 128, 128
 
 
 def bits(v):
     return struct.unpack("<i", struct.pack("<f", v))[0]
 
-
-def compact(src):
-    out = []
-    for line in src.splitlines():
-        i = line.find("//")
-        line = (line if i < 0 else line[:i]).strip()
-        if line:
-            out.append(line)
-    return "\n".join(out)
 
 
 def splits(positions):

@@ -10,7 +10,6 @@ weights (what decoding sees, host cost included), and, under Nsight Compute
 usage: PYTHONPATH=$MLX_PY python3 qmv_lab.py [--ncu] [--only SHAPE,...]
 """
 import math
-import pathlib
 import statistics
 import struct
 import sys
@@ -18,7 +17,8 @@ import time
 
 import mlx.core as mx
 
-KDIR = pathlib.Path(__file__).resolve().parents[2] / "host/engine/src/kernels"
+from kernel_src import KDIR, compact
+
 EPS = 1e-6
 EPS_BITS = struct.unpack("<i", struct.pack("<f", EPS))[0]
 
@@ -32,15 +32,6 @@ SHAPES = [
 ]
 TC_CONFIGS = [(4, 2), (4, 4), (8, 2), (8, 4), (16, 2)]
 
-
-def compact(src):
-    out = []
-    for line in src.splitlines():
-        i = line.find("//")
-        line = (line if i < 0 else line[:i]).strip()
-        if line:
-            out.append(line)
-    return "\n".join(out)
 
 
 HEADER = compact((KDIR / "q4_dot.cuh").read_text())

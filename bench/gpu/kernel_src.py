@@ -1,0 +1,15 @@
+"""Our kernel sources as the engine hands them to MLX (`compact` in
+host/engine/src/kernels/mod.rs: comments and indentation stripped), for the labs."""
+import pathlib
+
+KDIR = pathlib.Path(__file__).resolve().parents[2] / "host/engine/src/kernels"
+
+
+def compact(src):
+    out = []
+    for line in src.splitlines():
+        i = line.find("//")
+        line = (line if i < 0 else line[:i]).strip()
+        if line:
+            out.append(line)
+    return "\n".join(out)
