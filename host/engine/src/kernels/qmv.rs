@@ -4,7 +4,7 @@
 //! copy bandwidth (`shared/device/peer-baselines.md`); this one multiplies on
 //! tensor cores, so that turning codes into numbers costs one instruction per
 //! two codes, and streams the packed weights with 16-byte loads issued before
-//! the prologue (`bench/gpu/NOTES.md`, "Tensor-core GEMV").
+//! the prologue (`bench/gpu/NOTES.md`, "Why the GEMVs were slow").
 
 use mlx::kernel::{Kernel, KernelSpec, Launch, TemplateArg};
 use mlx::{Array, Dtype, Quantized};
