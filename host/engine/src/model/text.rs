@@ -553,3 +553,37 @@ fn rotate(x: &Array, cos: &Array, sin: &Array) -> Result<Array> {
     let rotated = Array::concatenate(&[&halves[1].neg()?, &halves[0]], -1)?;
     Ok(x.mul(&cos)?.add(&rotated.mul(&sin)?)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fused() -> FusedDecode {
+        let zeros = Array::zeros(&[4], Dtype::I32).unwrap();
+        FusedDecode {
+            heads: Heads {
+                heads: 4,
+                kv_heads: 2,
+                head_dim: 64,
+            },
+            step: Array::from_i32(&[1, 1, 0, 0], &[4]).unwrap(),
+            zeros,
+            last_meta: Mutex::new(None),
+            counters: Array::zeros(&[64], Dtype::I32).unwrap(),
+        }
+    }
+
+    #[test]
+    fn step_metadata_follows_the_previous_step_or_starts_afresh() {
+        let f = fused();
+        let meta = |len, pos| f.meta(len, pos).unwrap().to_vec::<i32>().unwrap();
+        assert_eq!(meta(10, 20), [10, 20, 0, 0]);
+        // The next step: made from the previous metadata on the device.
+        assert_eq!(meta(11, 21), [11, 21, 0, 0]);
+        assert_eq!(meta(12, 22), [12, 22, 0, 0]);
+        // Another request, or a position that does not follow: from the host.
+        assert_eq!(meta(5, 7), [5, 7, 0, 0]);
+        assert_eq!(meta(6, 9), [6, 9, 0, 0]);
+        assert_eq!(meta(7, 10), [7, 10, 0, 0]);
+    }
+}
