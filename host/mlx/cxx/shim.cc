@@ -536,6 +536,9 @@ std::unique_ptr<ArrayList> kernel_call(const Kernel& kernel, const ArrayList& in
   }
   auto outs = kernel.fn(inputs.items, shapes, dtypes, {grid[0], grid[1], grid[2]},
                         {threadgroup[0], threadgroup[1], threadgroup[2]}, targs, init, false, {});
+  // Launch shapes of element-wise kernels follow the token count, so the
+  // signatures of a long-running process are unbounded: start over past a cap.
+  if (kernel.made.size() >= 512) kernel.made.clear();
   if (!outs.empty() && outs[0].has_primitive()) kernel.made.emplace(std::move(key), outs[0].primitive_ptr());
   return own_list(std::move(outs));
 }
