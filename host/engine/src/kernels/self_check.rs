@@ -10,6 +10,7 @@ use super::attention::{self, DecodeStep, Heads};
 use super::prefill;
 use super::qmv::{self, Epilogue, Prologue};
 use crate::error::{Error, Result};
+use crate::model::positions::rotate_half;
 
 const TOLERANCE: f32 = 1e-2;
 /// silu(g) * u rounds g, u, the sigmoid and both products to bf16 (about
@@ -89,14 +90,9 @@ fn check_prefill(rng: &mut Rng) -> Result<()> {
     let cos = rng.normal(&[n, hd], 1.0)?.astype(Dtype::F32)?;
     let sin = rng.normal(&[n, hd], 1.0)?.astype(Dtype::F32)?;
     let parts = qkv.reshape(&[n, 3, heads, hd])?.split_at(&[1, 2], 1)?;
+    let (c, s) = (cos.reshape(&[n, 1, hd])?, sin.reshape(&[n, 1, hd])?);
     let rope = |t: &Array| -> Result<Array> {
-        let t32 = t.squeeze(1)?.astype(Dtype::F32)?;
-        let halves = t32.split_at(&[hd / 2], -1)?;
-        let rotated = Array::concatenate(&[&halves[1].neg()?, &halves[0]], -1)?;
-        let (c, s) = (cos.reshape(&[n, 1, hd])?, sin.reshape(&[n, 1, hd])?);
-        Ok(t32
-            .mul(&c)?
-            .add(&rotated.mul(&s)?)?
+        Ok(rotate_half(&t.squeeze(1)?.astype(Dtype::F32)?, &c, &s)?
             .astype(Dtype::BF16)?
             .transpose(&[1, 0, 2])?
             .expand_dims(0)?)

@@ -1,5 +1,8 @@
 //! 3-D position ids (`get_rope_index`, spec §3.4) and the rotary tables of
-//! the text decoder (interleaved MRoPE, §3.3) and the vision tower (§2.4).
+//! the text decoder (interleaved MRoPE, §3.3) and the vision tower (§2.4),
+//! and the rotate-half rotation both apply with them.
+
+use mlx::Array;
 
 use crate::error::{Error, Result};
 
@@ -188,6 +191,15 @@ pub fn vision_rope_tables(grid: [usize; 3], merge: usize, head_dim: usize) -> (V
         }
     }
     (cos, sin)
+}
+
+/// `x cos + rotate_half(x) sin` (HF's `apply_rotary_pos_emb`), in the
+/// arrays' own dtypes; `cos` and `sin` broadcast against `x`.
+pub fn rotate_half(x: &Array, cos: &Array, sin: &Array) -> Result<Array> {
+    let d = x.dim(-1);
+    let halves = x.split_at(&[d / 2], -1)?;
+    let rotated = Array::concatenate(&[&halves[1].neg()?, &halves[0]], -1)?;
+    Ok(x.mul(cos)?.add(&rotated.mul(sin)?)?)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use mlx::{Array, Dtype, Quantized};
 
 use super::kv_cache::{KvCache, LayerCache};
 use super::linear::{Linear, Projections, dense_bytes, dense_copy};
+use super::positions::rotate_half;
 use super::weights::WeightSet;
 use crate::config::{ModelConfig, TextConfig};
 use crate::error::Result;
@@ -547,11 +548,7 @@ impl TextModel {
 /// activation dtype first, as HF does.
 fn rotate(x: &Array, cos: &Array, sin: &Array) -> Result<Array> {
     let dtype = x.dtype();
-    let (cos, sin) = (cos.astype(dtype)?, sin.astype(dtype)?);
-    let d = x.dim(-1);
-    let halves = x.split_at(&[d / 2], -1)?;
-    let rotated = Array::concatenate(&[&halves[1].neg()?, &halves[0]], -1)?;
-    Ok(x.mul(&cos)?.add(&rotated.mul(&sin)?)?)
+    rotate_half(x, &cos.astype(dtype)?, &sin.astype(dtype)?)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use mlx::fast::{self, Mask};
 use mlx::nn::{self, Linear};
 use mlx::{Array, Dtype};
 
-use super::positions::vision_rope_tables;
+use super::positions::{rotate_half, vision_rope_tables};
 use super::weights::WeightSet;
 use crate::config::{ModelConfig, VisionConfig};
 use crate::error::Result;
@@ -319,24 +319,16 @@ impl VisionTower {
 
         let (cos, sin) = vision_rope_tables(grid, m, hd as usize);
         let fused = prefill::applies(dtype);
-        let (cos, sin) = if fused {
-            // Copied to the device once: 27 layers read them.
-            let on_device = |t: &[f32]| -> Result<Array> {
-                Ok(Array::from_f32(t, &[n, hd])?.add(&Array::zeros(&[1], Dtype::F32)?)?)
-            };
-            (on_device(&cos)?, on_device(&sin)?)
-        } else {
-            (
-                Array::from_f32(&cos, &[n, 1, hd])?,
-                Array::from_f32(&sin, &[n, 1, hd])?,
-            )
+        // Copied to the device once: every block reads them.
+        let on_device = |t: &[f32]| -> Result<Array> {
+            Ok(Array::from_f32(t, &[n, hd])?.add(&Array::zeros(&[1], Dtype::F32)?)?)
         };
+        let (cos, sin) = (on_device(&cos)?, on_device(&sin)?);
+        // The unfused path broadcasts them over the heads of `(n, heads, hd)`.
+        let (cos_h, sin_h) = (cos.reshape(&[n, 1, hd])?, sin.reshape(&[n, 1, hd])?);
+        // HF applies the vision rotary in f32 and casts back.
         let rope = |t: &Array| -> Result<Array> {
-            // HF applies the vision rotary in f32 and casts back.
-            let t32 = t.astype(Dtype::F32)?;
-            let halves = t32.split_at(&[hd / 2], -1)?;
-            let rotated = Array::concatenate(&[&halves[1].neg()?, &halves[0]], -1)?;
-            Ok(t32.mul(&cos)?.add(&rotated.mul(&sin)?)?.astype(dtype)?)
+            Ok(rotate_half(&t.astype(Dtype::F32)?, &cos_h, &sin_h)?.astype(dtype)?)
         };
         let scale = 1.0 / (hd as f32).sqrt();
         let gelu = |x: &Array| -> Result<Array> {
