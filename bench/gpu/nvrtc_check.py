@@ -60,8 +60,20 @@ def compile_one(label, src):
     return rc == 0
 
 
+def compact(src):
+    """As kernels/mod.rs hands sources to MLX: comments and indentation stripped."""
+    lines = (line[:line.find("//")] if "//" in line else line for line in src.splitlines())
+    return "\n".join(line.strip() for line in lines if line.strip())
+
+
+def headers(*names, where=KDIR):
+    """The headers a kernel gets, as kernels/mod.rs joins them (MLX appends its code right after)."""
+    return "\n".join(compact((where / n).read_text()) for n in names) + "\n"
+
+
 def main():
-    header = (KDIR / "q4_dot.cuh").read_text()
+    qmv_header = headers("q4_dot.cuh", "phases.cuh", "qmv4.cuh")
+    attn_header = headers("q4_dot.cuh", "phases.cuh", "attn.cuh")
     qmv = (KDIR / "qmv4.cu").read_text()
     attn = (KDIR / "attn_decode.cu").read_text()
     ok = True
@@ -74,17 +86,34 @@ def main():
             # a width whose 9 k-tiles do not split evenly between the warps.
             for k, n, warps, u in [(4096, 6144, 4, 2), (4096, 4096, 8, 2), (12288, 4096, 8, 4),
                                    (4096, 24576, 4, 2), (1152, 40, 8, 2)]:
-                src = wrap("qmv", header, qmv, ins, [("out", t)],
+                src = wrap("qmv", qmv_header, qmv, ins, [("out", t)],
                            [("T", t), ("K", k), ("N", n), ("WARPS", warps), ("U", u)]
                            + ([("EPS_BITS", 897988541)] if norm else []),
                            {"NORM": norm, "RESID": resid, "SWIGLU": swiglu})
                 ok &= compile_one(f"qmv4 {t} norm={norm} resid={resid} swiglu={swiglu} K={k} N={n}", src)
     consts = [("T", bf), ("HD", 128), ("NH", 32), ("NKV", 8), ("SPLITS", 16), ("EPS_BITS", 897988541),
               ("LOG2_THETA_BITS", 1102651709), ("SCALE_BITS", 1035098684)]
-    src = wrap("attn", header, attn,
+    src = wrap("attn", attn_header, attn,
                [("qkv", bf), ("qn", bf), ("kn", bf), ("kc", bf), ("vc", bf), ("meta", "int32_t"), ("counters", "int32_t")],
                [("part", "float"), ("out", bf)], consts, {})
     ok &= compile_one("attn_decode", src)
+    # The two-launch decoder layer experiment (bench/gpu/layer/, layer_lab.py's defaults).
+    ldir = ROOT / "bench/gpu/layer"
+    layer_header = ("#define LAYER_WARPS 8\n#define ATTN_THREADS 256\n#define ATTN_VB 8\n"
+                    + headers("q4_dot.cuh", "phases.cuh", "qmv4.cuh", "attn.cuh")
+                    + headers("phases.cuh", "launch_bounds.cuh", where=ldir))
+    for t in [bf, "__half"]:
+        q4 = lambda p: [(f"w{p}", "uint32_t"), (f"s{p}", t), (f"b{p}", t)]
+        ins = ([("x", t), ("in_norm", t)] + q4("qkv") + [("qn", t), ("kn", t), ("kc", t), ("vc", t),
+               ("meta", "int32_t"), ("counters", "int32_t")] + q4("o"))
+        outs = [("out", t), ("qkv", t), ("part", "float"), ("attn", t)]
+        src = wrap("layer_attn", layer_header, (ldir / "layer_attn.cu").read_text(), ins, outs,
+                   [("T", t), ("H", 4096)] + consts[1:], {})
+        ok &= compile_one(f"layer_attn {t}", src)
+        ins = [("x", t), ("post_norm", t)] + q4("gu") + q4("d") + [("counters", "int32_t")]
+        src = wrap("layer_mlp", "#define LAYER_MIN_BLOCKS 3\n" + layer_header, (ldir / "layer_mlp.cu").read_text(), ins, [("out", t), ("act", t)],
+                   [("T", t), ("H", 4096), ("I", 12288), ("EPS_BITS", 897988541)], {})
+        ok &= compile_one(f"layer_mlp {t}", src)
     for t in [bf, "__half"]:
         src = wrap("vision_rope", "", (KDIR / "vision_rope.cu").read_text(),
                    [("qkv", t), ("cos_t", "float"), ("sin_t", "float")], [("q", t), ("k", t), ("v", t)],

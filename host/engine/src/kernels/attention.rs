@@ -54,7 +54,11 @@ impl Heads {
 
 pub fn compile_decode() -> Result<Kernel> {
     let source = super::compact(include_str!("attn_decode.cu"));
-    let header = super::compact(include_str!("q4_dot.cuh"));
+    let header = super::header(&[
+        include_str!("q4_dot.cuh"),
+        include_str!("phases.cuh"),
+        include_str!("attn.cuh"),
+    ]);
     Ok(Kernel::cuda(
         &KernelSpec {
             name: "vlmbench_attn_decode",

@@ -78,6 +78,19 @@ pub(crate) fn compact(source: &str) -> String {
         .join("\n")
 }
 
+/// A kernel's headers (device functions shared between kernels), each
+/// compacted, in order, with a final line break: MLX appends its own code
+/// right after, and a header may end with a directive.
+pub(crate) fn header(parts: &[&str]) -> String {
+    let mut joined = parts
+        .iter()
+        .map(|p| compact(p))
+        .collect::<Vec<_>>()
+        .join("\n");
+    joined.push('\n');
+    joined
+}
+
 /// Whether `qmv` handles this matrix and input row.
 pub fn qmv_applies(x: &Array, q: &Quantized) -> bool {
     qmv::applies(x, q)
@@ -129,6 +142,9 @@ mod tests {
         for src in [
             include_str!("qmv4.cu"),
             include_str!("q4_dot.cuh"),
+            include_str!("qmv4.cuh"),
+            include_str!("attn.cuh"),
+            include_str!("phases.cuh"),
             include_str!("attn_decode.cu"),
             include_str!("vision_rope.cu"),
             include_str!("swiglu.cu"),

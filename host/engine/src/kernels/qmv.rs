@@ -100,7 +100,11 @@ impl Variant {
             swiglu as i32,
             include_str!("qmv4.cu")
         ));
-        let header = super::compact(include_str!("q4_dot.cuh"));
+        let header = super::header(&[
+            include_str!("q4_dot.cuh"),
+            include_str!("phases.cuh"),
+            include_str!("qmv4.cuh"),
+        ]);
         let name = match self {
             Variant::Plain => "vlmbench_qmv4",
             Variant::Norm => "vlmbench_qmv4_norm",

@@ -1,0 +1,316 @@
+// One decoding step of attention for one key/value head and one split of the
+// positions (flash-decoding), by a block of 128 threads for `block` =
+// head * SPLITS + split: RMSNorm and RoPE of the group's query heads and of
+// the new key (rounded as MLX's rms_norm and rope round), the new key and value
+// written into the caches at position `len` (by split 0), then softmax-weighted
+// sums over this split's positions, written unnormalised with their max and
+// sum; the last block of each key/value head to finish (counted in
+// `counters`, which it resets to zero) joins them into the output rows of its
+// query heads and returns true. Loads are batched (unrolled loops over
+// registers, every load of a batch issued before its arithmetic): a step is
+// bound by memory latency, not bandwidth.
+// Template constants: T, HD (% 64 == 0), NH, NKV, SPLITS.
+// qkv: (NH + 2 NKV) * HD, read past L1 (it may come from the same launch,
+// after `wait`); kc, vc: (1, NKV, cap, HD) caches, written in place;
+// meta: [len, pos, ...] (cached positions, RoPE position), in device memory;
+// counters: NKV zeros in device memory, left zero. Outputs: part (scratch,
+// attn_part_floats), out (NH * HD). smem: sizeof(AttnShared<HD, G>) bytes.
+
+// Threads per block, and positions a block scores at once.
+#ifndef ATTN_THREADS
+#define ATTN_THREADS 128
+#endif
+constexpr int ATTN_TILE = ATTN_THREADS;
+// Register budget knobs: batches a key row is loaded in, value rows a warp
+// loads at once, and splits the join loads at once.
+#ifndef ATTN_KSPLIT
+#define ATTN_KSPLIT 1
+#endif
+#ifndef ATTN_SB
+#define ATTN_SB 16
+#endif
+#ifndef ATTN_VB
+#define ATTN_VB 16
+#endif
+
+template <int HD, int G>
+struct AttnShared {
+  float qs[G][HD];
+  float ks[HD];
+  float sc[G][ATTN_TILE];
+  float mstate[G], lstate[G], corr[G];
+  float red[ATTN_TILE / 32][G][HD];
+};
+
+template <typename T, int HD, int NH, int NKV, int SPLITS, typename Wait>
+__device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const T* qn, const T* kn, T* kc, T* vc,
+                                                  int cap, const int* meta, int* counters, float* part, T* out,
+                                                  float eps, float log2_base, float scale, float* smem, Wait wait) {
+  constexpr int G = NH / NKV;
+  constexpr int TILE = ATTN_TILE;
+  constexpr int NWARPS = TILE / 32;
+  constexpr int HALF = HD / 2;
+  constexpr int PER = HD / 32;
+  constexpr int VB = ATTN_VB;  // value rows a warp loads at once
+  struct alignas(PER * sizeof(T)) Vec {
+    T e[PER];
+  };
+  AttnShared<HD, G>& sh = *reinterpret_cast<AttnShared<HD, G>*>(smem);
+  float(&qs)[G][HD] = sh.qs;
+  float(&ks)[HD] = sh.ks;
+  float(&sc)[G][TILE] = sh.sc;
+  float(&mstate)[G] = sh.mstate;
+  float(&lstate)[G] = sh.lstate;
+  float(&corr)[G] = sh.corr;
+  float(&red)[NWARPS][G][HD] = sh.red;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int h = block / SPLITS, split = block % SPLITS;
+  const int len = meta[0], pos = meta[1];
+  const float neg_inf = __int_as_float(0xff800000);
+  const int total = len + 1;
+  const int chunk = (total + SPLITS - 1) / SPLITS;
+  const int begin = split * chunk;
+  const int end = min(begin + chunk, total);
+  const T* kh = kc + static_cast<size_t>(h) * cap * HD;
+  const T* vh = vc + static_cast<size_t>(h) * cap * HD;
+
+  // The first tile's cached keys and values do not depend on this step: ask
+  // L2 for them before waiting for the new token's q/k/v.
+  if (Wait::waits && begin + tid < min(end, len)) {
+  #pragma unroll
+    for (int b = 0; b < HD * static_cast<int>(sizeof(T)); b += 128) {
+      prefetch_l2(reinterpret_cast<const char*>(kh + static_cast<size_t>(begin + tid) * HD) + b);
+      prefetch_l2(reinterpret_cast<const char*>(vh + static_cast<size_t>(begin + tid) * HD) + b);
+    }
+  }
+  wait();
+
+  // 1. Norm and RoPE of G query rows and the new key; lane holds elements
+  // lane + 32 j, so both halves of each rotated pair are in its registers.
+  for (int r = warp; r <= G; r += NWARPS) {
+    const T* src = r < G ? qkv + (h * G + r) * HD : qkv + NH * HD + h * HD;
+    const T* nw = r < G ? qn : kn;
+    float xv[PER];
+    T wv[PER];
+  #pragma unroll
+    for (int j = 0; j < PER; ++j) {
+      xv[j] = static_cast<float>(__ldcg(src + lane + 32 * j));
+      wv[j] = nw[lane + 32 * j];
+    }
+    float ss = 0.f;
+  #pragma unroll
+    for (int j = 0; j < PER; ++j) ss = fmaf(xv[j], xv[j], ss);
+    const float inv = rsqrtf(warp_sum(ss) / HD + eps);
+  #pragma unroll
+    for (int j = 0; j < PER / 2; ++j) {
+      const int i = lane + 32 * j;
+      const float a = static_cast<float>(wv[j] * static_cast<T>(xv[j] * inv));
+      const float b = static_cast<float>(wv[j + PER / 2] * static_cast<T>(xv[j + PER / 2] * inv));
+      const float d = static_cast<float>(i) / static_cast<float>(HALF);
+      const float theta = static_cast<float>(pos) * exp2(-d * log2_base);
+      const float c = cos(theta), s = sin(theta);
+      const T r1 = static_cast<T>(a * c - b * s), r2 = static_cast<T>(a * s + b * c);
+      if (r < G) {
+        qs[r][i] = static_cast<float>(r1) * scale;
+        qs[r][i + HALF] = static_cast<float>(r2) * scale;
+      } else {
+        ks[i] = static_cast<float>(r1);
+        ks[i + HALF] = static_cast<float>(r2);
+        if (split == 0) {
+          T* dst = kc + (static_cast<size_t>(h) * cap + len) * HD;
+          dst[i] = r1;
+          dst[i + HALF] = r2;
+        }
+      }
+    }
+  }
+  Vec vnew;
+  {
+  const uint32_t* vw = reinterpret_cast<const uint32_t*>(qkv + (NH + NKV + h) * HD) + lane * (PER / 2);
+  uint32_t* dw = reinterpret_cast<uint32_t*>(&vnew);
+  #pragma unroll
+  for (int j = 0; j < PER / 2; ++j) dw[j] = __ldcg(vw + j);
+  }
+  if (split == 0 && warp == 0) reinterpret_cast<Vec*>(vc + (static_cast<size_t>(h) * cap + len) * HD)[lane] = vnew;
+  if (tid < G) {
+    mstate[tid] = neg_inf;
+    lstate[tid] = 0.f;
+  }
+  __syncthreads();
+
+  // 2. This split's positions, a tile of 128 at a time: a thread scores one
+  // position for the G heads, a warp per head updates the running softmax, and
+  // the warps share the value rows (a lane owns PER dimensions).
+  float acc[G][PER];
+  #pragma unroll
+  for (int g = 0; g < G; ++g)
+  #pragma unroll
+    for (int j = 0; j < PER; ++j) acc[g][j] = 0.f;
+
+  for (int t0 = begin; t0 < end; t0 += TILE) {
+    const int p = t0 + tid;
+    float dots[G];
+  #pragma unroll
+    for (int g = 0; g < G; ++g) dots[g] = 0.f;
+    if (p < end && p == len) {
+  #pragma unroll 8
+      for (int d = 0; d < HD; ++d)
+  #pragma unroll
+        for (int g = 0; g < G; ++g) dots[g] = fmaf(qs[g][d], ks[d], dots[g]);
+    } else if (p < end) {
+      const uint4* kr = reinterpret_cast<const uint4*>(kh + static_cast<size_t>(p) * HD);
+      // The key row in ATTN_KSPLIT batches of loads (fewer registers).
+      constexpr int KC = HD / 8 / ATTN_KSPLIT;
+  #pragma unroll
+      for (int c0 = 0; c0 < HD / 8; c0 += KC) {
+        uint4 kv[KC];
+  #pragma unroll
+        for (int c = 0; c < KC; ++c) kv[c] = kr[c0 + c];
+  #pragma unroll
+        for (int c = 0; c < KC; ++c) {
+          const T* k8 = reinterpret_cast<const T*>(&kv[c]);
+  #pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            const float k = static_cast<float>(k8[j]);
+  #pragma unroll
+            for (int g = 0; g < G; ++g) dots[g] = fmaf(qs[g][(c0 + c) * 8 + j], k, dots[g]);
+          }
+        }
+      }
+    }
+  #pragma unroll
+    for (int g = 0; g < G; ++g) sc[g][tid] = p < end ? dots[g] : neg_inf;
+    __syncthreads();
+    for (int g = warp; g < G; g += NWARPS) {
+      float m = neg_inf;
+  #pragma unroll
+      for (int i = lane; i < TILE; i += 32) m = fmaxf(m, sc[g][i]);
+      m = warp_max(m);
+      const float m_new = fmaxf(mstate[g], m);
+      float sum = 0.f;
+  #pragma unroll
+      for (int i = lane; i < TILE; i += 32) {
+        const float e = expf(sc[g][i] - m_new);
+        sc[g][i] = e;
+        sum += e;
+      }
+      sum = warp_sum(sum);
+      if (lane == 0) {
+        const float c = expf(mstate[g] - m_new);
+        corr[g] = c;
+        lstate[g] = lstate[g] * c + sum;
+        mstate[g] = m_new;
+      }
+    }
+    __syncthreads();
+    const int n = min(TILE, end - t0);
+  #pragma unroll
+    for (int g = 0; g < G; ++g)
+  #pragma unroll
+      for (int j = 0; j < PER; ++j) acc[g][j] *= corr[g];
+    // A warp takes every NWARPS-th position; a lane owns PER adjacent
+    // dimensions, one vector load per value row, all of a batch in flight.
+  #pragma unroll
+    for (int b0 = 0; b0 < TILE / NWARPS; b0 += VB) {
+      Vec v[VB];
+  #pragma unroll
+      for (int b = 0; b < VB; ++b) {
+        const int i = warp + NWARPS * (b0 + b);
+        if (i < n && t0 + i != len) v[b] = reinterpret_cast<const Vec*>(vh + static_cast<size_t>(t0 + i) * HD)[lane];
+      }
+  #pragma unroll
+      for (int b = 0; b < VB; ++b) {
+        const int i = warp + NWARPS * (b0 + b);
+        if (i < n) {
+          const bool fresh = t0 + i == len;
+          float vf[PER];
+  #pragma unroll
+          for (int j = 0; j < PER; ++j) vf[j] = static_cast<float>(fresh ? vnew.e[j] : v[b].e[j]);
+  #pragma unroll
+          for (int g = 0; g < G; ++g)
+  #pragma unroll
+            for (int j = 0; j < PER; ++j) acc[g][j] = fmaf(sc[g][i], vf[j], acc[g][j]);
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  // 3. Sum the warps' shares and write this split's partial result.
+  #pragma unroll
+  for (int g = 0; g < G; ++g)
+  #pragma unroll
+    for (int j = 0; j < PER; ++j) red[warp][g][PER * lane + j] = acc[g][j];
+  __syncthreads();
+  float* dst = part + static_cast<size_t>(h * SPLITS + split) * G * (HD + 2);
+  for (int e = tid; e < G * HD; e += TILE) {
+    const int g = e / HD, d = e % HD;
+    float s = 0.f;
+  #pragma unroll
+    for (int w = 0; w < NWARPS; ++w) s += red[w][g][d];
+    dst[g * (HD + 2) + d] = s;
+  }
+  if (tid < G) {
+    dst[tid * (HD + 2) + HD] = mstate[tid];
+    dst[tid * (HD + 2) + HD + 1] = lstate[tid];
+  }
+
+  // 4. The last block of this key/value head joins the splits:
+  // out[q, d] = sum_s acc_s[d] e^(m_s - M) / sum_s l_s e^(m_s - M).
+  __shared__ int last;
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) {
+    int* counter = counters + h;
+    last = atomicAdd(counter, 1) == SPLITS - 1;
+    if (last) *counter = 0;
+  }
+  __syncthreads();
+  if (!last) return false;
+  __threadfence();
+  const float* base = part + static_cast<size_t>(h) * SPLITS * G * (HD + 2);
+  constexpr int STRIDE = G * (HD + 2);
+  constexpr int SPL = (SPLITS + 31) / 32;  // splits per lane
+  for (int g = warp; g < G; g += NWARPS) {
+    // Every load of the join is issued before the arithmetic that needs it.
+    float m[SPL], l[SPL];
+  #pragma unroll
+    for (int k = 0; k < SPL; ++k) {
+      const int s = lane + 32 * k;
+      m[k] = s < SPLITS ? __ldcg(base + s * STRIDE + g * (HD + 2) + HD) : neg_inf;
+      l[k] = s < SPLITS ? __ldcg(base + s * STRIDE + g * (HD + 2) + HD + 1) : 0.f;
+    }
+    float m_max = neg_inf;
+  #pragma unroll
+    for (int k = 0; k < SPL; ++k) m_max = fmaxf(m_max, m[k]);
+    m_max = warp_max(m_max);
+    float wgt[SPL], l_sum = 0.f;
+  #pragma unroll
+    for (int k = 0; k < SPL; ++k) {
+      wgt[k] = lane + 32 * k < SPLITS ? expf(m[k] - m_max) : 0.f;
+      l_sum = fmaf(l[k], wgt[k], l_sum);
+    }
+    const float inv = 1.f / warp_sum(l_sum);
+    float o[PER];
+  #pragma unroll
+    for (int j = 0; j < PER; ++j) o[j] = 0.f;
+    constexpr int SB = SPLITS < ATTN_SB ? SPLITS : ATTN_SB;  // splits loaded at once
+  #pragma unroll
+    for (int s0 = 0; s0 < SPLITS; s0 += SB) {
+      float pa[SB][PER];
+  #pragma unroll
+      for (int s = 0; s < SB; ++s)
+  #pragma unroll
+        for (int j = 0; j < PER; ++j) pa[s][j] = __ldcg(base + (s0 + s) * STRIDE + g * (HD + 2) + PER * lane + j);
+  #pragma unroll
+      for (int s = 0; s < SB; ++s) {
+        const float ws = __shfl_sync(0xffffffffu, wgt[(s0 + s) / 32], (s0 + s) % 32);
+  #pragma unroll
+        for (int j = 0; j < PER; ++j) o[j] = fmaf(pa[s][j], ws, o[j]);
+      }
+    }
+  #pragma unroll
+    for (int j = 0; j < PER; ++j) out[(h * G + g) * HD + PER * lane + j] = static_cast<T>(o[j] * inv);
+  }
+  return true;
+}

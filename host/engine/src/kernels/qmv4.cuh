@@ -1,0 +1,225 @@
+// out = epilogue(prologue(x) · dequantize(w)ᵀ) for one input row, 16 rows of
+// w per call (8 gate/up pairs for SwiGLU), the products on tensor cores (mma
+// m16n8k16, f32 accumulation). A block of WARPS warps runs it for `block`;
+// the warps split K. Template constants: T, K (% 128 == 0), N (rows of w), U
+// (k-tiles whose loads a warp issues at once), NORM (RMSNorm of x by nw),
+// RESID (add res), SWIGLU (rows [0, N/2) gate, [N/2, N) up). `xp`: shared
+// memory of qmv4_shared_bytes(K). `wait` runs after the first weights are in
+// flight and before x is read (a no-op, or a wait for x's producers in
+// the same launch: x and res are read past L1 for that reason).
+//
+// Why tensor cores for one row: converting 4-bit codes to floats one by one
+// (shift, mask, int-to-float at 1/8 rate, FMA) made the old kernel issue-bound
+// at a third of the memory bandwidth. Here one LOP3 turns two codes into two
+// bf16/f16 values (MAGIC + q, exact), and one mma multiplies 256 of them.
+// The offset is taken out per group through the bias:
+//   sum_i (s q_i + b) x_i = s * sum_i (OFF + q_i) x_i + (b - OFF s) * sum_i x_i.
+//
+// Layout: a warp covers 16 rows (A rows g and g + 8, g = lane / 4) and k-tiles
+// of 128 codes, lane tig = lane % 4 loading chunk tig (16 bytes, 32 codes) of
+// each row. Any order of k inside an mma gives the same sum, so a lane's A
+// pairs are the codes (t, t + 4) of its own words and the input is stored in
+// shared memory in the same order. B column 0 holds the input of the tile's
+// first group, column 1 its second (lanes with g == tig / 2 feed them, the
+// others zeros), so C column 0 and 1 are per-group sums and the group scales
+// apply after the mma.
+
+constexpr int QMV4_XS = 20;  // words per 32-code chunk slot in shared memory: 16 used, padded for banks
+
+__host__ __device__ constexpr int qmv4_shared_bytes(int k) { return (k / 32) * QMV4_XS * 4 + (k / 64) * 4; }
+
+
+template <typename T, int K, int N, int WARPS, int U, bool NORM, bool RESID, bool SWIGLU, typename Wait>
+__device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, float eps, const uint32_t* w,
+                                          const T* scales, const T* biases, const T* res, T* out, unsigned* xp,
+                                          Wait wait) {
+  constexpr int TILES = K / 128;
+  constexpr int XS = QMV4_XS;
+  float* gsum = reinterpret_cast<float*>(xp + (K / 32) * XS);
+  __shared__ float red[WARPS][16];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int g = lane >> 2, tig = lane & 3;
+  constexpr int OUT = SWIGLU ? N / 2 : N;
+  constexpr int PER_BLOCK = SWIGLU ? 8 : 16;
+  const int base = block * PER_BLOCK;
+  const size_t row_lo = static_cast<size_t>(min(base + g, OUT - 1));
+  const size_t row_hi = SWIGLU ? row_lo + OUT : static_cast<size_t>(min(base + 8 + g, OUT - 1));
+  const uint4* wlo = reinterpret_cast<const uint4*>(w) + row_lo * (K / 32) + tig;
+  const uint4* whi = reinterpret_cast<const uint4*>(w) + row_hi * (K / 32) + tig;
+  const unsigned* slo = reinterpret_cast<const unsigned*>(scales + row_lo * (K / 64));
+  const unsigned* shi = reinterpret_cast<const unsigned*>(scales + row_hi * (K / 64));
+  const unsigned* blo = reinterpret_cast<const unsigned*>(biases + row_lo * (K / 64));
+  const unsigned* bhi = reinterpret_cast<const unsigned*>(biases + row_hi * (K / 64));
+  constexpr int PER_WARP = (TILES + WARPS - 1) / WARPS;
+  constexpr int BATCHES = (PER_WARP + U - 1) / U;
+  constexpr bool EVEN = TILES % WARPS == 0 && PER_WARP % U == 0;
+  uint4 wl[U], wh[U];
+  unsigned sl[U], sh[U], bl[U], bh[U];
+  auto load = [&](int batch) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int tile = warp + (batch * U + u) * WARPS;
+      if (EVEN || tile < TILES) {
+        wl[u] = wlo[tile * 4];
+        wh[u] = whi[tile * 4];
+        sl[u] = slo[tile];
+        sh[u] = shi[tile];
+        bl[u] = blo[tile];
+        bh[u] = bhi[tile];
+      }
+    }
+  };
+  load(0);
+  if constexpr (Wait::waits && PHASE_PREFETCH) {
+    // While the input is not ready yet: the rest of this block's rows into
+    // L2 (codes, scales and biases), 128-byte lines spread over the threads.
+    constexpr int CODE_LINES = K / 2 / 128, GROUP_LINES = (K / 64 * 2 + 127) / 128;
+    constexpr int LINES = CODE_LINES + 2 * GROUP_LINES;
+    for (int i = threadIdx.x; i < 16 * LINES; i += WARPS * 32) {
+      const int r = i / LINES, l = i % LINES;
+      const size_t row = SWIGLU ? static_cast<size_t>(min(base + (r & 7), OUT - 1)) + (r >= 8 ? OUT : 0)
+                                : static_cast<size_t>(min(base + r, OUT - 1));
+      const char* p = l < CODE_LINES ? reinterpret_cast<const char*>(w) + row * (K / 2) + l * 128
+                      : l < CODE_LINES + GROUP_LINES
+                          ? reinterpret_cast<const char*>(scales + row * (K / 64)) + (l - CODE_LINES) * 128
+                          : reinterpret_cast<const char*>(biases + row * (K / 64)) + (l - CODE_LINES - GROUP_LINES) * 128;
+      prefetch_l2(p);
+    }
+  }
+  wait();
+
+  // The input row: normalized if asked, rounded to T as MLX rounds it, stored
+  // as the pairs the A fragments use, with its group sums.
+  constexpr int THREADS = WARPS * 32;
+  constexpr int XV = K / 8;
+  constexpr int XPT = (XV + THREADS - 1) / THREADS;
+  uint4 xr[XPT];
+#pragma unroll
+  for (int j = 0; j < XPT; ++j) {
+    const int v = tid + j * THREADS;
+    xr[j] = (XV % THREADS == 0 || v < XV) ? __ldcg(reinterpret_cast<const uint4*>(x) + v) : make_uint4(0, 0, 0, 0);
+  }
+  float inv = 1.f;
+  uint4 nr[NORM ? XPT : 1];
+  if constexpr (NORM) {
+    __shared__ float partial[WARPS];
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < XPT; ++j) {
+      const int v = tid + j * THREADS;
+      nr[j] = (XV % THREADS == 0 || v < XV) ? reinterpret_cast<const uint4*>(nw)[v] : make_uint4(0, 0, 0, 0);
+      const T* e = reinterpret_cast<const T*>(&xr[j]);
+#pragma unroll
+      for (int t = 0; t < 8; ++t) {
+        const float f = static_cast<float>(e[t]);
+        ss = fmaf(f, f, ss);
+      }
+    }
+    ss = warp_sum(ss);
+    if (lane == 0) partial[warp] = ss;
+    __syncthreads();
+    float total = 0.f;
+#pragma unroll
+    for (int i = 0; i < WARPS; ++i) total += partial[i];
+    inv = rsqrtf(total / K + eps);
+  }
+#pragma unroll
+  for (int j = 0; j < XPT; ++j) {
+    const int v = tid + j * THREADS;
+    T y[8];
+    const T* e = reinterpret_cast<const T*>(&xr[j]);
+    const T* gw = reinterpret_cast<const T*>(&nr[NORM ? j : 0]);
+    float s = 0.f;
+#pragma unroll
+    for (int t = 0; t < 8; ++t) {
+      if constexpr (NORM) {
+        y[t] = gw[t] * static_cast<T>(static_cast<float>(e[t]) * inv);
+      } else {
+        y[t] = e[t];
+      }
+      s += static_cast<float>(y[t]);
+    }
+    s += __shfl_xor_sync(0xffffffffu, s, 1);
+    s += __shfl_xor_sync(0xffffffffu, s, 2);
+    s += __shfl_xor_sync(0xffffffffu, s, 4);
+    if (XV % THREADS == 0 || v < XV) {
+      reinterpret_cast<uint4*>(xp + (v >> 2) * XS)[v & 3] =
+          make_uint4(pack2(y[0], y[4]), pack2(y[1], y[5]), pack2(y[2], y[6]), pack2(y[3], y[7]));
+      if ((v & 7) == 0) gsum[v >> 3] = s;
+    }
+  }
+  __syncthreads();
+
+  const bool feed = g == (tig >> 1);
+  float acc_lo = 0.f, acc_hi = 0.f;
+#pragma unroll
+  for (int batch = 0; batch < BATCHES; ++batch) {
+    if (batch > 0) load(batch);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int tile = warp + (batch * U + u) * WARPS;
+      if (EVEN || tile < TILES) {
+        const uint4* xq = reinterpret_cast<const uint4*>(xp + (tile * 4 + tig) * XS);
+        unsigned xv[16];
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const uint4 p = xq[q];
+          xv[4 * q] = feed ? p.x : 0u;
+          xv[4 * q + 1] = feed ? p.y : 0u;
+          xv[4 * q + 2] = feed ? p.z : 0u;
+          xv[4 * q + 3] = feed ? p.w : 0u;
+        }
+        const unsigned lw[4] = {wl[u].x, wl[u].y, wl[u].z, wl[u].w};
+        const unsigned hw[4] = {wh[u].x, wh[u].y, wh[u].z, wh[u].w};
+        float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int m = 0; m < 8; ++m) {
+          // Pairs 2m and 2m + 1: word m / 2, codes t and t + 1 (and + 4).
+          const int word = m >> 1, t = 2 * (m & 1);
+          const unsigned a[4] = {q4_pair<T>(lw[word], t), q4_pair<T>(hw[word], t), q4_pair<T>(lw[word], t + 1),
+                                 q4_pair<T>(hw[word], t + 1)};
+          mma_16816(c, a, xv[2 * m], xv[2 * m + 1], T());
+        }
+        const float2 xs = *reinterpret_cast<const float2*>(gsum + 2 * tile);
+        const float2 s0 = unpack2<T>(sl[u]), s1 = unpack2<T>(sh[u]);
+        const float2 b0 = unpack2<T>(bl[u]), b1 = unpack2<T>(bh[u]);
+        constexpr float OFF = Q4Magic<T>::offset;
+        acc_lo = fmaf(s0.x, c[0], fmaf(s0.y, c[1], acc_lo));
+        acc_lo = fmaf(fmaf(-OFF, s0.x, b0.x), xs.x, fmaf(fmaf(-OFF, s0.y, b0.y), xs.y, acc_lo));
+        acc_hi = fmaf(s1.x, c[2], fmaf(s1.y, c[3], acc_hi));
+        acc_hi = fmaf(fmaf(-OFF, s1.x, b1.x), xs.x, fmaf(fmaf(-OFF, s1.y, b1.y), xs.y, acc_hi));
+      }
+    }
+  }
+  // C columns 0 and 1 live in the lanes with tig == 0.
+  if (tig == 0) {
+    red[warp][g] = acc_lo;
+    red[warp][g + 8] = acc_hi;
+  }
+  __syncthreads();
+  if constexpr (SWIGLU) {
+    if (tid < 8 && base + tid < OUT) {
+      float gs = 0.f, us = 0.f;
+#pragma unroll
+      for (int i = 0; i < WARPS; ++i) {
+        gs += red[i][tid];
+        us += red[i][tid + 8];
+      }
+      // As silu(g) * u over T arrays: each op rounds to T.
+      const T gt = static_cast<T>(gs);
+      const T sig = static_cast<T>(1.f / (1.f + expf(-static_cast<float>(gt))));
+      out[base + tid] = (gt * sig) * static_cast<T>(us);
+    }
+  } else {
+    if (tid < 16 && base + tid < OUT) {
+      float sum = 0.f;
+#pragma unroll
+      for (int i = 0; i < WARPS; ++i) sum += red[i][tid];
+      if constexpr (RESID) {
+        out[base + tid] = __ldcg(res + base + tid) + static_cast<T>(sum);
+      } else {
+        out[base + tid] = static_cast<T>(sum);
+      }
+    }
+  }
+}
