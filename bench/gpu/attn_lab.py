@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Decode-attention lab, runs ON the GPU machine: our attention kernel
-(host/engine/src/kernels/attn_decode.cu) at the 8B's head layout and several
-context lengths, against another version of it (ALT=path/to/attn_decode.cu,
-e.g. the previous commit's) for agreement and, under Nsight Compute
+(host/engine/src/kernels/attn_decode.cu + attn.cuh) at the 8B's head layout and
+several context lengths, against another version of it (ALT=path/to/attn_decode.cu,
+a whole kernel body as before 400c38f, with q4_dot.cuh as its header) for
+agreement and, under Nsight Compute
 (`ncu -k regex:lab_attn ... attn_lab.py`), time per launch.
 
 usage: PYTHONPATH=$MLX_PY python3 attn_lab.py"""
@@ -28,10 +29,11 @@ def splits(positions):
     return min(64, 1 << (tiles - 1).bit_length())
 
 
-def make(name, body):
+def make(name, body, headers):
     return mx.fast.cuda_kernel(name=name, input_names=["qkv", "qn", "kn", "kc", "vc", "meta", "counters"],
                                output_names=["part", "out"], source=compact(body),
-                               header=compact((KDIR / "q4_dot.cuh").read_text()), ensure_row_contiguous=False)
+                               header="\n".join(compact((KDIR / h).read_text()) for h in headers) + "\n",
+                               ensure_row_contiguous=False)
 
 
 def run(kernel, qkv, qn, kn, kc, vc, meta, counters, length):
@@ -45,10 +47,11 @@ def run(kernel, qkv, qn, kn, kc, vc, meta, counters, length):
 
 
 def main():
-    kernels = [("new", make("lab_attn_new", (KDIR / "attn_decode.cu").read_text()))]
+    kernels = [("new", make("lab_attn_new", (KDIR / "attn_decode.cu").read_text(),
+                            ["q4_dot.cuh", "phases.cuh", "attn.cuh"]))]
     alt = os.environ.get("ALT")
     if alt:
-        kernels.append(("old", make("lab_attn_old", pathlib.Path(alt).read_text())))
+        kernels.append(("old", make("lab_attn_old", pathlib.Path(alt).read_text(), ["q4_dot.cuh"])))
     zeros = mx.zeros((4,), mx.int32)
     for length in [100, 1100, 2100]:
         cap = length + 64

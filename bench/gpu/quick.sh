@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
 # Runs ON the GPU machine after setup.sh: a quick A/B of our decoding paths on
-# the synthetic 8B 4-bit model, two resolutions, 100 forced tokens, 1 warm-up +
-# 2 repeats, after the kernel micro-benchmarks (KERNELS=0 skips them). Minutes,
-# not the full protocol of device.sh. Modes: layer (the default: one launch per
-# decoder layer), five (VLM_BENCH_NO_LAYER_KERNEL=1: five per layer), unfused
-# (VLM_BENCH_NO_FUSED_DECODE=1: MLX operations around our GEMV).
-# env: RES (224x224,1920x1080), RUNS (2), MODES ("layer five"), KERNELS (1), OUT
+# the synthetic 8B 4-bit model (fused kernels against VLM_BENCH_NO_FUSED_DECODE=1),
+# two resolutions, 100 forced tokens, 1 warm-up + 2 repeats, after the kernel
+# micro-benchmarks (KERNELS=0 skips them). Minutes, not the full protocol of device.sh.
+# env: RES (224x224,1920x1080), RUNS (2), MODES ("fused unfused"), KERNELS (1), OUT
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-$HERE/out}
 RES=${RES:-224x224,1920x1080}
 RUNS=${RUNS:-2}
-MODES=${MODES:-"layer five"}
+MODES=${MODES:-"fused unfused"}
 mkdir -p "$OUT"
 . "$HOME/mlx/env.sh"
 export VLM_BENCH_HOME=$HOME/vlm-bench
@@ -26,11 +24,7 @@ if [ ! -f "$MODEL/config.json" ]; then
 fi
 for mode in $MODES; do
   stamp "sweep, $mode"
-  unset VLM_BENCH_NO_FUSED_DECODE VLM_BENCH_NO_LAYER_KERNEL
-  case $mode in
-    five) export VLM_BENCH_NO_LAYER_KERNEL=1 ;;
-    unfused) export VLM_BENCH_NO_FUSED_DECODE=1 ;;
-  esac
+  if [ "$mode" = unfused ]; then export VLM_BENCH_NO_FUSED_DECODE=1; else unset VLM_BENCH_NO_FUSED_DECODE; fi
   "$HOST" run --plugin resolution_sweep.wasm --model "$MODEL" --db "$OUT/quick-$mode.db" \
     --set resolutions="$RES" --set warmup=1 --set repeats="$RUNS" --set max_tokens=100 \
     --set ignore_eos=true --set pattern=noise 2>&1 | tail -25

@@ -33,6 +33,12 @@ constexpr int ATTN_TILE = ATTN_THREADS;
 #define ATTN_VB 16
 #endif
 
+// A compile-time flag passed as a value (to generic lambdas).
+template <bool B>
+struct Flag {
+  static constexpr bool value = B;
+};
+
 template <int HD, int G>
 struct AttnShared {
   float qs[G][HD];
@@ -74,14 +80,22 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
   const T* kh = kc + static_cast<size_t>(h) * cap * HD;
   const T* vh = vc + static_cast<size_t>(h) * cap * HD;
 
-  // The first tile's cached keys and values do not depend on this step: ask
-  // L2 for them before waiting for the new token's q/k/v.
-  if (Wait::waits && begin + tid < min(end, len)) {
+  // The first tile's cached keys and values do not depend on this step's
+  // q/k/v: their loads are issued first, so that their latency overlaps the
+  // norms and RoPE below (a step is a chain of dependent memory round trips).
+  // A thread holds the key row of its position, a warp its first VB value rows.
+  const int n0 = min(TILE, end - begin);
+  uint4 k0[HD / 8];
+  if (tid < n0 && begin + tid != len) {
+    const uint4* kr = reinterpret_cast<const uint4*>(kh + static_cast<size_t>(begin + tid) * HD);
   #pragma unroll
-    for (int b = 0; b < HD * static_cast<int>(sizeof(T)); b += 128) {
-      prefetch_l2(reinterpret_cast<const char*>(kh + static_cast<size_t>(begin + tid) * HD) + b);
-      prefetch_l2(reinterpret_cast<const char*>(vh + static_cast<size_t>(begin + tid) * HD) + b);
-    }
+    for (int c = 0; c < HD / 8; ++c) k0[c] = kr[c];
+  }
+  Vec v0[VB];
+  #pragma unroll
+  for (int b = 0; b < VB; ++b) {
+    const int i = warp + NWARPS * b;
+    if (i < n0 && begin + i != len) v0[b] = reinterpret_cast<const Vec*>(vh + static_cast<size_t>(begin + i) * HD)[lane];
   }
   wait();
 
@@ -147,7 +161,21 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
   #pragma unroll
     for (int j = 0; j < PER; ++j) acc[g][j] = 0.f;
 
-  for (int t0 = begin; t0 < end; t0 += TILE) {
+  // dots[g] += q_g · (eight key values, chunk c of the row).
+  auto dot8 = [&](float(&dots)[G], const uint4& kv, int c) {
+    const T* k8 = reinterpret_cast<const T*>(&kv);
+  #pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float k = static_cast<float>(k8[j]);
+  #pragma unroll
+      for (int g = 0; g < G; ++g) dots[g] = fmaf(qs[g][c * 8 + j], k, dots[g]);
+    }
+  };
+  // One tile of positions from t0; the first (Flag<true>) uses the rows
+  // loaded up front. Two copies of the code, so that those registers are
+  // free after the first tile.
+  auto tile = [&](int t0, auto first_tile) {
+    constexpr bool first = decltype(first_tile)::value;
     const int p = t0 + tid;
     float dots[G];
   #pragma unroll
@@ -157,9 +185,12 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
       for (int d = 0; d < HD; ++d)
   #pragma unroll
         for (int g = 0; g < G; ++g) dots[g] = fmaf(qs[g][d], ks[d], dots[g]);
-    } else if (p < end) {
+    } else if (p < end && first) {
+  #pragma unroll
+      for (int c = 0; c < HD / 8; ++c) dot8(dots, k0[c], c);
+    } else if (p < end && !first) {
       const uint4* kr = reinterpret_cast<const uint4*>(kh + static_cast<size_t>(p) * HD);
-      // The key row in ATTN_KSPLIT batches of loads (fewer registers).
+      // Later tiles' key rows in ATTN_KSPLIT batches of loads (fewer registers).
       constexpr int KC = HD / 8 / ATTN_KSPLIT;
   #pragma unroll
       for (int c0 = 0; c0 < HD / 8; c0 += KC) {
@@ -167,15 +198,7 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
   #pragma unroll
         for (int c = 0; c < KC; ++c) kv[c] = kr[c0 + c];
   #pragma unroll
-        for (int c = 0; c < KC; ++c) {
-          const T* k8 = reinterpret_cast<const T*>(&kv[c]);
-  #pragma unroll
-          for (int j = 0; j < 8; ++j) {
-            const float k = static_cast<float>(k8[j]);
-  #pragma unroll
-            for (int g = 0; g < G; ++g) dots[g] = fmaf(qs[g][(c0 + c) * 8 + j], k, dots[g]);
-          }
-        }
+        for (int c = 0; c < KC; ++c) dot8(dots, kv[c], c0 + c);
       }
     }
   #pragma unroll
@@ -212,11 +235,14 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
     // dimensions, one vector load per value row, all of a batch in flight.
   #pragma unroll
     for (int b0 = 0; b0 < TILE / NWARPS; b0 += VB) {
+      // The first tile's first batch is v0, loaded up front.
+      const bool preloaded = first && b0 == 0;
       Vec v[VB];
   #pragma unroll
       for (int b = 0; b < VB; ++b) {
         const int i = warp + NWARPS * (b0 + b);
-        if (i < n && t0 + i != len) v[b] = reinterpret_cast<const Vec*>(vh + static_cast<size_t>(t0 + i) * HD)[lane];
+        if (!preloaded && i < n && t0 + i != len)
+          v[b] = reinterpret_cast<const Vec*>(vh + static_cast<size_t>(t0 + i) * HD)[lane];
       }
   #pragma unroll
       for (int b = 0; b < VB; ++b) {
@@ -225,7 +251,7 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
           const bool fresh = t0 + i == len;
           float vf[PER];
   #pragma unroll
-          for (int j = 0; j < PER; ++j) vf[j] = static_cast<float>(fresh ? vnew.e[j] : v[b].e[j]);
+          for (int j = 0; j < PER; ++j) vf[j] = static_cast<float>(fresh ? vnew.e[j] : preloaded ? v0[b].e[j] : v[b].e[j]);
   #pragma unroll
           for (int g = 0; g < G; ++g)
   #pragma unroll
@@ -234,7 +260,9 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
       }
     }
     __syncthreads();
-  }
+  };
+  if (begin < end) tile(begin, Flag<true>{});
+  for (int t0 = begin + TILE; t0 < end; t0 += TILE) tile(t0, Flag<false>{});
 
   // 3. Sum the warps' shares and write this split's partial result.
   #pragma unroll
