@@ -119,6 +119,10 @@ def main():
                    [("qkv", t), ("cos_t", "float"), ("sin_t", "float")], [("q", t), ("k", t), ("v", t)],
                    [("T", t), ("HEADS", 16), ("HD", 72)], {})
         ok &= compile_one(f"vision_rope {t}", src)
+        src = wrap("text_qk", "", (KDIR / "text_qk.cu").read_text(),
+                   [("qkv", t), ("qn", t), ("kn", t), ("cos_t", t), ("sin_t", t)], [("q", t), ("k", t), ("v", t)],
+                   [("T", t), ("NH", 32), ("NKV", 8), ("HD", 128), ("EPS_BITS", 897988541)], {})
+        ok &= compile_one(f"text_qk {t}", src)
         src = wrap("swiglu", "", (KDIR / "swiglu.cu").read_text(), [("y", t)], [("out", t)],
                    [("T", t), ("I", 12288), ("V", 8)], {})
         ok &= compile_one(f"swiglu {t}", src)

@@ -147,6 +147,7 @@ mod tests {
             include_str!("phases.cuh"),
             include_str!("attn_decode.cu"),
             include_str!("vision_rope.cu"),
+            include_str!("text_qk.cu"),
             include_str!("swiglu.cu"),
             include_str!("gelu_tanh.cu"),
         ] {

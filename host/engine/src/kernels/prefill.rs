@@ -6,6 +6,8 @@
 //!
 //! - `vision_qkv`: RoPE of the vision tower's q and k, and q, k, v laid out
 //!   as attention reads them.
+//! - `text_qk`: the decoder's q/k RMSNorm and RoPE for a prefill, and q, k, v
+//!   laid out as the cache and attention take them.
 //! - `swiglu`: silu(gate) * up from the fused gate/up projection.
 //! - `gelu_tanh`: the vision MLP's activation.
 
@@ -20,6 +22,7 @@ const THREADS: i32 = 256;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Op {
     VisionRope,
+    TextQk,
     SwiGlu,
     GeluTanh,
 }
@@ -32,6 +35,12 @@ impl Op {
                 &["qkv", "cos_t", "sin_t"],
                 &["q", "k", "v"],
                 include_str!("vision_rope.cu"),
+            ),
+            Op::TextQk => (
+                "vlmbench_text_qk",
+                &["qkv", "qn", "kn", "cos_t", "sin_t"],
+                &["q", "k", "v"],
+                include_str!("text_qk.cu"),
             ),
             Op::SwiGlu => (
                 "vlmbench_swiglu",
@@ -104,6 +113,64 @@ pub fn vision_qkv(
                 ("T", TemplateArg::Dtype(dtype)),
                 ("HEADS", TemplateArg::Int(heads)),
                 ("HD", TemplateArg::Int(hd)),
+            ],
+            init_value: None,
+        },
+    )?;
+    let v = outs.pop().expect("three outputs");
+    let k = outs.pop().expect("three outputs");
+    let q = outs.pop().expect("three outputs");
+    Ok((q, k, v))
+}
+
+/// Widths of the decoder's attention.
+#[derive(Clone, Copy, Debug)]
+pub struct TextHeads {
+    pub heads: i32,
+    pub kv_heads: i32,
+    pub head_dim: i32,
+}
+
+impl TextHeads {
+    /// Whether `text_qk` takes this layout (a warp per head row).
+    pub fn supported(&self) -> bool {
+        self.head_dim % 64 == 0 && self.head_dim <= 256 && self.heads > 0 && self.kv_heads > 0
+    }
+}
+
+/// The decoder's `(q, k, v)` for `n` tokens, `(1, heads, n, hd)` each, from
+/// its fused projection `qkv` `(…, n, (heads + 2 kv_heads) hd)`: q and k
+/// RMS-normed by `q_norm`, `k_norm` (`eps`) and rotated by `cos`, `sin`
+/// `(n, hd)` in `qkv`'s dtype, as `fast::rms_norm` and `rotate_half` compute
+/// them.
+pub fn text_qk(
+    qkv: &Array,
+    q_norm: &Array,
+    k_norm: &Array,
+    cos: &Array,
+    sin: &Array,
+    h: TextHeads,
+    eps: f32,
+) -> Result<(Array, Array, Array)> {
+    let width = (h.heads + 2 * h.kv_heads) * h.head_dim;
+    let n = qkv.size() as i32 / width;
+    let dtype = qkv.dtype();
+    let rows = qkv.reshape(&[n, width])?;
+    let shape = |heads: i32| vec![1, heads, n, h.head_dim];
+    let mut outs = call(
+        Op::TextQk,
+        &[&rows, q_norm, k_norm, cos, sin],
+        Launch {
+            output_shapes: vec![shape(h.heads), shape(h.kv_heads), shape(h.kv_heads)],
+            output_dtypes: vec![dtype; 3],
+            grid: launch(n as usize * (h.heads + 2 * h.kv_heads) as usize * 32)?,
+            threadgroup: [THREADS, 1, 1],
+            template: vec![
+                ("T", TemplateArg::Dtype(dtype)),
+                ("NH", TemplateArg::Int(h.heads)),
+                ("NKV", TemplateArg::Int(h.kv_heads)),
+                ("HD", TemplateArg::Int(h.head_dim)),
+                ("EPS_BITS", TemplateArg::Int(eps.to_bits() as i32)),
             ],
             init_value: None,
         },

@@ -103,6 +103,30 @@ fn check_prefill(rng: &mut Rng) -> Result<()> {
     let v_ref = parts[2].squeeze(1)?.transpose(&[1, 0, 2])?.expand_dims(0)?;
     check("vision v", &v_ref, &v)?;
 
+    // The decoder's q/k norms and rotation, at head dim 128 with 2 query
+    // heads per KV head, on 37 rows.
+    let h = prefill::TextHeads {
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 128,
+    };
+    let (nh, nkv, hd) = (h.heads, h.kv_heads, h.head_dim);
+    let qkv = rng.normal(&[1, n, (nh + 2 * nkv) * hd], 2.0)?;
+    let (qn, kn) = (rng.normal(&[hd], 1.0)?, rng.normal(&[hd], 1.0)?);
+    let (cos, sin) = (rng.normal(&[n, hd], 1.0)?, rng.normal(&[n, hd], 1.0)?);
+    let parts = qkv.split_at(&[nh * hd, (nh + nkv) * hd], -1)?;
+    let normed = |t: &Array, heads: i32, w: &Array| -> Result<Array> {
+        let t = fast::rms_norm(&t.reshape(&[1, n, heads, hd])?, w, EPS)?;
+        rotate_half(&t.transpose(&[0, 2, 1, 3])?, &cos, &sin)
+    };
+    let (q, k, v) = prefill::text_qk(&qkv, &qn, &kn, &cos, &sin, h, EPS)?;
+    check("text q", &normed(&parts[0], nh, &qn)?, &q)?;
+    check("text k", &normed(&parts[1], nkv, &kn)?, &k)?;
+    let v_ref = parts[2]
+        .reshape(&[1, n, nkv, hd])?
+        .transpose(&[0, 2, 1, 3])?;
+    check("text v", &v_ref, &v)?;
+
     let y = rng.normal(&[5, 2, 2 * 96], 2.0)?;
     let gu = y.split_at(&[96], -1)?;
     let reference = nn::silu(&gu[0])?.mul(&gu[1])?;

@@ -14,7 +14,7 @@ use super::weights::WeightSet;
 use crate::config::{ModelConfig, TextConfig};
 use crate::error::Result;
 use crate::kernels::attention::{self, DecodeStep, Heads};
-use crate::kernels::prefill;
+use crate::kernels::prefill::{self, TextHeads};
 use crate::kernels::qmv::{self, qmv};
 use crate::kernels::{self, Epilogue, Prologue};
 
@@ -41,11 +41,27 @@ struct Layer {
 
 /// How the rotary embedding of a forward pass is given.
 pub enum Rope {
-    /// `(L, head_dim)` cos and sin tables (interleaved MRoPE), in f32.
+    /// `(L, head_dim)` cos and sin tables (interleaved MRoPE), in f32 as
+    /// made; each forward pass rounds them to the activations' type once.
     Tables { cos: Array, sin: Array },
     /// All three position streams equal and consecutive from this position:
     /// plain RoPE (every text-only prefill and every decode step).
     Offset(i32),
+}
+
+impl Rope {
+    /// The tables rounded to `dtype` once, as every layer applies them (HF
+    /// casts them to the activations' type): one cast per forward pass
+    /// instead of four per layer (MLX does not merge repeated casts).
+    fn in_dtype(&self, dtype: Dtype) -> Result<Rope> {
+        Ok(match self {
+            Rope::Tables { cos, sin } => Rope::Tables {
+                cos: cos.astype(dtype)?,
+                sin: sin.astype(dtype)?,
+            },
+            Rope::Offset(p) => Rope::Offset(*p),
+        })
+    }
 }
 
 /// Visual rows of a forward pass: where they sit and the DeepStack features
@@ -336,9 +352,10 @@ impl TextModel {
         {
             return self.forward_fused(f, x, *pos, cache);
         }
+        let rope = rope.in_dtype(x.dtype())?;
         let mut x = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            x = self.layer(layer, &x, rope, &mut cache.layers[i])?;
+            x = self.layer(layer, &x, &rope, &mut cache.layers[i])?;
             if let Some(vis) = visual
                 && let Some(add) = vis.deepstack.get(i)
             {
@@ -420,10 +437,11 @@ impl TextModel {
         cache: &mut KvCache,
         visual: Option<&Visual<'_>>,
     ) -> Result<(Array, Vec<Array>)> {
+        let rope = rope.in_dtype(x.dtype())?;
         let mut hidden = vec![x.clone()];
         let mut x = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            x = self.layer(layer, &x, rope, &mut cache.layers[i])?;
+            x = self.layer(layer, &x, &rope, &mut cache.layers[i])?;
             if let Some(vis) = visual
                 && let Some(add) = vis.deepstack.get(i)
             {
@@ -521,19 +539,47 @@ impl TextModel {
             t.num_key_value_heads as i32,
             t.head_dim as i32,
         );
-        let qkv = at.qkv.forward(h)?;
-        let q = qkv[0].reshape(&[1, l, nh, hd])?;
-        let k = qkv[1].reshape(&[1, l, nkv, hd])?;
-        let v = qkv[2].reshape(&[1, l, nkv, hd])?;
-        let q = fast::rms_norm(&q, &at.q_norm, t.rms_norm_eps)?.transpose(&[0, 2, 1, 3])?;
-        let k = fast::rms_norm(&k, &at.k_norm, t.rms_norm_eps)?.transpose(&[0, 2, 1, 3])?;
-        let v = v.transpose(&[0, 2, 1, 3])?;
-        let (q, k) = match rope {
-            Rope::Offset(p) => (
-                fast::rope(&q, hd, false, t.rope_theta, 1.0, *p)?,
-                fast::rope(&k, hd, false, t.rope_theta, 1.0, *p)?,
-            ),
-            Rope::Tables { cos, sin } => (rotate(&q, cos, sin)?, rotate(&k, cos, sin)?),
+        let heads = TextHeads {
+            heads: nh,
+            kv_heads: nkv,
+            head_dim: hd,
+        };
+        let (q, k, v) = match (at.qkv.fused(), rope) {
+            // One kernel for the norms, the rotation and the layouts (the
+            // tables are already in the activations' dtype: `Rope::in_dtype`).
+            (Some(fused), Rope::Tables { cos, sin })
+                if prefill::applies(h.dtype()) && heads.supported() =>
+            {
+                let qkv = fused.forward(h)?;
+                prefill::text_qk(
+                    &qkv,
+                    &at.q_norm,
+                    &at.k_norm,
+                    cos,
+                    sin,
+                    heads,
+                    t.rms_norm_eps,
+                )?
+            }
+            _ => {
+                let qkv = at.qkv.forward(h)?;
+                let q = qkv[0].reshape(&[1, l, nh, hd])?;
+                let k = qkv[1].reshape(&[1, l, nkv, hd])?;
+                let v = qkv[2].reshape(&[1, l, nkv, hd])?;
+                let q = fast::rms_norm(&q, &at.q_norm, t.rms_norm_eps)?.transpose(&[0, 2, 1, 3])?;
+                let k = fast::rms_norm(&k, &at.k_norm, t.rms_norm_eps)?.transpose(&[0, 2, 1, 3])?;
+                let v = v.transpose(&[0, 2, 1, 3])?;
+                let (q, k) = match rope {
+                    Rope::Offset(p) => (
+                        fast::rope(&q, hd, false, t.rope_theta, 1.0, *p)?,
+                        fast::rope(&k, hd, false, t.rope_theta, 1.0, *p)?,
+                    ),
+                    Rope::Tables { cos, sin } => {
+                        (rotate_half(&q, cos, sin)?, rotate_half(&k, cos, sin)?)
+                    }
+                };
+                (q, k, v)
+            }
         };
         let (keys, values) = cache.update(&k, &v)?;
         let scale = 1.0 / (hd as f32).sqrt();
@@ -542,13 +588,6 @@ impl TextModel {
         let o = o.transpose(&[0, 2, 1, 3])?.reshape(&[1, l, nh * hd])?;
         at.o.forward(&o)
     }
-}
-
-/// Rotate-half rotation with `(L, D)` tables; cos/sin are rounded to the
-/// activation dtype first, as HF does.
-fn rotate(x: &Array, cos: &Array, sin: &Array) -> Result<Array> {
-    let dtype = x.dtype();
-    rotate_half(x, &cos.astype(dtype)?, &sin.astype(dtype)?)
 }
 
 #[cfg(test)]
