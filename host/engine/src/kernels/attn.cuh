@@ -21,14 +21,7 @@
 #define ATTN_THREADS 128
 #endif
 constexpr int ATTN_TILE = ATTN_THREADS;
-// Register budget knobs: batches a key row is loaded in, value rows a warp
-// loads at once, and splits the join loads at once.
-#ifndef ATTN_KSPLIT
-#define ATTN_KSPLIT 1
-#endif
-#ifndef ATTN_SB
-#define ATTN_SB 16
-#endif
+// Value rows a warp loads at once (bench/gpu/layer/ sets 8 to save registers).
 #ifndef ATTN_VB
 #define ATTN_VB 16
 #endif
@@ -190,16 +183,11 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
       for (int c = 0; c < HD / 8; ++c) dot8(dots, k0[c], c);
     } else if (p < end && !first) {
       const uint4* kr = reinterpret_cast<const uint4*>(kh + static_cast<size_t>(p) * HD);
-      // Later tiles' key rows in ATTN_KSPLIT batches of loads (fewer registers).
-      constexpr int KC = HD / 8 / ATTN_KSPLIT;
+      uint4 kv[HD / 8];
   #pragma unroll
-      for (int c0 = 0; c0 < HD / 8; c0 += KC) {
-        uint4 kv[KC];
+      for (int c = 0; c < HD / 8; ++c) kv[c] = kr[c];
   #pragma unroll
-        for (int c = 0; c < KC; ++c) kv[c] = kr[c0 + c];
-  #pragma unroll
-        for (int c = 0; c < KC; ++c) dot8(dots, kv[c], c0 + c);
-      }
+      for (int c = 0; c < HD / 8; ++c) dot8(dots, kv[c], c);
     }
   #pragma unroll
     for (int g = 0; g < G; ++g) sc[g][tid] = p < end ? dots[g] : neg_inf;
@@ -322,7 +310,7 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
     float o[PER];
   #pragma unroll
     for (int j = 0; j < PER; ++j) o[j] = 0.f;
-    constexpr int SB = SPLITS < ATTN_SB ? SPLITS : ATTN_SB;  // splits loaded at once
+    constexpr int SB = SPLITS < 16 ? SPLITS : 16;  // splits loaded at once
   #pragma unroll
     for (int s0 = 0; s0 < SPLITS; s0 += SB) {
       float pa[SB][PER];

@@ -9,9 +9,3 @@ struct NoWait {
   __device__ void operator()() const {}
 };
 
-__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
-
-// Whether a waiting GEMV block asks L2 for its rows before its wait.
-#ifndef PHASE_PREFETCH
-#define PHASE_PREFETCH 0
-#endif

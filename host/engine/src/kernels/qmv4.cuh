@@ -70,22 +70,6 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
     }
   };
   load(0);
-  if constexpr (Wait::waits && PHASE_PREFETCH) {
-    // While the input is not ready yet: the rest of this block's rows into
-    // L2 (codes, scales and biases), 128-byte lines spread over the threads.
-    constexpr int CODE_LINES = K / 2 / 128, GROUP_LINES = (K / 64 * 2 + 127) / 128;
-    constexpr int LINES = CODE_LINES + 2 * GROUP_LINES;
-    for (int i = threadIdx.x; i < 16 * LINES; i += WARPS * 32) {
-      const int r = i / LINES, l = i % LINES;
-      const size_t row = SWIGLU ? static_cast<size_t>(min(base + (r & 7), OUT - 1)) + (r >= 8 ? OUT : 0)
-                                : static_cast<size_t>(min(base + r, OUT - 1));
-      const char* p = l < CODE_LINES ? reinterpret_cast<const char*>(w) + row * (K / 2) + l * 128
-                      : l < CODE_LINES + GROUP_LINES
-                          ? reinterpret_cast<const char*>(scales + row * (K / 64)) + (l - CODE_LINES) * 128
-                          : reinterpret_cast<const char*>(biases + row * (K / 64)) + (l - CODE_LINES - GROUP_LINES) * 128;
-      prefetch_l2(p);
-    }
-  }
   wait();
 
   // The input row: normalized if asked, rounded to T as MLX rounds it, stored
