@@ -93,10 +93,13 @@ def main():
                 ok &= compile_one(f"qmv4 {t} norm={norm} resid={resid} swiglu={swiglu} K={k} N={n}", src)
     consts = [("T", bf), ("HD", 128), ("NH", 32), ("NKV", 8), ("SPLITS", 16), ("EPS_BITS", 897988541),
               ("LOG2_THETA_BITS", 1102651709), ("SCALE_BITS", 1035098684)]
-    src = wrap("attn", attn_header, attn,
-               [("qkv", bf), ("qn", bf), ("kn", bf), ("kc", bf), ("vc", bf), ("meta", "int32_t"), ("counters", "int32_t")],
-               [("part", "float"), ("out", bf)], consts, {})
-    ok &= compile_one("attn_decode", src)
+    attn_ins = [("qkv", bf), ("qn", bf), ("kn", bf), ("kc", bf), ("vc", bf), ("meta", "int32_t"),
+                ("counters", "int32_t")]
+    # The 8B's layout, and the other head sizes and group sizes Heads::supported accepts.
+    for hd, nh, nkv in [(128, 32, 8), (64, 16, 8), (256, 64, 8)]:
+        layout = [("T", bf), ("HD", hd), ("NH", nh), ("NKV", nkv)] + consts[4:]
+        src = wrap("attn", attn_header, attn, attn_ins, [("part", "float"), ("out", bf)], layout, {})
+        ok &= compile_one(f"attn_decode HD={hd} NH={nh} NKV={nkv}", src)
     # The two-launch decoder layer experiment (bench/gpu/layer/, layer_lab.py's defaults).
     ldir = ROOT / "bench/gpu/layer"
     layer_header = ("#define LAYER_WARPS 8\n#define ATTN_THREADS 256\n#define ATTN_VB 8\n"

@@ -36,8 +36,9 @@ impl Heads {
         self.kv_heads > 0
             && self.heads % self.kv_heads == 0
             && self.heads / self.kv_heads <= 8
-            && self.head_dim % 64 == 0
-            && self.head_dim <= 256
+            // 64, 128 or 256: a lane's share of a value row (head_dim / 32
+            // elements) is loaded as one aligned vector.
+            && matches!(self.head_dim, 64 | 128 | 256)
             && matches!(dtype, Dtype::BF16 | Dtype::F16)
     }
 
@@ -172,6 +173,9 @@ mod tests {
         }
         assert!(!h(32, 8, 128).supported(Dtype::F32));
         assert!(!h(32, 8, 96).supported(Dtype::BF16));
+        // A 6-element share of a value row is no aligned vector.
+        assert!(!h(16, 8, 192).supported(Dtype::BF16));
+        assert!(h(16, 8, 64).supported(Dtype::BF16) && h(64, 8, 256).supported(Dtype::BF16));
         assert!(!h(48, 4, 128).supported(Dtype::BF16));
         assert!(!h(30, 8, 128).supported(Dtype::BF16));
     }
