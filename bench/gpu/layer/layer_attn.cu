@@ -42,9 +42,4 @@ t -= B_ATTN;
 qmv4_rows<T, NO, H, W, 2, false, true, false>(t, attn, nullptr, 0.f, wo, so, bo, x, out, smem,
                                               WaitFor{phase + 2, NKV, LAYER_TRACE_WAITED});
 LAYER_TRACE_END(2)
-// The last block of the launch: every block has taken its ticket and passed
-// its wait, so the counters go back to zero for the next launch.
-if (phase_done(phase + 3) == B_O - 1) {
-#pragma unroll
-  for (int i = 0; i < 4; ++i) phase[i] = 0;
-}
+launch_done(phase, 3, B_O);

@@ -22,7 +22,4 @@ t -= B_GU;
 qmv4_rows<T, I, H, W, 2, false, true, false>(t, act, nullptr, 0.f, wd, sd, bd, x, out, smem,
                                              WaitFor{phase + 1, B_GU, LAYER_TRACE_WAITED});
 LAYER_TRACE_END(4)
-if (phase_done(phase + 2) == B_DOWN - 1) {
-#pragma unroll
-  for (int i = 0; i < 3; ++i) phase[i] = 0;
-}
+launch_done(phase, 2, B_DOWN);

@@ -25,7 +25,6 @@ __device__ __forceinline__ unsigned long long global_ns() {
 // Waits until *counter >= target (one thread polls; the block then goes on).
 // `waited`, when set, gets the time the wait ended (bench/gpu/layer_lab.py).
 struct WaitFor {
-  static constexpr bool waits = true;
   const int* counter;
   int target;
   unsigned long long* waited = nullptr;
@@ -48,6 +47,16 @@ __device__ __forceinline__ int phase_done(int* counter) {
     old = atomicAdd(counter, 1);
   }
   return old;
+}
+
+// Counts this block as done in the launch's last phase, `phase[last]`; the
+// launch's last block (every block has taken its ticket and passed its wait
+// by then) sets the ticket and phase counts phase[0..=last] back to zero for
+// the next launch.
+__device__ __forceinline__ void launch_done(int* phase, int last, int blocks) {
+  if (phase_done(phase + last) == blocks - 1) {
+    for (int i = 0; i <= last; ++i) phase[i] = 0;
+  }
 }
 
 // This block's ticket: the order in which blocks of the launch started.

@@ -5,7 +5,6 @@
 
 // A phase that waits for nothing (a kernel of its own).
 struct NoWait {
-  static constexpr bool waits = false;
   __device__ void operator()() const {}
 };
 

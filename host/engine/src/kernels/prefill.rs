@@ -14,6 +14,8 @@
 use mlx::kernel::{Kernel, KernelSpec, Launch, TemplateArg};
 use mlx::{Array, Dtype};
 
+use super::attention::Heads;
+
 use crate::error::Result;
 
 const THREADS: i32 = 256;
@@ -88,6 +90,14 @@ fn call(op: Op, inputs: &[&Array], launch: Launch<'_>) -> Result<Vec<Array>> {
     super::with_kernel(super::KernelKey::Prefill(op), |k| k.call(inputs, &launch))
 }
 
+/// A kernel's three outputs, in order.
+fn q_k_v(outs: Vec<Array>) -> (Array, Array, Array) {
+    let [q, k, v]: [Array; 3] = outs
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("the kernel has three outputs"));
+    (q, k, v)
+}
+
 /// The vision tower's `(q, k, v)`, each `(1, heads, n, hd)`, from its fused
 /// projection `qkv` `(n, 3 heads hd)`, with RoPE by `cos`, `sin` `(n, hd)`
 /// (f32, best in device memory) applied to q and k.
@@ -101,7 +111,7 @@ pub fn vision_qkv(
     let n = qkv.dim(0);
     let dtype = qkv.dtype();
     let shape = vec![1, heads, n, hd];
-    let mut outs = call(
+    let outs = call(
         Op::VisionRope,
         &[qkv, cos, sin],
         Launch {
@@ -117,25 +127,13 @@ pub fn vision_qkv(
             init_value: None,
         },
     )?;
-    let v = outs.pop().expect("three outputs");
-    let k = outs.pop().expect("three outputs");
-    let q = outs.pop().expect("three outputs");
-    Ok((q, k, v))
+    Ok(q_k_v(outs))
 }
 
-/// Widths of the decoder's attention.
-#[derive(Clone, Copy, Debug)]
-pub struct TextHeads {
-    pub heads: i32,
-    pub kv_heads: i32,
-    pub head_dim: i32,
-}
-
-impl TextHeads {
-    /// Whether `text_qk` takes this layout (a warp per head row).
-    pub fn supported(&self) -> bool {
-        self.head_dim % 64 == 0 && self.head_dim <= 256 && self.heads > 0 && self.kv_heads > 0
-    }
+/// Whether `text_qk` takes arrays of `dtype` in this layout (a warp per
+/// head row, a lane per 32nd of it).
+pub fn text_qk_applies(dtype: Dtype, h: &Heads) -> bool {
+    applies(dtype) && h.head_dim % 64 == 0 && h.head_dim <= 256 && h.heads > 0 && h.kv_heads > 0
 }
 
 /// The decoder's `(q, k, v)` for `n` tokens, `(1, heads, n, hd)` each, from
@@ -149,7 +147,7 @@ pub fn text_qk(
     k_norm: &Array,
     cos: &Array,
     sin: &Array,
-    h: TextHeads,
+    h: Heads,
     eps: f32,
 ) -> Result<(Array, Array, Array)> {
     let width = (h.heads + 2 * h.kv_heads) * h.head_dim;
@@ -157,7 +155,7 @@ pub fn text_qk(
     let dtype = qkv.dtype();
     let rows = qkv.reshape(&[n, width])?;
     let shape = |heads: i32| vec![1, heads, n, h.head_dim];
-    let mut outs = call(
+    let outs = call(
         Op::TextQk,
         &[&rows, q_norm, k_norm, cos, sin],
         Launch {
@@ -175,10 +173,7 @@ pub fn text_qk(
             init_value: None,
         },
     )?;
-    let v = outs.pop().expect("three outputs");
-    let k = outs.pop().expect("three outputs");
-    let q = outs.pop().expect("three outputs");
-    Ok((q, k, v))
+    Ok(q_k_v(outs))
 }
 
 /// Elements per thread: 8 (16-byte loads) when `count` allows.

@@ -105,7 +105,7 @@ fn check_prefill(rng: &mut Rng) -> Result<()> {
 
     // The decoder's q/k norms and rotation, at head dim 128 with 2 query
     // heads per KV head, on 37 rows.
-    let h = prefill::TextHeads {
+    let h = Heads {
         heads: 4,
         kv_heads: 2,
         head_dim: 128,

@@ -14,7 +14,7 @@ use super::weights::WeightSet;
 use crate::config::{ModelConfig, TextConfig};
 use crate::error::Result;
 use crate::kernels::attention::{self, DecodeStep, Heads};
-use crate::kernels::prefill::{self, TextHeads};
+use crate::kernels::prefill;
 use crate::kernels::qmv::{self, qmv};
 use crate::kernels::{self, Epilogue, Prologue};
 
@@ -120,6 +120,15 @@ impl Layer {
     }
 }
 
+/// The decoder's attention layout.
+fn attention_heads(cfg: &TextConfig) -> Heads {
+    Heads {
+        heads: cfg.num_attention_heads as i32,
+        kv_heads: cfg.num_key_value_heads as i32,
+        head_dim: cfg.head_dim as i32,
+    }
+}
+
 impl FusedDecode {
     /// The fused path, if the kernels are on and apply to every layer
     /// (`VLM_BENCH_NO_FUSED_DECODE` turns it off, for comparisons).
@@ -127,11 +136,7 @@ impl FusedDecode {
         if !kernels::enabled() || std::env::var_os("VLM_BENCH_NO_FUSED_DECODE").is_some() {
             return Ok(None);
         }
-        let heads = Heads {
-            heads: cfg.num_attention_heads as i32,
-            kv_heads: cfg.num_key_value_heads as i32,
-            head_dim: cfg.head_dim as i32,
-        };
+        let heads = attention_heads(cfg);
         let h = cfg.hidden_size as i32;
         let fits = heads.supported(dtype)
             && layers.iter().all(|l| {
@@ -352,6 +357,19 @@ impl TextModel {
         {
             return self.forward_fused(f, x, *pos, cache);
         }
+        self.run_layers(x, rope, cache, visual, |_| {})
+    }
+
+    /// The decoder layers and the final norm, calling `after_layer` with each
+    /// layer's output (DeepStack features added).
+    fn run_layers(
+        &self,
+        x: &Array,
+        rope: &Rope,
+        cache: &mut KvCache,
+        visual: Option<&Visual<'_>>,
+        mut after_layer: impl FnMut(&Array),
+    ) -> Result<Array> {
         let rope = rope.in_dtype(x.dtype())?;
         let mut x = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
@@ -361,6 +379,7 @@ impl TextModel {
             {
                 x = x.add(add)?;
             }
+            after_layer(&x);
         }
         Ok(fast::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?)
     }
@@ -437,22 +456,9 @@ impl TextModel {
         cache: &mut KvCache,
         visual: Option<&Visual<'_>>,
     ) -> Result<(Array, Vec<Array>)> {
-        let rope = rope.in_dtype(x.dtype())?;
         let mut hidden = vec![x.clone()];
-        let mut x = x.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = self.layer(layer, &x, &rope, &mut cache.layers[i])?;
-            if let Some(vis) = visual
-                && let Some(add) = vis.deepstack.get(i)
-            {
-                x = x.add(add)?;
-            }
-            hidden.push(x.clone());
-        }
-        Ok((
-            fast::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?,
-            hidden,
-        ))
+        let out = self.run_layers(x, rope, cache, visual, |h| hidden.push(h.clone()))?;
+        Ok((out, hidden))
     }
 
     /// Keeps dense copies of the quantized decoder matrices for prefill when
@@ -534,21 +540,13 @@ impl TextModel {
     ) -> Result<Array> {
         let t = &self.cfg;
         let l = h.dim(1);
-        let (nh, nkv, hd) = (
-            t.num_attention_heads as i32,
-            t.num_key_value_heads as i32,
-            t.head_dim as i32,
-        );
-        let heads = TextHeads {
-            heads: nh,
-            kv_heads: nkv,
-            head_dim: hd,
-        };
+        let heads = attention_heads(t);
+        let (nh, nkv, hd) = (heads.heads, heads.kv_heads, heads.head_dim);
         let (q, k, v) = match (at.qkv.fused(), rope) {
             // One kernel for the norms, the rotation and the layouts (the
             // tables are already in the activations' dtype: `Rope::in_dtype`).
             (Some(fused), Rope::Tables { cos, sin })
-                if prefill::applies(h.dtype()) && heads.supported() =>
+                if prefill::text_qk_applies(h.dtype(), &heads) =>
             {
                 let qkv = fused.forward(h)?;
                 prefill::text_qk(
