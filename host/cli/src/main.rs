@@ -16,6 +16,7 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(2);
     }
+    engine::kernels::set_header_dir(paths::kernel_header_dir());
     let result = match cli.command {
         cli::Command::Doctor => commands::doctor::run().map(|_| 0),
         cli::Command::Generate(args) => commands::generate::run(args).map(|_| 0),

@@ -30,3 +30,9 @@ pub fn default_db() -> PathBuf {
 pub fn plugin_cache_dir() -> PathBuf {
     data_dir().join("plugin-cache")
 }
+
+/// Kernel headers written for the GPU compiler to include (see
+/// `engine::kernels::set_header_dir`).
+pub fn kernel_header_dir() -> PathBuf {
+    data_dir().join("kernel-headers")
+}

@@ -259,6 +259,7 @@ impl Engine {
         self.check_cancel()?;
 
         // --- preprocessing: grids, prompt ids, cache lookup, patches of the images still needed
+        let mut marks = StageMarks::from_env("VLM_BENCH_PROFILE_PREPROCESS");
         let merge = self.pre.merge_size;
         let factor = self.pre.factor() as u32;
         let mut grids = Vec::with_capacity(req.images.len());
@@ -288,10 +289,13 @@ impl Engine {
                 "the prompt's text contains image placeholder tokens of its own; remove them from the text",
             ));
         }
+        marks.mark("prompt ids");
         let image_hashes: Vec<blake3::Hash> = req.images.iter().map(|i| i.content_hash()).collect();
+        marks.mark("image hashes");
         let keys = token_keys(&ids, &spans, &image_hashes);
         let positions = rope_positions(&ids, image_token, &grids, merge)?;
         let len = ids.len();
+        marks.mark("token keys, positions");
 
         let mut report = CacheReport {
             prefix: PrefixOutcome::Disabled,
@@ -316,6 +320,7 @@ impl Engine {
             }
         }
         let reuse = report.reused_tokens;
+        marks.mark("prefix lookup");
 
         // Images whose placeholders all fall in the reused prefix are not needed.
         let mut features: Vec<Option<VisionFeatures>> = vec![None; req.images.len()];
@@ -334,8 +339,13 @@ impl Engine {
                 continue;
             }
             let (pixels, grid) = prepare_image_array(&req.images[i], &self.pre)?;
+            marks.mark("resize, patch graph");
             pixels.eval()?;
+            marks.mark("upload, normalise, patches");
             to_encode.push((i, key, pixels, grid));
+        }
+        if let Some(m) = marks {
+            m.report("preprocess profile");
         }
         let t_pre = Instant::now();
         on_event(&Event::Preprocessed { at_s: since(t_pre) });
@@ -563,6 +573,47 @@ fn model_info(dir: &Path, cfg: &ModelConfig, model: &Qwen3Vl, config_bytes: &[u8
         dense_prefill_bytes: 0,
         custom_kernels: false,
         fused_decode: false,
+    }
+}
+
+/// Named intervals of one stage, printed to stderr when the environment
+/// variable given to [`StageMarks::from_env`] is set (a profiling aid).
+struct StageMarks {
+    last: Instant,
+    spans: Vec<(&'static str, f64)>,
+}
+
+impl StageMarks {
+    fn from_env(var: &str) -> Option<StageMarks> {
+        std::env::var_os(var).map(|_| StageMarks {
+            last: Instant::now(),
+            spans: vec![],
+        })
+    }
+
+    fn report(&self, title: &str) {
+        let parts: Vec<String> = self
+            .spans
+            .iter()
+            .map(|(name, s)| format!("{name} {:.2} ms", s * 1e3))
+            .collect();
+        eprintln!("{title}: {}", parts.join(", "));
+    }
+}
+
+/// Marks the end of a named interval; `None` (profiling off) does nothing.
+trait Mark {
+    fn mark(&mut self, name: &'static str);
+}
+
+impl Mark for Option<StageMarks> {
+    fn mark(&mut self, name: &'static str) {
+        if let Some(m) = self {
+            let now = Instant::now();
+            m.spans
+                .push((name, now.duration_since(m.last).as_secs_f64()));
+            m.last = now;
+        }
     }
 }
 

@@ -148,7 +148,10 @@ fn coefficients(in_size: usize, out_size: usize, flavour: Resampler) -> (Vec<Tap
     (taps, bits)
 }
 
-fn clip8(v: i64, bits: u32) -> u8 {
+/// Both implementations accumulate in 32-bit integers (Pillow's `INT32`,
+/// PyTorch's `_mm_madd_epi16` sums); the weights' fixed point keeps any sum
+/// of 8-bit pixels within range, and i32 lets the loops vectorise.
+fn clip8(v: i32, bits: u32) -> u8 {
     (v >> bits).clamp(0, 255) as u8
 }
 
@@ -182,12 +185,15 @@ fn horizontal(src: &RgbImage, out_w: usize, flavour: Resampler) -> RgbImage {
             let y = y0 + dy;
             let row = &src.pixels[y * w * 3..(y + 1) * w * 3];
             for (xx, t) in taps.iter().enumerate() {
-                for c in 0..3 {
-                    let mut ss: i64 = 1 << (bits - 1);
-                    for (i, &k) in t.weights.iter().enumerate() {
-                        ss += row[(t.start + i) * 3 + c] as i64 * k as i64;
+                let mut ss = [1i32 << (bits - 1); 3];
+                let span = &row[t.start * 3..(t.start + t.weights.len()) * 3];
+                for (px, &k) in span.chunks_exact(3).zip(&t.weights) {
+                    for c in 0..3 {
+                        ss[c] += px[c] as i32 * k;
                     }
-                    orow[xx * 3 + c] = clip8(ss, bits);
+                }
+                for c in 0..3 {
+                    orow[xx * 3 + c] = clip8(ss[c], bits);
                 }
             }
         }
@@ -200,14 +206,14 @@ fn vertical(src: &RgbImage, out_h: usize, flavour: Resampler) -> RgbImage {
     let (taps, bits) = coefficients(h, out_h, flavour);
     let mut out = vec![0u8; w * out_h * 3];
     parallel_rows(&mut out, w * 3, |y0, band| {
-        let mut acc = vec![0i64; w * 3];
+        let mut acc = vec![0i32; w * 3];
         for (dy, orow) in band.chunks_mut(w * 3).enumerate() {
             let t = &taps[y0 + dy];
             acc.fill(1 << (bits - 1));
             for (i, &k) in t.weights.iter().enumerate() {
                 let row = &src.pixels[(t.start + i) * w * 3..(t.start + i + 1) * w * 3];
                 for (a, &p) in acc.iter_mut().zip(row) {
-                    *a += p as i64 * k as i64;
+                    *a += p as i32 * k;
                 }
             }
             for (o, &a) in orow.iter_mut().zip(&acc) {

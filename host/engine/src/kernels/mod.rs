@@ -15,6 +15,7 @@ pub mod attention;
 pub mod prefill;
 pub mod qmv;
 mod self_check;
+mod source;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -25,6 +26,8 @@ use mlx::{Array, Quantized};
 use crate::error::Result;
 
 pub use qmv::{Epilogue, Prologue};
+pub use source::set_header_dir;
+pub(crate) use source::{compact, header};
 
 /// A compiled kernel: the shared memory size is fixed at creation, so
 /// matrix-vector kernels are kept per input width.
@@ -64,31 +67,6 @@ fn with_kernel(
         }),
     };
     Ok(f(kernel)?)
-}
-
-/// The source without comments and indentation. MLX hashes a kernel's whole
-/// source at every launch (`bench kernels`: a 6 KB source costs about 2 µs
-/// more per launch than a short one), so what it hashes is kept short.
-pub(crate) fn compact(source: &str) -> String {
-    source
-        .lines()
-        .map(|l| l.find("//").map_or(l, |i| &l[..i]).trim())
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// A kernel's headers (device functions shared between kernels), each
-/// compacted, in order, with a final line break: MLX appends its own code
-/// right after, and a header may end with a directive.
-pub(crate) fn header(parts: &[&str]) -> String {
-    let mut joined = parts
-        .iter()
-        .map(|p| compact(p))
-        .collect::<Vec<_>>()
-        .join("\n");
-    joined.push('\n');
-    joined
 }
 
 /// Whether `qmv` handles this matrix and input row.

@@ -3,7 +3,7 @@
 //! so speed can be measured anywhere without downloading weights. Every
 //! directory says it is synthetic in its `config.json`.
 
-mod tokenizer;
+pub(crate) mod tokenizer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

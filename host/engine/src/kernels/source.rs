@@ -1,0 +1,114 @@
+//! Kernel sources as MLX receives them. MLX hashes a custom kernel's whole
+//! source at every launch (`bench kernels`: a 6 KB source costs about 2 µs
+//! more per launch than a short one), so the sources are kept short: comments
+//! and indentation go, and the shared device functions (~9 KB per kernel) are
+//! written once to a file that the source `#include`s, when a directory for
+//! them is set.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where headers are written for NVRTC to include (`set_header_dir`).
+static HEADER_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Lets kernel headers live in files under `dir` (created when needed),
+/// included by path from the sources MLX hashes. Without it, or if a file
+/// cannot be written, headers stay inline. The first call decides.
+pub fn set_header_dir(dir: PathBuf) {
+    let _ = HEADER_DIR.set(dir);
+}
+
+/// The source without comments and indentation.
+pub(crate) fn compact(source: &str) -> String {
+    source
+        .lines()
+        .map(|l| l.find("//").map_or(l, |i| &l[..i]).trim())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A kernel's headers (device functions shared between kernels), each
+/// compacted, in order, with a final line break (MLX appends its own code
+/// right after, and a header may end with a directive): an `#include` of a
+/// file holding them when a header directory is set, the text otherwise.
+pub(crate) fn header(parts: &[&str]) -> String {
+    let mut joined = parts
+        .iter()
+        .map(|p| compact(p))
+        .collect::<Vec<_>>()
+        .join("\n");
+    joined.push('\n');
+    match HEADER_DIR.get() {
+        Some(dir) => match include_of(dir, &joined) {
+            Ok(line) => line,
+            Err(e) => {
+                eprintln!("warning: kernel headers stay inline: {e}");
+                joined
+            }
+        },
+        None => joined,
+    }
+}
+
+/// Writes `text` to `dir/<blake3 of text>.cuh` (unless already there) and
+/// returns the line that includes it. The name changes with the content, so
+/// a file is never rewritten with other text, and MLX's compiled-module
+/// cache, keyed by the source's hash, never serves a stale kernel.
+fn include_of(dir: &Path, text: &str) -> Result<String, String> {
+    let name = format!("{}.cuh", &blake3::hash(text.as_bytes()).to_hex()[..32]);
+    let path = dir.join(name);
+    let shown = path.to_str().ok_or("the header directory is not UTF-8")?;
+    if shown.contains(['"', '\\', '\n']) {
+        return Err(format!("{shown:?} cannot be named in an #include"));
+    }
+    if std::fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        // Written aside, then renamed: a concurrent process never reads half a file.
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{}.{n}.tmp", std::process::id()));
+        std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), shown))?;
+    }
+    Ok(format!("#include \"{shown}\"\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn include_names_the_content_and_keeps_the_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "__device__ int one() { return 1; }\n";
+        let line = include_of(dir.path(), text).unwrap();
+        let path = line
+            .strip_prefix("#include \"")
+            .and_then(|l| l.strip_suffix("\"\n"))
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(path).unwrap(), text);
+        // Same text, same file; other text, another file; a damaged file is mended.
+        assert_eq!(include_of(dir.path(), text).unwrap(), line);
+        assert_ne!(include_of(dir.path(), "int two;\n").unwrap(), line);
+        std::fs::write(path, "garbage").unwrap();
+        assert_eq!(include_of(dir.path(), text).unwrap(), line);
+        assert_eq!(std::fs::read_to_string(path).unwrap(), text);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "no temporary files left"
+        );
+    }
+
+    #[test]
+    fn unusable_directories_are_refused() {
+        let err = include_of(Path::new("/tmp/a\"b"), "x\n").unwrap_err();
+        assert!(err.contains("#include"), "{err}");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        assert!(include_of(&file.path().join("sub"), "x\n").is_err());
+    }
+}
