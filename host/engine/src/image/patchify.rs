@@ -1,6 +1,8 @@
 //! From a decoded image to the model's `pixel_values` and `grid_thw`
 //! (spec §4.3–4.6).
 
+use std::borrow::Cow;
+
 use mlx::{Array, Dtype};
 
 use super::{RgbImage, resize_bicubic, smart_resize};
@@ -29,7 +31,11 @@ impl PreparedImage {
     }
 }
 
-fn resized(img: &RgbImage, cfg: &PreprocessorConfig) -> Result<RgbImage> {
+/// `img` at the size `smart_resize` gives (borrowed when it already has it).
+pub fn resize_for_model<'a>(
+    img: &'a RgbImage,
+    cfg: &PreprocessorConfig,
+) -> Result<Cow<'a, RgbImage>> {
     let factor = cfg.factor() as u32;
     let (h_bar, w_bar) = smart_resize(
         img.height,
@@ -39,9 +45,9 @@ fn resized(img: &RgbImage, cfg: &PreprocessorConfig) -> Result<RgbImage> {
         cfg.max_pixels,
     )?;
     Ok(if (w_bar, h_bar) == (img.width, img.height) {
-        img.clone()
+        Cow::Borrowed(img)
     } else {
-        resize_bicubic(img, w_bar, h_bar)
+        Cow::Owned(resize_bicubic(img, w_bar, h_bar))
     })
 }
 
@@ -53,7 +59,12 @@ pub fn prepare_image_array(
     img: &RgbImage,
     cfg: &PreprocessorConfig,
 ) -> Result<(Array, [usize; 3])> {
-    let r = resized(img, cfg)?;
+    patch_array(&*resize_for_model(img, cfg)?, cfg)
+}
+
+/// [`prepare_image_array`]'s second half, for an image already at the
+/// model's size ([`resize_for_model`]).
+pub fn patch_array(r: &RgbImage, cfg: &PreprocessorConfig) -> Result<(Array, [usize; 3])> {
     let (p, tp, m) = (
         cfg.patch_size as i32,
         cfg.temporal_patch_size as i32,
@@ -81,7 +92,7 @@ pub fn prepare_image_array(
 
 /// Resizes, normalises and cuts `img` into patches, on the CPU.
 pub fn prepare_image(img: &RgbImage, cfg: &PreprocessorConfig) -> Result<PreparedImage> {
-    let resized = resized(img, cfg)?;
+    let resized = resize_for_model(img, cfg)?;
     let (w_bar, h_bar) = (resized.width, resized.height);
     let (p, tp, m) = (cfg.patch_size, cfg.temporal_patch_size, cfg.merge_size);
     let (gh, gw) = (h_bar as usize / p, w_bar as usize / p);
