@@ -293,7 +293,14 @@ mod tests {
     #[test]
     fn coefficients_sum_to_one_in_fixed_point() {
         for flavour in [Resampler::Torch, Resampler::Pillow] {
-            for (i, o) in [(10, 3), (3, 10), (224, 256), (1080, 1088), (1000, 33)] {
+            for (i, o) in [
+                (10, 3),
+                (3, 10),
+                (224, 256),
+                (1080, 1088),
+                (1000, 33),
+                (4096, 7),
+            ] {
                 let (taps, bits) = coefficients(i, o, flavour);
                 assert!(bits >= 12, "{bits} bits");
                 for t in taps {
@@ -306,6 +313,9 @@ mod tests {
                         flavour == Resampler::Pillow
                             || t.weights.iter().all(|&w| w.abs() < 1 << 15)
                     );
+                    // The passes accumulate in i32: the worst sum of 8-bit pixels fits.
+                    let worst: i64 = t.weights.iter().map(|&w| 255 * (w as i64).abs()).sum();
+                    assert!(worst + (1 << (bits - 1)) <= i32::MAX as i64, "{i}->{o}");
                 }
             }
         }
