@@ -10,9 +10,7 @@ mod synth;
 
 pub use decode::{DecodeLimits, decode_image};
 pub use encode::{Encoding, encode_image};
-pub use patchify::{
-    PreparedImage, patch_array, prepare_image, prepare_image_array, resize_for_model,
-};
+pub use patchify::{PreparedImage, patch_array, prepare_image, resize_for_model};
 pub use resize::{Resampler, resize_bicubic, resize_bicubic_with, smart_resize};
 pub use synth::{MAX_SIDE, Pattern, synth_image};
 

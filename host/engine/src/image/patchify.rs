@@ -51,19 +51,11 @@ pub fn resize_for_model<'a>(
     })
 }
 
-/// The same `pixel_values` as [`prepare_image`], computed by MLX on the
-/// default device from the resized 8-bit image: a 6 MB upload instead of 50 MB
-/// of floats for 1920x1080, and the normalising and reordering off the CPU.
-/// Returns the `(rows, C·Tp·P·P)` array and the grid.
-pub fn prepare_image_array(
-    img: &RgbImage,
-    cfg: &PreprocessorConfig,
-) -> Result<(Array, [usize; 3])> {
-    patch_array(&*resize_for_model(img, cfg)?, cfg)
-}
-
-/// [`prepare_image_array`]'s second half, for an image already at the
-/// model's size ([`resize_for_model`]).
+/// The same `pixel_values` as [`prepare_image`] for an image already at the
+/// model's size ([`resize_for_model`]), computed by MLX on the default device
+/// from the 8-bit image: a 6 MB upload instead of 50 MB of floats for
+/// 1920x1080, and the normalising and reordering off the CPU. Returns the
+/// `(rows, C·Tp·P·P)` array and the grid.
 pub fn patch_array(r: &RgbImage, cfg: &PreprocessorConfig) -> Result<(Array, [usize; 3])> {
     let (p, tp, m) = (
         cfg.patch_size as i32,
@@ -194,7 +186,7 @@ mod tests {
         for (w, h) in [(300u32, 200u32), (256, 256), (1000, 40)] {
             let img = crate::image::synth_image(w, h, crate::image::Pattern::Noise, 3).unwrap();
             let cpu = prepare_image(&img, &cfg).unwrap();
-            let (dev, grid) = prepare_image_array(&img, &cfg).unwrap();
+            let (dev, grid) = patch_array(&resize_for_model(&img, &cfg).unwrap(), &cfg).unwrap();
             assert_eq!(grid, cpu.grid_thw);
             assert_eq!(
                 dev.shape(),
