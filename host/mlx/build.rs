@@ -62,6 +62,7 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=cxx/shim.h");
     println!("cargo:rerun-if-changed=cxx/shim.cc");
+    println!("cargo:rerun-if-changed=cxx/staging.cc");
     println!("cargo:rerun-if-changed=src/ffi.rs");
 
     let backend = Backend::detect();
@@ -76,6 +77,7 @@ fn main() {
 
     cxx_build::bridge("src/ffi.rs")
         .file("cxx/shim.cc")
+        .file("cxx/staging.cc")
         .include(&include)
         .std("c++20")
         .flag_if_supported("-Wno-deprecated-declarations")

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::generate::{
     CancelToken, Event, FinishReason, GenerateRequest, GenerateResponse, Timings,
 };
-use crate::image::{patch_array, resize_for_model, smart_resize};
+use crate::image::{patch_array, smart_resize, stage_for_model};
 use crate::model::positions::{mrope_tables, rope_positions};
 use crate::model::{KvCache, Qwen3Vl, Rope, VisionFeatures, Visual, assemble_inputs, image_spans};
 use crate::prompt::{ChatTemplate, PromptBuilder, TextTokenizer};
@@ -338,10 +338,10 @@ impl Engine {
                 features[i] = Some(f);
                 continue;
             }
-            let resized = resize_for_model(&req.images[i], &self.pre)?;
-            marks.mark("resize");
-            let (pixels, grid) = patch_array(&resized, &self.pre)?;
-            marks.mark("host array, patch graph");
+            let u8s = stage_for_model(&req.images[i], &self.pre)?;
+            marks.mark("resize into staging");
+            let (pixels, grid) = patch_array(&u8s, &self.pre)?;
+            marks.mark("patch graph");
             pixels.eval()?;
             marks.mark("upload, normalise, patches");
             to_encode.push((i, key, pixels, grid));

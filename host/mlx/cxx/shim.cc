@@ -165,6 +165,9 @@ size_t set_cache_limit_bytes(size_t limit) { return mx::set_cache_limit(limit); 
 
 // --- construction and inspection ---
 
+mx::Dtype to_mx_dtype(DType d) { return to_mx(d); }
+
+
 ArrayPtr from_bytes(rust::Slice<const uint8_t> data, rust::Slice<const int32_t> shape, DType dtype) {
   return own(copy_in(data.data(), data.size(), to_shape(shape), to_mx(dtype)));
 }

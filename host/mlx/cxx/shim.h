@@ -80,6 +80,22 @@ void eval_list(const ArrayList& list);
 void async_eval_list(const ArrayList& list);
 void copy_to_bytes(const array& a, rust::Slice<uint8_t> out);
 
+// --- staging buffers (staging.cc) ---
+// Host bytes for one array: a page-locked block from a pool that kernels read
+// in place (CUDA), or heap memory that becomes a copy (elsewhere).
+struct Staging {
+  size_t size = 0;
+  void* block_data = nullptr;  // the pool's block, while this owns it
+  size_t block_cap = 0;
+  std::vector<uint8_t> heap;  // when no block could be had
+  ~Staging();
+};
+std::unique_ptr<Staging> staging_new(size_t size);
+rust::Slice<uint8_t> staging_bytes(Staging& s);
+bool staging_pinned(const Staging& s);
+ArrayPtr staging_into_array(Staging& s, rust::Slice<const int32_t> shape, DType dtype);
+mlx::core::Dtype to_mx_dtype(DType d);
+
 // --- lists ---
 std::unique_ptr<ArrayList> list_new();
 void list_push(ArrayList& list, const array& a);

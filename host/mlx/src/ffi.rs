@@ -130,6 +130,17 @@ pub(crate) mod bridge {
         fn scalar_f32(v: f32, dtype: DType) -> Result<UniquePtr<array>>;
         fn scalar_i32(v: i32) -> Result<UniquePtr<array>>;
         fn clone_array(a: &array) -> UniquePtr<array>;
+
+        // staging buffers (cxx/staging.cc)
+        type Staging;
+        fn staging_new(size: usize) -> Result<UniquePtr<Staging>>;
+        fn staging_bytes(s: Pin<&mut Staging>) -> &mut [u8];
+        fn staging_pinned(s: &Staging) -> bool;
+        fn staging_into_array(
+            s: Pin<&mut Staging>,
+            shape: &[i32],
+            dtype: DType,
+        ) -> Result<UniquePtr<array>>;
         fn shape(a: &array) -> Vec<i32>;
         fn dtype(a: &array) -> DType;
         fn nbytes(a: &array) -> usize;

@@ -17,6 +17,7 @@ pub mod nn;
 mod ops;
 mod quant;
 pub mod random;
+mod staging;
 
 pub use array::{Array, Dtype, Element, async_eval, eval};
 pub use device::{
@@ -27,3 +28,4 @@ pub use device::{
 };
 pub use error::{Error, Result};
 pub use quant::{Quantized, quantize};
+pub use staging::Staging;

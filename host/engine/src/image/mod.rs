@@ -10,8 +10,10 @@ mod synth;
 
 pub use decode::{DecodeLimits, decode_image};
 pub use encode::{Encoding, encode_image};
-pub use patchify::{PreparedImage, patch_array, prepare_image, resize_for_model};
-pub use resize::{Resampler, resize_bicubic, resize_bicubic_with, smart_resize};
+pub use patchify::{PreparedImage, patch_array, prepare_image, resize_for_model, stage_for_model};
+pub use resize::{
+    Resampler, resize_bicubic, resize_bicubic_into, resize_bicubic_with, smart_resize,
+};
 pub use synth::{MAX_SIDE, Pattern, synth_image};
 
 /// A decoded RGB image (8 bits per channel, row-major `h × w × 3`).

@@ -176,14 +176,13 @@ fn parallel_rows(out: &mut [u8], row_bytes: usize, f: impl Fn(usize, &mut [u8]) 
     });
 }
 
-fn horizontal(src: &RgbImage, out_w: usize, flavour: Resampler) -> RgbImage {
-    let (w, h) = (src.width as usize, src.height as usize);
+/// Resamples the rows of `src` (`w` pixels wide) to `out_w` pixels into `out`.
+fn horizontal(src: &[u8], w: usize, out_w: usize, flavour: Resampler, out: &mut [u8]) {
     let (taps, bits) = coefficients(w, out_w, flavour);
-    let mut out = vec![0u8; out_w * h * 3];
-    parallel_rows(&mut out, out_w * 3, |y0, band| {
+    parallel_rows(out, out_w * 3, |y0, band| {
         for (dy, orow) in band.chunks_mut(out_w * 3).enumerate() {
             let y = y0 + dy;
-            let row = &src.pixels[y * w * 3..(y + 1) * w * 3];
+            let row = &src[y * w * 3..(y + 1) * w * 3];
             for (xx, t) in taps.iter().enumerate() {
                 let mut ss = [1i32 << (bits - 1); 3];
                 let span = &row[t.start * 3..(t.start + t.weights.len()) * 3];
@@ -198,20 +197,18 @@ fn horizontal(src: &RgbImage, out_w: usize, flavour: Resampler) -> RgbImage {
             }
         }
     });
-    RgbImage::new(out_w as u32, h as u32, out)
 }
 
-fn vertical(src: &RgbImage, out_h: usize, flavour: Resampler) -> RgbImage {
-    let (w, h) = (src.width as usize, src.height as usize);
+/// Resamples the columns of `src` (`w` × `h` pixels) to `out_h` rows into `out`.
+fn vertical(src: &[u8], w: usize, h: usize, out_h: usize, flavour: Resampler, out: &mut [u8]) {
     let (taps, bits) = coefficients(h, out_h, flavour);
-    let mut out = vec![0u8; w * out_h * 3];
-    parallel_rows(&mut out, w * 3, |y0, band| {
+    parallel_rows(out, w * 3, |y0, band| {
         let mut acc = vec![0i32; w * 3];
         for (dy, orow) in band.chunks_mut(w * 3).enumerate() {
             let t = &taps[y0 + dy];
             acc.fill(1 << (bits - 1));
             for (i, &k) in t.weights.iter().enumerate() {
-                let row = &src.pixels[(t.start + i) * w * 3..(t.start + i + 1) * w * 3];
+                let row = &src[(t.start + i) * w * 3..(t.start + i + 1) * w * 3];
                 for (a, &p) in acc.iter_mut().zip(row) {
                     *a += p as i32 * k;
                 }
@@ -221,21 +218,39 @@ fn vertical(src: &RgbImage, out_h: usize, flavour: Resampler) -> RgbImage {
             }
         }
     });
-    RgbImage::new(w as u32, out_h as u32, out)
 }
 
-/// Resizes to `out_w × out_h`; a pass whose size does not change is skipped
-/// (an identity in both implementations).
-pub fn resize_bicubic_with(src: &RgbImage, out_w: u32, out_h: u32, flavour: Resampler) -> RgbImage {
-    let mut img = if out_w != src.width {
-        horizontal(src, out_w as usize, flavour)
-    } else {
-        src.clone()
-    };
-    if out_h != img.height {
-        img = vertical(&img, out_h as usize, flavour);
+/// Resizes `src` to `out_w × out_h` into `out` (`out_w · out_h · 3` bytes, RGB
+/// rows); a pass whose size does not change is skipped (an identity in both
+/// implementations). Writing into the caller's memory lets the image land
+/// straight in the buffer the GPU reads.
+pub fn resize_bicubic_into(
+    src: &RgbImage,
+    out_w: u32,
+    out_h: u32,
+    flavour: Resampler,
+    out: &mut [u8],
+) {
+    let (w, h) = (src.width as usize, src.height as usize);
+    let (ow, oh) = (out_w as usize, out_h as usize);
+    assert_eq!(out.len(), ow * oh * 3, "resize_bicubic_into: output size");
+    match (ow != w, oh != h) {
+        (false, false) => out.copy_from_slice(&src.pixels),
+        (true, false) => horizontal(&src.pixels, w, ow, flavour, out),
+        (false, true) => vertical(&src.pixels, w, h, oh, flavour, out),
+        (true, true) => {
+            let mut rows = vec![0u8; ow * h * 3];
+            horizontal(&src.pixels, w, ow, flavour, &mut rows);
+            vertical(&rows, ow, h, oh, flavour, out);
+        }
     }
-    img
+}
+
+/// Resizes to `out_w × out_h` into a new image ([`resize_bicubic_into`]).
+pub fn resize_bicubic_with(src: &RgbImage, out_w: u32, out_h: u32, flavour: Resampler) -> RgbImage {
+    let mut out = vec![0u8; out_w as usize * out_h as usize * 3];
+    resize_bicubic_into(src, out_w, out_h, flavour, &mut out);
+    RgbImage::new(out_w, out_h, out)
 }
 
 /// Resizes the way transformers' default processor does (PyTorch's kernel).

@@ -1,0 +1,74 @@
+//! Host bytes that become an array without a second copy where the backend
+//! allows it. Under CUDA a staging buffer is page-locked host memory from a
+//! pool, which kernels read in place: MLX's own path copies host data into
+//! fresh CUDA managed memory, whose pages fault on the CPU's first write and
+//! migrate on the GPU's first read (`cxx/staging.cc`). Elsewhere it is heap
+//! memory that [`Staging::into_array`] copies, as [`Array::from_bytes`] does.
+
+use cxx::UniquePtr;
+
+use crate::array::{Array, Dtype};
+use crate::error::{Error, Result};
+use crate::ffi::bridge as ffi;
+
+/// `len` bytes to fill, then hand to MLX as one array.
+pub struct Staging {
+    raw: UniquePtr<ffi::Staging>,
+}
+
+impl Staging {
+    /// A buffer of `len` bytes (contents unspecified: fill all of them).
+    pub fn new(len: usize) -> Result<Staging> {
+        let raw = ffi::staging_new(len).map_err(|e| Error::from_cxx("staging_new", e))?;
+        Ok(Staging { raw })
+    }
+
+    /// The bytes to fill.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        ffi::staging_bytes(self.raw.pin_mut())
+    }
+
+    /// Whether the GPU reads this buffer in place (page-locked CUDA memory).
+    pub fn is_pinned(&self) -> bool {
+        ffi::staging_pinned(&self.raw)
+    }
+
+    /// The bytes as an array of `shape` and `dtype` (whose size must match).
+    pub fn into_array(mut self, shape: &[i32], dtype: Dtype) -> Result<Array> {
+        Array::wrap(
+            "staging_into_array",
+            ffi::staging_into_array(self.raw.pin_mut(), shape, dtype),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filled_bytes_become_the_array() {
+        let mut s = Staging::new(2 * 3 * 4).unwrap();
+        for (i, b) in s.bytes_mut().iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let a = s.into_array(&[2, 3], Dtype::F32).unwrap();
+        assert_eq!(a.to_bytes().unwrap(), (0..24u8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_shape_of_another_size_is_refused() {
+        let s = Staging::new(10).unwrap();
+        let err = s.into_array(&[3], Dtype::F32).unwrap_err().to_string();
+        assert!(err.contains("holds 10 bytes"), "{err}");
+    }
+
+    #[test]
+    fn an_unused_buffer_can_be_dropped() {
+        let mut s = Staging::new(1 << 20).unwrap();
+        s.bytes_mut().fill(7);
+        drop(s);
+        let empty = Staging::new(0).unwrap();
+        assert_eq!(empty.into_array(&[0], Dtype::U8).unwrap().shape(), vec![0]);
+    }
+}
