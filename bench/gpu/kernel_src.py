@@ -1,5 +1,5 @@
 """Our kernel sources as the engine hands them to MLX (`compact` in
-host/engine/src/kernels/source.rs: comments and indentation stripped), for the labs."""
+host/engine/src/kernels/mod.rs: comments and indentation stripped), for the labs."""
 import pathlib
 
 KDIR = pathlib.Path(__file__).resolve().parents[2] / "host/engine/src/kernels"
@@ -13,15 +13,3 @@ def compact(src):
         if line:
             out.append(line)
     return "\n".join(out)
-
-
-def header(*names):
-    """Shared device code, as `header` in source.rs inlines it."""
-    return "\n".join(compact((KDIR / n).read_text()) for n in names) + "\n"
-
-
-def qmv_shared_bytes(k, warps, u):
-    """Dynamic shared memory of qmv4_rows (qmv4_shared_bytes in qmv4.cuh)."""
-    x = -(-((k // 32) * 20 * 4 + (k // 64) * 4) // 16) * 16
-    per_warp = -(-(k // 128) // warps)
-    return x + warps * min(u, per_warp) * 32 * 48

@@ -29,7 +29,7 @@ import time
 
 import mlx.core as mx
 
-from kernel_src import KDIR, compact, header, qmv_shared_bytes
+from kernel_src import KDIR, compact
 
 LDIR = KDIR.parents[3] / "bench/gpu/layer"  # the experiment's own kernels and phase machinery
 
@@ -56,9 +56,12 @@ def defines(variant):
     return d
 
 
-def qmv_smem(k, warps, u=2):
-    """The layer kernels call qmv4_rows with U = 2."""
-    return qmv_shared_bytes(k, warps, u)
+def header(*names):
+    return "\n".join(compact((KDIR / n).read_text()) for n in names) + "\n"
+
+
+def qmv_smem(k):
+    return (k // 32) * 20 * 4 + (k // 64) * 4
 
 
 def attn_smem(tile):
@@ -73,16 +76,16 @@ def splits(positions, tile=THREADS):
 _kernels = {}
 
 
-def qmv_kernel(k, norm, resid, swiglu, warps, u):
-    key = ("qmv", k, norm, resid, swiglu, warps, u)
+def qmv_kernel(k, norm, resid, swiglu):
+    key = ("qmv", k, norm, resid, swiglu)
     if key not in _kernels:
         src = compact(f"#define NORM {norm}\n#define RESID {resid}\n#define SWIGLU {swiglu}\n"
                       + (KDIR / "qmv4.cu").read_text())
         ins = ["x"] + (["nw"] if norm else []) + ["w", "scales", "biases"] + (["res"] if resid else [])
         _kernels[key] = mx.fast.cuda_kernel(
-            name=f"lab_qmv_{k}_{norm}{resid}{swiglu}_{warps}_{u}", input_names=ins, output_names=["out"], source=src,
+            name=f"lab_qmv_{k}_{norm}{resid}{swiglu}", input_names=ins, output_names=["out"], source=src,
             header=header("q4_dot.cuh", "phases.cuh", "qmv4.cuh"), ensure_row_contiguous=True,
-            shared_memory=qmv_smem(k, warps, u))
+            shared_memory=qmv_smem(k))
     return _kernels[key]
 
 
@@ -91,12 +94,12 @@ def qmv(x, q, k, n, nw=None, res=None, swiglu=False):
     width = n // 2 if swiglu else n
     blocks = -(-width // (8 if swiglu else 16))
     warps = 8 if blocks < 320 else 4
-    u = 4
+    u = 4 if k > 4096 else 2
     tmpl = [("T", mx.bfloat16), ("K", k), ("N", n), ("WARPS", warps), ("U", u)]
     if nw is not None:
         tmpl.append(("EPS_BITS", bits(EPS)))
     ins = [x] + ([nw] if nw is not None else []) + list(q) + ([res] if res is not None else [])
-    kern = qmv_kernel(k, int(nw is not None), int(res is not None), int(swiglu), warps, u)
+    kern = qmv_kernel(k, int(nw is not None), int(res is not None), int(swiglu))
     return kern(inputs=ins, template=tmpl, grid=(blocks * warps * 32, 1, 1), threadgroup=(warps * 32, 1, 1),
                 output_shapes=[(1, 1, width)], output_dtypes=[mx.bfloat16])[0]
 
@@ -177,14 +180,14 @@ def fused(x, layer, meta, counters, length, variant="", trace=False):
     threads = 32 * int(defines(variant, "attn")["LAYER_WARPS"])
     s = splits(length + 1, threads)
     kern = half("attn", variant, trace, ["out", "qkv", "part", "attn"],
-                max(qmv_smem(H, threads // 32), qmv_smem(NH * HD, threads // 32), attn_smem(threads)))
+                max(qmv_smem(H), qmv_smem(NH * HD), attn_smem(threads)))
     blocks = -(-NQKV // 16) + NKV * s + -(-H // 16)
     ins = [x, layer["in_norm"], *layer["qkv"], layer["qn"], layer["kn"], layer["kc"], layer["vc"], meta, counters,
            *layer["o"]]
     a = launch(kern, ins, [("T", bf), ("H", H)] + attn_consts(length, threads)[1:], blocks, threads,
                [(1, 1, H), (NQKV,), (NKV * s * G * (HD + 2),), (NH * HD,)], [bf, bf, mx.float32, bf], trace)
     mthreads = 32 * int(defines(variant, "mlp")["LAYER_WARPS"])
-    kern = half("mlp", variant, trace, ["out", "act"], max(qmv_smem(H, mthreads // 32), qmv_smem(I, mthreads // 32)))
+    kern = half("mlp", variant, trace, ["out", "act"], max(qmv_smem(H), qmv_smem(I)))
     blocks = -(-I // 8) + -(-H // 16)
     ins = [a[0], layer["post_norm"], *layer["gu"], *layer["d"], counters]
     m = launch(kern, ins, [("T", bf), ("H", H), ("I", I), ("EPS_BITS", bits(EPS))], blocks, mthreads,

@@ -33,8 +33,7 @@ pub(crate) use source::{compact, header};
 /// matrix-vector kernels are kept per input width.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum KernelKey {
-    /// Variant, input width, warps per block (the shared memory depends on them).
-    Qmv(qmv::Variant, i32, i32),
+    Qmv(qmv::Variant, i32),
     AttnDecode,
     Prefill(prefill::Op),
 }
@@ -62,7 +61,7 @@ fn with_kernel(
     let kernel = match map.entry(key) {
         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
         std::collections::hash_map::Entry::Vacant(e) => e.insert(match key {
-            KernelKey::Qmv(variant, k, warps) => variant.compile(k, warps, qmv::STAGES)?,
+            KernelKey::Qmv(variant, k) => variant.compile(k)?,
             KernelKey::AttnDecode => attention::compile_decode()?,
             KernelKey::Prefill(op) => op.compile()?,
         }),

@@ -16,25 +16,20 @@ fn rows_per_block(swiglu: bool) -> i32 {
     if swiglu { 8 } else { 16 }
 }
 
-/// Warps per block (they split the input width) and k-tiles each warp keeps
-/// in flight. Warps as measured on the H100 at the 8B's shapes
-/// (`bench/gpu/qmv_lab.py`): few blocks want more warps each.
-fn launch_shape(blocks: i32) -> (i32, i32) {
+/// Warps per block (they split the input width) and k-tiles whose loads a
+/// warp issues at once. Measured on the H100 at the 8B's shapes
+/// (`bench/gpu/qmv_lab.py`): few blocks want more warps each, wide inputs
+/// deeper batches.
+fn launch_shape(k: i32, blocks: i32) -> (i32, i32) {
     let warps = if blocks < 320 { 8 } else { 4 };
-    (warps, STAGES)
+    let tiles_at_once = if k > 4096 { 4 } else { 2 };
+    (warps, tiles_at_once)
 }
 
-/// K-tiles in flight per warp: copies into shared memory, so depth costs no
-/// registers; 4 keep ~140 KB in flight per SM at the 8B's shapes.
-pub(super) const STAGES: i32 = 4;
-
-/// Dynamic shared memory, as `qmv4_shared_bytes` computes it: the input row
-/// as 32-code chunks of 20 words (16 used) and one f32 sum per group of 64,
-/// rounded to 16 bytes, then each warp's slots of 48 bytes per lane.
-fn shared_bytes(k: i32, warps: i32, tiles_in_flight: i32) -> i32 {
-    let x = ((k / 32) * 20 * 4 + (k / 64) * 4 + 15) / 16 * 16;
-    let per_warp = (k / 128 + warps - 1) / warps;
-    x + warps * tiles_in_flight.min(per_warp) * 32 * 48
+/// Dynamic shared memory: the input row as 32-code chunks of 20 words (16
+/// used) and one f32 sum per group of 64.
+fn shared_bytes(k: i32) -> i32 {
+    (k / 32) * 20 * 4 + (k / 64) * 4
 }
 
 /// What happens to the input row before the product.
@@ -88,7 +83,7 @@ impl Variant {
         }
     }
 
-    pub fn compile(self, k: i32, warps: i32, tiles_in_flight: i32) -> Result<Kernel> {
+    pub fn compile(self, k: i32) -> Result<Kernel> {
         let (norm, resid, swiglu) = self.flags();
         let mut inputs = vec!["x"];
         if norm {
@@ -124,10 +119,7 @@ impl Variant {
             header: &header,
             ensure_row_contiguous: true,
         };
-        Ok(Kernel::cuda(
-            &spec,
-            shared_bytes(k, warps, tiles_in_flight),
-        )?)
+        Ok(Kernel::cuda(&spec, shared_bytes(k))?)
     }
 }
 
@@ -176,7 +168,7 @@ pub fn qmv(
     }
     let per_block = rows_per_block(swiglu);
     let blocks = (width + per_block - 1) / per_block;
-    let (warps, tiles_in_flight) = launch_shape(blocks);
+    let (warps, tiles_at_once) = launch_shape(k, blocks);
     let mut shape = x.shape();
     *shape.last_mut().expect("x has an axis") = width;
     let mut template = vec![
@@ -184,12 +176,12 @@ pub fn qmv(
         ("K", TemplateArg::Int(k)),
         ("N", TemplateArg::Int(n)),
         ("WARPS", TemplateArg::Int(warps)),
-        ("U", TemplateArg::Int(tiles_in_flight)),
+        ("U", TemplateArg::Int(tiles_at_once)),
     ];
     if let Prologue::RmsNorm { eps, .. } = prologue {
         template.push(("EPS_BITS", TemplateArg::Int(eps.to_bits() as i32)));
     }
-    let mut outs = super::with_kernel(super::KernelKey::Qmv(variant, k, warps), |kernel| {
+    let mut outs = super::with_kernel(super::KernelKey::Qmv(variant, k), |kernel| {
         kernel.call(
             &inputs,
             &Launch {
@@ -234,19 +226,15 @@ mod tests {
     }
 
     #[test]
-    fn launch_shapes_and_shared_memory() {
-        // The 8B's o and down projections (256 blocks), q/k/v (384), gate/up
-        // (1536), the LM head (9496).
-        assert_eq!(launch_shape(256), (8, STAGES));
-        assert_eq!(launch_shape(384), (4, STAGES));
-        assert_eq!(launch_shape(9496), (4, STAGES));
+    fn launch_shapes_follow_the_measured_choices() {
+        // The 8B's o projection (256 blocks) and down projection (K 12288).
+        assert_eq!(launch_shape(4096, 256), (8, 2));
+        assert_eq!(launch_shape(12288, 256), (8, 4));
+        // q/k/v (384 blocks), gate/up (1536), the LM head (9496).
+        assert_eq!(launch_shape(4096, 384), (4, 2));
+        assert_eq!(launch_shape(4096, 9496), (4, 2));
         assert_eq!(rows_per_block(true), 8);
-        // Input row (K 4096: 10,496 bytes, already whole vectors) and 4 slots
-        // of 1,536 bytes per warp; K 12288 over 8 warps; K 128 rounds its 328
-        // bytes up to 336 and has one tile, so one slot.
-        assert_eq!(shared_bytes(4096, 4, 4), 10_496 + 4 * 4 * 1536);
-        assert_eq!(shared_bytes(12288, 8, 4), 31_488 + 8 * 4 * 1536);
-        assert_eq!(shared_bytes(128, 4, 4), 336 + 4 * 1536);
+        assert_eq!(shared_bytes(4096), 128 * 80 + 64 * 4);
     }
 
     #[test]

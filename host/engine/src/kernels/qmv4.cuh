@@ -2,17 +2,11 @@
 // w per call (8 gate/up pairs for SwiGLU), the products on tensor cores (mma
 // m16n8k16, f32 accumulation). A block of WARPS warps runs it for `block`;
 // the warps split K. Template constants: T, K (% 128 == 0), N (rows of w), U
-// (k-tiles a warp keeps in flight), NORM (RMSNorm of x by nw), RESID (add
-// res), SWIGLU (rows [0, N/2) gate, [N/2, N) up). `xp`: shared memory of
-// qmv4_shared_bytes(K, WARPS, U). `wait` runs after the first weights are in
-// flight and before x is read (a no-op, or a wait for x's producers in the
-// same launch: x and res are read past L1 for that reason).
-//
-// The weights stream through shared memory by asynchronous copies, U k-tiles
-// per warp ahead of the tile it multiplies: the loads in flight then cost no
-// registers (with register batches, 102 registers per thread held gate/up to
-// 20 warps per SM and 63% of the DRAM bandwidth, bench/gpu/NOTES.md). Each lane
-// reads back only what it copied itself, so no barrier is needed.
+// (k-tiles whose loads a warp issues at once), NORM (RMSNorm of x by nw),
+// RESID (add res), SWIGLU (rows [0, N/2) gate, [N/2, N) up). `xp`: shared
+// memory of qmv4_shared_bytes(K). `wait` runs after the first weights are in
+// flight and before x is read (a no-op, or a wait for x's producers in
+// the same launch: x and res are read past L1 for that reason).
 //
 // Why tensor cores for one row: converting 4-bit codes to floats one by one
 // (shift, mask, int-to-float at 1/8 rate, FMA) made the old kernel issue-bound
@@ -31,18 +25,8 @@
 // apply after the mma.
 
 constexpr int QMV4_XS = 20;  // words per 32-code chunk slot in shared memory: 16 used, padded for banks
-// One k-tile of a warp in flight: per lane its two 16-byte code chunks and
-// the scale and bias pairs of its two rows.
-constexpr int QMV4_SLOT_BYTES = 32 * 48;
 
-// The input row's bytes, rounded up to whole 16-byte vectors.
-__host__ __device__ constexpr int qmv4_x_bytes(int k) { return ((k / 32) * QMV4_XS * 4 + (k / 64) * 4 + 15) / 16 * 16; }
-__host__ __device__ constexpr int qmv4_stages(int k, int warps, int u) {
-  return u < (k / 128 + warps - 1) / warps ? u : (k / 128 + warps - 1) / warps;
-}
-__host__ __device__ constexpr int qmv4_shared_bytes(int k, int warps, int u) {
-  return qmv4_x_bytes(k) + warps * qmv4_stages(k, warps, u) * QMV4_SLOT_BYTES;
-}
+__host__ __device__ constexpr int qmv4_shared_bytes(int k) { return (k / 32) * QMV4_XS * 4 + (k / 64) * 4; }
 
 
 template <typename T, int K, int N, int WARPS, int U, bool NORM, bool RESID, bool SWIGLU, typename Wait>
@@ -67,28 +51,25 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
   const unsigned* blo = reinterpret_cast<const unsigned*>(biases + row_lo * (K / 64));
   const unsigned* bhi = reinterpret_cast<const unsigned*>(biases + row_hi * (K / 64));
   constexpr int PER_WARP = (TILES + WARPS - 1) / WARPS;
-  constexpr int S = qmv4_stages(K, WARPS, U);
-  constexpr bool EVEN = TILES % WARPS == 0;
-  // This warp's S slots: lo codes, hi codes, {scale lo, scale hi, bias lo, bias hi}.
-  uint4* slots = reinterpret_cast<uint4*>(reinterpret_cast<char*>(xp) + qmv4_x_bytes(K)) + warp * S * 96;
-  // The warp's i-th k-tile into slot i % S; one copy group per i, empty past
-  // the end, so that waiting for all but S - 1 groups means tile i is in.
-  auto issue = [&](int i) {
-    const int tile = warp + i * WARPS;
-    if (i < PER_WARP && (EVEN || tile < TILES)) {
-      uint4* slot = slots + (i % S) * 96;
-      cp_async16(slot + lane, wlo + tile * 4);
-      cp_async16(slot + 32 + lane, whi + tile * 4);
-      unsigned* sc = reinterpret_cast<unsigned*>(slot + 64 + lane);
-      cp_async4(sc, slo + tile);
-      cp_async4(sc + 1, shi + tile);
-      cp_async4(sc + 2, blo + tile);
-      cp_async4(sc + 3, bhi + tile);
-    }
-    cp_async_commit();
-  };
+  constexpr int BATCHES = (PER_WARP + U - 1) / U;
+  constexpr bool EVEN = TILES % WARPS == 0 && PER_WARP % U == 0;
+  uint4 wl[U], wh[U];
+  unsigned sl[U], sh[U], bl[U], bh[U];
+  auto load = [&](int batch) {
 #pragma unroll
-  for (int i = 0; i < S; ++i) issue(i);
+    for (int u = 0; u < U; ++u) {
+      const int tile = warp + (batch * U + u) * WARPS;
+      if (EVEN || tile < TILES) {
+        wl[u] = wlo[tile * 4];
+        wh[u] = whi[tile * 4];
+        sl[u] = slo[tile];
+        sh[u] = shi[tile];
+        bl[u] = blo[tile];
+        bh[u] = bhi[tile];
+      }
+    }
+  };
+  load(0);
   wait();
 
   // The input row: normalized if asked, rounded to T as MLX rounds it, stored
@@ -156,44 +137,43 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
   const bool feed = g == (tig >> 1);
   float acc_lo = 0.f, acc_hi = 0.f;
 #pragma unroll
-  for (int i = 0; i < PER_WARP; ++i) {
-    const int tile = warp + i * WARPS;
-    cp_async_wait<S - 1>();
-    if (EVEN || tile < TILES) {
-      const uint4* slot = slots + (i % S) * 96;
-      const uint4 wl = slot[lane], wh = slot[32 + lane], sc = slot[64 + lane];
-      const uint4* xq = reinterpret_cast<const uint4*>(xp + (tile * 4 + tig) * XS);
-      unsigned xv[16];
+  for (int batch = 0; batch < BATCHES; ++batch) {
+    if (batch > 0) load(batch);
 #pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const uint4 p = xq[q];
-        xv[4 * q] = feed ? p.x : 0u;
-        xv[4 * q + 1] = feed ? p.y : 0u;
-        xv[4 * q + 2] = feed ? p.z : 0u;
-        xv[4 * q + 3] = feed ? p.w : 0u;
-      }
-      const unsigned lw[4] = {wl.x, wl.y, wl.z, wl.w};
-      const unsigned hw[4] = {wh.x, wh.y, wh.z, wh.w};
-      float c[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int u = 0; u < U; ++u) {
+      const int tile = warp + (batch * U + u) * WARPS;
+      if (EVEN || tile < TILES) {
+        const uint4* xq = reinterpret_cast<const uint4*>(xp + (tile * 4 + tig) * XS);
+        unsigned xv[16];
 #pragma unroll
-      for (int m = 0; m < 8; ++m) {
-        // Pairs 2m and 2m + 1: word m / 2, codes t and t + 1 (and + 4).
-        const int word = m >> 1, t = 2 * (m & 1);
-        const unsigned a[4] = {q4_pair<T>(lw[word], t), q4_pair<T>(hw[word], t), q4_pair<T>(lw[word], t + 1),
-                               q4_pair<T>(hw[word], t + 1)};
-        mma_16816(c, a, xv[2 * m], xv[2 * m + 1], T());
+        for (int q = 0; q < 4; ++q) {
+          const uint4 p = xq[q];
+          xv[4 * q] = feed ? p.x : 0u;
+          xv[4 * q + 1] = feed ? p.y : 0u;
+          xv[4 * q + 2] = feed ? p.z : 0u;
+          xv[4 * q + 3] = feed ? p.w : 0u;
+        }
+        const unsigned lw[4] = {wl[u].x, wl[u].y, wl[u].z, wl[u].w};
+        const unsigned hw[4] = {wh[u].x, wh[u].y, wh[u].z, wh[u].w};
+        float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int m = 0; m < 8; ++m) {
+          // Pairs 2m and 2m + 1: word m / 2, codes t and t + 1 (and + 4).
+          const int word = m >> 1, t = 2 * (m & 1);
+          const unsigned a[4] = {q4_pair<T>(lw[word], t), q4_pair<T>(hw[word], t), q4_pair<T>(lw[word], t + 1),
+                                 q4_pair<T>(hw[word], t + 1)};
+          mma_16816(c, a, xv[2 * m], xv[2 * m + 1], T());
+        }
+        const float2 xs = *reinterpret_cast<const float2*>(gsum + 2 * tile);
+        const float2 s0 = unpack2<T>(sl[u]), s1 = unpack2<T>(sh[u]);
+        const float2 b0 = unpack2<T>(bl[u]), b1 = unpack2<T>(bh[u]);
+        constexpr float OFF = Q4Magic<T>::offset;
+        acc_lo = fmaf(s0.x, c[0], fmaf(s0.y, c[1], acc_lo));
+        acc_lo = fmaf(fmaf(-OFF, s0.x, b0.x), xs.x, fmaf(fmaf(-OFF, s0.y, b0.y), xs.y, acc_lo));
+        acc_hi = fmaf(s1.x, c[2], fmaf(s1.y, c[3], acc_hi));
+        acc_hi = fmaf(fmaf(-OFF, s1.x, b1.x), xs.x, fmaf(fmaf(-OFF, s1.y, b1.y), xs.y, acc_hi));
       }
-      const float2 xs = *reinterpret_cast<const float2*>(gsum + 2 * tile);
-      const float2 s0 = unpack2<T>(sc.x), s1 = unpack2<T>(sc.y);
-      const float2 b0 = unpack2<T>(sc.z), b1 = unpack2<T>(sc.w);
-      constexpr float OFF = Q4Magic<T>::offset;
-      acc_lo = fmaf(s0.x, c[0], fmaf(s0.y, c[1], acc_lo));
-      acc_lo = fmaf(fmaf(-OFF, s0.x, b0.x), xs.x, fmaf(fmaf(-OFF, s0.y, b0.y), xs.y, acc_lo));
-      acc_hi = fmaf(s1.x, c[2], fmaf(s1.y, c[3], acc_hi));
-      acc_hi = fmaf(fmaf(-OFF, s1.x, b1.x), xs.x, fmaf(fmaf(-OFF, s1.y, b1.y), xs.y, acc_hi));
     }
-    // The slot's registers are consumed above, so the copy may overwrite it.
-    issue(i + S);
   }
   // C columns 0 and 1 live in the lanes with tig == 0.
   if (tig == 0) {
