@@ -190,9 +190,11 @@ ArrayPtr staging_into_array(Staging& s, rust::Slice<const int32_t> shape, DType 
     throw std::invalid_argument(msg.str());
   }
   if (!s.block_data) {
-    ArrayPtr a = from_bytes(rust::Slice<const uint8_t>(s.heap.data(), s.size), shape, dtype);
-    s.heap = std::vector<uint8_t>();
-    return a;
+    if (s.size == 0) return from_bytes(rust::Slice<const uint8_t>(), shape, dtype);
+    // MLX takes the bytes without a copy where its allocator can (CPU, Metal)
+    // and copies them otherwise; either way the deleter frees them after.
+    auto* bytes = new std::vector<uint8_t>(std::move(s.heap));
+    return std::make_unique<mx::array>(bytes->data(), std::move(sh), dt, [bytes](void*) { delete bytes; });
   }
   // The array owns the block from here; its deleter returns it to the pool once
   // MLX is done with the data (MLX holds inputs until their kernels complete).
