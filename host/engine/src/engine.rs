@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::generate::{
     CancelToken, Event, FinishReason, GenerateRequest, GenerateResponse, Timings,
 };
-use crate::image::{patch_array, smart_resize, stage_for_model};
+use crate::image::{model_size, patch_array, stage_for_model};
 use crate::model::positions::{mrope_tables, rope_positions};
 use crate::model::{KvCache, Qwen3Vl, Rope, VisionFeatures, Visual, assemble_inputs, image_spans};
 use crate::prompt::{ChatTemplate, PromptBuilder, TextTokenizer};
@@ -261,16 +261,9 @@ impl Engine {
         // --- preprocessing: grids, prompt ids, cache lookup, patches of the images still needed
         let mut marks = StageMarks::from_env("VLM_BENCH_PROFILE_PREPROCESS");
         let merge = self.pre.merge_size;
-        let factor = self.pre.factor() as u32;
         let mut grids = Vec::with_capacity(req.images.len());
         for img in &req.images {
-            let (h, w) = smart_resize(
-                img.height,
-                img.width,
-                factor,
-                self.pre.min_pixels,
-                self.pre.max_pixels,
-            )?;
+            let (h, w) = model_size(img, &self.pre)?;
             grids.push([
                 1,
                 h as usize / self.pre.patch_size,

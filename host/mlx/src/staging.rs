@@ -49,6 +49,10 @@ mod tests {
     #[test]
     fn filled_bytes_become_the_array() {
         let mut s = Staging::new(2 * 3 * 4).unwrap();
+        // Page-locked exactly where the CUDA driver is there to give it.
+        let cuda = crate::runtime_backend() == "cuda" && crate::is_available(crate::Device::Gpu);
+        let off = std::env::var_os("VLM_BENCH_NO_PINNED_STAGING").is_some();
+        assert_eq!(s.is_pinned(), cuda && !off);
         for (i, b) in s.bytes_mut().iter_mut().enumerate() {
             *b = i as u8;
         }

@@ -10,7 +10,9 @@ mod synth;
 
 pub use decode::{DecodeLimits, decode_image};
 pub use encode::{Encoding, encode_image};
-pub use patchify::{PreparedImage, patch_array, prepare_image, resize_for_model, stage_for_model};
+pub use patchify::{
+    PreparedImage, model_size, patch_array, prepare_image, resize_for_model, stage_for_model,
+};
 pub use resize::{
     Resampler, resize_bicubic, resize_bicubic_into, resize_bicubic_with, smart_resize,
 };

@@ -31,19 +31,23 @@ impl PreparedImage {
     }
 }
 
+/// `(height, width)` that `smart_resize` gives `img` for the model.
+pub fn model_size(img: &RgbImage, cfg: &PreprocessorConfig) -> Result<(u32, u32)> {
+    smart_resize(
+        img.height,
+        img.width,
+        cfg.factor() as u32,
+        cfg.min_pixels,
+        cfg.max_pixels,
+    )
+}
+
 /// `img` at the size `smart_resize` gives (borrowed when it already has it).
 pub fn resize_for_model<'a>(
     img: &'a RgbImage,
     cfg: &PreprocessorConfig,
 ) -> Result<Cow<'a, RgbImage>> {
-    let factor = cfg.factor() as u32;
-    let (h_bar, w_bar) = smart_resize(
-        img.height,
-        img.width,
-        factor,
-        cfg.min_pixels,
-        cfg.max_pixels,
-    )?;
+    let (h_bar, w_bar) = model_size(img, cfg)?;
     Ok(if (w_bar, h_bar) == (img.width, img.height) {
         Cow::Borrowed(img)
     } else {
@@ -55,14 +59,7 @@ pub fn resize_for_model<'a>(
 /// array, resized straight into a [`mlx::Staging`] buffer: under CUDA the GPU
 /// reads it in place, with no copy into managed memory (3-6 ms for 1920x1080).
 pub fn stage_for_model(img: &RgbImage, cfg: &PreprocessorConfig) -> Result<Array> {
-    let factor = cfg.factor() as u32;
-    let (h, w) = smart_resize(
-        img.height,
-        img.width,
-        factor,
-        cfg.min_pixels,
-        cfg.max_pixels,
-    )?;
+    let (h, w) = model_size(img, cfg)?;
     let mut staging = mlx::Staging::new(w as usize * h as usize * 3)?;
     resize_bicubic_into(img, w, h, Resampler::Torch, staging.bytes_mut());
     Ok(staging.into_array(&[h as i32, w as i32, 3], Dtype::U8)?)

@@ -239,7 +239,7 @@ fn vertical_i32(src: &[u8], w: usize, taps: &[Taps], bits: u32, out: &mut [u8]) 
 }
 
 /// [`vertical_i32`]'s result computed in f32, for taps that pass
-/// [`exact_in_f32`] (2-3x faster at 1920x1080 -> 1920x1088 on x86-64).
+/// [`exact_in_f32`].
 fn vertical_f32(src: &[u8], w: usize, taps: &[Taps], bits: u32, out: &mut [u8]) {
     let top = ((256i32 << bits) - 1) as f32;
     parallel_rows(out, w * 3, |y0, band| {
