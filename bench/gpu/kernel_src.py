@@ -1,5 +1,5 @@
 """Our kernel sources as the engine hands them to MLX (`compact` in
-host/engine/src/kernels/mod.rs: comments and indentation stripped), for the labs."""
+host/engine/src/kernels/source.rs: comments and indentation stripped), for the labs."""
 import pathlib
 
 KDIR = pathlib.Path(__file__).resolve().parents[2] / "host/engine/src/kernels"
@@ -13,3 +13,8 @@ def compact(src):
         if line:
             out.append(line)
     return "\n".join(out)
+
+
+def header(*names):
+    """Shared device code, joined as `header` in source.rs joins it."""
+    return "\n".join(compact((KDIR / n).read_text()) for n in names) + "\n"

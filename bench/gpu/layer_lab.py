@@ -29,7 +29,7 @@ import time
 
 import mlx.core as mx
 
-from kernel_src import KDIR, compact
+from kernel_src import KDIR, compact, header
 
 LDIR = KDIR.parents[3] / "bench/gpu/layer"  # the experiment's own kernels and phase machinery
 
@@ -54,10 +54,6 @@ def defines(variant):
     d.update(kv.split("=") for kv in variant.split(",") if kv)
     d["ATTN_THREADS"] = str(32 * int(d["LAYER_WARPS"]))
     return d
-
-
-def header(*names):
-    return "\n".join(compact((KDIR / n).read_text()) for n in names) + "\n"
 
 
 def qmv_smem(k):

@@ -17,7 +17,7 @@ import time
 
 import mlx.core as mx
 
-from kernel_src import KDIR, compact
+from kernel_src import KDIR, compact, header
 
 EPS = 1e-6
 EPS_BITS = struct.unpack("<i", struct.pack("<f", EPS))[0]
@@ -34,7 +34,7 @@ TC_CONFIGS = [(4, 2), (4, 4), (8, 2), (8, 4), (16, 2)]
 
 
 
-HEADER = compact((KDIR / "q4_dot.cuh").read_text())
+HEADER = header("q4_dot.cuh", "phases.cuh", "qmv4.cuh")
 _kernels = {}
 
 
