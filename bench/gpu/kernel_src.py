@@ -18,3 +18,8 @@ def compact(src):
 def header(*names):
     """Shared device code, joined as `header` in source.rs joins it."""
     return "\n".join(compact((KDIR / n).read_text()) for n in names) + "\n"
+
+
+def qmv_shared_bytes(k):
+    """Dynamic shared memory of qmv4_rows for an input of width k (qmv4_shared_bytes)."""
+    return (k // 32) * 20 * 4 + (k // 64) * 4

@@ -29,7 +29,7 @@ import time
 
 import mlx.core as mx
 
-from kernel_src import KDIR, compact, header
+from kernel_src import KDIR, compact, header, qmv_shared_bytes
 
 LDIR = KDIR.parents[3] / "bench/gpu/layer"  # the experiment's own kernels and phase machinery
 
@@ -56,8 +56,6 @@ def defines(variant):
     return d
 
 
-def qmv_smem(k):
-    return (k // 32) * 20 * 4 + (k // 64) * 4
 
 
 def attn_smem(tile):
@@ -81,7 +79,7 @@ def qmv_kernel(k, norm, resid, swiglu):
         _kernels[key] = mx.fast.cuda_kernel(
             name=f"lab_qmv_{k}_{norm}{resid}{swiglu}", input_names=ins, output_names=["out"], source=src,
             header=header("q4_dot.cuh", "phases.cuh", "qmv4.cuh"), ensure_row_contiguous=True,
-            shared_memory=qmv_smem(k))
+            shared_memory=qmv_shared_bytes(k))
     return _kernels[key]
 
 
@@ -176,14 +174,14 @@ def fused(x, layer, meta, counters, length, variant="", trace=False):
     threads = 32 * int(defines(variant, "attn")["LAYER_WARPS"])
     s = splits(length + 1, threads)
     kern = half("attn", variant, trace, ["out", "qkv", "part", "attn"],
-                max(qmv_smem(H), qmv_smem(NH * HD), attn_smem(threads)))
+                max(qmv_shared_bytes(H), qmv_shared_bytes(NH * HD), attn_smem(threads)))
     blocks = -(-NQKV // 16) + NKV * s + -(-H // 16)
     ins = [x, layer["in_norm"], *layer["qkv"], layer["qn"], layer["kn"], layer["kc"], layer["vc"], meta, counters,
            *layer["o"]]
     a = launch(kern, ins, [("T", bf), ("H", H)] + attn_consts(length, threads)[1:], blocks, threads,
                [(1, 1, H), (NQKV,), (NKV * s * G * (HD + 2),), (NH * HD,)], [bf, bf, mx.float32, bf], trace)
     mthreads = 32 * int(defines(variant, "mlp")["LAYER_WARPS"])
-    kern = half("mlp", variant, trace, ["out", "act"], max(qmv_smem(H), qmv_smem(I)))
+    kern = half("mlp", variant, trace, ["out", "act"], max(qmv_shared_bytes(H), qmv_shared_bytes(I)))
     blocks = -(-I // 8) + -(-H // 16)
     ins = [a[0], layer["post_norm"], *layer["gu"], *layer["d"], counters]
     m = launch(kern, ins, [("T", bf), ("H", H), ("I", I), ("EPS_BITS", bits(EPS))], blocks, mthreads,

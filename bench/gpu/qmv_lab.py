@@ -17,7 +17,7 @@ import time
 
 import mlx.core as mx
 
-from kernel_src import KDIR, compact, header
+from kernel_src import KDIR, compact, header, qmv_shared_bytes
 
 EPS = 1e-6
 EPS_BITS = struct.unpack("<i", struct.pack("<f", EPS))[0]
@@ -58,7 +58,7 @@ def run_tc(shape, x, layer, warps, u):
     width = n // 2 if swiglu else n
     per_block = 8 if swiglu else 16
     kern = kernel(f"lab_tc_{name}_w{warps}_u{u}", "qmv4.cu", norm, resid, swiglu,
-                  (k // 32) * 20 * 4 + (k // 64) * 4)
+                  qmv_shared_bytes(k))
     blocks = -(-width // per_block)
     tmpl = [("T", mx.bfloat16), ("K", k), ("N", n), ("WARPS", warps), ("U", u)]
     if norm:

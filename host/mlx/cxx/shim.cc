@@ -82,8 +82,9 @@ std::unique_ptr<ArrayList> own_list(std::vector<mx::array> v) {
   return out;
 }
 
-// Builds an array from a copy of `n` bytes; MLX frees the copy with the array.
-mx::array copy_in(const void* data, size_t n, mx::Shape shape, mx::Dtype dtype) {
+}  // namespace
+
+void check_nbytes(size_t n, const mx::Shape& shape, mx::Dtype dtype) {
   size_t expected = dtype.size();
   for (auto d : shape) {
     if (d < 0) throw std::invalid_argument("negative dimension in shape");
@@ -94,6 +95,13 @@ mx::array copy_in(const void* data, size_t n, mx::Shape shape, mx::Dtype dtype) 
     msg << "data holds " << n << " bytes but the shape and dtype need " << expected;
     throw std::invalid_argument(msg.str());
   }
+}
+
+namespace {
+
+// Builds an array from a copy of `n` bytes; MLX frees the copy with the array.
+mx::array copy_in(const void* data, size_t n, mx::Shape shape, mx::Dtype dtype) {
+  check_nbytes(n, shape, dtype);
   void* buf = std::malloc(n == 0 ? 1 : n);
   if (buf == nullptr) throw std::bad_alloc();
   if (n > 0) std::memcpy(buf, data, n);
@@ -166,7 +174,6 @@ size_t set_cache_limit_bytes(size_t limit) { return mx::set_cache_limit(limit); 
 // --- construction and inspection ---
 
 mx::Dtype to_mx_dtype(DType d) { return to_mx(d); }
-
 
 ArrayPtr from_bytes(rust::Slice<const uint8_t> data, rust::Slice<const int32_t> shape, DType dtype) {
   return own(copy_in(data.data(), data.size(), to_shape(shape), to_mx(dtype)));

@@ -94,7 +94,11 @@ std::unique_ptr<Staging> staging_new(size_t size);
 rust::Slice<uint8_t> staging_bytes(Staging& s);
 bool staging_pinned(const Staging& s);
 ArrayPtr staging_into_array(Staging& s, rust::Slice<const int32_t> shape, DType dtype);
+
+// --- shared by shim.cc and staging.cc ---
 mlx::core::Dtype to_mx_dtype(DType d);
+// Throws unless `n` bytes are exactly what `shape` and `dtype` need.
+void check_nbytes(size_t n, const mlx::core::Shape& shape, mlx::core::Dtype dtype);
 
 // --- lists ---
 std::unique_ptr<ArrayList> list_new();

@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <cstring>
 #include <mutex>
-#include <sstream>
 #include <stdexcept>
 
 #include "mlx-bind/src/ffi.rs.h"
@@ -146,15 +145,6 @@ void give_block(Block b) {
   in_context([&] { return driver().mem_free_host(b.data); });
 }
 
-size_t bytes_for(const mx::Shape& shape, mx::Dtype dtype) {
-  size_t n = dtype.size();
-  for (auto d : shape) {
-    if (d < 0) throw std::invalid_argument("negative dimension in shape");
-    n *= static_cast<size_t>(d);
-  }
-  return n;
-}
-
 }  // namespace
 
 Staging::~Staging() {
@@ -183,12 +173,7 @@ bool staging_pinned(const Staging& s) { return s.block_data != nullptr; }
 ArrayPtr staging_into_array(Staging& s, rust::Slice<const int32_t> shape, DType dtype) {
   mx::Shape sh(shape.begin(), shape.end());
   mx::Dtype dt = to_mx_dtype(dtype);
-  size_t n = bytes_for(sh, dt);
-  if (n != s.size) {
-    std::ostringstream msg;
-    msg << "the staging buffer holds " << s.size << " bytes but the shape and dtype need " << n;
-    throw std::invalid_argument(msg.str());
-  }
+  check_nbytes(s.size, sh, dt);
   if (!s.block_data) {
     if (s.size == 0) return from_bytes(rust::Slice<const uint8_t>(), shape, dtype);
     // MLX takes the bytes without a copy where its allocator can (CPU, Metal)

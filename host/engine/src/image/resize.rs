@@ -157,9 +157,8 @@ fn clip8(v: i32, bits: u32) -> u8 {
     (v >> bits).clamp(0, 255) as u8
 }
 
-/// Runs `f(first_row, rows)` over `out` split into row bands, one per core
-/// of rayon's pool (threads already running: spawning 16 per pass cost more
-/// than the pass at 1920x1080).
+/// Runs `f(first_row, rows)` over `out` split into row bands, one per thread
+/// of rayon's pool (threads already running, not spawned per pass).
 fn parallel_rows(out: &mut [u8], row_bytes: usize, f: impl Fn(usize, &mut [u8]) + Sync) {
     let rows = out.len() / row_bytes.max(1);
     let threads = rayon::current_num_threads().min(rows.max(1));
