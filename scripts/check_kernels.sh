@@ -18,4 +18,8 @@ for w in (d / "wheels").glob("*.whl"):
 PY
   rm -rf "$DIR/wheels" && touch "$DIR/.complete"
 fi
-python3 bench/gpu/nvrtc_check.py "$DIR/site"
+# The step runner's standalone kernels, as the engine writes them.
+STEPS=$(mktemp -d)
+trap 'rm -rf "$STEPS"' EXIT
+VLM_BENCH_STEP_KERNEL_DIR="$STEPS" cargo test --locked -q -p engine --lib step_kernels_for_nvrtc > /dev/null
+python3 bench/gpu/nvrtc_check.py "$DIR/site" "$STEPS"

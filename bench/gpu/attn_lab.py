@@ -46,8 +46,12 @@ def run(kernel, qkv, qn, kn, kc, vc, meta, counters, length):
                   output_dtypes=[mx.float32, mx.bfloat16])[1]
 
 
+# attention.rs reads the caches' capacity from MLX's shape of kc.
+CAP = "#define CACHE_CAP kc_shape[2]\n"
+
+
 def main():
-    kernels = [("new", make("lab_attn_new", (KDIR / "attn_decode.cu").read_text(),
+    kernels = [("new", make("lab_attn_new", CAP + (KDIR / "attn_decode.cu").read_text(),
                             ["q4_dot.cuh", "phases.cuh", "attn.cuh"]))]
     alt = os.environ.get("ALT")
     if alt:

@@ -107,7 +107,7 @@ def attention(qkv, layer, meta, counters, length):
     if "attn" not in _kernels:
         _kernels["attn"] = mx.fast.cuda_kernel(
             name="lab_attn", input_names=["qkv", "qn", "kn", "kc", "vc", "meta", "counters"],
-            output_names=["part", "out"], source=compact((KDIR / "attn_decode.cu").read_text()),
+            output_names=["part", "out"], source=compact("#define CACHE_CAP kc_shape[2]\n" + (KDIR / "attn_decode.cu").read_text()),
             header=header("q4_dot.cuh", "phases.cuh", "attn.cuh"), ensure_row_contiguous=False)
     s = splits(length + 1)
     return _kernels["attn"](

@@ -4,7 +4,10 @@ custom-kernel API wraps them, with NVRTC, for sm_90a: catches compile errors
 on a machine without a GPU. Needs libnvrtc and the CUDA headers, e.g.
 `pip install "nvidia-cuda-nvrtc==13.*" "nvidia-cuda-runtime==13.*" "nvidia-cuda-cccl==13.*"`.
 
-usage: nvrtc_check.py [SITE_PACKAGES]   (where the nvidia/cu13 wheels live)
+usage: nvrtc_check.py [SITE_PACKAGES [STEP_KERNEL_DIR]]
+  SITE_PACKAGES: where the nvidia/cu13 wheels live; STEP_KERNEL_DIR: standalone
+  sources of the step runner's kernels (written by the engine's
+  step_kernels_for_nvrtc test), compiled as they are.
 """
 import ctypes
 import pathlib
@@ -75,7 +78,7 @@ def main():
     qmv_header = headers("q4_dot.cuh", "phases.cuh", "qmv4.cuh")
     attn_header = headers("q4_dot.cuh", "phases.cuh", "attn.cuh")
     qmv = (KDIR / "qmv4.cu").read_text()
-    attn = (KDIR / "attn_decode.cu").read_text()
+    attn = "#define CACHE_CAP kc_shape[2]\n" + (KDIR / "attn_decode.cu").read_text()
     ok = True
     bf = "__nv_bfloat16"
     for t in [bf, "__half"]:
@@ -131,6 +134,15 @@ def main():
         ok &= compile_one(f"swiglu {t}", src)
         src = wrap("gelu_tanh", "", (KDIR / "gelu_tanh.cu").read_text(), [("x", t)], [("out", t)], [("T", t), ("V", 8)], {})
         ok &= compile_one(f"gelu_tanh {t}", src)
+    if len(sys.argv) > 2:
+        files = sorted(pathlib.Path(sys.argv[2]).glob("*.cu"))
+        if not files:
+            print(f"FAIL no step kernels in {sys.argv[2]}")
+            ok = False
+        for f in files:
+            src = f.read_text()
+            name = src.split('extern "C" __global__ void ')[1].split("(")[0]
+            ok &= compile_one(f"step kernel {name} ({f.name})", src)
     sys.exit(0 if ok else 1)
 
 

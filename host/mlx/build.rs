@@ -62,7 +62,14 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=cxx/shim.h");
     println!("cargo:rerun-if-changed=cxx/shim.cc");
-    println!("cargo:rerun-if-changed=cxx/staging.cc");
+    for f in [
+        "cxx/staging.cc",
+        "cxx/cuda_api.h",
+        "cxx/cuda_api.cc",
+        "cxx/cuda_launch.cc",
+    ] {
+        println!("cargo:rerun-if-changed={f}");
+    }
     println!("cargo:rerun-if-changed=src/ffi.rs");
 
     let backend = Backend::detect();
@@ -78,6 +85,8 @@ fn main() {
     cxx_build::bridge("src/ffi.rs")
         .file("cxx/shim.cc")
         .file("cxx/staging.cc")
+        .file("cxx/cuda_api.cc")
+        .file("cxx/cuda_launch.cc")
         .include(&include)
         .std("c++20")
         .flag_if_supported("-Wno-deprecated-declarations")

@@ -50,6 +50,35 @@ pub enum Command {
 pub enum BenchCommand {
     /// Decoding's matrix-vector products and the vision attention at the 8B shapes
     Kernels,
+    /// Greedy decoding paths side by side in one process: MLX's graph, and the
+    /// step runner with and without programmatic dependent launch or CUDA graphs
+    Decode(BenchDecodeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchDecodeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Image sizes, WIDTHxHEIGHT, comma-separated
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "224x224,1024x1024,1920x1080"
+    )]
+    pub resolutions: Vec<String>,
+    /// Output tokens per request (end-of-sequence ignored)
+    #[arg(long, default_value_t = 100)]
+    pub tokens: usize,
+    /// Measured requests per path and resolution, after one warm-up
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Paths, comma-separated: mlx, steps, steps-nopdl, steps-graph, steps-graph-nopdl
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "mlx,steps,steps-nopdl,steps-graph"
+    )]
+    pub paths: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -25,6 +25,9 @@ fn main() {
         cli::Command::Plugins(cmd) => commands::plugins::run(cmd).map(|_| 0),
         cli::Command::Results(cmd) => commands::results::run(cmd).map(|_| 0),
         cli::Command::Bench(cli::BenchCommand::Kernels) => commands::bench::kernels().map(|_| 0),
+        cli::Command::Bench(cli::BenchCommand::Decode(args)) => {
+            commands::bench_decode::run(args).map(|_| 0)
+        }
         cli::Command::Serve { addr, db } => {
             let path = db.path();
             server::serve(addr, path.clone(), |bound| {

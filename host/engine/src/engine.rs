@@ -15,7 +15,10 @@ use crate::generate::{
 };
 use crate::image::{model_size, patch_array, stage_for_model};
 use crate::model::positions::{mrope_tables, rope_positions};
-use crate::model::{KvCache, Qwen3Vl, Rope, VisionFeatures, Visual, assemble_inputs, image_spans};
+use crate::model::{
+    DecodePath, KvCache, Qwen3Vl, Rope, StepSession, VisionFeatures, Visual, assemble_inputs,
+    image_spans,
+};
 use crate::prompt::{ChatTemplate, PromptBuilder, TextTokenizer};
 use crate::sampler::Sampler;
 
@@ -174,6 +177,16 @@ impl Engine {
 
     pub fn model(&self) -> &Qwen3Vl {
         &self.model
+    }
+
+    /// How greedy decoding steps run from the next request on (by default
+    /// from the environment: `DecodePath::from_env`). For comparisons.
+    pub fn set_decode_path(&mut self, path: DecodePath) {
+        self.model.text.set_decode_path(path);
+    }
+
+    pub fn decode_path(&self) -> DecodePath {
+        self.model.text.decode_path()
     }
 
     pub fn preprocessor(&self) -> &PreprocessorConfig {
@@ -402,7 +415,7 @@ impl Engine {
             .reshape(&[1, -1])?;
         let logits = text.logits(&last)?.reshape(&[-1])?;
         let mut sampler = Sampler::new(req.sampling)?;
-        let mut token = sampler.sample(&logits)?;
+        let token = sampler.sample(&logits)?;
         mlx::async_eval(&[&token])?;
 
         // Keep the prompt's KV for later requests (before decoding extends it).
@@ -421,34 +434,74 @@ impl Engine {
         let first_logits = req.return_logits.then_some(logits);
 
         // --- decode, one step ahead of the host (the next step is queued
-        // before the current token is read back)
+        // before the current token is read back). Greedy requests run their
+        // steps outside MLX's graph where that applies (`TextModel::start_steps`).
         let eos = &self.info.eos_token_ids;
         let mut next_pos = positions.next_position();
         let mut out_ids = Vec::with_capacity(req.max_tokens);
         let mut times = Vec::with_capacity(req.max_tokens);
         let mut finish = FinishReason::Length;
         let mut profile = StepProfile::from_env();
-        loop {
+        let mut steps = if sampler.is_greedy() && req.max_tokens > 1 {
+            text.start_steps(&token, &kv, next_pos)?
+        } else {
+            None
+        };
+        // Queues the step after `pending`: on the step runner, or built from
+        // MLX operations and handed to MLX.
+        let mut queue = |pending: &Pending,
+                         steps: &mut Option<StepSession<'_>>,
+                         kv: &mut KvCache,
+                         pos: i32,
+                         profile: &mut Option<StepProfile>|
+         -> Result<Pending> {
             let started = Instant::now();
-            let next = if out_ids.len() + 1 < req.max_tokens {
-                let x = text.embed_array(&token.reshape(&[1])?)?.expand_dims(0)?;
-                let h = text.forward(&x, &Rope::Offset(next_pos), &mut kv, None)?;
-                let logits = text.logits(&h.reshape(&[1, -1])?)?.reshape(&[-1])?;
-                let t = sampler.sample(&logits)?;
-                let built = Instant::now();
-                mlx::async_eval(&[&t])?;
-                if let Some(p) = profile.as_mut() {
-                    p.build_s += built.duration_since(started).as_secs_f64();
-                    p.dispatch_s += built.elapsed().as_secs_f64();
-                    p.steps += 1;
+            let (next, built) = match (steps.as_mut(), pending) {
+                (Some(s), _) => (Pending::Slot(s.queue(kv)?), Instant::now()),
+                (None, Pending::Mlx(token)) => {
+                    let x = text.embed_array(&token.reshape(&[1])?)?.expand_dims(0)?;
+                    let h = text.forward(&x, &Rope::Offset(pos), kv, None)?;
+                    let logits = text.logits(&h.reshape(&[1, -1])?)?.reshape(&[-1])?;
+                    let t = sampler.sample(&logits)?;
+                    let built = Instant::now();
+                    mlx::async_eval(&[&t])?;
+                    (Pending::Mlx(t), built)
                 }
-                next_pos += 1;
-                Some(t)
-            } else {
-                None
+                (None, Pending::Slot(_)) => {
+                    unreachable!("slots come only from the step runner")
+                }
             };
+            if let Some(p) = profile.as_mut() {
+                p.build_s += built.duration_since(started).as_secs_f64();
+                p.dispatch_s += built.elapsed().as_secs_f64();
+                p.steps += 1;
+            }
+            Ok(next)
+        };
+        let mut pending = Pending::Mlx(token);
+        loop {
+            let more = out_ids.len() + 1 < req.max_tokens;
+            // The step runner's first token is ready once `start_steps`
+            // returns: it is read before the first step is queued, which
+            // would delay it.
+            let first_on_runner = steps.is_some() && out_ids.is_empty();
+            let mut next = None;
+            if more && !first_on_runner {
+                next = Some(queue(
+                    &pending,
+                    &mut steps,
+                    &mut kv,
+                    next_pos,
+                    &mut profile,
+                )?);
+                next_pos += 1;
+            }
             let waiting = Instant::now();
-            let id = token.item::<u32>()?;
+            let id = match (&pending, steps.as_mut()) {
+                (Pending::Mlx(t), _) => t.item::<u32>()?,
+                (Pending::Slot(slot), Some(s)) => s.token(*slot)?,
+                (Pending::Slot(_), None) => unreachable!("slots come only from the step runner"),
+            };
             if let Some(p) = profile.as_mut() {
                 p.wait_s += waiting.elapsed().as_secs_f64();
             }
@@ -464,11 +517,26 @@ impl Engine {
                 finish = FinishReason::Stop;
                 break;
             }
+            if more && first_on_runner {
+                next = Some(queue(
+                    &pending,
+                    &mut steps,
+                    &mut kv,
+                    next_pos,
+                    &mut profile,
+                )?);
+                next_pos += 1;
+            }
             match next {
-                Some(t) => token = t,
+                Some(p) => pending = p,
                 None => break,
             }
             self.check_cancel()?;
+        }
+        // MLX may read the caches (the prefix cache's copies) only after the
+        // steps that wrote them.
+        if let Some(s) = steps {
+            s.finish()?;
         }
         let total = since(Instant::now());
         if let Some(p) = profile {
@@ -612,11 +680,19 @@ impl Mark for Option<StageMarks> {
     }
 }
 
+/// A token on its way to the host: an MLX array, or a step runner's slot.
+enum Pending {
+    Mlx(Array),
+    Slot(usize),
+}
+
 /// Where the host's time goes in the decode loop, printed to stderr after
 /// each request when `VLM_BENCH_PROFILE_DECODE` is set: building a step's
-/// graph, handing it to MLX, and waiting for the previous step's token. A
+/// graph, handing it to MLX (or, on the step runner, building the launch
+/// list and launching it), and waiting for the previous step's token. A
 /// wait near zero means the host, not the device, sets the pace.
 #[derive(Default)]
+
 struct StepProfile {
     steps: usize,
     build_s: f64,

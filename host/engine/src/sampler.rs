@@ -67,6 +67,11 @@ impl Sampler {
         Ok(Sampler { params, key })
     }
 
+    /// Whether tokens are the argmax of the logits (no randomness).
+    pub fn is_greedy(&self) -> bool {
+        self.key.is_none()
+    }
+
     /// The next token for `logits` `(vocab,)`, as a lazy `u32` scalar array.
     pub fn sample(&mut self, logits: &Array) -> Result<Array> {
         let Some(key) = self.key.take() else {

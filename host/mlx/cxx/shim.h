@@ -95,6 +95,54 @@ rust::Slice<uint8_t> staging_bytes(Staging& s);
 bool staging_pinned(const Staging& s);
 ArrayPtr staging_into_array(Staging& s, rust::Slice<const int32_t> shape, DType dtype);
 
+// --- kernels and decoding steps launched outside MLX's graph (cuda_launch.cc) ---
+// A kernel compiled with NVRTC for this GPU (an `extern "C"` function).
+struct CudaKernel {
+  void* module = nullptr;
+  void* function = nullptr;
+  int shared_limit = 0;  // dynamic shared memory it was set up for
+  ~CudaKernel();
+};
+// One launch of a step: a 1-D grid of `grid` blocks of `block` threads, its
+// parameters args[first_arg, first_arg + num_args) of the runner.
+struct StepLaunch {
+  const CudaKernel* kernel;
+  uint32_t grid, block, shared;
+  bool pdl;  // may start while the previous launch drains (programmatic dependent launch)
+  size_t first_arg, num_args;
+};
+// A stream, the launches of one decoding step (replayed as a CUDA graph while
+// they stay the same, if asked), and page-locked slots for tokens.
+struct StepRunner {
+  static constexpr size_t kSlots = 4;
+  void* stream = nullptr;
+  bool use_graph = false;
+  std::vector<StepLaunch> launches;
+  std::vector<uint64_t> args;
+  std::vector<StepLaunch> captured;
+  std::vector<uint64_t> captured_args;
+  void* graph = nullptr;
+  void* exec = nullptr;
+  uint32_t* slots = nullptr;
+  void* events[kSlots] = {};
+  ~StepRunner();
+};
+bool cuda_launch_available();
+std::unique_ptr<CudaKernel> cuda_kernel_compile(rust::Str name, rust::Str source, uint32_t shared_bytes);
+std::unique_ptr<StepRunner> step_runner_new(bool use_graph);
+void step_runner_set_graph(StepRunner& r, bool use_graph);
+void step_runner_clear(StepRunner& r);
+void step_runner_add(StepRunner& r, const CudaKernel& k, uint32_t grid, uint32_t block, uint32_t shared, bool pdl,
+                     rust::Slice<const uint64_t> args);
+void step_runner_launch(StepRunner& r);
+void step_runner_read_u32(StepRunner& r, uint64_t src, size_t slot);
+uint32_t step_runner_slot(StepRunner& r, size_t slot);
+void step_runner_copy(StepRunner& r, uint64_t dst, uint64_t src, size_t bytes);
+void step_runner_upload(StepRunner& r, uint64_t dst, rust::Slice<const uint8_t> data);
+void step_runner_synchronize(StepRunner& r);
+// The device address of an evaluated array's first element (CUDA only).
+uint64_t array_device_ptr(const array& a);
+
 // --- shared by shim.cc and staging.cc ---
 mlx::core::Dtype to_mx_dtype(DType d);
 // Throws unless `n` bytes are exactly what `shape` and `dtype` need.

@@ -9,15 +9,14 @@
 // `staging_into_array` copies as `from_bytes` does.
 #include "mlx-bind/cxx/shim.h"
 
-#include <dlfcn.h>
-
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
 
+#include "mlx-bind/cxx/cuda_api.h"
 #include "mlx-bind/src/ffi.rs.h"
-#include "mlx/backend/cuda/cuda.h"
 
 namespace mx = mlx::core;
 
@@ -25,68 +24,13 @@ namespace mlxr {
 
 namespace {
 
-// What `allocator::Buffer::ptr()` points to under MLX 0.32's CUDA backend
-// (`mlx::core::cu::CudaBuffer` in mlx/backend/cuda/allocator.h, a header that
-// needs the CUDA toolkit's to compile). Device -1 marks memory the host and the
-// GPU both address; kernels read `data` directly.
-struct MlxCudaBuffer {
-  void* data;
-  size_t size;
-  int device;
-};
-
-// The CUDA driver calls we need, found in the libcuda that libmlx loads (its
-// runtime is linked statically and exports nothing).
-struct Driver {
-  int (*mem_host_alloc)(void**, size_t, unsigned) = nullptr;
-  int (*mem_free_host)(void*) = nullptr;
-  int (*host_get_device_pointer)(unsigned long long*, void*, unsigned) = nullptr;
-  int (*device_get)(int*, int) = nullptr;
-  int (*primary_ctx_retain)(void**, int) = nullptr;
-  int (*ctx_push)(void*) = nullptr;
-  int (*ctx_pop)(void**) = nullptr;
-  void* ctx = nullptr;
-  bool ok = false;
-};
-
-template <typename F>
-void find(F& f, const char* name) {
-  f = reinterpret_cast<F>(dlsym(RTLD_DEFAULT, name));
+// Whether staging uses page-locked memory: the driver is there and not
+// turned off (for comparisons).
+bool pinned_enabled() {
+  static const bool on = cuda::api().driver && !std::getenv("VLM_BENCH_NO_PINNED_STAGING");
+  return on;
 }
 
-const Driver& driver() {
-  static const Driver d = [] {
-    Driver d;
-    if (!mx::cu::is_available() || std::getenv("VLM_BENCH_NO_PINNED_STAGING")) return d;
-    find(d.mem_host_alloc, "cuMemHostAlloc");
-    find(d.mem_free_host, "cuMemFreeHost");
-    find(d.host_get_device_pointer, "cuMemHostGetDevicePointer_v2");
-    find(d.device_get, "cuDeviceGet");
-    find(d.primary_ctx_retain, "cuDevicePrimaryCtxRetain");
-    find(d.ctx_push, "cuCtxPushCurrent_v2");
-    find(d.ctx_pop, "cuCtxPopCurrent_v2");
-    if (!d.mem_host_alloc || !d.mem_free_host || !d.host_get_device_pointer || !d.device_get ||
-        !d.primary_ctx_retain || !d.ctx_push || !d.ctx_pop)
-      return d;
-    int dev = 0;  // MLX's default GPU
-    d.ok = d.device_get(&dev, 0) == 0 && d.primary_ctx_retain(&d.ctx, dev) == 0;
-    return d;
-  }();
-  return d;
-}
-
-// Runs `f` with MLX's (the device's primary) context current on this thread.
-template <typename F>
-int in_context(F f) {
-  const Driver& d = driver();
-  if (d.ctx_push(d.ctx) != 0) return -1;
-  int rc = f();
-  void* popped = nullptr;
-  d.ctx_pop(&popped);
-  return rc;
-}
-
-constexpr unsigned kPortable = 0x01, kDeviceMap = 0x02;  // CU_MEMHOSTALLOC_*
 constexpr size_t kGranule = size_t(2) << 20;
 constexpr size_t kKeep = 4;  // free blocks the pool keeps
 
@@ -120,15 +64,15 @@ Block take_block(size_t size) {
       return b;
     }
   }
-  const Driver& d = driver();
+  const cuda::Api& d = cuda::api();
   size_t cap = (std::max<size_t>(size, 1) + kGranule - 1) / kGranule * kGranule;
   void* p = nullptr;
-  if (in_context([&] { return d.mem_host_alloc(&p, cap, kPortable | kDeviceMap); }) != 0 || !p) return {nullptr, 0};
+  if (cuda::in_context([&] { return d.mem_host_alloc(&p, cap, cuda::kHostAllocPortable | cuda::kHostAllocDeviceMap); }) != 0 || !p) return {nullptr, 0};
   // Kernels get one pointer for host and device: true under unified addressing.
   unsigned long long dev = 0;
-  if (in_context([&] { return d.host_get_device_pointer(&dev, p, 0); }) != 0 ||
+  if (cuda::in_context([&] { return d.host_get_device_pointer(&dev, p, 0); }) != 0 ||
       dev != reinterpret_cast<unsigned long long>(p)) {
-    in_context([&] { return d.mem_free_host(p); });
+    cuda::in_context([&] { return d.mem_free_host(p); });
     return {nullptr, 0};
   }
   return {p, cap};
@@ -142,7 +86,7 @@ void give_block(Block b) {
       return;
     }
   }
-  in_context([&] { return driver().mem_free_host(b.data); });
+  cuda::in_context([&] { return cuda::api().mem_free_host(b.data); });
 }
 
 }  // namespace
@@ -154,7 +98,7 @@ Staging::~Staging() {
 std::unique_ptr<Staging> staging_new(size_t size) {
   auto s = std::make_unique<Staging>();
   s->size = size;
-  if (driver().ok) {
+  if (pinned_enabled()) {
     Block b = take_block(size);
     s->block_data = b.data;
     s->block_cap = b.cap;
@@ -185,9 +129,9 @@ ArrayPtr staging_into_array(Staging& s, rust::Slice<const int32_t> shape, DType 
   // MLX is done with the data (MLX holds inputs until their kernels complete).
   Block b{s.block_data, s.block_cap};
   s.block_data = nullptr;
-  auto* handle = new MlxCudaBuffer{b.data, b.cap, -1};
+  auto* handle = new cuda::MlxBuffer{b.data, b.cap, -1};
   mx::allocator::Data data(mx::allocator::Buffer(handle), [b](mx::allocator::Buffer buf) {
-    delete static_cast<MlxCudaBuffer*>(buf.ptr());
+    delete static_cast<cuda::MlxBuffer*>(buf.ptr());
     give_block(b);
   });
   return std::make_unique<mx::array>(std::move(data), std::move(sh), dt);

@@ -141,6 +141,41 @@ pub(crate) mod bridge {
             shape: &[i32],
             dtype: DType,
         ) -> Result<UniquePtr<array>>;
+
+        // kernels and decoding steps outside MLX's graph (cxx/cuda_launch.cc)
+        type CudaKernel;
+        type StepRunner;
+        fn cuda_launch_available() -> bool;
+        fn cuda_kernel_compile(
+            name: &str,
+            source: &str,
+            shared_bytes: u32,
+        ) -> Result<UniquePtr<CudaKernel>>;
+        fn step_runner_new(use_graph: bool) -> Result<UniquePtr<StepRunner>>;
+        fn step_runner_set_graph(r: Pin<&mut StepRunner>, use_graph: bool) -> Result<()>;
+        fn step_runner_clear(r: Pin<&mut StepRunner>);
+        fn step_runner_add(
+            r: Pin<&mut StepRunner>,
+            k: &CudaKernel,
+            grid: u32,
+            block: u32,
+            shared: u32,
+            pdl: bool,
+            args: &[u64],
+        ) -> Result<()>;
+        fn step_runner_launch(r: Pin<&mut StepRunner>) -> Result<()>;
+        fn step_runner_read_u32(r: Pin<&mut StepRunner>, src: u64, slot: usize) -> Result<()>;
+        fn step_runner_slot(r: Pin<&mut StepRunner>, slot: usize) -> Result<u32>;
+        fn step_runner_copy(
+            r: Pin<&mut StepRunner>,
+            dst: u64,
+            src: u64,
+            bytes: usize,
+        ) -> Result<()>;
+        fn step_runner_upload(r: Pin<&mut StepRunner>, dst: u64, data: &[u8]) -> Result<()>;
+        fn step_runner_synchronize(r: Pin<&mut StepRunner>) -> Result<()>;
+        fn array_device_ptr(a: &array) -> Result<u64>;
+
         fn shape(a: &array) -> Vec<i32>;
         fn dtype(a: &array) -> DType;
         fn nbytes(a: &array) -> usize;

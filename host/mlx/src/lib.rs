@@ -6,6 +6,7 @@
 //! exception becomes an [`Error`] carrying MLX's message.
 
 mod array;
+pub mod cuda;
 mod device;
 mod error;
 pub mod fast;

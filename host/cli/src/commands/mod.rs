@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod bench_decode;
 pub mod doctor;
 pub mod generate;
 pub mod model;

@@ -5,6 +5,7 @@
 //! One launch replaces the ~20 graph nodes of the same step built from MLX
 //! ops (reshapes, norms, transposes, RoPE, cache updates, slices, SDPA).
 
+use mlx::cuda::Dims;
 use mlx::kernel::{Kernel, KernelSpec, Launch, TemplateArg};
 use mlx::{Array, Dtype};
 
@@ -53,26 +54,105 @@ impl Heads {
     }
 }
 
-pub fn compile_decode() -> Result<Kernel> {
-    let source = super::compact(include_str!("attn_decode.cu"));
-    let header = super::header(&[
+fn header() -> String {
+    super::header(&[
         include_str!("q4_dot.cuh"),
         include_str!("phases.cuh"),
         include_str!("attn.cuh"),
-    ]);
+    ])
+}
+
+/// The body, with the caches' capacity read from `cap` (an expression).
+fn body(cap: &str) -> String {
+    super::compact(&format!(
+        "#define CACHE_CAP {cap}\n{}",
+        include_str!("attn_decode.cu")
+    ))
+}
+
+pub fn compile_decode() -> Result<Kernel> {
     Ok(Kernel::cuda(
         &KernelSpec {
             name: "vlmbench_attn_decode",
             inputs: &["qkv", "qn", "kn", "kc", "vc", "meta", "counters"],
             outputs: &["part", "out"],
-            source: &source,
-            header: &header,
+            // MLX passes the shape of an input whose `_shape` the source names.
+            source: &body("kc_shape[2]"),
+            header: &header(),
             // The caches and counters must be the buffers themselves, never
             // copies: the kernel writes into them.
             ensure_row_contiguous: false,
         },
         0,
     )?)
+}
+
+/// The template constants of a step over `positions` cached positions (the
+/// new one included) split `splits` ways.
+fn template(
+    heads: Heads,
+    dtype: Dtype,
+    splits: i32,
+    rms_eps: f32,
+    rope_theta: f32,
+) -> Vec<(&'static str, TemplateArg)> {
+    let mut template = heads.template(dtype, splits);
+    let bits = |v: f32| TemplateArg::Int(v.to_bits() as i32);
+    template.extend([
+        ("EPS_BITS", bits(rms_eps)),
+        ("LOG2_THETA_BITS", bits(rope_theta.log2())),
+        ("SCALE_BITS", bits(1.0 / (heads.head_dim as f32).sqrt())),
+    ]);
+    template
+}
+
+/// The splits of a step whose cache holds `len` positions before it.
+pub fn step_splits(len: i32) -> i32 {
+    splits(len + 1)
+}
+
+/// Floats of the `part` scratch a step needs at most (the most splits).
+pub fn part_len(heads: Heads) -> i32 {
+    let g = heads.heads / heads.kv_heads;
+    heads.kv_heads * splits(i32::MAX / 2) * g * (heads.head_dim + 2)
+}
+
+/// The standalone kernel (`step.rs`) for a step split `splits` ways, and its
+/// launch. Parameters: `qkv, qn, kn, kc, vc, meta, counters, part, out`, then
+/// the caches' capacity as an `int`.
+pub fn step_kernel(
+    heads: Heads,
+    dtype: Dtype,
+    splits: i32,
+    rms_eps: f32,
+    rope_theta: f32,
+) -> Result<(String, Dims)> {
+    use super::step::Param::{In, Int, Out};
+    let params = [
+        In("qkv", dtype),
+        In("qn", dtype),
+        In("kn", dtype),
+        In("kc", dtype),
+        In("vc", dtype),
+        In("meta", Dtype::I32),
+        In("counters", Dtype::I32),
+        Out("part", Dtype::F32),
+        Out("out", dtype),
+        Int("cache_cap"),
+    ];
+    let source = super::step::standalone(
+        "vlmbench_attn_decode",
+        &header(),
+        &body("cache_cap"),
+        &params,
+        &template(heads, dtype, splits, rms_eps, rope_theta),
+    )?;
+    let dims = Dims {
+        blocks: (heads.kv_heads * splits) as u32,
+        threads: THREADS as u32,
+        shared_bytes: 0,
+    };
+    Ok((source, dims))
 }
 
 /// The inputs of one step.
@@ -103,13 +183,7 @@ pub fn decode(step: &DecodeStep<'_>, heads: Heads) -> Result<Array> {
     let dtype = step.qkv.dtype();
     let g = heads.heads / heads.kv_heads;
     let splits = splits(step.len + 1);
-    let mut template = heads.template(dtype, splits);
-    let bits = |v: f32| TemplateArg::Int(v.to_bits() as i32);
-    template.extend([
-        ("EPS_BITS", bits(step.rms_eps)),
-        ("LOG2_THETA_BITS", bits(step.rope_theta.log2())),
-        ("SCALE_BITS", bits(1.0 / (heads.head_dim as f32).sqrt())),
-    ]);
+    let template = template(heads, dtype, splits, step.rms_eps, step.rope_theta);
     let mut outs = super::with_kernel(super::KernelKey::AttnDecode, |k| {
         k.call(
             &[

@@ -16,6 +16,7 @@ pub mod prefill;
 pub mod qmv;
 mod self_check;
 mod source;
+pub mod step;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};

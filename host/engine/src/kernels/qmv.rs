@@ -6,9 +6,11 @@
 //! two codes, and streams the packed weights with 16-byte loads issued before
 //! the prologue (`bench/gpu/NOTES.md`, "Why the GEMVs were slow").
 
+use mlx::cuda::Dims;
 use mlx::kernel::{Kernel, KernelSpec, Launch, TemplateArg};
 use mlx::{Array, Dtype, Quantized};
 
+use super::step::Param;
 use crate::error::Result;
 
 /// Output rows per block: 16 rows of the matrix (8 gate/up pairs for SwiGLU).
@@ -83,44 +85,128 @@ impl Variant {
         }
     }
 
-    pub fn compile(self, k: i32) -> Result<Kernel> {
-        let (norm, resid, swiglu) = self.flags();
-        let mut inputs = vec!["x"];
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Plain => "vlmbench_qmv4",
+            Variant::Norm => "vlmbench_qmv4_norm",
+            Variant::Residual => "vlmbench_qmv4_res",
+            Variant::NormSwiGlu => "vlmbench_qmv4_norm_swiglu",
+        }
+    }
+
+    /// The inputs, in order, for `(x, nw, w, scales, biases, res)` of
+    /// element type `dtype` (the packed weights are `u32`).
+    fn inputs(self, dtype: Dtype) -> Vec<(&'static str, Dtype)> {
+        let (norm, resid, _) = self.flags();
+        let mut inputs = vec![("x", dtype)];
         if norm {
-            inputs.push("nw");
+            inputs.push(("nw", dtype));
         }
-        inputs.extend(["w", "scales", "biases"]);
+        inputs.extend([("w", Dtype::U32), ("scales", dtype), ("biases", dtype)]);
         if resid {
-            inputs.push("res");
+            inputs.push(("res", dtype));
         }
-        let source = super::compact(&format!(
+        inputs
+    }
+
+    fn body(self) -> String {
+        let (norm, resid, swiglu) = self.flags();
+        super::compact(&format!(
             "#define NORM {}\n#define RESID {}\n#define SWIGLU {}\n{}",
             norm as i32,
             resid as i32,
             swiglu as i32,
             include_str!("qmv4.cu")
-        ));
-        let header = super::header(&[
+        ))
+    }
+
+    fn header() -> String {
+        super::header(&[
             include_str!("q4_dot.cuh"),
             include_str!("phases.cuh"),
             include_str!("qmv4.cuh"),
-        ]);
-        let name = match self {
-            Variant::Plain => "vlmbench_qmv4",
-            Variant::Norm => "vlmbench_qmv4_norm",
-            Variant::Residual => "vlmbench_qmv4_res",
-            Variant::NormSwiGlu => "vlmbench_qmv4_norm_swiglu",
-        };
+        ])
+    }
+
+    pub fn compile(self, k: i32) -> Result<Kernel> {
+        let names: Vec<&str> = self.inputs(Dtype::BF16).iter().map(|(n, _)| *n).collect();
         let spec = KernelSpec {
-            name,
-            inputs: &inputs,
+            name: self.name(),
+            inputs: &names,
             outputs: &["out"],
-            source: &source,
-            header: &header,
+            source: &self.body(),
+            header: &Self::header(),
             ensure_row_contiguous: true,
         };
         Ok(Kernel::cuda(&spec, shared_bytes(k))?)
     }
+
+    /// The standalone kernel (`step.rs`) for a `n x k` matrix and its launch:
+    /// parameters are the inputs in order, then `out`.
+    pub fn step_kernel(self, k: i32, n: i32, dtype: Dtype, eps: f32) -> Result<(String, Dims)> {
+        let mut params: Vec<Param> = self
+            .inputs(dtype)
+            .into_iter()
+            .map(|(name, d)| Param::In(name, d))
+            .collect();
+        params.push(Param::Out("out", dtype));
+        let launch = LaunchShape::of(k, n, self.flags().2);
+        let template = template(dtype, k, n, &launch, self.flags().0.then_some(eps));
+        let source = super::step::standalone(
+            self.name(),
+            &Self::header(),
+            &self.body(),
+            &params,
+            &template,
+        )?;
+        let dims = Dims {
+            blocks: launch.blocks as u32,
+            threads: (launch.warps * 32) as u32,
+            shared_bytes: shared_bytes(k) as u32,
+        };
+        Ok((source, dims))
+    }
+}
+
+/// Blocks, warps per block and k-tiles in flight for an `n x k` matrix.
+struct LaunchShape {
+    blocks: i32,
+    warps: i32,
+    tiles_at_once: i32,
+}
+
+impl LaunchShape {
+    fn of(k: i32, n: i32, swiglu: bool) -> LaunchShape {
+        let width = if swiglu { n / 2 } else { n };
+        let per_block = rows_per_block(swiglu);
+        let blocks = (width + per_block - 1) / per_block;
+        let (warps, tiles_at_once) = launch_shape(k, blocks);
+        LaunchShape {
+            blocks,
+            warps,
+            tiles_at_once,
+        }
+    }
+}
+
+fn template(
+    dtype: Dtype,
+    k: i32,
+    n: i32,
+    launch: &LaunchShape,
+    eps: Option<f32>,
+) -> Vec<(&'static str, TemplateArg)> {
+    let mut template = vec![
+        ("T", TemplateArg::Dtype(dtype)),
+        ("K", TemplateArg::Int(k)),
+        ("N", TemplateArg::Int(n)),
+        ("WARPS", TemplateArg::Int(launch.warps)),
+        ("U", TemplateArg::Int(launch.tiles_at_once)),
+    ];
+    if let Some(eps) = eps {
+        template.push(("EPS_BITS", TemplateArg::Int(eps.to_bits() as i32)));
+    }
+    template
 }
 
 /// Whether the kernel handles this matrix and a single input row `x`.
@@ -166,29 +252,22 @@ pub fn qmv(
     if let Epilogue::Residual(r) = &epilogue {
         inputs.push(r);
     }
-    let per_block = rows_per_block(swiglu);
-    let blocks = (width + per_block - 1) / per_block;
-    let (warps, tiles_at_once) = launch_shape(k, blocks);
+    let launch = LaunchShape::of(k, n, swiglu);
     let mut shape = x.shape();
     *shape.last_mut().expect("x has an axis") = width;
-    let mut template = vec![
-        ("T", TemplateArg::Dtype(x.dtype())),
-        ("K", TemplateArg::Int(k)),
-        ("N", TemplateArg::Int(n)),
-        ("WARPS", TemplateArg::Int(warps)),
-        ("U", TemplateArg::Int(tiles_at_once)),
-    ];
-    if let Prologue::RmsNorm { eps, .. } = prologue {
-        template.push(("EPS_BITS", TemplateArg::Int(eps.to_bits() as i32)));
-    }
+    let eps = match prologue {
+        Prologue::RmsNorm { eps, .. } => Some(eps),
+        Prologue::None => None,
+    };
+    let template = template(x.dtype(), k, n, &launch, eps);
     let mut outs = super::with_kernel(super::KernelKey::Qmv(variant, k), |kernel| {
         kernel.call(
             &inputs,
             &Launch {
                 output_shapes: vec![shape],
                 output_dtypes: vec![x.dtype()],
-                grid: [blocks * warps * 32, 1, 1],
-                threadgroup: [warps * 32, 1, 1],
+                grid: [launch.blocks * launch.warps * 32, 1, 1],
+                threadgroup: [launch.warps * 32, 1, 1],
                 template,
                 init_value: None,
             },

@@ -1,6 +1,8 @@
 // One launch of qmv4_rows (qmv4.cuh), a block per 16 rows of w (8 gate/up
 // pairs for SwiGLU). Template constants: T, K, N, WARPS, U; defines NORM
-// (EPS_BITS: its epsilon's f32 bits), RESID, SWIGLU pick the inputs.
+// (EPS_BITS: its epsilon's f32 bits), RESID, SWIGLU pick the inputs. Launched
+// early (phases.cuh), a block issues its first weight loads before it waits.
+pdl_trigger();
 extern __shared__ unsigned xp[];
 #if NORM
 const T* norm_w = nw;
@@ -15,4 +17,4 @@ const T* resid = res;
 const T* resid = nullptr;
 #endif
 qmv4_rows<T, K, N, WARPS, U, NORM, RESID, SWIGLU>(blockIdx.x, x, norm_w, eps, w, scales, biases, resid, out, xp,
-                                                  NoWait{});
+                                                  GridWait{});

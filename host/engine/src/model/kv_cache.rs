@@ -88,13 +88,19 @@ impl LayerCache {
             ));
         };
         let (heads, head_dim, dtype) = (k.dim(1), k.dim(3), k.dtype());
-        if !self.writable || self.len + 1 > self.capacity() {
+        if self.write_needs_new_buffers() {
             self.grow(self.len + 1, heads, head_dim, dtype)?;
         }
         match (&self.keys, &self.values) {
             (Some(k), Some(v)) => Ok((k, v)),
             _ => unreachable!("grown above"),
         }
+    }
+
+    /// Whether the next [`LayerCache::buffers_for_write`] makes new buffers
+    /// (copying the cached rows).
+    pub fn write_needs_new_buffers(&self) -> bool {
+        !self.writable || self.len + 1 > self.capacity()
     }
 
     /// Counts `n` positions written in place.

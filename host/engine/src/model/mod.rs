@@ -15,7 +15,8 @@ use mlx::Array;
 
 pub use kv_cache::KvCache;
 pub use positions::Positions;
-pub use text::{Rope, TextModel, Visual};
+pub(crate) use text::StepSession;
+pub use text::{DecodePath, Rope, TextModel, Visual};
 pub use vision::{VisionFeatures, VisionTower};
 
 use crate::config::ModelConfig;

@@ -7,6 +7,12 @@ use mlx::fast::{self, Mask};
 use mlx::nn::{self, Weight};
 use mlx::{Array, Dtype, Quantized};
 
+mod steps;
+
+pub use steps::DecodePath;
+pub(crate) use steps::StepSession;
+use steps::StepState;
+
 use super::kv_cache::{KvCache, LayerCache};
 use super::linear::{Linear, Projections, dense_bytes, dense_copy};
 use super::positions::rotate_half;
@@ -83,6 +89,9 @@ pub struct TextModel {
     /// The fused decoding kernels, when the backend has them and every layer
     /// fits them.
     fused: Option<FusedDecode>,
+    /// Greedy decoding steps launched outside MLX's graph (`steps.rs`).
+    steps: Mutex<StepState>,
+    decode_path: DecodePath,
 }
 
 /// What the fused decoding step needs besides the weights.
@@ -298,6 +307,8 @@ impl TextModel {
             lm_head,
             dense_head: None,
             fused: None,
+            steps: Mutex::new(StepState::Untried),
+            decode_path: DecodePath::from_env(),
         };
         model.fused = match FusedDecode::new(t, &model.layers, model.dtype()) {
             Ok(f) => f,
@@ -382,6 +393,50 @@ impl TextModel {
             after_layer(&x);
         }
         Ok(fast::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?)
+    }
+
+    /// Greedy decoding after the prefill's `token` through steps launched
+    /// outside MLX's graph, when they apply (CUDA, the fused kernels on, the
+    /// model's formats supported; see `steps.rs`), else `None`. The cache
+    /// holds the prompt; `pos` is the next RoPE position. Waits for the
+    /// prefill to finish.
+    pub(crate) fn start_steps(
+        &self,
+        token: &Array,
+        kv: &KvCache,
+        pos: i32,
+    ) -> Result<Option<StepSession<'_>>> {
+        let (Some(fused), DecodePath::Steps { graph, pdl }) = (&self.fused, self.decode_path)
+        else {
+            return Ok(None);
+        };
+        if !mlx::cuda::available() {
+            return Ok(None);
+        }
+        let mut state = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(*state, StepState::Untried) {
+            *state = match steps::StepDecoder::new(self, fused) {
+                Ok(d) => StepState::Ready(Box::new(d)),
+                Err(e) => {
+                    eprintln!("warning: decoding steps stay on MLX's graph: {e}");
+                    StepState::Off
+                }
+            };
+        }
+        let StepState::Ready(decoder) = &mut *state else {
+            return Ok(None);
+        };
+        decoder.configure(graph, pdl)?;
+        Ok(Some(StepSession::start(state, self, token, kv, pos)?))
+    }
+
+    /// How greedy decoding steps run from the next request on.
+    pub fn set_decode_path(&mut self, path: DecodePath) {
+        self.decode_path = path;
+    }
+
+    pub fn decode_path(&self) -> DecodePath {
+        self.decode_path
     }
 
     /// Whether single-token steps run the fused decoding kernels.

@@ -1,0 +1,165 @@
+//! `host bench decode`: greedy decoding paths compared in one process, on the
+//! same model and requests, interleaved request by request so that a drifting
+//! machine affects them alike. Numbers for `bench/gpu/NOTES.md`.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use engine::image::{Pattern, synth_image};
+use engine::{DecodePath, Engine, EngineOptions, GenerateRequest, GenerateResponse};
+
+use crate::cli::BenchDecodeArgs;
+use crate::model_resolve;
+
+fn parse_path(name: &str) -> Result<DecodePath> {
+    Ok(match name {
+        "mlx" => DecodePath::Mlx,
+        "steps" => DecodePath::Steps {
+            graph: false,
+            pdl: true,
+        },
+        "steps-nopdl" => DecodePath::Steps {
+            graph: false,
+            pdl: false,
+        },
+        "steps-graph" => DecodePath::Steps {
+            graph: true,
+            pdl: true,
+        },
+        "steps-graph-nopdl" => DecodePath::Steps {
+            graph: true,
+            pdl: false,
+        },
+        other => bail!(
+            "unknown decode path {other:?} (mlx, steps, steps-nopdl, steps-graph, steps-graph-nopdl)"
+        ),
+    })
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32)> {
+    let (w, h) = s
+        .split_once('x')
+        .with_context(|| format!("resolution {s:?} is not WIDTHxHEIGHT"))?;
+    Ok((
+        w.parse().with_context(|| format!("width in {s:?}"))?,
+        h.parse().with_context(|| format!("height in {s:?}"))?,
+    ))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// How many leading tokens two responses share.
+fn common_prefix(a: &GenerateResponse, b: &GenerateResponse) -> usize {
+    a.token_ids
+        .iter()
+        .zip(&b.token_ids)
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+pub fn run(args: BenchDecodeArgs) -> Result<()> {
+    let paths = args
+        .paths
+        .iter()
+        .map(|p| Ok((p.as_str(), parse_path(p)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let sizes = args
+        .resolutions
+        .iter()
+        .map(|s| parse_size(s))
+        .collect::<Result<Vec<_>>>()?;
+    if paths.is_empty() || sizes.is_empty() || args.tokens < 2 {
+        bail!("need at least one path, one resolution and 2 tokens");
+    }
+    let dir = model_resolve::resolve_args(&args.model, false)?;
+    let opts = EngineOptions {
+        cache_enabled: false,
+        ..EngineOptions::default()
+    };
+    let mut engine = Engine::load(&dir, opts)
+        .with_context(|| format!("loading the model in {}", dir.display()))?;
+    println!(
+        "{}: {} tokens, 1 warm-up + {} measured requests per path and resolution",
+        engine.info().name,
+        args.tokens,
+        args.repeats
+    );
+    if !mlx::cuda::available() {
+        println!("note: no CUDA here, so every steps path runs on MLX's graph");
+    }
+    println!(
+        "\n| resolution | path | decode tok/s | ITL p50 ms | TTFT ms | tokens as {} |",
+        paths[0].0
+    );
+    println!("|---|---|---|---|---|---|");
+    for &(w, h) in &sizes {
+        let img = Arc::new(synth_image(w, h, Pattern::Noise, 7)?);
+        let mut req = GenerateRequest::simple("Describe this image.", vec![img], args.tokens);
+        req.ignore_eos = true;
+        // Per path: decode tok/s, ITL p50 and TTFT of each measured request.
+        let mut stats: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![Default::default(); paths.len()];
+        let mut first: Vec<Option<GenerateResponse>> = vec![None; paths.len()];
+        for round in 0..=args.repeats {
+            for (i, (name, path)) in paths.iter().enumerate() {
+                engine.set_decode_path(*path);
+                let resp = engine
+                    .generate(&req, &mut |_| {})
+                    .with_context(|| format!("{w}x{h} on {name}"))?;
+                if round == 0 {
+                    first[i] = Some(resp);
+                    continue;
+                }
+                let t = &resp.timings;
+                stats[i].0.push(t.decode_tok_s().unwrap_or(f64::NAN));
+                stats[i].1.push(median(t.inter_token_s()) * 1e3);
+                stats[i].2.push(t.ttft_s * 1e3);
+            }
+        }
+        let reference = first[0].as_ref().expect("warm-up ran");
+        for (i, (name, _)) in paths.iter().enumerate() {
+            let resp = first[i].as_ref().expect("warm-up ran");
+            let (d, itl, ttft) = &stats[i];
+            println!(
+                "| {w}x{h} | {name} | {:.1} | {:.2} | {:.1} | {}/{} |",
+                median(d.clone()),
+                median(itl.clone()),
+                median(ttft.clone()),
+                common_prefix(reference, resp),
+                reference.token_ids.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_sizes_parse_or_say_why_not() {
+        assert_eq!(parse_path("mlx").unwrap(), DecodePath::Mlx);
+        assert_eq!(
+            parse_path("steps-graph").unwrap(),
+            DecodePath::Steps {
+                graph: true,
+                pdl: true
+            }
+        );
+        assert!(
+            parse_path("fast")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown decode path")
+        );
+        assert_eq!(parse_size("1920x1080").unwrap(), (1920, 1080));
+        assert!(parse_size("1920").is_err());
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+    }
+}

@@ -1,0 +1,213 @@
+//! Kernels of a decoding step launched by `mlx::cuda::StepRunner`, outside
+//! MLX's graph: the bodies MLX's custom-kernel API receives (`qmv4.cu`,
+//! `attn_decode.cu`), and the step's embedding lookup and argmax, each wrapped
+//! as a standalone `extern "C"` kernel the way MLX wraps them (parameters in
+//! order, template constants declared first in the body).
+
+use mlx::Dtype;
+use mlx::cuda::Dims;
+use mlx::kernel::TemplateArg;
+
+use crate::error::{Error, Result};
+
+/// What a standalone kernel takes, in order.
+#[derive(Clone, Copy, Debug)]
+pub enum Param {
+    /// `const T* name`.
+    In(&'static str, Dtype),
+    /// `T* name`.
+    Out(&'static str, Dtype),
+    /// `int name`.
+    Int(&'static str),
+}
+
+/// The CUDA type of an element, as MLX names it.
+pub fn cuda_type(d: Dtype) -> Result<&'static str> {
+    Ok(match d {
+        Dtype::BF16 => "__nv_bfloat16",
+        Dtype::F16 => "__half",
+        Dtype::F32 => "float",
+        Dtype::I32 => "int32_t",
+        Dtype::U32 => "uint32_t",
+        other => {
+            return Err(Error::Model(format!(
+                "step kernels: no CUDA type for {other:?}"
+            )));
+        }
+    })
+}
+
+/// What MLX's kernel preamble provides that the bodies use.
+const PRELUDE: &str = "#include <cuda_bf16.h>\n#include <cuda_fp16.h>\n#include <cuda/std/cstdint>\n\
+                       using cuda::std::int32_t;\nusing cuda::std::uint32_t;\n";
+
+/// `extern "C" __global__ void name(params) { constants; body }` after the
+/// headers.
+pub fn standalone(
+    name: &str,
+    header: &str,
+    body: &str,
+    params: &[Param],
+    template: &[(&str, TemplateArg)],
+) -> Result<String> {
+    let mut sig = Vec::with_capacity(params.len());
+    for p in params {
+        sig.push(match *p {
+            Param::In(n, d) => format!("const {}* {n}", cuda_type(d)?),
+            Param::Out(n, d) => format!("{}* {n}", cuda_type(d)?),
+            Param::Int(n) => format!("int {n}"),
+        });
+    }
+    let mut consts = String::new();
+    for (n, arg) in template {
+        consts += &match *arg {
+            TemplateArg::Int(v) => format!("constexpr int {n} = {v};\n"),
+            TemplateArg::Bool(b) => format!("constexpr bool {n} = {b};\n"),
+            TemplateArg::Dtype(d) => format!("using {n} = {};\n", cuda_type(d)?),
+        };
+    }
+    Ok(format!(
+        "{PRELUDE}{header}extern \"C\" __global__ void {name}({}) {{\n{consts}{body}\n}}\n",
+        sig.join(", ")
+    ))
+}
+
+/// Threads of the argmax's single block.
+const ARGMAX_THREADS: u32 = 1024;
+/// Threads of the embedding's single block.
+const EMBED_THREADS: u32 = 512;
+
+/// The embedding row of the step's token from a 4-bit, group-64 table of
+/// width `h`: parameters `tok, w, scales, biases, out`.
+pub fn embed4(dtype: Dtype, h: i32) -> Result<(String, Dims)> {
+    let params = [
+        Param::In("tok", Dtype::U32),
+        Param::In("w", Dtype::U32),
+        Param::In("scales", dtype),
+        Param::In("biases", dtype),
+        Param::Out("out", dtype),
+    ];
+    let header = super::header(&[include_str!("phases.cuh")]);
+    let template = [("T", TemplateArg::Dtype(dtype)), ("H", TemplateArg::Int(h))];
+    let body = super::compact(include_str!("embed4.cu"));
+    let dims = Dims {
+        blocks: 1,
+        threads: EMBED_THREADS,
+        shared_bytes: 0,
+    };
+    Ok((
+        standalone("vlmbench_embed4", &header, &body, &params, &template)?,
+        dims,
+    ))
+}
+
+/// The argmax of `vocab` logits into the token, and the step's `[len, pos]`
+/// advanced: parameters `logits, tok, meta`.
+pub fn argmax(dtype: Dtype, vocab: i32) -> Result<(String, Dims)> {
+    let params = [
+        Param::In("logits", dtype),
+        Param::Out("tok", Dtype::U32),
+        Param::Out("meta", Dtype::I32),
+    ];
+    let header = super::header(&[include_str!("phases.cuh")]);
+    let template = [
+        ("T", TemplateArg::Dtype(dtype)),
+        ("V", TemplateArg::Int(vocab)),
+        ("THREADS", TemplateArg::Int(ARGMAX_THREADS as i32)),
+    ];
+    let body = super::compact(include_str!("argmax.cu"));
+    let dims = Dims {
+        blocks: 1,
+        threads: ARGMAX_THREADS,
+        shared_bytes: 0,
+    };
+    Ok((
+        standalone("vlmbench_argmax", &header, &body, &params, &template)?,
+        dims,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_standalone_kernel_declares_its_parameters_and_constants_in_order() {
+        let src = standalone(
+            "k",
+            "// header\n",
+            "out[0] = x[0];",
+            &[
+                Param::In("x", Dtype::BF16),
+                Param::Out("out", Dtype::F32),
+                Param::Int("n"),
+            ],
+            &[
+                ("T", TemplateArg::Dtype(Dtype::F16)),
+                ("K", TemplateArg::Int(7)),
+            ],
+        )
+        .unwrap();
+        assert!(src.starts_with(PRELUDE), "{src}");
+        assert!(src.contains(
+            "// header\nextern \"C\" __global__ void k(const __nv_bfloat16* x, float* out, int n) {\n\
+             using T = __half;\nconstexpr int K = 7;\nout[0] = x[0];\n}\n"
+        ));
+        let err = standalone("k", "", "", &[Param::In("x", Dtype::F64)], &[]).unwrap_err();
+        assert!(err.to_string().contains("no CUDA type"), "{err}");
+    }
+
+    #[test]
+    fn the_step_kernels_name_what_their_bodies_use() {
+        let (embed, dims) = embed4(Dtype::BF16, 4096).unwrap();
+        for p in [
+            "const uint32_t* tok",
+            "const uint32_t* w",
+            "__nv_bfloat16* out",
+        ] {
+            assert!(embed.contains(p), "{p}");
+        }
+        assert_eq!(dims.blocks, 1);
+        let (arg, _) = argmax(Dtype::BF16, 151936).unwrap();
+        assert!(arg.contains("constexpr int V = 151936;") && arg.contains("int32_t* meta"));
+    }
+
+    /// Every step kernel at the 8B's shapes, written to the directory in
+    /// `VLM_BENCH_STEP_KERNEL_DIR` when set, for `scripts/check_kernels.sh`
+    /// to compile with NVRTC (they are otherwise compiled only on a GPU).
+    #[test]
+    fn step_kernels_for_nvrtc() {
+        use crate::kernels::attention::{self, Heads};
+        use crate::kernels::qmv::Variant;
+        let bf = Dtype::BF16;
+        let mut all = vec![embed4(bf, 4096).unwrap(), argmax(bf, 151936).unwrap()];
+        for (v, k, n) in [
+            (Variant::Norm, 4096, 6144),
+            (Variant::Residual, 4096, 4096),
+            (Variant::NormSwiGlu, 4096, 24576),
+            (Variant::Residual, 12288, 4096),
+            (Variant::Norm, 4096, 151936),
+        ] {
+            all.push(v.step_kernel(k, n, bf, 1e-6).unwrap());
+        }
+        let heads = Heads {
+            heads: 32,
+            kv_heads: 8,
+            head_dim: 128,
+        };
+        for splits in [1, 16, 64] {
+            all.push(attention::step_kernel(heads, bf, splits, 1e-6, 5e6).unwrap());
+        }
+        for (src, dims) in &all {
+            assert!(src.contains("extern \"C\" __global__ void vlmbench_"));
+            assert!(dims.blocks > 0 && dims.threads % 32 == 0);
+        }
+        if let Some(dir) = std::env::var_os("VLM_BENCH_STEP_KERNEL_DIR") {
+            let dir = std::path::PathBuf::from(dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            for (i, (src, _)) in all.iter().enumerate() {
+                std::fs::write(dir.join(format!("step_{i:02}.cu")), src).unwrap();
+            }
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! Greedy decoding steps launched outside MLX's graph (`mlx::cuda`): the
+//! fused path's kernels (five per layer), plus the embedding lookup, the LM
+//! head with the final norm, and the argmax, as one launch list per step on
+//! a stream of our own. MLX's host cost per launch (~10 µs: graph node,
+//! kernel-source hash, CUDA graph node) made building and dispatching a step
+//! take about as long as the GPU took to run it (bench/gpu/NOTES.md); here
+//! the step's token and `[len, pos]` stay on the device from step to step,
+//! and each launch may start while the previous one drains (programmatic
+//! dependent launch), its first weight loads overlapping that launch's tail.
+//!
+//! How steps run is a [`DecodePath`]: by default from the environment
+//! (`VLM_BENCH_NO_STEP_RUNNER=1`: MLX's graph; `VLM_BENCH_STEP_GRAPH=1`:
+//! each step replayed as a CUDA graph while its launches stay the same;
+//! `VLM_BENCH_NO_PDL=1`: launches in strict order).
+
+use std::collections::HashMap;
+use std::sync::MutexGuard;
+
+use mlx::cuda::{CudaKernel, Dims, StepRunner};
+use mlx::nn::Weight;
+use mlx::{Array, Dtype, Quantized};
+
+use super::{FusedDecode, TextModel};
+use crate::error::{Error, Result};
+use crate::kernels::attention;
+use crate::kernels::qmv::{self, Variant};
+use crate::kernels::step;
+use crate::model::kv_cache::KvCache;
+
+/// The kernels of a step, compiled once each (the attention once per split
+/// count).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Key {
+    Embed,
+    Qkv,
+    Attention(i32),
+    O,
+    GateUp,
+    Down,
+    Head,
+    Argmax,
+}
+
+/// A quantized matrix's device pointers: packed weights, scales, biases.
+#[derive(Clone, Copy)]
+struct Matrix {
+    w: u64,
+    scales: u64,
+    biases: u64,
+    n: i32,
+    k: i32,
+}
+
+impl Matrix {
+    fn of(q: &Quantized) -> Result<Matrix> {
+        Ok(Matrix {
+            w: q.weight.device_ptr()?,
+            scales: q.scales.device_ptr()?,
+            biases: q.biases.device_ptr()?,
+            n: q.weight.dim(0),
+            k: q.weight.dim(1) * 8,
+        })
+    }
+}
+
+struct LayerPtrs {
+    input_norm: u64,
+    post_norm: u64,
+    q_norm: u64,
+    k_norm: u64,
+    qkv: Matrix,
+    o: Matrix,
+    gate_up: Matrix,
+    down: Matrix,
+}
+
+/// What stays from request to request: compiled kernels, buffers, pointers.
+pub(crate) struct StepDecoder {
+    runner: StepRunner,
+    kernels: HashMap<Key, (CudaKernel, Dims)>,
+    /// The step's device buffers by name, with their addresses, reused by
+    /// every step and request: `h0` (a layer's input and output), `h1`
+    /// (after attention), `qkv`, `part` (attention partials), `attn`, `act`
+    /// (after SwiGLU), `logits`, `tok` (the step's input token, then its
+    /// output), `meta` (`[len, pos, 0, 0]` of the next step).
+    buffers: HashMap<&'static str, (Array, u64)>,
+    layers: Vec<LayerPtrs>,
+    embed: Matrix,
+    head: Matrix,
+    final_norm: u64,
+    counters: u64,
+    dtype: Dtype,
+    pdl: bool,
+}
+
+/// How greedy decoding steps run on the fused path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodePath {
+    /// Built as MLX operations and custom kernels, evaluated by MLX.
+    Mlx,
+    /// Launched by the step runner (CUDA only; MLX's graph elsewhere).
+    Steps {
+        /// Replay each step as a CUDA graph while its launches stay the same.
+        graph: bool,
+        /// Let each launch start while the previous one drains.
+        pdl: bool,
+    },
+}
+
+impl DecodePath {
+    /// The step runner with programmatic dependent launch, unless the
+    /// environment says otherwise (see the module's documentation).
+    pub fn from_env() -> DecodePath {
+        if std::env::var_os("VLM_BENCH_NO_STEP_RUNNER").is_some() {
+            return DecodePath::Mlx;
+        }
+        DecodePath::Steps {
+            graph: std::env::var_os("VLM_BENCH_STEP_GRAPH").is_some(),
+            pdl: std::env::var_os("VLM_BENCH_NO_PDL").is_none(),
+        }
+    }
+}
+
+fn quantized_4bit(w: &Weight) -> Option<&Quantized> {
+    match w {
+        Weight::Quantized(q) if q.bits == 4 && q.group_size == 64 => Some(q),
+        _ => None,
+    }
+}
+
+/// A zero-filled buffer of its own (MLX's `zeros` may be a broadcast view).
+fn buffer(len: i32, dtype: Dtype) -> Result<Array> {
+    Ok(Array::zeros(&[len], dtype)?.contiguous()?)
+}
+
+impl StepDecoder {
+    /// The decoder for `model`, or why it does not apply.
+    pub(super) fn new(model: &TextModel, fused: &FusedDecode) -> Result<StepDecoder> {
+        let cfg = &model.cfg;
+        let dtype = model.dtype();
+        let unsupported = |what: &str| Error::Model(format!("step runner: {what}"));
+        let embed = quantized_4bit(&model.embed)
+            .ok_or_else(|| unsupported("the embedding is not 4-bit with groups of 64"))?;
+        let head_w = model.lm_head.as_ref().unwrap_or(&model.embed);
+        let head = quantized_4bit(head_w)
+            .filter(|q| qmv::fits(cfg.hidden_size as i32, dtype, q))
+            .ok_or_else(|| unsupported("the LM head does not fit the 4-bit kernel"))?;
+        let h = cfg.hidden_size as i32;
+        let vocab = head.weight.dim(0);
+        if h % 64 != 0 || vocab % 8 != 0 {
+            return Err(unsupported(
+                "hidden size or vocabulary not in whole vectors",
+            ));
+        }
+        let heads = fused.heads;
+        let mut layers = Vec::with_capacity(model.layers.len());
+        for l in &model.layers {
+            let w = l
+                .fused_weights()
+                .ok_or_else(|| unsupported("a layer without fused 4-bit weights"))?;
+            layers.push(LayerPtrs {
+                input_norm: l.input_norm.device_ptr()?,
+                post_norm: l.post_norm.device_ptr()?,
+                q_norm: l.attn.q_norm.device_ptr()?,
+                k_norm: l.attn.k_norm.device_ptr()?,
+                qkv: Matrix::of(w.qkv)?,
+                o: Matrix::of(w.o)?,
+                gate_up: Matrix::of(w.gate_up)?,
+                down: Matrix::of(w.down)?,
+            });
+        }
+        let inter = layers.first().map_or(0, |l| l.down.k);
+        let qkv_len = (heads.heads + 2 * heads.kv_heads) * heads.head_dim;
+        let sizes = [
+            ("h0", h, dtype),
+            ("h1", h, dtype),
+            ("qkv", qkv_len, dtype),
+            ("part", attention::part_len(heads), Dtype::F32),
+            ("attn", heads.heads * heads.head_dim, dtype),
+            ("act", inter, dtype),
+            ("logits", vocab, dtype),
+            ("tok", 1, Dtype::U32),
+            ("meta", 4, Dtype::I32),
+        ];
+        let arrays = sizes
+            .iter()
+            .map(|&(_, len, d)| buffer(len, d))
+            .collect::<Result<Vec<_>>>()?;
+        mlx::eval(&arrays.iter().collect::<Vec<_>>())?;
+        let mut buffers = HashMap::new();
+        for ((name, ..), a) in sizes.iter().zip(arrays) {
+            let p = a.device_ptr()?;
+            buffers.insert(*name, (a, p));
+        }
+        let mut decoder = StepDecoder {
+            runner: StepRunner::new(false)?,
+            kernels: HashMap::new(),
+            buffers,
+            layers,
+            embed: Matrix::of(embed)?,
+            head: Matrix::of(head)?,
+            final_norm: model.norm.device_ptr()?,
+            counters: fused.counters.device_ptr()?,
+            dtype,
+            pdl: true,
+        };
+        // Every kernel but the attention's split counts, compiled up front so
+        // that a failure turns the runner off before any request uses it.
+        for key in [
+            Key::Embed,
+            Key::Qkv,
+            Key::O,
+            Key::GateUp,
+            Key::Down,
+            Key::Head,
+            Key::Argmax,
+        ] {
+            decoder.kernel(model, key)?;
+        }
+        Ok(decoder)
+    }
+
+    /// Sets how the next steps launch.
+    pub(super) fn configure(&mut self, graph: bool, pdl: bool) -> Result<()> {
+        self.pdl = pdl;
+        Ok(self.runner.set_use_graph(graph)?)
+    }
+
+    fn ptr(&self, buffer: &str) -> u64 {
+        self.buffers[buffer].1
+    }
+
+    /// The source and launch of `key`'s kernel.
+    fn source(&self, model: &TextModel, key: Key) -> Result<(String, Dims)> {
+        let cfg = &model.cfg;
+        let eps = cfg.rms_norm_eps;
+        let l = &self.layers[0];
+        let qmv = |v: Variant, m: &Matrix| v.step_kernel(m.k, m.n, self.dtype, eps);
+        match key {
+            Key::Embed => step::embed4(self.dtype, self.embed.k),
+            Key::Qkv => qmv(Variant::Norm, &l.qkv),
+            Key::O => qmv(Variant::Residual, &l.o),
+            Key::GateUp => qmv(Variant::NormSwiGlu, &l.gate_up),
+            Key::Down => qmv(Variant::Residual, &l.down),
+            Key::Head => qmv(Variant::Norm, &self.head),
+            Key::Argmax => step::argmax(self.dtype, self.head.n),
+            Key::Attention(splits) => {
+                let heads = model.fused.as_ref().map(|f| f.heads).ok_or_else(|| {
+                    Error::Model("step runner: the fused decoding path is off".into())
+                })?;
+                attention::step_kernel(heads, self.dtype, splits, eps, cfg.rope_theta)
+            }
+        }
+    }
+
+    /// Compiles `key`'s kernel unless done before.
+    fn kernel(&mut self, model: &TextModel, key: Key) -> Result<()> {
+        if self.kernels.contains_key(&key) {
+            return Ok(());
+        }
+        let (source, dims) = self.source(model, key)?;
+        let name = source
+            .split("extern \"C\" __global__ void ")
+            .nth(1)
+            .and_then(|s| s.split('(').next())
+            .unwrap_or("kernel")
+            .to_string();
+        let k = CudaKernel::compile(&name, &source, dims.shared_bytes)
+            .map_err(|e| Error::Model(format!("step kernel {key:?}: {e}")))?;
+        self.kernels.insert(key, (k, dims));
+        Ok(())
+    }
+}
+
+/// The model's step decoder: made at the first greedy request.
+pub(crate) enum StepState {
+    Untried,
+    Ready(Box<StepDecoder>),
+    Off,
+}
+
+/// One request's decoding through the model's [`StepDecoder`] (held locked).
+pub(crate) struct StepSession<'a> {
+    state: MutexGuard<'a, StepState>,
+    model: &'a TextModel,
+    /// The caches' device pointers and capacity, refreshed when they grow.
+    caches: Vec<(u64, u64, i32)>,
+    next_slot: usize,
+}
+
+impl<'a> StepSession<'a> {
+    /// Starts decoding after the prefill's `token` (a `u32` scalar) with the
+    /// cache holding `len` positions and the next RoPE position `pos`.
+    /// Waits for the prefill to finish.
+    pub(crate) fn start(
+        mut state: MutexGuard<'a, StepState>,
+        model: &'a TextModel,
+        token: &Array,
+        kv: &KvCache,
+        pos: i32,
+    ) -> Result<StepSession<'a>> {
+        if token.dtype() != Dtype::U32 || token.size() != 1 {
+            return Err(Error::Model(format!(
+                "step runner: the first token is {:?} {:?}, not one u32",
+                token.dtype(),
+                token.shape()
+            )));
+        }
+        mlx::eval(&[token])?;
+        let meta: Vec<u8> = [kv.len(), pos, 0, 0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let StepState::Ready(decoder) = &mut *state else {
+            return Err(Error::Model("step runner: not ready".into()));
+        };
+        let (tok, meta_at) = (decoder.ptr("tok"), decoder.ptr("meta"));
+        let r = &mut decoder.runner;
+        r.copy(tok, token.device_ptr()?, 4)?;
+        r.upload(meta_at, &meta)?;
+        // The token's buffer is MLX's: done with it before returning.
+        r.synchronize()?;
+        Ok(StepSession {
+            state,
+            model,
+            caches: Vec::new(),
+            next_slot: 0,
+        })
+    }
+}
+
+impl StepSession<'_> {
+    fn decoder(&mut self) -> &mut StepDecoder {
+        match &mut *self.state {
+            StepState::Ready(d) => d,
+            _ => unreachable!("a session starts only with a ready decoder"),
+        }
+    }
+
+    /// Queues the next step (its token is read with [`StepSession::token`]
+    /// from the returned slot) and counts its position in `kv`.
+    pub(crate) fn queue(&mut self, kv: &mut KvCache) -> Result<usize> {
+        let model = self.model;
+        let mut caches = std::mem::take(&mut self.caches);
+        let slot = self.next_slot;
+        let d = self.decoder();
+        let len = kv.len();
+        let grows = kv.layers.iter().any(|l| l.write_needs_new_buffers());
+        if caches.is_empty() || grows {
+            // Growing copies the cached rows (on MLX's stream): the steps
+            // writing them must be done first.
+            d.runner.synchronize()?;
+            let mut bufs = Vec::with_capacity(kv.layers.len());
+            for lc in &mut kv.layers {
+                let (k, v) = lc.buffers_for_write()?;
+                bufs.push((k.clone(), v.clone()));
+            }
+            let all: Vec<&Array> = bufs.iter().flat_map(|(k, v)| [k, v]).collect();
+            mlx::eval(&all)?;
+            caches = bufs
+                .iter()
+                .map(|(k, v)| Ok((k.device_ptr()?, v.device_ptr()?, k.dim(2))))
+                .collect::<Result<_>>()?;
+        }
+        let splits = attention::step_splits(len);
+        d.kernel(model, Key::Attention(splits))?;
+        let p = |name: &str| d.ptr(name);
+        let (h0, h1, qkv, part, attn, act, logits, tok, meta) = (
+            p("h0"),
+            p("h1"),
+            p("qkv"),
+            p("part"),
+            p("attn"),
+            p("act"),
+            p("logits"),
+            p("tok"),
+            p("meta"),
+        );
+        let pdl = d.pdl;
+        let mut launches: Vec<(Key, bool, Vec<u64>)> = Vec::with_capacity(5 * d.layers.len() + 3);
+        let e = d.embed;
+        launches.push((Key::Embed, false, vec![tok, e.w, e.scales, e.biases, h0]));
+        for (l, &(kc, vc, cap)) in d.layers.iter().zip(&caches) {
+            let m = |m: &Matrix| [m.w, m.scales, m.biases];
+            let [w, s, b] = m(&l.qkv);
+            launches.push((Key::Qkv, pdl, vec![h0, l.input_norm, w, s, b, qkv]));
+            launches.push((
+                Key::Attention(splits),
+                pdl,
+                vec![
+                    qkv, l.q_norm, l.k_norm, kc, vc, meta, d.counters, part, attn, cap as u64,
+                ],
+            ));
+            let [w, s, b] = m(&l.o);
+            launches.push((Key::O, pdl, vec![attn, w, s, b, h0, h1]));
+            let [w, s, b] = m(&l.gate_up);
+            launches.push((Key::GateUp, pdl, vec![h1, l.post_norm, w, s, b, act]));
+            let [w, s, b] = m(&l.down);
+            launches.push((Key::Down, pdl, vec![act, w, s, b, h1, h0]));
+        }
+        let hm = d.head;
+        launches.push((
+            Key::Head,
+            pdl,
+            vec![h0, d.final_norm, hm.w, hm.scales, hm.biases, logits],
+        ));
+        launches.push((Key::Argmax, pdl, vec![logits, tok, meta]));
+        let StepDecoder {
+            runner, kernels, ..
+        } = d;
+        runner.clear();
+        for (key, pdl, args) in &launches {
+            let (kernel, dims) = &kernels[key];
+            runner.add(kernel, *dims, *pdl, args)?;
+        }
+        runner.launch()?;
+        runner.read_u32(tok, slot)?;
+        self.next_slot = (slot + 1) % StepRunner::SLOTS;
+        self.caches = caches;
+        for lc in &mut kv.layers {
+            lc.advance(1);
+        }
+        Ok(slot)
+    }
+
+    /// The token of the step queued with `slot` (waits for it).
+    pub(crate) fn token(&mut self, slot: usize) -> Result<u32> {
+        Ok(self.decoder().runner.slot(slot)?)
+    }
+
+    /// Waits for every queued step, so that MLX may read the caches.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        Ok(self.decoder().runner.synchronize()?)
+    }
+}
