@@ -153,6 +153,21 @@ impl StepDecoder {
             ));
         }
         let heads = fused.heads;
+        // Kernels read these by address: they must be in memory (loading may
+        // leave them lazy).
+        let mut weights = vec![&model.norm, &fused.counters];
+        for q in [embed, head] {
+            weights.extend([&q.weight, &q.scales, &q.biases]);
+        }
+        for l in &model.layers {
+            weights.extend([&l.input_norm, &l.post_norm, &l.attn.q_norm, &l.attn.k_norm]);
+            if let Some(w) = l.fused_weights() {
+                for q in [w.qkv, w.o, w.gate_up, w.down] {
+                    weights.extend([&q.weight, &q.scales, &q.biases]);
+                }
+            }
+        }
+        mlx::eval(&weights)?;
         let mut layers = Vec::with_capacity(model.layers.len());
         for l in &model.layers {
             let w = l
@@ -431,5 +446,15 @@ impl StepSession<'_> {
     /// Waits for every queued step, so that MLX may read the caches.
     pub(crate) fn finish(mut self) -> Result<()> {
         Ok(self.decoder().runner.synchronize()?)
+    }
+}
+
+impl Drop for StepSession<'_> {
+    /// A session left early (an error, a cancelled request) still waits for
+    /// its steps: they write into caches that are freed after it.
+    fn drop(&mut self) {
+        if let Err(e) = self.decoder().runner.synchronize() {
+            eprintln!("warning: waiting for the decoding steps: {e}");
+        }
     }
 }
