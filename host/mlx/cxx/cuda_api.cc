@@ -24,6 +24,7 @@ Api load() {
   if (!mlx::core::cu::is_available()) return a;
   bool ok = true;
   ok &= find(a.get_error_string, "cuGetErrorString");
+  ok &= find(a.init, "cuInit");
   ok &= find(a.device_get, "cuDeviceGet");
   ok &= find(a.device_get_attribute, "cuDeviceGetAttribute");
   ok &= find(a.primary_ctx_retain, "cuDevicePrimaryCtxRetain");
@@ -54,7 +55,8 @@ Api load() {
   ok &= find(a.event_synchronize, "cuEventSynchronize");
   ok &= find(a.event_destroy, "cuEventDestroy_v2");
   int dev = 0;  // MLX's default GPU
-  a.driver = ok && a.device_get(&dev, 0) == 0 && a.primary_ctx_retain(&a.ctx, dev) == 0 &&
+  // cuInit is idempotent; MLX's runtime calls it only once it first uses the GPU.
+  a.driver = ok && a.init(0) == 0 && a.device_get(&dev, 0) == 0 && a.primary_ctx_retain(&a.ctx, dev) == 0 &&
              a.device_get_attribute(&a.cc_major, kAttrCcMajor, dev) == 0 &&
              a.device_get_attribute(&a.cc_minor, kAttrCcMinor, dev) == 0;
   bool nv = true;

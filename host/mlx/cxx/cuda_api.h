@@ -58,6 +58,7 @@ constexpr unsigned kHostAllocPortable = 1, kHostAllocDeviceMap = 2;  // CU_MEMHO
 struct Api {
   // driver
   Result (*get_error_string)(Result, const char**) = nullptr;
+  Result (*init)(unsigned) = nullptr;
   Result (*device_get)(int*, int) = nullptr;
   Result (*device_get_attribute)(int*, int, int) = nullptr;
   Result (*primary_ctx_retain)(Handle*, int) = nullptr;

@@ -24,6 +24,10 @@
 // others zeros), so C column 0 and 1 are per-group sums and the group scales
 // apply after the mma.
 
+#ifndef QMV_PREFETCH
+#define QMV_PREFETCH 0
+#endif
+
 constexpr int QMV4_XS = 20;  // words per 32-code chunk slot in shared memory: 16 used, padded for banks
 
 __host__ __device__ constexpr int qmv4_shared_bytes(int k) { return (k / 32) * QMV4_XS * 4 + (k / 64) * 4; }
@@ -70,6 +74,20 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
     }
   };
   load(0);
+#if QMV_PREFETCH
+  // The rest of this warp's rows toward L2 while the block waits (a block
+  // launched early waits for the previous launch to finish).
+#pragma unroll
+  for (int batch = 1; batch < BATCHES; ++batch)
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int tile = warp + (batch * U + u) * WARPS;
+      if (EVEN || tile < TILES) {
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(wlo + tile * 4));
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(whi + tile * 4));
+      }
+    }
+#endif
   wait();
 
   // The input row: normalized if asked, rounded to T as MLX rounds it, stored

@@ -8,10 +8,12 @@
 //! and each launch may start while the previous one drains (programmatic
 //! dependent launch), its first weight loads overlapping that launch's tail.
 //!
-//! How steps run is a [`DecodePath`]: by default from the environment
-//! (`VLM_BENCH_NO_STEP_RUNNER=1`: MLX's graph; `VLM_BENCH_STEP_GRAPH=1`:
-//! each step replayed as a CUDA graph while its launches stay the same;
-//! `VLM_BENCH_NO_PDL=1`: launches in strict order).
+//! How steps run is a [`DecodePath`]: by default each step is replayed as a
+//! CUDA graph while its launches stay the same (a new request's caches are
+//! new buffers, so its first step records one), with programmatic dependent
+//! launch. The environment can say otherwise: `VLM_BENCH_NO_STEP_RUNNER=1`
+//! (MLX's graph), `VLM_BENCH_STEP_GRAPH=0` (each launch issued by the host),
+//! `VLM_BENCH_NO_PDL=1` (launches in strict order).
 
 use std::collections::HashMap;
 use std::sync::MutexGuard;
@@ -108,14 +110,14 @@ pub enum DecodePath {
 }
 
 impl DecodePath {
-    /// The step runner with programmatic dependent launch, unless the
-    /// environment says otherwise (see the module's documentation).
+    /// The step runner as CUDA graphs with programmatic dependent launch,
+    /// unless the environment says otherwise (see the module's documentation).
     pub fn from_env() -> DecodePath {
         if std::env::var_os("VLM_BENCH_NO_STEP_RUNNER").is_some() {
             return DecodePath::Mlx;
         }
         DecodePath::Steps {
-            graph: std::env::var_os("VLM_BENCH_STEP_GRAPH").is_some(),
+            graph: std::env::var("VLM_BENCH_STEP_GRAPH").map_or(true, |v| v != "0"),
             pdl: std::env::var_os("VLM_BENCH_NO_PDL").is_none(),
         }
     }
