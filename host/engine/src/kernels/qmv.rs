@@ -121,14 +121,13 @@ impl Variant {
     }
 
     fn header() -> String {
-        // An experiment (bench/gpu/NOTES.md): rows prefetched into L2 before
-        // a block waits for the previous launch.
-        let prefetch = match std::env::var_os("VLM_BENCH_QMV_PREFETCH") {
-            Some(_) => "#define QMV_PREFETCH 1\n",
+        // An experiment (bench/gpu/NOTES.md): the batch loop without its pipeline.
+        let pipeline = match std::env::var_os("VLM_BENCH_QMV_NO_PIPELINE") {
+            Some(_) => "#define QMV_PIPELINE 0\n",
             None => "",
         };
         super::header(&[
-            prefetch,
+            pipeline,
             include_str!("q4_dot.cuh"),
             include_str!("phases.cuh"),
             include_str!("qmv4.cuh"),
@@ -187,16 +186,7 @@ impl LaunchShape {
         let width = if swiglu { n / 2 } else { n };
         let per_block = rows_per_block(swiglu);
         let blocks = (width + per_block - 1) / per_block;
-        let (warps, mut tiles_at_once) = launch_shape(k, blocks);
-        // An experiment (bench/gpu/NOTES.md): deeper batches, whose first one
-        // a block launched early issues before it waits.
-        if let Some(u) = std::env::var("VLM_BENCH_QMV_U")
-            .ok()
-            .and_then(|v| v.parse::<i32>().ok())
-            .filter(|u| matches!(u, 1 | 2 | 4 | 8))
-        {
-            tiles_at_once = u;
-        }
+        let (warps, tiles_at_once) = launch_shape(k, blocks);
         LaunchShape {
             blocks,
             warps,
