@@ -121,13 +121,7 @@ impl Variant {
     }
 
     fn header() -> String {
-        // An experiment (bench/gpu/NOTES.md): the batch loop without its pipeline.
-        let pipeline = match std::env::var_os("VLM_BENCH_QMV_NO_PIPELINE") {
-            Some(_) => "#define QMV_PIPELINE 0\n",
-            None => "",
-        };
         super::header(&[
-            pipeline,
             include_str!("q4_dot.cuh"),
             include_str!("phases.cuh"),
             include_str!("qmv4.cuh"),

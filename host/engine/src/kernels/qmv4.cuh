@@ -24,10 +24,6 @@
 // others zeros), so C column 0 and 1 are per-group sums and the group scales
 // apply after the mma.
 
-#ifndef QMV_PIPELINE
-#define QMV_PIPELINE 1
-#endif
-
 constexpr int QMV4_XS = 20;  // words per 32-code chunk slot in shared memory: 16 used, padded for banks
 
 __host__ __device__ constexpr int qmv4_shared_bytes(int k) { return (k / 32) * QMV4_XS * 4 + (k / 64) * 4; }
@@ -59,20 +55,19 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
   constexpr bool EVEN = TILES % WARPS == 0 && PER_WARP % U == 0;
   uint4 wl[U], wh[U];
   unsigned sl[U], sh[U], bl[U], bh[U];
-  auto load_one = [&](int batch, int u) {
-    const int tile = warp + (batch * U + u) * WARPS;
-    if (EVEN || tile < TILES) {
-      wl[u] = wlo[tile * 4];
-      wh[u] = whi[tile * 4];
-      sl[u] = slo[tile];
-      sh[u] = shi[tile];
-      bl[u] = blo[tile];
-      bh[u] = bhi[tile];
-    }
-  };
   auto load = [&](int batch) {
 #pragma unroll
-    for (int u = 0; u < U; ++u) load_one(batch, u);
+    for (int u = 0; u < U; ++u) {
+      const int tile = warp + (batch * U + u) * WARPS;
+      if (EVEN || tile < TILES) {
+        wl[u] = wlo[tile * 4];
+        wh[u] = whi[tile * 4];
+        sl[u] = slo[tile];
+        sh[u] = shi[tile];
+        bl[u] = blo[tile];
+        bh[u] = bhi[tile];
+      }
+    }
   };
   load(0);
   wait();
@@ -143,10 +138,7 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
   float acc_lo = 0.f, acc_hi = 0.f;
 #pragma unroll
   for (int batch = 0; batch < BATCHES; ++batch) {
-    // Without the pipeline a batch's loads wait for the previous batch's
-    // arithmetic; with it, each tile's registers are refilled with the next
-    // batch's tile as soon as its codes are consumed, so U tiles stay in flight.
-    if (!QMV_PIPELINE && batch > 0) load(batch);
+    if (batch > 0) load(batch);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int tile = warp + (batch * U + u) * WARPS;
@@ -175,7 +167,6 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
         const float2 xs = *reinterpret_cast<const float2*>(gsum + 2 * tile);
         const float2 s0 = unpack2<T>(sl[u]), s1 = unpack2<T>(sh[u]);
         const float2 b0 = unpack2<T>(bl[u]), b1 = unpack2<T>(bh[u]);
-        if (QMV_PIPELINE && batch + 1 < BATCHES) load_one(batch + 1, u);
         constexpr float OFF = Q4Magic<T>::offset;
         acc_lo = fmaf(s0.x, c[0], fmaf(s0.y, c[1], acc_lo));
         acc_lo = fmaf(fmaf(-OFF, s0.x, b0.x), xs.x, fmaf(fmaf(-OFF, s0.y, b0.y), xs.y, acc_lo));
