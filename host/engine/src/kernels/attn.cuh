@@ -94,25 +94,44 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
 
   // 1. Norm and RoPE of G query rows and the new key; lane holds elements
   // lane + 32 j, so both halves of each rotated pair are in its registers.
-  for (int r = warp; r <= G; r += NWARPS) {
-    const T* src = r < G ? qkv + (h * G + r) * HD : qkv + NH * HD + h * HD;
-    const T* nw = r < G ? qn : kn;
-    float xv[PER];
-    T wv[PER];
+  // A warp has up to RPW rows (G + 1 rows over NWARPS warps): all their loads,
+  // and the new value row's, are issued before any arithmetic.
+  constexpr int RPW = (G + NWARPS) / NWARPS;
+  float xv[RPW][PER];
+  T wv[RPW][PER];
   #pragma unroll
-    for (int j = 0; j < PER; ++j) {
-      xv[j] = static_cast<float>(__ldcg(src + lane + 32 * j));
-      wv[j] = nw[lane + 32 * j];
+  for (int k = 0; k < RPW; ++k) {
+    const int r = warp + k * NWARPS;
+    if (r <= G) {
+      const T* src = r < G ? qkv + (h * G + r) * HD : qkv + NH * HD + h * HD;
+      const T* nw = r < G ? qn : kn;
+  #pragma unroll
+      for (int j = 0; j < PER; ++j) {
+        xv[k][j] = static_cast<float>(__ldcg(src + lane + 32 * j));
+        wv[k][j] = nw[lane + 32 * j];
+      }
     }
+  }
+  Vec vnew;
+  {
+  const uint32_t* vw = reinterpret_cast<const uint32_t*>(qkv + (NH + NKV + h) * HD) + lane * (PER / 2);
+  uint32_t* dw = reinterpret_cast<uint32_t*>(&vnew);
+  #pragma unroll
+  for (int j = 0; j < PER / 2; ++j) dw[j] = __ldcg(vw + j);
+  }
+  #pragma unroll
+  for (int k = 0; k < RPW; ++k) {
+    const int r = warp + k * NWARPS;
+    if (r > G) continue;
     float ss = 0.f;
   #pragma unroll
-    for (int j = 0; j < PER; ++j) ss = fmaf(xv[j], xv[j], ss);
+    for (int j = 0; j < PER; ++j) ss = fmaf(xv[k][j], xv[k][j], ss);
     const float inv = rsqrtf(warp_sum(ss) / HD + eps);
   #pragma unroll
     for (int j = 0; j < PER / 2; ++j) {
       const int i = lane + 32 * j;
-      const float a = static_cast<float>(wv[j] * static_cast<T>(xv[j] * inv));
-      const float b = static_cast<float>(wv[j + PER / 2] * static_cast<T>(xv[j + PER / 2] * inv));
+      const float a = static_cast<float>(wv[k][j] * static_cast<T>(xv[k][j] * inv));
+      const float b = static_cast<float>(wv[k][j + PER / 2] * static_cast<T>(xv[k][j + PER / 2] * inv));
       const float d = static_cast<float>(i) / static_cast<float>(HALF);
       const float theta = static_cast<float>(pos) * exp2(-d * log2_base);
       const float c = cos(theta), s = sin(theta);
@@ -130,13 +149,6 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
         }
       }
     }
-  }
-  Vec vnew;
-  {
-  const uint32_t* vw = reinterpret_cast<const uint32_t*>(qkv + (NH + NKV + h) * HD) + lane * (PER / 2);
-  uint32_t* dw = reinterpret_cast<uint32_t*>(&vnew);
-  #pragma unroll
-  for (int j = 0; j < PER / 2; ++j) dw[j] = __ldcg(vw + j);
   }
   if (split == 0 && warp == 0) reinterpret_cast<Vec*>(vc + (static_cast<size_t>(h) * cap + len) * HD)[lane] = vnew;
   if (tid < G) {
@@ -258,6 +270,18 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
   #pragma unroll
     for (int j = 0; j < PER; ++j) red[warp][g][PER * lane + j] = acc[g][j];
   __syncthreads();
+  if constexpr (SPLITS == 1) {
+    // The block holds the whole result: normalised here, as the join would
+    // (acc * (1 / l), the same rounding), without the round trip.
+    for (int e = tid; e < G * HD; e += TILE) {
+      const int g = e / HD, d = e % HD;
+      float s = 0.f;
+  #pragma unroll
+      for (int w = 0; w < NWARPS; ++w) s += red[w][g][d];
+      out[(h * G + g) * HD + d] = static_cast<T>(s * (1.f / lstate[g]));
+    }
+    return true;
+  }
   float* dst = part + static_cast<size_t>(h * SPLITS + split) * G * (HD + 2);
   for (int e = tid; e < G * HD; e += TILE) {
     const int g = e / HD, d = e % HD;
