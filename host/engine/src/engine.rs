@@ -397,8 +397,8 @@ impl Engine {
                 );
                 let n = (len - reuse) as i32;
                 Rope::Tables {
-                    cos: Array::from_f32(&cos, &[n, hd as i32])?,
-                    sin: Array::from_f32(&sin, &[n, hd as i32])?,
+                    cos: mlx::Staging::f32_array(&cos, &[n, hd as i32])?,
+                    sin: mlx::Staging::f32_array(&sin, &[n, hd as i32])?,
                 }
             }
         };

@@ -33,6 +33,17 @@ impl Staging {
         ffi::staging_pinned(&self.raw)
     }
 
+    /// `data` as an f32 array of `shape`, through a staging buffer: for
+    /// tables made on the host for each request (they would otherwise land in
+    /// fresh CUDA managed memory).
+    pub fn f32_array(data: &[f32], shape: &[i32]) -> Result<Array> {
+        let mut s = Staging::new(std::mem::size_of_val(data))?;
+        for (dst, v) in s.bytes_mut().chunks_exact_mut(4).zip(data) {
+            dst.copy_from_slice(&v.to_ne_bytes());
+        }
+        s.into_array(shape, Dtype::F32)
+    }
+
     /// The bytes as an array of `shape` and `dtype` (whose size must match).
     pub fn into_array(mut self, shape: &[i32], dtype: Dtype) -> Result<Array> {
         Array::wrap(
@@ -58,6 +69,17 @@ mod tests {
         }
         let a = s.into_array(&[2, 3], Dtype::F32).unwrap();
         assert_eq!(a.to_bytes().unwrap(), (0..24u8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn floats_become_an_f32_array() {
+        let data = [1.5f32, -2.0, 0.25, 8.0, 3.0, -0.5];
+        let a = Staging::f32_array(&data, &[2, 3]).unwrap();
+        assert_eq!(
+            (a.shape(), a.to_vec::<f32>().unwrap()),
+            (vec![2, 3], data.to_vec())
+        );
+        assert!(Staging::f32_array(&data, &[4]).is_err());
     }
 
     #[test]

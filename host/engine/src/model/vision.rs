@@ -321,7 +321,7 @@ impl VisionTower {
         let fused = prefill::applies(dtype);
         // Copied to the device once: every block reads them.
         let on_device = |t: &[f32]| -> Result<Array> {
-            Ok(Array::from_f32(t, &[n, hd])?.add(&Array::zeros(&[1], Dtype::F32)?)?)
+            Ok(mlx::Staging::f32_array(t, &[n, hd])?.add(&Array::zeros(&[1], Dtype::F32)?)?)
         };
         let (cos, sin) = (on_device(&cos)?, on_device(&sin)?);
         // The unfused path broadcasts them over the heads of `(n, heads, hd)`.
