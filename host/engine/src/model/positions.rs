@@ -283,7 +283,7 @@ mod tests {
                             let (row, col) = ((bi * merge + ii) as f32, (bj * merge + jj) as f32);
                             for k in 0..hd {
                                 let f = inv[k % inv.len()];
-                                let a = if (k / inv.len()) % 2 == 0 {
+                                let a = if (k / inv.len()).is_multiple_of(2) {
                                     row * f
                                 } else {
                                     col * f
