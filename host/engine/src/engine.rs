@@ -452,7 +452,7 @@ impl Engine {
         let mut queue = |pending: &Pending,
                          steps: &mut Option<StepSession<'_>>,
                          kv: &mut KvCache,
-                         pos: i32,
+                         pos: &mut i32,
                          profile: &mut Option<StepProfile>|
          -> Result<Pending> {
             let started = Instant::now();
@@ -460,7 +460,7 @@ impl Engine {
                 (Some(s), _) => (Pending::Slot(s.queue(kv)?), Instant::now()),
                 (None, Pending::Mlx(token)) => {
                     let x = text.embed_array(&token.reshape(&[1])?)?.expand_dims(0)?;
-                    let h = text.forward(&x, &Rope::Offset(pos), kv, None)?;
+                    let h = text.forward(&x, &Rope::Offset(*pos), kv, None)?;
                     let logits = text.logits(&h.reshape(&[1, -1])?)?.reshape(&[-1])?;
                     let t = sampler.sample(&logits)?;
                     let built = Instant::now();
@@ -471,6 +471,7 @@ impl Engine {
                     unreachable!("slots come only from the step runner")
                 }
             };
+            *pos += 1;
             if let Some(p) = profile.as_mut() {
                 p.build_s += built.duration_since(started).as_secs_f64();
                 p.dispatch_s += built.elapsed().as_secs_f64();
@@ -491,10 +492,9 @@ impl Engine {
                     &pending,
                     &mut steps,
                     &mut kv,
-                    next_pos,
+                    &mut next_pos,
                     &mut profile,
                 )?);
-                next_pos += 1;
             }
             let waiting = Instant::now();
             let id = match (&pending, steps.as_mut()) {
@@ -522,10 +522,9 @@ impl Engine {
                     &pending,
                     &mut steps,
                     &mut kv,
-                    next_pos,
+                    &mut next_pos,
                     &mut profile,
                 )?);
-                next_pos += 1;
             }
             match next {
                 Some(p) => pending = p,

@@ -32,7 +32,7 @@ bool pinned_enabled() {
 }
 
 constexpr size_t kGranule = size_t(2) << 20;
-constexpr size_t kKeep = 8;  // free blocks the pool keeps (a 1920x1080 request holds 5 at once)
+constexpr size_t kKeep = 8;  // free blocks the pool keeps (a 1920x1080 request stages 5 arrays)
 
 struct Block {
   void* data;

@@ -1,7 +1,7 @@
 //! Greedy decoding steps launched outside MLX's graph (`mlx::cuda`): the
 //! fused path's kernels (five per layer), plus the embedding lookup, the LM
 //! head with the final norm, and the argmax, as one launch list per step on
-//! a stream of our own. MLX's host cost per launch (~10 µs: graph node,
+//! a stream of our own. MLX's host cost per launch (~13 µs: graph node,
 //! kernel-source hash, CUDA graph node) made building and dispatching a step
 //! take about as long as the GPU took to run it (bench/gpu/NOTES.md); here
 //! the step's token and `[len, pos]` stay on the device from step to step,
