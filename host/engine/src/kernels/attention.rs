@@ -126,7 +126,7 @@ pub fn step_kernel(
     splits: i32,
     rms_eps: f32,
     rope_theta: f32,
-) -> Result<(String, Dims)> {
+) -> Result<super::step::StepKernel> {
     use super::step::Param::{In, Int, Out};
     let params = [
         In("qkv", dtype),
@@ -140,19 +140,19 @@ pub fn step_kernel(
         Out("out", dtype),
         Int("cache_cap"),
     ];
-    let source = super::step::standalone(
-        "vlmbench_attn_decode",
-        &header(),
-        &body("cache_cap"),
-        &params,
-        &template(heads, dtype, splits, rms_eps, rope_theta),
-    )?;
     let dims = Dims {
         blocks: (heads.kv_heads * splits) as u32,
         threads: THREADS as u32,
         shared_bytes: 0,
     };
-    Ok((source, dims))
+    super::step::standalone(
+        "vlmbench_attn_decode",
+        &header(),
+        &body("cache_cap"),
+        &params,
+        &template(heads, dtype, splits, rms_eps, rope_theta),
+        dims,
+    )
 }
 
 /// The inputs of one step.

@@ -10,7 +10,7 @@ use mlx::cuda::Dims;
 use mlx::kernel::{Kernel, KernelSpec, Launch, TemplateArg};
 use mlx::{Array, Dtype, Quantized};
 
-use super::step::Param;
+use super::step::{Param, StepKernel};
 use crate::error::Result;
 
 /// Output rows per block: 16 rows of the matrix (8 gate/up pairs for SwiGLU).
@@ -143,7 +143,7 @@ impl Variant {
 
     /// The standalone kernel (`step.rs`) for a `n x k` matrix and its launch:
     /// parameters are the inputs in order, then `out`.
-    pub fn step_kernel(self, k: i32, n: i32, dtype: Dtype, eps: f32) -> Result<(String, Dims)> {
+    pub fn step_kernel(self, k: i32, n: i32, dtype: Dtype, eps: f32) -> Result<StepKernel> {
         let mut params: Vec<Param> = self
             .inputs(dtype)
             .into_iter()
@@ -152,19 +152,19 @@ impl Variant {
         params.push(Param::Out("out", dtype));
         let launch = LaunchShape::of(k, n, self.flags().2);
         let template = template(dtype, k, n, &launch, self.flags().0.then_some(eps));
-        let source = super::step::standalone(
-            self.name(),
-            &Self::header(),
-            &self.body(),
-            &params,
-            &template,
-        )?;
         let dims = Dims {
             blocks: launch.blocks as u32,
             threads: (launch.warps * 32) as u32,
             shared_bytes: shared_bytes(k) as u32,
         };
-        Ok((source, dims))
+        super::step::standalone(
+            self.name(),
+            &Self::header(),
+            &self.body(),
+            &params,
+            &template,
+            dims,
+        )
     }
 }
 

@@ -41,15 +41,24 @@ pub fn cuda_type(d: Dtype) -> Result<&'static str> {
 const PRELUDE: &str = "#include <cuda_bf16.h>\n#include <cuda_fp16.h>\n#include <cuda/std/cstdint>\n\
                        using cuda::std::int32_t;\nusing cuda::std::uint32_t;\n";
 
+/// A standalone kernel: its function's name, its source and its launch.
+#[derive(Debug)]
+pub struct StepKernel {
+    pub name: &'static str,
+    pub source: String,
+    pub dims: Dims,
+}
+
 /// `extern "C" __global__ void name(params) { constants; body }` after the
-/// headers.
+/// headers, launched as `dims`.
 pub fn standalone(
-    name: &str,
+    name: &'static str,
     header: &str,
     body: &str,
     params: &[Param],
     template: &[(&str, TemplateArg)],
-) -> Result<String> {
+    dims: Dims,
+) -> Result<StepKernel> {
     let mut sig = Vec::with_capacity(params.len());
     for p in params {
         sig.push(match *p {
@@ -66,10 +75,11 @@ pub fn standalone(
             TemplateArg::Dtype(d) => format!("using {n} = {};\n", cuda_type(d)?),
         };
     }
-    Ok(format!(
+    let source = format!(
         "{PRELUDE}{header}extern \"C\" __global__ void {name}({}) {{\n{consts}{body}\n}}\n",
         sig.join(", ")
-    ))
+    );
+    Ok(StepKernel { name, source, dims })
 }
 
 /// Threads of the argmax's single block.
@@ -79,7 +89,7 @@ const EMBED_THREADS: u32 = 512;
 
 /// The embedding row of the step's token from a 4-bit, group-64 table of
 /// width `h`: parameters `tok, w, scales, biases, out`.
-pub fn embed4(dtype: Dtype, h: i32) -> Result<(String, Dims)> {
+pub fn embed4(dtype: Dtype, h: i32) -> Result<StepKernel> {
     let params = [
         Param::In("tok", Dtype::U32),
         Param::In("w", Dtype::U32),
@@ -95,15 +105,12 @@ pub fn embed4(dtype: Dtype, h: i32) -> Result<(String, Dims)> {
         threads: EMBED_THREADS,
         shared_bytes: 0,
     };
-    Ok((
-        standalone("vlmbench_embed4", &header, &body, &params, &template)?,
-        dims,
-    ))
+    standalone("vlmbench_embed4", &header, &body, &params, &template, dims)
 }
 
 /// The argmax of `vocab` logits into the token, and the step's `[len, pos]`
 /// advanced: parameters `logits, tok, meta`.
-pub fn argmax(dtype: Dtype, vocab: i32) -> Result<(String, Dims)> {
+pub fn argmax(dtype: Dtype, vocab: i32) -> Result<StepKernel> {
     let params = [
         Param::In("logits", dtype),
         Param::Out("tok", Dtype::U32),
@@ -121,10 +128,7 @@ pub fn argmax(dtype: Dtype, vocab: i32) -> Result<(String, Dims)> {
         threads: ARGMAX_THREADS,
         shared_bytes: 0,
     };
-    Ok((
-        standalone("vlmbench_argmax", &header, &body, &params, &template)?,
-        dims,
-    ))
+    standalone("vlmbench_argmax", &header, &body, &params, &template, dims)
 }
 
 #[cfg(test)]
@@ -133,7 +137,12 @@ mod tests {
 
     #[test]
     fn a_standalone_kernel_declares_its_parameters_and_constants_in_order() {
-        let src = standalone(
+        let dims = Dims {
+            blocks: 1,
+            threads: 32,
+            shared_bytes: 0,
+        };
+        let k = standalone(
             "k",
             "// header\n",
             "out[0] = x[0];",
@@ -146,29 +155,32 @@ mod tests {
                 ("T", TemplateArg::Dtype(Dtype::F16)),
                 ("K", TemplateArg::Int(7)),
             ],
+            dims,
         )
         .unwrap();
+        let src = &k.source;
         assert!(src.starts_with(PRELUDE), "{src}");
+        assert_eq!((k.name, k.dims), ("k", dims));
         assert!(src.contains(
             "// header\nextern \"C\" __global__ void k(const __nv_bfloat16* x, float* out, int n) {\n\
              using T = __half;\nconstexpr int K = 7;\nout[0] = x[0];\n}\n"
         ));
-        let err = standalone("k", "", "", &[Param::In("x", Dtype::F64)], &[]).unwrap_err();
+        let err = standalone("k", "", "", &[Param::In("x", Dtype::F64)], &[], dims).unwrap_err();
         assert!(err.to_string().contains("no CUDA type"), "{err}");
     }
 
     #[test]
     fn the_step_kernels_name_what_their_bodies_use() {
-        let (embed, dims) = embed4(Dtype::BF16, 4096).unwrap();
+        let embed = embed4(Dtype::BF16, 4096).unwrap();
         for p in [
             "const uint32_t* tok",
             "const uint32_t* w",
             "__nv_bfloat16* out",
         ] {
-            assert!(embed.contains(p), "{p}");
+            assert!(embed.source.contains(p), "{p}");
         }
-        assert_eq!(dims.blocks, 1);
-        let (arg, _) = argmax(Dtype::BF16, 151936).unwrap();
+        assert_eq!(embed.dims.blocks, 1);
+        let arg = argmax(Dtype::BF16, 151936).unwrap().source;
         assert!(arg.contains("constexpr int V = 151936;") && arg.contains("int32_t* meta"));
     }
 
@@ -198,15 +210,16 @@ mod tests {
         for splits in [1, 16, 64] {
             all.push(attention::step_kernel(heads, bf, splits, 1e-6, 5e6).unwrap());
         }
-        for (src, dims) in &all {
-            assert!(src.contains("extern \"C\" __global__ void vlmbench_"));
-            assert!(dims.blocks > 0 && dims.threads % 32 == 0);
+        for k in &all {
+            let head = format!("extern \"C\" __global__ void {}(", k.name);
+            assert!(k.name.starts_with("vlmbench_") && k.source.contains(&head));
+            assert!(k.dims.blocks > 0 && k.dims.threads % 32 == 0);
         }
         if let Some(dir) = std::env::var_os("VLM_BENCH_STEP_KERNEL_DIR") {
             let dir = std::path::PathBuf::from(dir);
             std::fs::create_dir_all(&dir).unwrap();
-            for (i, (src, _)) in all.iter().enumerate() {
-                std::fs::write(dir.join(format!("step_{i:02}.cu")), src).unwrap();
+            for (i, k) in all.iter().enumerate() {
+                std::fs::write(dir.join(format!("step_{i:02}.cu")), &k.source).unwrap();
             }
         }
     }

@@ -248,7 +248,7 @@ impl StepDecoder {
     }
 
     /// The source and launch of `key`'s kernel.
-    fn source(&self, model: &TextModel, key: Key) -> Result<(String, Dims)> {
+    fn source(&self, model: &TextModel, key: Key) -> Result<step::StepKernel> {
         let cfg = &model.cfg;
         let eps = cfg.rms_norm_eps;
         let l = &self.layers[0];
@@ -275,16 +275,10 @@ impl StepDecoder {
         if self.kernels.contains_key(&key) {
             return Ok(());
         }
-        let (source, dims) = self.source(model, key)?;
-        let name = source
-            .split("extern \"C\" __global__ void ")
-            .nth(1)
-            .and_then(|s| s.split('(').next())
-            .unwrap_or("kernel")
-            .to_string();
-        let k = CudaKernel::compile(&name, &source, dims.shared_bytes)
+        let src = self.source(model, key)?;
+        let k = CudaKernel::compile(src.name, &src.source, src.dims.shared_bytes)
             .map_err(|e| Error::Model(format!("step kernel {key:?}: {e}")))?;
-        self.kernels.insert(key, (k, dims));
+        self.kernels.insert(key, (k, src.dims));
         Ok(())
     }
 }
