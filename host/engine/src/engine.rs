@@ -447,20 +447,18 @@ impl Engine {
         } else {
             None
         };
-        // Queues the step after `pending`: on the step runner, or built from
-        // MLX operations and handed to MLX.
+        // Queues the step after `pending` (and counts its position): on the
+        // step runner, or built from MLX operations and handed to MLX.
         let mut queue = |pending: &Pending,
                          steps: &mut Option<StepSession<'_>>,
-                         kv: &mut KvCache,
-                         pos: &mut i32,
                          profile: &mut Option<StepProfile>|
          -> Result<Pending> {
             let started = Instant::now();
             let (next, built) = match (steps.as_mut(), pending) {
-                (Some(s), _) => (Pending::Slot(s.queue(kv)?), Instant::now()),
+                (Some(s), _) => (Pending::Slot(s.queue(&mut kv)?), Instant::now()),
                 (None, Pending::Mlx(token)) => {
                     let x = text.embed_array(&token.reshape(&[1])?)?.expand_dims(0)?;
-                    let h = text.forward(&x, &Rope::Offset(*pos), kv, None)?;
+                    let h = text.forward(&x, &Rope::Offset(next_pos), &mut kv, None)?;
                     let logits = text.logits(&h.reshape(&[1, -1])?)?.reshape(&[-1])?;
                     let t = sampler.sample(&logits)?;
                     let built = Instant::now();
@@ -471,7 +469,7 @@ impl Engine {
                     unreachable!("slots come only from the step runner")
                 }
             };
-            *pos += 1;
+            next_pos += 1;
             if let Some(p) = profile.as_mut() {
                 p.build_s += built.duration_since(started).as_secs_f64();
                 p.dispatch_s += built.elapsed().as_secs_f64();
@@ -488,13 +486,7 @@ impl Engine {
             let first_on_runner = steps.is_some() && out_ids.is_empty();
             let mut next = None;
             if more && !first_on_runner {
-                next = Some(queue(
-                    &pending,
-                    &mut steps,
-                    &mut kv,
-                    &mut next_pos,
-                    &mut profile,
-                )?);
+                next = Some(queue(&pending, &mut steps, &mut profile)?);
             }
             let waiting = Instant::now();
             let id = match (&pending, steps.as_mut()) {
@@ -518,13 +510,7 @@ impl Engine {
                 break;
             }
             if more && first_on_runner {
-                next = Some(queue(
-                    &pending,
-                    &mut steps,
-                    &mut kv,
-                    &mut next_pos,
-                    &mut profile,
-                )?);
+                next = Some(queue(&pending, &mut steps, &mut profile)?);
             }
             match next {
                 Some(p) => pending = p,

@@ -125,9 +125,9 @@ cuda::Result launch_one(const cuda::Api& a, StepRunner& r, const StepLaunch& l) 
   cfg.num_attrs = l.pdl ? 1 : 0;
   // Every parameter is passed as 8 bytes; 4-byte ones read the low half
   // (x86-64 and aarch64 are little-endian).
-  std::vector<void*> params(l.num_args);
+  void* params[StepRunner::kMaxArgs];
   for (size_t i = 0; i < l.num_args; ++i) params[i] = &r.args[l.first_arg + i];
-  return a.launch_kernel_ex(&cfg, l.kernel->function, params.data(), nullptr);
+  return a.launch_kernel_ex(&cfg, l.kernel->function, params, nullptr);
 }
 
 void drop_graph(const cuda::Api& a, StepRunner& r) {
@@ -258,6 +258,9 @@ void step_runner_add(StepRunner& r, const CudaKernel& k, uint32_t grid, uint32_t
   if (shared > static_cast<uint32_t>(std::max(k.shared_limit, 48 * 1024)))
     throw std::runtime_error("step launch asks " + std::to_string(shared) + " bytes of shared memory, the kernel " +
                              std::to_string(k.shared_limit));
+  if (args.size() > StepRunner::kMaxArgs)
+    throw std::runtime_error("step launch with " + std::to_string(args.size()) + " parameters, at most " +
+                             std::to_string(StepRunner::kMaxArgs));
   r.launches.push_back(StepLaunch{&k, grid, block, shared, pdl, r.args.size(), args.size()});
   r.args.insert(r.args.end(), args.begin(), args.end());
 }

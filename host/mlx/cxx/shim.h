@@ -115,6 +115,7 @@ struct StepLaunch {
 // they stay the same, if asked), and page-locked slots for tokens.
 struct StepRunner {
   static constexpr size_t kSlots = 4;
+  static constexpr size_t kMaxArgs = 32;  // parameters per launch
   void* stream = nullptr;
   bool use_graph = false;
   std::vector<StepLaunch> launches;

@@ -87,6 +87,24 @@ const ARGMAX_THREADS: u32 = 1024;
 /// Threads of the embedding's single block.
 const EMBED_THREADS: u32 = 512;
 
+/// A kernel of one block of `threads` threads whose body uses only the
+/// launch-order hooks of `phases.cuh`.
+fn one_block(
+    name: &'static str,
+    body: &str,
+    params: &[Param],
+    template: &[(&str, TemplateArg)],
+    threads: u32,
+) -> Result<StepKernel> {
+    let header = super::header(&[include_str!("phases.cuh")]);
+    let dims = Dims {
+        blocks: 1,
+        threads,
+        shared_bytes: 0,
+    };
+    standalone(name, &header, &super::compact(body), params, template, dims)
+}
+
 /// The embedding row of the step's token from a 4-bit, group-64 table of
 /// width `h`: parameters `tok, w, scales, biases, out`.
 pub fn embed4(dtype: Dtype, h: i32) -> Result<StepKernel> {
@@ -97,15 +115,9 @@ pub fn embed4(dtype: Dtype, h: i32) -> Result<StepKernel> {
         Param::In("biases", dtype),
         Param::Out("out", dtype),
     ];
-    let header = super::header(&[include_str!("phases.cuh")]);
     let template = [("T", TemplateArg::Dtype(dtype)), ("H", TemplateArg::Int(h))];
-    let body = super::compact(include_str!("embed4.cu"));
-    let dims = Dims {
-        blocks: 1,
-        threads: EMBED_THREADS,
-        shared_bytes: 0,
-    };
-    standalone("vlmbench_embed4", &header, &body, &params, &template, dims)
+    let body = include_str!("embed4.cu");
+    one_block("vlmbench_embed4", body, &params, &template, EMBED_THREADS)
 }
 
 /// The argmax of `vocab` logits into the token, and the step's `[len, pos]`
@@ -116,19 +128,13 @@ pub fn argmax(dtype: Dtype, vocab: i32) -> Result<StepKernel> {
         Param::Out("tok", Dtype::U32),
         Param::Out("meta", Dtype::I32),
     ];
-    let header = super::header(&[include_str!("phases.cuh")]);
     let template = [
         ("T", TemplateArg::Dtype(dtype)),
         ("V", TemplateArg::Int(vocab)),
         ("THREADS", TemplateArg::Int(ARGMAX_THREADS as i32)),
     ];
-    let body = super::compact(include_str!("argmax.cu"));
-    let dims = Dims {
-        blocks: 1,
-        threads: ARGMAX_THREADS,
-        shared_bytes: 0,
-    };
-    standalone("vlmbench_argmax", &header, &body, &params, &template, dims)
+    let body = include_str!("argmax.cu");
+    one_block("vlmbench_argmax", body, &params, &template, ARGMAX_THREADS)
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use mlx::{Array, Dtype, Quantized};
 
 use super::{FusedDecode, TextModel};
 use crate::error::{Error, Result};
-use crate::kernels::attention;
+use crate::kernels::attention::{self, Heads};
 use crate::kernels::qmv::{self, Variant};
 use crate::kernels::step;
 use crate::model::kv_cache::KvCache;
@@ -91,6 +91,7 @@ pub(crate) struct StepDecoder {
     head: Matrix,
     final_norm: u64,
     counters: u64,
+    heads: Heads,
     dtype: Dtype,
     pdl: bool,
 }
@@ -155,37 +156,40 @@ impl StepDecoder {
             ));
         }
         let heads = fused.heads;
+        let fused_layers = model
+            .layers
+            .iter()
+            .map(|l| Some((l, l.fused_weights()?)))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| unsupported("a layer without fused 4-bit weights"))?;
         // Kernels read these by address: they must be in memory (loading may
         // leave them lazy).
         let mut weights = vec![&model.norm, &fused.counters];
         for q in [embed, head] {
             weights.extend([&q.weight, &q.scales, &q.biases]);
         }
-        for l in &model.layers {
+        for (l, w) in &fused_layers {
             weights.extend([&l.input_norm, &l.post_norm, &l.attn.q_norm, &l.attn.k_norm]);
-            if let Some(w) = l.fused_weights() {
-                for q in [w.qkv, w.o, w.gate_up, w.down] {
-                    weights.extend([&q.weight, &q.scales, &q.biases]);
-                }
+            for q in [w.qkv, w.o, w.gate_up, w.down] {
+                weights.extend([&q.weight, &q.scales, &q.biases]);
             }
         }
         mlx::eval(&weights)?;
-        let mut layers = Vec::with_capacity(model.layers.len());
-        for l in &model.layers {
-            let w = l
-                .fused_weights()
-                .ok_or_else(|| unsupported("a layer without fused 4-bit weights"))?;
-            layers.push(LayerPtrs {
-                input_norm: l.input_norm.device_ptr()?,
-                post_norm: l.post_norm.device_ptr()?,
-                q_norm: l.attn.q_norm.device_ptr()?,
-                k_norm: l.attn.k_norm.device_ptr()?,
-                qkv: Matrix::of(w.qkv)?,
-                o: Matrix::of(w.o)?,
-                gate_up: Matrix::of(w.gate_up)?,
-                down: Matrix::of(w.down)?,
-            });
-        }
+        let layers = fused_layers
+            .iter()
+            .map(|(l, w)| {
+                Ok(LayerPtrs {
+                    input_norm: l.input_norm.device_ptr()?,
+                    post_norm: l.post_norm.device_ptr()?,
+                    q_norm: l.attn.q_norm.device_ptr()?,
+                    k_norm: l.attn.k_norm.device_ptr()?,
+                    qkv: Matrix::of(w.qkv)?,
+                    o: Matrix::of(w.o)?,
+                    gate_up: Matrix::of(w.gate_up)?,
+                    down: Matrix::of(w.down)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let inter = layers.first().map_or(0, |l| l.down.k);
         let qkv_len = (heads.heads + 2 * heads.kv_heads) * heads.head_dim;
         let sizes = [
@@ -218,6 +222,7 @@ impl StepDecoder {
             head: Matrix::of(head)?,
             final_norm: model.norm.device_ptr()?,
             counters: fused.counters.device_ptr()?,
+            heads,
             dtype,
             pdl: true,
         };
@@ -262,10 +267,7 @@ impl StepDecoder {
             Key::Head => qmv(Variant::Norm, &self.head),
             Key::Argmax => step::argmax(self.dtype, self.head.n),
             Key::Attention(splits) => {
-                let heads = model.fused.as_ref().map(|f| f.heads).ok_or_else(|| {
-                    Error::Model("step runner: the fused decoding path is off".into())
-                })?;
-                attention::step_kernel(heads, self.dtype, splits, eps, cfg.rope_theta)
+                attention::step_kernel(self.heads, self.dtype, splits, eps, cfg.rope_theta)
             }
         }
     }
@@ -387,43 +389,43 @@ impl StepSession<'_> {
             p("tok"),
             p("meta"),
         );
-        let pdl = d.pdl;
-        let mut launches: Vec<(Key, bool, Vec<u64>)> = Vec::with_capacity(5 * d.layers.len() + 3);
-        let e = d.embed;
-        launches.push((Key::Embed, false, vec![tok, e.w, e.scales, e.biases, h0]));
-        for (l, &(kc, vc, cap)) in d.layers.iter().zip(&caches) {
-            let m = |m: &Matrix| [m.w, m.scales, m.biases];
-            let [w, s, b] = m(&l.qkv);
-            launches.push((Key::Qkv, pdl, vec![h0, l.input_norm, w, s, b, qkv]));
-            launches.push((
-                Key::Attention(splits),
-                pdl,
-                vec![
-                    qkv, l.q_norm, l.k_norm, kc, vc, meta, d.counters, part, attn, cap as u64,
-                ],
-            ));
-            let [w, s, b] = m(&l.o);
-            launches.push((Key::O, pdl, vec![attn, w, s, b, h0, h1]));
-            let [w, s, b] = m(&l.gate_up);
-            launches.push((Key::GateUp, pdl, vec![h1, l.post_norm, w, s, b, act]));
-            let [w, s, b] = m(&l.down);
-            launches.push((Key::Down, pdl, vec![act, w, s, b, h1, h0]));
-        }
-        let hm = d.head;
-        launches.push((
-            Key::Head,
-            pdl,
-            vec![h0, d.final_norm, hm.w, hm.scales, hm.biases, logits],
-        ));
-        launches.push((Key::Argmax, pdl, vec![logits, tok, meta]));
         let StepDecoder {
-            runner, kernels, ..
+            runner,
+            kernels,
+            layers,
+            embed: e,
+            head: hm,
+            final_norm,
+            counters,
+            pdl,
+            ..
         } = d;
         runner.clear();
-        for (key, pdl, args) in &launches {
-            let (kernel, dims) = &kernels[key];
-            runner.add(kernel, *dims, *pdl, args)?;
+        // The step's first launch waits for the previous step in full; the
+        // others may start early (`pdl`).
+        let mut add = |key: Key, pdl: bool, args: &[u64]| -> Result<()> {
+            let (kernel, dims) = &kernels[&key];
+            Ok(runner.add(kernel, *dims, pdl, args)?)
+        };
+        add(Key::Embed, false, &[tok, e.w, e.scales, e.biases, h0])?;
+        for (l, &(kc, vc, cap)) in layers.iter().zip(&caches) {
+            let m = |m: &Matrix| [m.w, m.scales, m.biases];
+            let [w, s, b] = m(&l.qkv);
+            add(Key::Qkv, *pdl, &[h0, l.input_norm, w, s, b, qkv])?;
+            let attention = [
+                qkv, l.q_norm, l.k_norm, kc, vc, meta, *counters, part, attn, cap as u64,
+            ];
+            add(Key::Attention(splits), *pdl, &attention)?;
+            let [w, s, b] = m(&l.o);
+            add(Key::O, *pdl, &[attn, w, s, b, h0, h1])?;
+            let [w, s, b] = m(&l.gate_up);
+            add(Key::GateUp, *pdl, &[h1, l.post_norm, w, s, b, act])?;
+            let [w, s, b] = m(&l.down);
+            add(Key::Down, *pdl, &[act, w, s, b, h1, h0])?;
         }
+        let head = [h0, *final_norm, hm.w, hm.scales, hm.biases, logits];
+        add(Key::Head, *pdl, &head)?;
+        add(Key::Argmax, *pdl, &[logits, tok, meta])?;
         runner.launch()?;
         runner.read_u32(tok, slot)?;
         self.next_slot = (slot + 1) % StepRunner::SLOTS;
