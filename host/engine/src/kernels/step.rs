@@ -50,7 +50,9 @@ pub struct StepKernel {
 }
 
 /// `extern "C" __global__ void name(params) { constants; body }` after the
-/// headers, launched as `dims`.
+/// headers, launched as `dims`. With `VLM_TIMELINE` defined ahead of the
+/// source, it takes two more parameters and records a timeline
+/// (`timeline.cuh`).
 pub fn standalone(
     name: &'static str,
     header: &str,
@@ -75,12 +77,18 @@ pub fn standalone(
             TemplateArg::Dtype(d) => format!("using {n} = {};\n", cuda_type(d)?),
         };
     }
+    let timeline = super::compact(include_str!("timeline.cuh"));
     let source = format!(
-        "{PRELUDE}{header}extern \"C\" __global__ void {name}({}) {{\n{consts}{body}\n}}\n",
+        "{PRELUDE}{timeline}\n{header}extern \"C\" __global__ void {name}({} VLM_TL_PARAMS) {{\n\
+         VLM_TL_BEGIN\n{consts}{body}\n}}\n",
         sig.join(", ")
     );
     Ok(StepKernel { name, source, dims })
 }
+
+/// Put ahead of a standalone kernel's source: the kernel records a timeline
+/// (`timeline.cuh`).
+pub const TIMELINE_DEFINE: &str = "#define VLM_TIMELINE 1\n";
 
 /// Threads of the argmax's single block.
 const ARGMAX_THREADS: u32 = 1024;
@@ -168,8 +176,8 @@ mod tests {
         assert!(src.starts_with(PRELUDE), "{src}");
         assert_eq!((k.name, k.dims), ("k", dims));
         assert!(src.contains(
-            "// header\nextern \"C\" __global__ void k(const __nv_bfloat16* x, float* out, int n) {\n\
-             using T = __half;\nconstexpr int K = 7;\nout[0] = x[0];\n}\n"
+            "// header\nextern \"C\" __global__ void k(const __nv_bfloat16* x, float* out, int n \
+             VLM_TL_PARAMS) {\nVLM_TL_BEGIN\nusing T = __half;\nconstexpr int K = 7;\nout[0] = x[0];\n}\n"
         ));
         let err = standalone("k", "", "", &[Param::In("x", Dtype::F64)], &[], dims).unwrap_err();
         assert!(err.to_string().contains("no CUDA type"), "{err}");
@@ -224,8 +232,11 @@ mod tests {
         if let Some(dir) = std::env::var_os("VLM_BENCH_STEP_KERNEL_DIR") {
             let dir = std::path::PathBuf::from(dir);
             std::fs::create_dir_all(&dir).unwrap();
+            // Each as the engine compiles it, and with the timeline on.
             for (i, k) in all.iter().enumerate() {
                 std::fs::write(dir.join(format!("step_{i:02}.cu")), &k.source).unwrap();
+                let timed = format!("{}{}", TIMELINE_DEFINE, k.source);
+                std::fs::write(dir.join(format!("step_{i:02}_timeline.cu")), timed).unwrap();
             }
         }
     }

@@ -14,8 +14,15 @@
 //! launch. The environment can say otherwise: `VLM_BENCH_NO_STEP_RUNNER=1`
 //! (MLX's graph), `VLM_BENCH_STEP_GRAPH=0` (each launch issued by the host),
 //! `VLM_BENCH_NO_PDL=1` (launches in strict order).
+//!
+//! `VLM_BENCH_TIMELINE=DIR` compiles the kernels with a timeline
+//! (`kernels/timeline.cuh`): at the end of each request, the times of every
+//! block of its last step go to `DIR/timeline-N.csv` (`bench/gpu/timeline.py`
+//! reads them).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::sync::MutexGuard;
 
 use mlx::cuda::{CudaKernel, Dims, StepRunner};
@@ -94,6 +101,66 @@ pub(crate) struct StepDecoder {
     heads: Heads,
     dtype: Dtype,
     pdl: bool,
+    timeline: Option<Timeline>,
+}
+
+/// Where the kernels record a step's timeline (`VLM_BENCH_TIMELINE`).
+struct Timeline {
+    dir: PathBuf,
+    /// Four u64 per block (as u32 pairs): start, wait returned, end, SM.
+    buf: Array,
+    ptr: u64,
+    /// The last step's launches: kernel, first slot, blocks.
+    launches: Vec<(Key, u32, u32)>,
+    written: usize,
+}
+
+impl Timeline {
+    /// Blocks a step may record (the 8B's ~100k, with room).
+    const CAP_BLOCKS: u32 = 1 << 18;
+
+    fn from_env() -> Result<Option<Timeline>> {
+        let Some(dir) = std::env::var_os("VLM_BENCH_TIMELINE") else {
+            return Ok(None);
+        };
+        let buf = buffer(Self::CAP_BLOCKS as i32 * 8, Dtype::U32)?;
+        mlx::eval(&[&buf])?;
+        let ptr = buf.device_ptr()?;
+        Ok(Some(Timeline {
+            dir: PathBuf::from(dir),
+            buf,
+            ptr,
+            launches: Vec::new(),
+            written: 0,
+        }))
+    }
+
+    /// The last step's blocks as CSV, into the next `timeline-N.csv`.
+    /// The steps must be done.
+    fn write(&mut self) -> Result<()> {
+        let raw = self.buf.to_vec::<u32>()?;
+        let at = |slot: usize, i: usize| {
+            let j = 8 * slot + 2 * i;
+            u64::from(raw[j]) | u64::from(raw[j + 1]) << 32
+        };
+        let mut csv = String::from("launch,kernel,layer,block,sm,start_ns,wait_ns,end_ns\n");
+        // A layer starts at its q/k/v launch (-1: the embedding).
+        let mut layer = -1;
+        for (n, &(key, base, blocks)) in self.launches.iter().enumerate() {
+            layer += i32::from(key == Key::Qkv);
+            for b in 0..blocks {
+                let slot = (base + b) as usize;
+                let (start, wait, end, sm) = (at(slot, 0), at(slot, 1), at(slot, 2), at(slot, 3));
+                let _ = writeln!(csv, "{n},{key:?},{layer},{b},{sm},{start},{wait},{end}");
+            }
+        }
+        let path = self.dir.join(format!("timeline-{}.csv", self.written));
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|()| std::fs::write(&path, csv))
+            .map_err(|e| Error::Model(format!("writing {}: {e}", path.display())))?;
+        self.written += 1;
+        Ok(())
+    }
 }
 
 /// How greedy decoding steps run on the fused path.
@@ -225,6 +292,7 @@ impl StepDecoder {
             heads,
             dtype,
             pdl: true,
+            timeline: Timeline::from_env()?,
         };
         // Every kernel but the attention's split counts, compiled up front so
         // that a failure turns the runner off before any request uses it.
@@ -278,7 +346,11 @@ impl StepDecoder {
             return Ok(());
         }
         let src = self.source(model, key)?;
-        let k = CudaKernel::compile(src.name, &src.source, src.dims.shared_bytes)
+        let source = match self.timeline {
+            Some(_) => format!("{}{}", step::TIMELINE_DEFINE, src.source),
+            None => src.source,
+        };
+        let k = CudaKernel::compile(src.name, &source, src.dims.shared_bytes)
             .map_err(|e| Error::Model(format!("step kernel {key:?}: {e}")))?;
         self.kernels.insert(key, (k, src.dims));
         Ok(())
@@ -398,14 +470,29 @@ impl StepSession<'_> {
             final_norm,
             counters,
             pdl,
+            timeline,
             ..
         } = d;
         runner.clear();
+        if let Some(t) = timeline.as_mut() {
+            t.launches.clear();
+        }
         // The step's first launch waits for the previous step in full; the
         // others may start early (`pdl`).
         let mut add = |key: Key, pdl: bool, args: &[u64]| -> Result<()> {
             let (kernel, dims) = &kernels[&key];
-            Ok(runner.add(kernel, *dims, pdl, args)?)
+            let Some(t) = timeline.as_mut() else {
+                return Ok(runner.add(kernel, *dims, pdl, args)?);
+            };
+            // Two more arguments: the timeline and this launch's first slot.
+            let base = t.launches.last().map_or(0, |&(.., b, n)| b + n);
+            if base + dims.blocks > Timeline::CAP_BLOCKS {
+                return Err(Error::Model("timeline: more blocks than it holds".into()));
+            }
+            t.launches.push((key, base, dims.blocks));
+            let mut all = args.to_vec();
+            all.extend([t.ptr, u64::from(base)]);
+            Ok(runner.add(kernel, *dims, pdl, &all)?)
         };
         add(Key::Embed, false, &[tok, e.w, e.scales, e.biases, h0])?;
         for (l, &(kc, vc, cap)) in layers.iter().zip(&caches) {
@@ -441,9 +528,15 @@ impl StepSession<'_> {
         Ok(self.decoder().runner.slot(slot)?)
     }
 
-    /// Waits for every queued step, so that MLX may read the caches.
+    /// Waits for every queued step, so that MLX may read the caches (and
+    /// writes the last step's timeline when asked).
     pub(crate) fn finish(mut self) -> Result<()> {
-        Ok(self.decoder().runner.synchronize()?)
+        let d = self.decoder();
+        d.runner.synchronize()?;
+        match d.timeline.as_mut() {
+            Some(t) => t.write(),
+            None => Ok(()),
+        }
     }
 }
 

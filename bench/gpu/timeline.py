@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Summarises step timelines written by the engine with VLM_BENCH_TIMELINE=DIR
+(host/engine/src/kernels/timeline.cuh): where a decoding step's time goes while
+its launches overlap under programmatic dependent launch.
+
+usage: timeline.py FILE.csv [FILE.csv ...]
+
+Per launch n, from its blocks' %globaltimer stamps: end[n] (its last block's
+end), ready[n] (its first block's return from the wait for launch n - 1, or its
+first start if it does not wait). Per kernel, averaged over launches and files:
+  share   end[n] - end[n-1]: what the launch adds to the step
+  gap     ready[n] - end[n-1]: from the previous launch's end to this one's
+          first block running past its wait (the hand-over)
+  run     end[n] - ready[n]
+  early   blocks that started before end[n-1] (waited on an SM), in %
+  block   median end - max(start, wait) of one block
+"""
+import collections
+import csv
+import statistics
+import sys
+
+
+def launches(path):
+    rows = collections.defaultdict(list)
+    with open(path) as f:
+        for r in csv.DictReader(f):
+            rows[int(r["launch"])].append(r)
+    out = []
+    for n in sorted(rows):
+        bs = rows[n]
+        start = [int(b["start_ns"]) for b in bs]
+        wait = [int(b["wait_ns"]) for b in bs]
+        end = [int(b["end_ns"]) for b in bs]
+        if min(start) == 0 or min(end) == 0:
+            sys.exit(f"{path}: launch {n} has blocks that did not record (was the step complete?)")
+        waited = [w for w in wait if w]
+        ready = min(waited) if waited else min(start)
+        block = statistics.median(e - max(s, w) for s, w, e in zip(start, wait, end))
+        out.append(dict(kernel=bs[0]["kernel"], layer=int(bs[0]["layer"]), blocks=len(bs), start=min(start),
+                        ready=ready, end=max(end), starts=start, block=block))
+    return out
+
+
+def main(paths):
+    acc = collections.defaultdict(lambda: collections.defaultdict(list))
+    order = []
+    for p in paths:
+        ls = launches(p)
+        step = ls[-1]["end"] - ls[0]["start"]
+        print(f"{p}: {len(ls)} launches, {sum(l['blocks'] for l in ls)} blocks, step {step / 1e3:.1f} us "
+              f"(first start to last end)")
+        for prev, cur in zip(ls, ls[1:]):
+            k = cur["kernel"]
+            if k not in order:
+                order.append(k)
+            a = acc[k]
+            a["share"].append(cur["end"] - prev["end"])
+            a["gap"].append(cur["ready"] - prev["end"])
+            a["run"].append(cur["end"] - cur["ready"])
+            a["early"].append(100.0 * sum(s < prev["end"] for s in cur["starts"]) / cur["blocks"])
+            a["block"].append(cur["block"])
+            a["blocks"].append(cur["blocks"])
+    print(f"\n{'kernel':<16}{'launches':>9}{'blocks':>8}{'share us':>10}{'sum us':>9}{'gap us':>8}{'run us':>8}"
+          f"{'early %':>9}{'block us':>10}")
+    total = 0.0
+    for k in order:
+        a = acc[k]
+        n = len(a["share"]) / len(paths)
+        mean = lambda v: sum(v) / len(v) / 1e3
+        s = mean(a["share"])
+        total += s * n
+        print(f"{k:<16}{n:>9.0f}{statistics.mean(a['blocks']):>8.0f}{s:>10.2f}{s * n:>9.1f}{mean(a['gap']):>8.2f}"
+              f"{mean(a['run']):>8.2f}{sum(a['early']) / len(a['early']):>9.1f}{mean(a['block']):>10.2f}")
+    print(f"{'sum of shares':<16}{'':>9}{'':>8}{'':>10}{total:>9.1f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    main(sys.argv[1:])
