@@ -2,6 +2,7 @@
 //! same model and requests, interleaved request by request so that a drifting
 //! machine affects them alike. Numbers for `bench/gpu/NOTES.md`.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -122,6 +123,15 @@ pub fn run(args: BenchDecodeArgs) -> Result<()> {
             }
         }
         let reference = first[0].as_ref().expect("warm-up ran");
+        // A digest of the tokens, to compare builds run in separate processes
+        // (`DefaultHasher::new` has fixed keys).
+        let mut digest = std::hash::DefaultHasher::new();
+        reference.token_ids.hash(&mut digest);
+        eprintln!(
+            "{w}x{h}: {}'s tokens digest {:016x}",
+            paths[0].0,
+            digest.finish()
+        );
         for (i, (name, _)) in paths.iter().enumerate() {
             let resp = first[i].as_ref().expect("warm-up ran");
             let (d, itl, ttft) = &stats[i];

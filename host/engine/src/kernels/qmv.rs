@@ -164,6 +164,7 @@ impl Variant {
             &params,
             &template,
             dims,
+            None,
         )
     }
 }
