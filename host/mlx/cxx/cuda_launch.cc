@@ -308,6 +308,14 @@ void step_runner_upload(StepRunner& r, uint64_t dst, rust::Slice<const uint8_t> 
   });
 }
 
+void step_runner_download(StepRunner& r, uint64_t src, rust::Slice<uint8_t> out) {
+  const cuda::Api& a = need_driver("downloading on the step stream");
+  in_context("downloading on the step stream", [&] {
+    cuda::check(a.memcpy_dtoh_async(out.data(), src, out.size(), r.stream), "copying device bytes to the host");
+    cuda::check(a.stream_synchronize(r.stream), "waiting for the copy to the host");
+  });
+}
+
 void step_runner_synchronize(StepRunner& r) {
   const cuda::Api& a = need_driver("synchronizing the step stream");
   in_context("synchronizing the step stream",

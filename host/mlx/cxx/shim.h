@@ -140,6 +140,7 @@ void step_runner_read_u32(StepRunner& r, uint64_t src, size_t slot);
 uint32_t step_runner_slot(StepRunner& r, size_t slot);
 void step_runner_copy(StepRunner& r, uint64_t dst, uint64_t src, size_t bytes);
 void step_runner_upload(StepRunner& r, uint64_t dst, rust::Slice<const uint8_t> data);
+void step_runner_download(StepRunner& r, uint64_t src, rust::Slice<uint8_t> out);
 void step_runner_synchronize(StepRunner& r);
 // The device address of an evaluated array's first element (CUDA only).
 uint64_t array_device_ptr(const array& a);

@@ -129,6 +129,14 @@ impl StepRunner {
             .map_err(|e| Error::from_cxx("step_runner_upload", e))
     }
 
+    /// Copies `out.len()` bytes from device address `src` into `out` after
+    /// everything queued. (Reading an MLX array on the host instead would
+    /// let MLX move its buffer off the device, under the runner's pointers.)
+    pub fn download(&mut self, src: u64, out: &mut [u8]) -> Result<()> {
+        ffi::step_runner_download(self.raw.pin_mut(), src, out)
+            .map_err(|e| Error::from_cxx("step_runner_download", e))
+    }
+
     /// Waits for everything queued.
     pub fn synchronize(&mut self) -> Result<()> {
         ffi::step_runner_synchronize(self.raw.pin_mut())
@@ -203,6 +211,9 @@ mod tests {
                 );
             }
             r.synchronize().unwrap();
+            let mut bytes = vec![0u8; 4000];
+            r.download(p, &mut bytes).unwrap();
+            assert!(bytes.chunks(4).all(|b| b == 6f32.to_le_bytes()));
             assert_eq!(x.to_vec::<f32>().unwrap(), vec![6.0; 1000]);
         }
     }

@@ -173,6 +173,7 @@ pub(crate) mod bridge {
             bytes: usize,
         ) -> Result<()>;
         fn step_runner_upload(r: Pin<&mut StepRunner>, dst: u64, data: &[u8]) -> Result<()>;
+        fn step_runner_download(r: Pin<&mut StepRunner>, src: u64, out: &mut [u8]) -> Result<()>;
         fn step_runner_synchronize(r: Pin<&mut StepRunner>) -> Result<()>;
         fn array_device_ptr(a: &array) -> Result<u64>;
 

@@ -135,12 +135,12 @@ impl Timeline {
     }
 
     /// The last step's blocks as CSV, into the next `timeline-N.csv`.
-    /// The steps must be done.
-    fn write(&mut self) -> Result<()> {
-        let raw = self.buf.to_vec::<u32>()?;
+    fn write(&mut self, runner: &mut StepRunner) -> Result<()> {
+        let mut raw = vec![0u8; self.buf.nbytes()];
+        runner.download(self.ptr, &mut raw)?;
         let at = |slot: usize, i: usize| {
-            let j = 8 * slot + 2 * i;
-            u64::from(raw[j]) | u64::from(raw[j + 1]) << 32
+            let j = 8 * (4 * slot + i);
+            u64::from_le_bytes(raw[j..j + 8].try_into().expect("8 bytes"))
         };
         let mut csv = String::from("launch,kernel,layer,block,sm,start_ns,wait_ns,end_ns\n");
         // A layer starts at its q/k/v launch (-1: the embedding).
@@ -533,7 +533,7 @@ impl StepSession<'_> {
         let d = self.decoder();
         d.runner.synchronize()?;
         match d.timeline.as_mut() {
-            Some(t) => t.write(),
+            Some(t) => t.write(&mut d.runner),
             None => Ok(()),
         }
     }
