@@ -94,7 +94,7 @@ def main():
                            + ([("EPS_BITS", 897988541)] if norm else []),
                            {"NORM": norm, "RESID": resid, "SWIGLU": swiglu})
                 ok &= compile_one(f"qmv4 {t} norm={norm} resid={resid} swiglu={swiglu} K={k} N={n}", src)
-    consts = [("T", bf), ("HD", 128), ("NH", 32), ("NKV", 8), ("EPS_BITS", 897988541),
+    consts = [("T", bf), ("HD", 128), ("NH", 32), ("NKV", 8), ("SPLITS", 16), ("EPS_BITS", 897988541),
               ("LOG2_THETA_BITS", 1102651709), ("SCALE_BITS", 1035098684)]
     attn_ins = [("qkv", bf), ("qn", bf), ("kn", bf), ("kc", bf), ("vc", bf), ("meta", "int32_t"),
                 ("counters", "int32_t")]
@@ -114,7 +114,7 @@ def main():
                ("meta", "int32_t"), ("counters", "int32_t")] + q4("o"))
         outs = [("out", t), ("qkv", t), ("part", "float"), ("attn", t)]
         src = wrap("layer_attn", layer_header, (ldir / "layer_attn.cu").read_text(), ins, outs,
-                   [("T", t), ("H", 4096)] + consts[1:4] + [("SPLITS", 16)] + consts[4:], {})
+                   [("T", t), ("H", 4096)] + consts[1:], {})
         ok &= compile_one(f"layer_attn {t}", src)
         ins = [("x", t), ("post_norm", t)] + q4("gu") + q4("d") + [("counters", "int32_t")]
         src = wrap("layer_mlp", "#define LAYER_MIN_BLOCKS 3\n" + layer_header, (ldir / "layer_mlp.cu").read_text(), ins, [("out", t), ("act", t)],

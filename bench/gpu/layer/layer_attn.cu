@@ -30,8 +30,8 @@ if (t < B_QKV) {
 }
 t -= B_QKV;
 if (t < B_ATTN) {
-  const bool joined = attn_decode_block<T, HD, NH, NKV>(
-      t, SPLITS, qkv, qn, kn, const_cast<T*>(kc), const_cast<T*>(vc), kc_shape[2], meta, ctr, part, attn, eps,
+  const bool joined = attn_decode_block<T, HD, NH, NKV, SPLITS>(
+      t, qkv, qn, kn, const_cast<T*>(kc), const_cast<T*>(vc), kc_shape[2], meta, ctr, part, attn, eps,
       __int_as_float(LOG2_THETA_BITS), __int_as_float(SCALE_BITS), reinterpret_cast<float*>(smem),
       WaitFor{phase + 1, B_QKV, LAYER_TRACE_WAITED});
   LAYER_TRACE_END(1)

@@ -11,20 +11,16 @@ use mlx::{Array, Dtype};
 
 use crate::error::Result;
 
-/// Threads per block (`ATTN_THREADS` in `attn.cuh`).
-const THREADS: i32 = 256;
-/// Positions a block scores at once, two threads each (`ATTN_TILE`).
-const TILE: i32 = THREADS / 2;
-/// The most splits per key/value head (`ATTN_MAX_SPLITS`).
-const MAX_SPLITS: i32 = 32;
+/// Threads per block, and positions a block scores at once.
+const THREADS: i32 = 128;
 
 /// Splits of the positions per key/value head: enough that each block has
-/// at most one tile of positions, whose keys and values it loads at once (a
-/// step is bound by memory latency, so blocks should be many and short), up
-/// to 32 (4,096 positions; past them a block loops over tiles). The kernel
-/// reads the count from its grid, so one compiled kernel serves them all.
+/// at most one tile of positions (a step is bound by memory latency, so
+/// blocks should be many and short), a power of two so that few kernel
+/// variants get compiled.
 fn splits(positions: i32) -> i32 {
-    ((positions.max(1) + TILE - 1) / TILE).min(MAX_SPLITS)
+    let tiles = ((positions.max(1) + THREADS - 1) / THREADS) as u32;
+    tiles.next_power_of_two().min(64) as i32
 }
 
 /// Head layout of the attention.
@@ -47,12 +43,13 @@ impl Heads {
             && matches!(dtype, Dtype::BF16 | Dtype::F16)
     }
 
-    fn template(&self, dtype: Dtype) -> Vec<(&'static str, TemplateArg)> {
+    fn template(&self, dtype: Dtype, splits: i32) -> Vec<(&'static str, TemplateArg)> {
         vec![
             ("T", TemplateArg::Dtype(dtype)),
             ("HD", TemplateArg::Int(self.head_dim)),
             ("NH", TemplateArg::Int(self.heads)),
             ("NKV", TemplateArg::Int(self.kv_heads)),
+            ("SPLITS", TemplateArg::Int(splits)),
         ]
     }
 }
@@ -90,14 +87,16 @@ pub fn compile_decode() -> Result<Kernel> {
     )?)
 }
 
-/// The template constants of a step.
+/// The template constants of a step over `positions` cached positions (the
+/// new one included) split `splits` ways.
 fn template(
     heads: Heads,
     dtype: Dtype,
+    splits: i32,
     rms_eps: f32,
     rope_theta: f32,
 ) -> Vec<(&'static str, TemplateArg)> {
-    let mut template = heads.template(dtype);
+    let mut template = heads.template(dtype, splits);
     let bits = |v: f32| TemplateArg::Int(v.to_bits() as i32);
     template.extend([
         ("EPS_BITS", bits(rms_eps)),
@@ -115,16 +114,16 @@ pub fn step_splits(len: i32) -> i32 {
 /// Floats of the `part` scratch a step needs at most (the most splits).
 pub fn part_len(heads: Heads) -> i32 {
     let g = heads.heads / heads.kv_heads;
-    heads.kv_heads * MAX_SPLITS * g * (heads.head_dim + 2)
+    heads.kv_heads * splits(i32::MAX / 2) * g * (heads.head_dim + 2)
 }
 
-/// The standalone kernel (`step.rs`) and its launch for one split per key/value
-/// head: a step split `s` ways ([`step_splits`]) launches `s` times the blocks.
-/// Parameters: `qkv, qn, kn, kc, vc, meta, counters, part, out`, then the
-/// caches' capacity as an `int`.
+/// The standalone kernel (`step.rs`) for a step split `splits` ways, and its
+/// launch. Parameters: `qkv, qn, kn, kc, vc, meta, counters, part, out`, then
+/// the caches' capacity as an `int`.
 pub fn step_kernel(
     heads: Heads,
     dtype: Dtype,
+    splits: i32,
     rms_eps: f32,
     rope_theta: f32,
 ) -> Result<super::step::StepKernel> {
@@ -142,7 +141,7 @@ pub fn step_kernel(
         Int("cache_cap"),
     ];
     let dims = Dims {
-        blocks: heads.kv_heads as u32,
+        blocks: (heads.kv_heads * splits) as u32,
         threads: THREADS as u32,
         shared_bytes: 0,
     };
@@ -151,11 +150,8 @@ pub fn step_kernel(
         &header(),
         &body("cache_cap"),
         &params,
-        &template(heads, dtype, rms_eps, rope_theta),
+        &template(heads, dtype, splits, rms_eps, rope_theta),
         dims,
-        // Two blocks per SM: 17 splits (2k positions) of the 8B's 8 key/value
-        // heads are 136 blocks, more than the H100's 132 SMs.
-        Some(2),
     )
 }
 
@@ -187,7 +183,7 @@ pub fn decode(step: &DecodeStep<'_>, heads: Heads) -> Result<Array> {
     let dtype = step.qkv.dtype();
     let g = heads.heads / heads.kv_heads;
     let splits = splits(step.len + 1);
-    let template = template(heads, dtype, step.rms_eps, step.rope_theta);
+    let template = template(heads, dtype, splits, step.rms_eps, step.rope_theta);
     let mut outs = super::with_kernel(super::KernelKey::AttnDecode, |k| {
         k.call(
             &[
@@ -225,20 +221,16 @@ mod tests {
         assert_eq!(splits(1), 1);
         assert_eq!(splits(128), 1);
         assert_eq!(splits(129), 2);
-        assert_eq!(splits(2062), 17);
-        assert_eq!(splits(4096), 32);
-        // Past 32 tiles a block loops over several.
-        assert_eq!(splits(4097), 32);
-        assert_eq!(splits(100_000), 32);
-        for p in 1..6000 {
+        assert_eq!(splits(2062), 32);
+        assert_eq!(splits(8192), 64);
+        // Past 64 tiles a block loops over several.
+        assert_eq!(splits(100_000), 64);
+        for p in 1..5000 {
             let s = splits(p);
-            let chunk = (p + s - 1) / s;
             assert!(
-                (1..=MAX_SPLITS).contains(&s) && (s == MAX_SPLITS || chunk <= TILE),
+                s.count_ones() == 1 && (s == 64 || s * THREADS >= p),
                 "{p} -> {s}"
             );
-            // No split is empty: each block has positions to score.
-            assert!((s - 1) * chunk < p, "{p} -> {s}");
         }
     }
 

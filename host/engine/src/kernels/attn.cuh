@@ -1,33 +1,30 @@
 // One decoding step of attention for one key/value head and one split of the
-// positions (flash-decoding), by a block of ATTN_THREADS threads for `block` =
-// head * splits + split: RMSNorm and RoPE of the group's query heads and of
+// positions (flash-decoding), by a block of 128 threads for `block` =
+// head * SPLITS + split: RMSNorm and RoPE of the group's query heads and of
 // the new key (rounded as MLX's rms_norm and rope round), the new key and value
 // written into the caches at position `len` (by split 0), then softmax-weighted
 // sums over this split's positions, written unnormalised with their max and
 // sum; the last block of each key/value head to finish (counted in
 // `counters`, which it resets to zero) joins them into the output rows of its
-// query heads and returns true. A step is a chain of dependent memory round
-// trips, so each link is kept to one: a split's first tile of keys and values
-// (ATTN_TILE positions) is loaded before the wait, all at once, and the join
-// loads every split's partial sums at once.
-// Template constants: T, HD (% 64 == 0), NH, NKV; `splits` (at most
-// ATTN_MAX_SPLITS) is the launch's.
+// query heads and returns true. Loads are batched (unrolled loops over
+// registers, every load of a batch issued before its arithmetic): a step is
+// bound by memory latency, not bandwidth.
+// Template constants: T, HD (% 64 == 0), NH, NKV, SPLITS.
 // qkv: (NH + 2 NKV) * HD, read past L1 (it may come from the same launch,
 // after `wait`); kc, vc: (1, NKV, cap, HD) caches, written in place;
 // meta: [len, pos, ...] (cached positions, RoPE position), in device memory;
 // counters: NKV zeros in device memory, left zero. Outputs: part (scratch,
 // attn_part_floats), out (NH * HD). smem: sizeof(AttnShared<HD, G>) bytes.
 
-// Threads per block (an even number of warps); a block scores a tile of
-// ATTN_TILE positions at once, two threads per position (each half a key row).
+// Threads per block, and positions a block scores at once.
 #ifndef ATTN_THREADS
-#define ATTN_THREADS 256
+#define ATTN_THREADS 128
 #endif
-constexpr int ATTN_TILE = ATTN_THREADS / 2;
-// The most splits per key/value head (the join's registers; attention.rs
-// keeps to it).
-constexpr int ATTN_MAX_SPLITS = 32;
-static_assert(ATTN_MAX_SPLITS <= 32, "the join gives each lane one split");
+constexpr int ATTN_TILE = ATTN_THREADS;
+// Value rows a warp loads at once (bench/gpu/layer/ sets 8 to save registers).
+#ifndef ATTN_VB
+#define ATTN_VB 16
+#endif
 
 // A compile-time flag passed as a value (to generic lambdas).
 template <bool B>
@@ -41,28 +38,19 @@ struct AttnShared {
   float ks[HD];
   float sc[G][ATTN_TILE];
   float mstate[G], lstate[G], corr[G];
-  // Half the warps' value sums (the other half adds into them).
-  float red[ATTN_THREADS / 64][G][HD];
-  // The join's weight per split and 1 / sum of weights, per query head.
-  float jw[G][ATTN_MAX_SPLITS];
-  float jinv[G];
-  int last;
+  float red[ATTN_TILE / 32][G][HD];
 };
 
-template <typename T, int HD, int NH, int NKV, typename Wait>
-__device__ __forceinline__ bool attn_decode_block(int block, int splits, const T* qkv, const T* qn, const T* kn,
-                                                  T* kc, T* vc, int cap, const int* meta, int* counters, float* part,
-                                                  T* out, float eps, float log2_base, float scale, float* smem,
-                                                  Wait wait) {
+template <typename T, int HD, int NH, int NKV, int SPLITS, typename Wait>
+__device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const T* qn, const T* kn, T* kc, T* vc,
+                                                  int cap, const int* meta, int* counters, float* part, T* out,
+                                                  float eps, float log2_base, float scale, float* smem, Wait wait) {
   constexpr int G = NH / NKV;
-  constexpr int THREADS = ATTN_THREADS;
   constexpr int TILE = ATTN_TILE;
-  constexpr int NWARPS = THREADS / 32;
-  static_assert(NWARPS % 2 == 0 && G <= NWARPS, "the reduction halves the warps; a warp joins a query head");
+  constexpr int NWARPS = TILE / 32;
   constexpr int HALF = HD / 2;
   constexpr int PER = HD / 32;
-  constexpr int KC = HALF / 8;          // 16-byte chunks of half a key row
-  constexpr int VR = TILE / NWARPS;     // value rows of a tile per warp
+  constexpr int VB = ATTN_VB;  // value rows a warp loads at once
   struct alignas(PER * sizeof(T)) Vec {
     T e[PER];
   };
@@ -73,15 +61,13 @@ __device__ __forceinline__ bool attn_decode_block(int block, int splits, const T
   float(&mstate)[G] = sh.mstate;
   float(&lstate)[G] = sh.lstate;
   float(&corr)[G] = sh.corr;
-  float(&red)[NWARPS / 2][G][HD] = sh.red;
+  float(&red)[NWARPS][G][HD] = sh.red;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  // Two threads per position: `slot` in the tile, `half` of the key row.
-  const int slot = tid >> 1, half = tid & 1;
-  const int h = block / splits, split = block % splits;
+  const int h = block / SPLITS, split = block % SPLITS;
   const int len = meta[0], pos = meta[1];
   const float neg_inf = __int_as_float(0xff800000);
   const int total = len + 1;
-  const int chunk = (total + splits - 1) / splits;
+  const int chunk = (total + SPLITS - 1) / SPLITS;
   const int begin = split * chunk;
   const int end = min(begin + chunk, total);
   const T* kh = kc + static_cast<size_t>(h) * cap * HD;
@@ -90,18 +76,17 @@ __device__ __forceinline__ bool attn_decode_block(int block, int splits, const T
   // The first tile's cached keys and values do not depend on this step's
   // q/k/v: their loads are issued first, so that their latency overlaps the
   // norms and RoPE below (a step is a chain of dependent memory round trips).
-  // A thread holds half the key row of its position, a warp its VR value rows:
-  // a tile (a split, up to 4096 positions) is all in flight at once.
+  // A thread holds the key row of its position, a warp its first VB value rows.
   const int n0 = min(TILE, end - begin);
-  uint4 k0[KC];
-  if (slot < n0 && begin + slot != len) {
-    const uint4* kr = reinterpret_cast<const uint4*>(kh + static_cast<size_t>(begin + slot) * HD + half * HALF);
+  uint4 k0[HD / 8];
+  if (tid < n0 && begin + tid != len) {
+    const uint4* kr = reinterpret_cast<const uint4*>(kh + static_cast<size_t>(begin + tid) * HD);
   #pragma unroll
-    for (int c = 0; c < KC; ++c) k0[c] = kr[c];
+    for (int c = 0; c < HD / 8; ++c) k0[c] = kr[c];
   }
-  Vec v0[VR];
+  Vec v0[VB];
   #pragma unroll
-  for (int b = 0; b < VR; ++b) {
+  for (int b = 0; b < VB; ++b) {
     const int i = warp + NWARPS * b;
     if (i < n0 && begin + i != len) v0[b] = reinterpret_cast<const Vec*>(vh + static_cast<size_t>(begin + i) * HD)[lane];
   }
@@ -172,23 +157,23 @@ __device__ __forceinline__ bool attn_decode_block(int block, int splits, const T
   }
   __syncthreads();
 
-  // 2. This split's positions, a tile at a time: two threads score one
-  // position for the G heads, a warp per head updates the running softmax,
-  // and the warps share the value rows (a lane owns PER dimensions).
+  // 2. This split's positions, a tile of 128 at a time: a thread scores one
+  // position for the G heads, a warp per head updates the running softmax, and
+  // the warps share the value rows (a lane owns PER dimensions).
   float acc[G][PER];
   #pragma unroll
   for (int g = 0; g < G; ++g)
   #pragma unroll
     for (int j = 0; j < PER; ++j) acc[g][j] = 0.f;
 
-  // dots[g] += q_g · (eight key values at dimension d).
-  auto dot8 = [&](float(&dots)[G], const uint4& kv, int d) {
+  // dots[g] += q_g · (eight key values, chunk c of the row).
+  auto dot8 = [&](float(&dots)[G], const uint4& kv, int c) {
     const T* k8 = reinterpret_cast<const T*>(&kv);
   #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const float k = static_cast<float>(k8[j]);
   #pragma unroll
-      for (int g = 0; g < G; ++g) dots[g] = fmaf(qs[g][d + j], k, dots[g]);
+      for (int g = 0; g < G; ++g) dots[g] = fmaf(qs[g][c * 8 + j], k, dots[g]);
     }
   };
   // One tile of positions from t0; the first (Flag<true>) uses the rows
@@ -196,33 +181,28 @@ __device__ __forceinline__ bool attn_decode_block(int block, int splits, const T
   // free after the first tile.
   auto tile = [&](int t0, auto first_tile) {
     constexpr bool first = decltype(first_tile)::value;
-    const int p = t0 + slot;
-    const int d0 = half * HALF;
+    const int p = t0 + tid;
     float dots[G];
   #pragma unroll
     for (int g = 0; g < G; ++g) dots[g] = 0.f;
     if (p < end && p == len) {
   #pragma unroll 8
-      for (int d = d0; d < d0 + HALF; ++d)
+      for (int d = 0; d < HD; ++d)
   #pragma unroll
         for (int g = 0; g < G; ++g) dots[g] = fmaf(qs[g][d], ks[d], dots[g]);
     } else if (p < end && first) {
   #pragma unroll
-      for (int c = 0; c < KC; ++c) dot8(dots, k0[c], d0 + 8 * c);
+      for (int c = 0; c < HD / 8; ++c) dot8(dots, k0[c], c);
     } else if (p < end && !first) {
-      const uint4* kr = reinterpret_cast<const uint4*>(kh + static_cast<size_t>(p) * HD + d0);
-      uint4 kv[KC];
+      const uint4* kr = reinterpret_cast<const uint4*>(kh + static_cast<size_t>(p) * HD);
+      uint4 kv[HD / 8];
   #pragma unroll
-      for (int c = 0; c < KC; ++c) kv[c] = kr[c];
+      for (int c = 0; c < HD / 8; ++c) kv[c] = kr[c];
   #pragma unroll
-      for (int c = 0; c < KC; ++c) dot8(dots, kv[c], d0 + 8 * c);
+      for (int c = 0; c < HD / 8; ++c) dot8(dots, kv[c], c);
     }
   #pragma unroll
-    for (int g = 0; g < G; ++g) dots[g] += __shfl_xor_sync(0xffffffffu, dots[g], 1);
-    if (half == 0) {
-  #pragma unroll
-      for (int g = 0; g < G; ++g) sc[g][slot] = p < end ? dots[g] : neg_inf;
-    }
+    for (int g = 0; g < G; ++g) sc[g][tid] = p < end ? dots[g] : neg_inf;
     __syncthreads();
     for (int g = warp; g < G; g += NWARPS) {
       float m = neg_inf;
@@ -252,27 +232,31 @@ __device__ __forceinline__ bool attn_decode_block(int block, int splits, const T
   #pragma unroll
       for (int j = 0; j < PER; ++j) acc[g][j] *= corr[g];
     // A warp takes every NWARPS-th position; a lane owns PER adjacent
-    // dimensions, one vector load per value row, all of the tile in flight.
-    Vec v[first ? 1 : VR];
-    if constexpr (!first) {
+    // dimensions, one vector load per value row, all of a batch in flight.
   #pragma unroll
-      for (int b = 0; b < VR; ++b) {
-        const int i = warp + NWARPS * b;
-        if (i < n && t0 + i != len) v[b] = reinterpret_cast<const Vec*>(vh + static_cast<size_t>(t0 + i) * HD)[lane];
+    for (int b0 = 0; b0 < TILE / NWARPS; b0 += VB) {
+      // The first tile's first batch is v0, loaded up front.
+      const bool preloaded = first && b0 == 0;
+      Vec v[VB];
+  #pragma unroll
+      for (int b = 0; b < VB; ++b) {
+        const int i = warp + NWARPS * (b0 + b);
+        if (!preloaded && i < n && t0 + i != len)
+          v[b] = reinterpret_cast<const Vec*>(vh + static_cast<size_t>(t0 + i) * HD)[lane];
       }
-    }
   #pragma unroll
-    for (int b = 0; b < VR; ++b) {
-      const int i = warp + NWARPS * b;
-      if (i < n) {
-        const bool fresh = t0 + i == len;
-        float vf[PER];
+      for (int b = 0; b < VB; ++b) {
+        const int i = warp + NWARPS * (b0 + b);
+        if (i < n) {
+          const bool fresh = t0 + i == len;
+          float vf[PER];
   #pragma unroll
-        for (int j = 0; j < PER; ++j) vf[j] = static_cast<float>(fresh ? vnew.e[j] : first ? v0[b].e[j] : v[first ? 0 : b].e[j]);
+          for (int j = 0; j < PER; ++j) vf[j] = static_cast<float>(fresh ? vnew.e[j] : preloaded ? v0[b].e[j] : v[b].e[j]);
   #pragma unroll
-        for (int g = 0; g < G; ++g)
+          for (int g = 0; g < G; ++g)
   #pragma unroll
-          for (int j = 0; j < PER; ++j) acc[g][j] = fmaf(sc[g][i], vf[j], acc[g][j]);
+            for (int j = 0; j < PER; ++j) acc[g][j] = fmaf(sc[g][i], vf[j], acc[g][j]);
+        }
       }
     }
     __syncthreads();
@@ -280,42 +264,30 @@ __device__ __forceinline__ bool attn_decode_block(int block, int splits, const T
   if (begin < end) tile(begin, Flag<true>{});
   for (int t0 = begin + TILE; t0 < end; t0 += TILE) tile(t0, Flag<false>{});
 
-  // 3. Sum the warps' shares (the upper half of the warps into the lower
-  // half's slots, then across those) and write this split's partial result.
-  constexpr int RW = NWARPS / 2;
-  if (warp >= RW) {
+  // 3. Sum the warps' shares and write this split's partial result.
   #pragma unroll
-    for (int g = 0; g < G; ++g)
+  for (int g = 0; g < G; ++g)
   #pragma unroll
-      for (int j = 0; j < PER; ++j) red[warp - RW][g][PER * lane + j] = acc[g][j];
-  }
+    for (int j = 0; j < PER; ++j) red[warp][g][PER * lane + j] = acc[g][j];
   __syncthreads();
-  if (warp < RW) {
-  #pragma unroll
-    for (int g = 0; g < G; ++g)
-  #pragma unroll
-      for (int j = 0; j < PER; ++j) red[warp][g][PER * lane + j] += acc[g][j];
-  }
-  __syncthreads();
-  if (splits == 1) {
+  if constexpr (SPLITS == 1) {
     // The block holds the whole result: normalised here, as the join would
     // (acc * (1 / l), the same rounding), without the round trip.
-    for (int e = tid; e < G * HD; e += THREADS) {
+    for (int e = tid; e < G * HD; e += TILE) {
       const int g = e / HD, d = e % HD;
       float s = 0.f;
   #pragma unroll
-      for (int w = 0; w < RW; ++w) s += red[w][g][d];
+      for (int w = 0; w < NWARPS; ++w) s += red[w][g][d];
       out[(h * G + g) * HD + d] = static_cast<T>(s * (1.f / lstate[g]));
     }
     return true;
   }
-  constexpr int STRIDE = G * (HD + 2);
-  float* dst = part + static_cast<size_t>(h * splits + split) * STRIDE;
-  for (int e = tid; e < G * HD; e += THREADS) {
+  float* dst = part + static_cast<size_t>(h * SPLITS + split) * G * (HD + 2);
+  for (int e = tid; e < G * HD; e += TILE) {
     const int g = e / HD, d = e % HD;
     float s = 0.f;
   #pragma unroll
-    for (int w = 0; w < RW; ++w) s += red[w][g][d];
+    for (int w = 0; w < NWARPS; ++w) s += red[w][g][d];
     dst[g * (HD + 2) + d] = s;
   }
   if (tid < G) {
@@ -325,63 +297,60 @@ __device__ __forceinline__ bool attn_decode_block(int block, int splits, const T
 
   // 4. The last block of this key/value head joins the splits:
   // out[q, d] = sum_s acc_s[d] e^(m_s - M) / sum_s l_s e^(m_s - M).
+  __shared__ int last;
   __threadfence();
   __syncthreads();
   if (tid == 0) {
     int* counter = counters + h;
-    sh.last = atomicAdd(counter, 1) == splits - 1;
-    if (sh.last) *counter = 0;
+    last = atomicAdd(counter, 1) == SPLITS - 1;
+    if (last) *counter = 0;
   }
   __syncthreads();
-  if (!sh.last) return false;
+  if (!last) return false;
   __threadfence();
-  const float* base = part + static_cast<size_t>(h) * splits * STRIDE;
-  // A thread's EPT outputs: their partial sums are loaded first (SB splits
-  // at once), while a warp per query head turns the maxima and sums into
-  // weights, so that both round trips overlap.
-  constexpr int EPT = (G * HD + THREADS - 1) / THREADS;
-  constexpr int SB = EPT >= 64 ? 1 : (64 / EPT < ATTN_MAX_SPLITS ? 64 / EPT : ATTN_MAX_SPLITS);
-  const int e0 = tid * EPT;
-  float pa[SB][EPT];
-  auto load = [&](int s0) {
+  const float* base = part + static_cast<size_t>(h) * SPLITS * G * (HD + 2);
+  constexpr int STRIDE = G * (HD + 2);
+  constexpr int SPL = (SPLITS + 31) / 32;  // splits per lane
+  for (int g = warp; g < G; g += NWARPS) {
+    // Every load of the join is issued before the arithmetic that needs it.
+    float m[SPL], l[SPL];
   #pragma unroll
-    for (int s = 0; s < SB; ++s)
+    for (int k = 0; k < SPL; ++k) {
+      const int s = lane + 32 * k;
+      m[k] = s < SPLITS ? __ldcg(base + s * STRIDE + g * (HD + 2) + HD) : neg_inf;
+      l[k] = s < SPLITS ? __ldcg(base + s * STRIDE + g * (HD + 2) + HD + 1) : 0.f;
+    }
+    float m_max = neg_inf;
   #pragma unroll
-      for (int k = 0; k < EPT; ++k) {
-        const int e = e0 + k;
-        if (s0 + s < splits && e < G * HD) pa[s][k] = __ldcg(base + (s0 + s) * STRIDE + (e / HD) * (HD + 2) + e % HD);
+    for (int k = 0; k < SPL; ++k) m_max = fmaxf(m_max, m[k]);
+    m_max = warp_max(m_max);
+    float wgt[SPL], l_sum = 0.f;
+  #pragma unroll
+    for (int k = 0; k < SPL; ++k) {
+      wgt[k] = lane + 32 * k < SPLITS ? expf(m[k] - m_max) : 0.f;
+      l_sum = fmaf(l[k], wgt[k], l_sum);
+    }
+    const float inv = 1.f / warp_sum(l_sum);
+    float o[PER];
+  #pragma unroll
+    for (int j = 0; j < PER; ++j) o[j] = 0.f;
+    constexpr int SB = SPLITS < 16 ? SPLITS : 16;  // splits loaded at once
+  #pragma unroll
+    for (int s0 = 0; s0 < SPLITS; s0 += SB) {
+      float pa[SB][PER];
+  #pragma unroll
+      for (int s = 0; s < SB; ++s)
+  #pragma unroll
+        for (int j = 0; j < PER; ++j) pa[s][j] = __ldcg(base + (s0 + s) * STRIDE + g * (HD + 2) + PER * lane + j);
+  #pragma unroll
+      for (int s = 0; s < SB; ++s) {
+        const float ws = __shfl_sync(0xffffffffu, wgt[(s0 + s) / 32], (s0 + s) % 32);
+  #pragma unroll
+        for (int j = 0; j < PER; ++j) o[j] = fmaf(pa[s][j], ws, o[j]);
       }
-  };
-  load(0);
-  if (warp < G) {
-    const int g = warp;
-    const bool in = lane < splits;  // ATTN_MAX_SPLITS <= 32: a split per lane
-    const float m = in ? __ldcg(base + lane * STRIDE + g * (HD + 2) + HD) : neg_inf;
-    const float l = in ? __ldcg(base + lane * STRIDE + g * (HD + 2) + HD + 1) : 0.f;
-    const float m_max = warp_max(m);
-    const float wgt = in ? expf(m - m_max) : 0.f;
-    const float l_sum = warp_sum(l * wgt);
-    sh.jw[g][lane] = wgt;
-    if (lane == 0) sh.jinv[g] = 1.f / l_sum;
-  }
-  __syncthreads();
-  float o[EPT];
+    }
   #pragma unroll
-  for (int k = 0; k < EPT; ++k) o[k] = 0.f;
-  for (int s0 = 0; s0 < splits; s0 += SB) {
-    if (s0 > 0) load(s0);
-  #pragma unroll
-    for (int s = 0; s < SB; ++s)
-  #pragma unroll
-      for (int k = 0; k < EPT; ++k) {
-        const int e = e0 + k;
-        if (s0 + s < splits && e < G * HD) o[k] = fmaf(pa[s][k], sh.jw[e / HD][s0 + s], o[k]);
-      }
-  }
-  #pragma unroll
-  for (int k = 0; k < EPT; ++k) {
-    const int e = e0 + k;
-    if (e < G * HD) out[h * G * HD + e] = static_cast<T>(o[k] * sh.jinv[e / HD]);
+    for (int j = 0; j < PER; ++j) out[(h * G + g) * HD + PER * lane + j] = static_cast<T>(o[j] * inv);
   }
   return true;
 }

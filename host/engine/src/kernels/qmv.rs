@@ -164,7 +164,6 @@ impl Variant {
             &params,
             &template,
             dims,
-            None,
         )
     }
 }

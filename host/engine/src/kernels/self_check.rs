@@ -77,9 +77,8 @@ impl Rng {
 pub fn run() -> std::result::Result<(), String> {
     let mut rng = Rng(random::key(7).map_err(|e| e.to_string())?);
     check_qmv(&mut rng).map_err(|e| format!("qmv: {e}"))?;
-    // Several splits joined by the last block, one split alone, and blocks
-    // of two tiles each (past 32 splits' worth of positions).
-    for (cap, len, pos) in [(320, 300, 307), (128, 100, 104), (4352, 4200, 4210)] {
+    // Several splits joined by the last block, and one split alone.
+    for (cap, len, pos) in [(320, 300, 307), (128, 100, 104)] {
         check_attention(&mut rng, cap, len, pos)
             .map_err(|e| format!("decode attention at {len} positions: {e}"))?;
     }

@@ -427,7 +427,7 @@ impl TextModel {
             return Ok(None);
         };
         decoder.configure(graph, pdl)?;
-        Ok(Some(StepSession::start(state, token, kv, pos)?))
+        Ok(Some(StepSession::start(state, self, token, kv, pos)?))
     }
 
     /// How greedy decoding steps run from the next request on.

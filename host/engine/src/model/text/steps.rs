@@ -36,12 +36,13 @@ use crate::kernels::qmv::{self, Variant};
 use crate::kernels::step;
 use crate::model::kv_cache::KvCache;
 
-/// The kernels of a step, compiled once each.
+/// The kernels of a step, compiled once each (the attention once per split
+/// count).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Key {
     Embed,
     Qkv,
-    Attention,
+    Attention(i32),
     O,
     GateUp,
     Down,
@@ -293,12 +294,11 @@ impl StepDecoder {
             pdl: true,
             timeline: Timeline::from_env()?,
         };
-        // Every kernel, compiled up front so that a failure turns the runner
-        // off before any request uses it.
+        // Every kernel but the attention's split counts, compiled up front so
+        // that a failure turns the runner off before any request uses it.
         for key in [
             Key::Embed,
             Key::Qkv,
-            Key::Attention,
             Key::O,
             Key::GateUp,
             Key::Down,
@@ -334,7 +334,9 @@ impl StepDecoder {
             Key::Down => qmv(Variant::Residual, &l.down),
             Key::Head => qmv(Variant::Norm, &self.head),
             Key::Argmax => step::argmax(self.dtype, self.head.n),
-            Key::Attention => attention::step_kernel(self.heads, self.dtype, eps, cfg.rope_theta),
+            Key::Attention(splits) => {
+                attention::step_kernel(self.heads, self.dtype, splits, eps, cfg.rope_theta)
+            }
         }
     }
 
@@ -365,6 +367,7 @@ pub(crate) enum StepState {
 /// One request's decoding through the model's [`StepDecoder`] (held locked).
 pub(crate) struct StepSession<'a> {
     state: MutexGuard<'a, StepState>,
+    model: &'a TextModel,
     /// The caches' device pointers and capacity, refreshed when they grow.
     caches: Vec<(u64, u64, i32)>,
     next_slot: usize,
@@ -376,6 +379,7 @@ impl<'a> StepSession<'a> {
     /// Waits for the prefill to finish.
     pub(crate) fn start(
         mut state: MutexGuard<'a, StepState>,
+        model: &'a TextModel,
         token: &Array,
         kv: &KvCache,
         pos: i32,
@@ -403,6 +407,7 @@ impl<'a> StepSession<'a> {
         r.synchronize()?;
         Ok(StepSession {
             state,
+            model,
             caches: Vec::new(),
             next_slot: 0,
         })
@@ -420,6 +425,7 @@ impl StepSession<'_> {
     /// Queues the next step (its token is read with [`StepSession::token`]
     /// from the returned slot) and counts its position in `kv`.
     pub(crate) fn queue(&mut self, kv: &mut KvCache) -> Result<usize> {
+        let model = self.model;
         let mut caches = std::mem::take(&mut self.caches);
         let slot = self.next_slot;
         let d = self.decoder();
@@ -441,7 +447,8 @@ impl StepSession<'_> {
                 .map(|(k, v)| Ok((k.device_ptr()?, v.device_ptr()?, k.dim(2))))
                 .collect::<Result<_>>()?;
         }
-        let splits = attention::step_splits(len) as u32;
+        let splits = attention::step_splits(len);
+        d.kernel(model, Key::Attention(splits))?;
         let p = |name: &str| d.ptr(name);
         let (h0, h1, qkv, part, attn, act, logits, tok, meta) = (
             p("h0"),
@@ -474,12 +481,6 @@ impl StepSession<'_> {
         // others may start early (`pdl`).
         let mut add = |key: Key, pdl: bool, args: &[u64]| -> Result<()> {
             let (kernel, dims) = &kernels[&key];
-            let mut dims = *dims;
-            if key == Key::Attention {
-                // One block per key/value head and split.
-                dims.blocks *= splits;
-            }
-            let dims = &dims;
             let Some(t) = timeline.as_mut() else {
                 return Ok(runner.add(kernel, *dims, pdl, args)?);
             };
@@ -501,7 +502,7 @@ impl StepSession<'_> {
             let attention = [
                 qkv, l.q_norm, l.k_norm, kc, vc, meta, *counters, part, attn, cap as u64,
             ];
-            add(Key::Attention, *pdl, &attention)?;
+            add(Key::Attention(splits), *pdl, &attention)?;
             let [w, s, b] = m(&l.o);
             add(Key::O, *pdl, &[attn, w, s, b, h0, h1])?;
             let [w, s, b] = m(&l.gate_up);
