@@ -72,8 +72,7 @@ pub struct BenchDecodeArgs {
     /// Measured requests per path and resolution, after one warm-up
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
-    /// Paths, comma-separated: mlx, steps, steps-nopdl, steps-graph, steps-graph-nopdl;
-    /// a steps path may end in @l2=MB (weights prefetched into L2 per layer)
+    /// Paths, comma-separated: mlx, steps, steps-nopdl, steps-graph, steps-graph-nopdl
     #[arg(
         long,
         value_delimiter = ',',

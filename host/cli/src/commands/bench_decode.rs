@@ -12,33 +12,29 @@ use engine::{DecodePath, Engine, EngineOptions, GenerateRequest, GenerateRespons
 use crate::cli::BenchDecodeArgs;
 use crate::model_resolve;
 
-/// A path by name, optionally with `@l2=MB` (the runner's L2 prefetch per
-/// layer), e.g. `steps-graph@l2=0`.
 fn parse_path(name: &str) -> Result<DecodePath> {
-    let (base, option) = match name.split_once('@') {
-        Some((b, o)) => (b, Some(o)),
-        None => (name, None),
-    };
-    let path = match base {
+    Ok(match name {
         "mlx" => DecodePath::Mlx,
-        "steps" => DecodePath::steps(false, true),
-        "steps-nopdl" => DecodePath::steps(false, false),
-        "steps-graph" => DecodePath::steps(true, true),
-        "steps-graph-nopdl" => DecodePath::steps(true, false),
+        "steps" => DecodePath::Steps {
+            graph: false,
+            pdl: true,
+        },
+        "steps-nopdl" => DecodePath::Steps {
+            graph: false,
+            pdl: false,
+        },
+        "steps-graph" => DecodePath::Steps {
+            graph: true,
+            pdl: true,
+        },
+        "steps-graph-nopdl" => DecodePath::Steps {
+            graph: true,
+            pdl: false,
+        },
         other => bail!(
-            "unknown decode path {other:?} (mlx, steps, steps-nopdl, steps-graph, steps-graph-nopdl, \
-             each but mlx optionally with @l2=MB)"
+            "unknown decode path {other:?} (mlx, steps, steps-nopdl, steps-graph, steps-graph-nopdl)"
         ),
-    };
-    let Some(option) = option else {
-        return Ok(path);
-    };
-    let mb = option
-        .strip_prefix("l2=")
-        .and_then(|v| v.parse().ok())
-        .filter(|_| path != DecodePath::Mlx)
-        .with_context(|| format!("decode path {name:?}: after @, l2=MB on a steps path"))?;
-    Ok(path.with_l2_prefetch_mb(mb))
+    })
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32)> {
@@ -161,20 +157,11 @@ mod tests {
         assert_eq!(parse_path("mlx").unwrap(), DecodePath::Mlx);
         assert_eq!(
             parse_path("steps-graph").unwrap(),
-            DecodePath::steps(true, true)
-        );
-        assert_eq!(
-            parse_path("steps@l2=16").unwrap(),
             DecodePath::Steps {
-                graph: false,
-                pdl: true,
-                l2_prefetch_mb: 16
+                graph: true,
+                pdl: true
             }
         );
-        for bad in ["mlx@l2=4", "steps@l2=x", "steps@fast"] {
-            let err = parse_path(bad).unwrap_err().to_string();
-            assert!(err.contains("l2=MB"), "{bad}: {err}");
-        }
         assert!(
             parse_path("fast")
                 .unwrap_err()

@@ -106,12 +106,6 @@ fn template(
     template
 }
 
-/// Threads of the smallest step launch (one split): the most L2 prefetch
-/// entries a step takes.
-pub fn min_step_threads(heads: Heads) -> i32 {
-    heads.kv_heads * THREADS
-}
-
 /// The splits of a step whose cache holds `len` positions before it.
 pub fn step_splits(len: i32) -> i32 {
     splits(len + 1)
@@ -124,9 +118,8 @@ pub fn part_len(heads: Heads) -> i32 {
 }
 
 /// The standalone kernel (`step.rs`) for a step split `splits` ways, and its
-/// launch. Parameters: `qkv, qn, kn, kc, vc, meta, counters, part, out`, the
-/// caches' capacity as an `int`, then an L2 prefetch table `pf` of `pf_n`
-/// entries (`attn_decode.cu`; at most one per thread of the launch).
+/// launch. Parameters: `qkv, qn, kn, kc, vc, meta, counters, part, out`, then
+/// the caches' capacity as an `int`.
 pub fn step_kernel(
     heads: Heads,
     dtype: Dtype,
@@ -146,8 +139,6 @@ pub fn step_kernel(
         Out("part", Dtype::F32),
         Out("out", dtype),
         Int("cache_cap"),
-        In("pf", Dtype::U32),
-        Int("pf_n"),
     ];
     let dims = Dims {
         blocks: (heads.kv_heads * splits) as u32,
@@ -157,7 +148,7 @@ pub fn step_kernel(
     super::step::standalone(
         "vlmbench_attn_decode",
         &header(),
-        &format!("#define ATTN_PREFETCH 1\n{}", body("cache_cap")),
+        &body("cache_cap"),
         &params,
         &template(heads, dtype, splits, rms_eps, rope_theta),
         dims,

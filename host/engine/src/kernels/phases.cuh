@@ -32,22 +32,3 @@ __device__ __forceinline__ void pdl_trigger() {
 struct GridWait {
   __device__ void operator()() const { pdl_wait(); }
 };
-
-// Brings `bytes` (a multiple of 16) at `addr` into L2 without waiting for it
-// (sm_90 on; a no-op before).
-__device__ __forceinline__ void prefetch_l2(unsigned long long addr, unsigned bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(addr), "r"(bytes) : "memory");
-#endif
-}
-
-// GridWait, then one chunk of L2 prefetch: `entry` is an address in its low 48
-// bits and a size in 16-byte units in its high 16 (0: nothing). For a launch
-// whose work after the wait is a chain of round trips that leaves DRAM idle.
-struct GridWaitThenPrefetch {
-  unsigned long long entry;
-  __device__ void operator()() const {
-    pdl_wait();
-    if (entry) prefetch_l2(entry & 0xffffffffffffull, static_cast<unsigned>(entry >> 48) * 16u);
-  }
-};

@@ -7,7 +7,6 @@ use mlx::fast::{self, Mask};
 use mlx::nn::{self, Weight};
 use mlx::{Array, Dtype, Quantized};
 
-mod prefetch;
 mod steps;
 
 pub use steps::DecodePath;
@@ -407,14 +406,7 @@ impl TextModel {
         kv: &KvCache,
         pos: i32,
     ) -> Result<Option<StepSession<'_>>> {
-        let (
-            Some(fused),
-            DecodePath::Steps {
-                graph,
-                pdl,
-                l2_prefetch_mb,
-            },
-        ) = (&self.fused, self.decode_path)
+        let (Some(fused), DecodePath::Steps { graph, pdl }) = (&self.fused, self.decode_path)
         else {
             return Ok(None);
         };
@@ -434,7 +426,7 @@ impl TextModel {
         let StepState::Ready(decoder) = &mut *state else {
             return Ok(None);
         };
-        decoder.configure(graph, pdl, l2_prefetch_mb)?;
+        decoder.configure(graph, pdl)?;
         Ok(Some(StepSession::start(state, self, token, kv, pos)?))
     }
 

@@ -15,10 +15,6 @@
 //! (MLX's graph), `VLM_BENCH_STEP_GRAPH=0` (each launch issued by the host),
 //! `VLM_BENCH_NO_PDL=1` (launches in strict order).
 //!
-//! Each layer's attention brings the weights of the launches after it (o,
-//! then gate/up) into L2 while it leaves DRAM idle (`prefetch.rs`), up to
-//! `VLM_BENCH_L2_PREFETCH_MB` megabytes (default 32; 0 turns it off).
-//!
 //! `VLM_BENCH_TIMELINE=DIR` compiles the kernels with a timeline
 //! (`kernels/timeline.cuh`): at the end of each request, the times of every
 //! block of its last step go to `DIR/timeline-N.csv` (`bench/gpu/timeline.py`
@@ -33,7 +29,6 @@ use mlx::cuda::{CudaKernel, Dims, StepRunner};
 use mlx::nn::Weight;
 use mlx::{Array, Dtype, Quantized};
 
-use super::prefetch::{self, QuantRows};
 use super::{FusedDecode, TextModel};
 use crate::error::{Error, Result};
 use crate::kernels::attention::{self, Heads};
@@ -75,36 +70,6 @@ impl Matrix {
             k: q.weight.dim(1) * 8,
         })
     }
-
-    /// Its rows for L2 prefetch (`elem`: bytes of a scale).
-    fn rows(&self, elem: u64) -> QuantRows {
-        let k = self.k as u64;
-        QuantRows {
-            arrays: [
-                (self.w, k / 2),
-                (self.scales, k / 64 * elem),
-                (self.biases, k / 64 * elem),
-            ],
-            rows: self.n as u64,
-        }
-    }
-}
-
-/// Megabytes of weights each layer's attention brings into L2 by default.
-pub const DEFAULT_L2_PREFETCH_MB: u32 = 32;
-
-/// `VLM_BENCH_L2_PREFETCH_MB`, or the default (with a warning if unreadable).
-fn l2_prefetch_mb_from_env() -> u32 {
-    match std::env::var("VLM_BENCH_L2_PREFETCH_MB") {
-        Err(_) => DEFAULT_L2_PREFETCH_MB,
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
-            eprintln!(
-                "warning: VLM_BENCH_L2_PREFETCH_MB={v:?} is not a whole number of megabytes; \
-                 using {DEFAULT_L2_PREFETCH_MB}"
-            );
-            DEFAULT_L2_PREFETCH_MB
-        }),
-    }
 }
 
 struct LayerPtrs {
@@ -116,8 +81,6 @@ struct LayerPtrs {
     o: Matrix,
     gate_up: Matrix,
     down: Matrix,
-    /// The attention's L2 prefetch table: address, entries.
-    prefetch: (u64, u64),
 }
 
 /// What stays from request to request: compiled kernels, buffers, pointers.
@@ -139,10 +102,6 @@ pub(crate) struct StepDecoder {
     dtype: Dtype,
     pdl: bool,
     timeline: Option<Timeline>,
-    /// The layers' L2 prefetch tables (their addresses are in `layers`),
-    /// written for this many megabytes.
-    prefetch_tables: Vec<Array>,
-    prefetch_mb: Option<u32>,
 }
 
 /// Where the kernels record a step's timeline (`VLM_BENCH_TIMELINE`).
@@ -215,9 +174,6 @@ pub enum DecodePath {
         graph: bool,
         /// Let each launch start while the previous one drains.
         pdl: bool,
-        /// Megabytes of the next launches' weights each layer's attention
-        /// brings into L2 (0: none).
-        l2_prefetch_mb: u32,
     },
 }
 
@@ -228,32 +184,9 @@ impl DecodePath {
         if std::env::var_os("VLM_BENCH_NO_STEP_RUNNER").is_some() {
             return DecodePath::Mlx;
         }
-        DecodePath::steps(
-            std::env::var("VLM_BENCH_STEP_GRAPH").map_or(true, |v| v != "0"),
-            std::env::var_os("VLM_BENCH_NO_PDL").is_none(),
-        )
-    }
-
-    /// The step runner with or without graphs and PDL, prefetching into L2
-    /// as the environment says (`VLM_BENCH_L2_PREFETCH_MB`, default 32).
-    pub fn steps(graph: bool, pdl: bool) -> DecodePath {
         DecodePath::Steps {
-            graph,
-            pdl,
-            l2_prefetch_mb: l2_prefetch_mb_from_env(),
-        }
-    }
-
-    /// The same path prefetching `mb` megabytes a layer into L2 (MLX's
-    /// graph is left as it is).
-    pub fn with_l2_prefetch_mb(self, mb: u32) -> DecodePath {
-        match self {
-            DecodePath::Steps { graph, pdl, .. } => DecodePath::Steps {
-                graph,
-                pdl,
-                l2_prefetch_mb: mb,
-            },
-            DecodePath::Mlx => DecodePath::Mlx,
+            graph: std::env::var("VLM_BENCH_STEP_GRAPH").map_or(true, |v| v != "0"),
+            pdl: std::env::var_os("VLM_BENCH_NO_PDL").is_none(),
         }
     }
 }
@@ -321,7 +254,6 @@ impl StepDecoder {
                     o: Matrix::of(w.o)?,
                     gate_up: Matrix::of(w.gate_up)?,
                     down: Matrix::of(w.down)?,
-                    prefetch: (0, 0),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -361,8 +293,6 @@ impl StepDecoder {
             dtype,
             pdl: true,
             timeline: Timeline::from_env()?,
-            prefetch_tables: Vec::new(),
-            prefetch_mb: None,
         };
         // Every kernel but the attention's split counts, compiled up front so
         // that a failure turns the runner off before any request uses it.
@@ -380,38 +310,9 @@ impl StepDecoder {
         Ok(decoder)
     }
 
-    /// Writes each layer's L2 prefetch table (`prefetch.rs`) for `mb`
-    /// megabytes, unless written for them already.
-    fn fill_prefetch_tables(&mut self, mb: u32) -> Result<()> {
-        if self.prefetch_mb == Some(mb) {
-            return Ok(());
-        }
-        // The tables in use go when the steps reading them are done.
-        self.runner.synchronize()?;
-        self.prefetch_tables.clear();
-        let budget = u64::from(mb) << 20;
-        let elem = self.dtype.size_of() as u64;
-        let max_entries = attention::min_step_threads(self.heads) as usize;
-        for l in &mut self.layers {
-            let regions = prefetch::layer_regions(&l.o.rows(elem), &l.gate_up.rows(elem), budget);
-            let entries = prefetch::table(&regions, max_entries).map_err(Error::Model)?;
-            let table = buffer(2 * entries.len().max(1) as i32, Dtype::U32)?;
-            mlx::eval(&[&table])?;
-            let at = table.device_ptr()?;
-            let bytes: Vec<u8> = entries.iter().flat_map(|e| e.to_le_bytes()).collect();
-            self.runner.upload(at, &bytes)?;
-            l.prefetch = (at, entries.len() as u64);
-            self.prefetch_tables.push(table);
-        }
-        self.runner.synchronize()?;
-        self.prefetch_mb = Some(mb);
-        Ok(())
-    }
-
     /// Sets how the next steps launch.
-    pub(super) fn configure(&mut self, graph: bool, pdl: bool, l2_prefetch_mb: u32) -> Result<()> {
+    pub(super) fn configure(&mut self, graph: bool, pdl: bool) -> Result<()> {
         self.pdl = pdl;
-        self.fill_prefetch_tables(l2_prefetch_mb)?;
         Ok(self.runner.set_use_graph(graph)?)
     }
 
@@ -598,9 +499,8 @@ impl StepSession<'_> {
             let m = |m: &Matrix| [m.w, m.scales, m.biases];
             let [w, s, b] = m(&l.qkv);
             add(Key::Qkv, *pdl, &[h0, l.input_norm, w, s, b, qkv])?;
-            let (pf, pf_n) = l.prefetch;
             let attention = [
-                qkv, l.q_norm, l.k_norm, kc, vc, meta, *counters, part, attn, cap as u64, pf, pf_n,
+                qkv, l.q_norm, l.k_norm, kc, vc, meta, *counters, part, attn, cap as u64,
             ];
             add(Key::Attention(splits), *pdl, &attention)?;
             let [w, s, b] = m(&l.o);
