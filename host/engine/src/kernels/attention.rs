@@ -152,6 +152,7 @@ pub fn step_kernel(
         &params,
         &template(heads, dtype, splits, rms_eps, rope_theta),
         dims,
+        None,
     )
 }
 
