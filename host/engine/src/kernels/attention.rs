@@ -152,7 +152,6 @@ pub fn step_kernel(
         &params,
         &template(heads, dtype, splits, rms_eps, rope_theta),
         dims,
-        None,
     )
 }
 

@@ -20,20 +20,12 @@ fn rows_per_block(swiglu: bool) -> i32 {
 
 /// Warps per block (they split the input width) and k-tiles whose loads a
 /// warp issues at once. Measured on the H100 at the 8B's shapes
-/// (`bench/gpu/qmv_lab.py`, the step timeline): few blocks want more warps
-/// each; wide inputs, and launches of few blocks (all resident at once, each
-/// a chain of batches), deeper batches.
+/// (`bench/gpu/qmv_lab.py`): few blocks want more warps each, wide inputs
+/// deeper batches.
 fn launch_shape(k: i32, blocks: i32) -> (i32, i32) {
     let warps = if blocks < 320 { 8 } else { 4 };
-    let tiles_at_once = if k > 4096 || blocks < 1000 { 4 } else { 2 };
+    let tiles_at_once = if k > 4096 { 4 } else { 2 };
     (warps, tiles_at_once)
-}
-
-/// Blocks per SM a step launch is compiled for (`__launch_bounds__`): gate/up
-/// (SwiGLU; 1,536 blocks for the 8B) takes 2.33 waves of blocks at the 5 per
-/// SM its registers allow on an H100, 1.94 at 6 (80 registers).
-fn step_min_blocks(swiglu: bool) -> Option<u32> {
-    swiglu.then_some(6)
 }
 
 /// Dynamic shared memory: the input row as 32-code chunks of 20 words (16
@@ -172,7 +164,6 @@ impl Variant {
             &params,
             &template,
             dims,
-            step_min_blocks(self.flags().2),
         )
     }
 }
@@ -316,10 +307,10 @@ mod tests {
     #[test]
     fn launch_shapes_follow_the_measured_choices() {
         // The 8B's o projection (256 blocks) and down projection (K 12288).
-        assert_eq!(launch_shape(4096, 256), (8, 4));
+        assert_eq!(launch_shape(4096, 256), (8, 2));
         assert_eq!(launch_shape(12288, 256), (8, 4));
         // q/k/v (384 blocks), gate/up (1536), the LM head (9496).
-        assert_eq!(launch_shape(4096, 384), (4, 4));
+        assert_eq!(launch_shape(4096, 384), (4, 2));
         assert_eq!(launch_shape(4096, 9496), (4, 2));
         assert_eq!(rows_per_block(true), 8);
         assert_eq!(shared_bytes(4096), 128 * 80 + 64 * 4);

@@ -50,9 +50,8 @@ pub struct StepKernel {
 }
 
 /// `extern "C" __global__ void name(params) { constants; body }` after the
-/// headers, launched as `dims`; with `min_blocks`, compiled so that that many
-/// blocks fit on an SM (`__launch_bounds__`). With `VLM_TIMELINE` defined
-/// ahead of the source, it takes two more parameters and records a timeline
+/// headers, launched as `dims`. With `VLM_TIMELINE` defined ahead of the
+/// source, it takes two more parameters and records a timeline
 /// (`timeline.cuh`).
 pub fn standalone(
     name: &'static str,
@@ -61,7 +60,6 @@ pub fn standalone(
     params: &[Param],
     template: &[(&str, TemplateArg)],
     dims: Dims,
-    min_blocks: Option<u32>,
 ) -> Result<StepKernel> {
     let mut sig = Vec::with_capacity(params.len());
     for p in params {
@@ -80,12 +78,8 @@ pub fn standalone(
         };
     }
     let timeline = super::compact(include_str!("timeline.cuh"));
-    let bounds = match min_blocks {
-        Some(m) => format!("__launch_bounds__({}, {m}) ", dims.threads),
-        None => String::new(),
-    };
     let source = format!(
-        "{PRELUDE}{timeline}\n{header}extern \"C\" __global__ void {bounds}{name}({} VLM_TL_PARAMS) {{\n\
+        "{PRELUDE}{timeline}\n{header}extern \"C\" __global__ void {name}({} VLM_TL_PARAMS) {{\n\
          VLM_TL_BEGIN\n{consts}{body}\n}}\n",
         sig.join(", ")
     );
@@ -116,15 +110,7 @@ fn one_block(
         threads,
         shared_bytes: 0,
     };
-    standalone(
-        name,
-        &header,
-        &super::compact(body),
-        params,
-        template,
-        dims,
-        None,
-    )
+    standalone(name, &header, &super::compact(body), params, template, dims)
 }
 
 /// The embedding row of the step's token from a 4-bit, group-64 table of
@@ -184,7 +170,6 @@ mod tests {
                 ("K", TemplateArg::Int(7)),
             ],
             dims,
-            None,
         )
         .unwrap();
         let src = &k.source;
@@ -194,14 +179,7 @@ mod tests {
             "// header\nextern \"C\" __global__ void k(const __nv_bfloat16* x, float* out, int n \
              VLM_TL_PARAMS) {\nVLM_TL_BEGIN\nusing T = __half;\nconstexpr int K = 7;\nout[0] = x[0];\n}\n"
         ));
-        let err =
-            standalone("k", "", "", &[Param::In("x", Dtype::F64)], &[], dims, None).unwrap_err();
-        let bounded = standalone("k", "", "", &[], &[], dims, Some(3)).unwrap();
-        assert!(
-            bounded
-                .source
-                .contains("__global__ void __launch_bounds__(32, 3) k(")
-        );
+        let err = standalone("k", "", "", &[Param::In("x", Dtype::F64)], &[], dims).unwrap_err();
         assert!(err.to_string().contains("no CUDA type"), "{err}");
     }
 
@@ -247,9 +225,8 @@ mod tests {
             all.push(attention::step_kernel(heads, bf, splits, 1e-6, 5e6).unwrap());
         }
         for k in &all {
-            let head = format!(" {}(", k.name);
+            let head = format!("extern \"C\" __global__ void {}(", k.name);
             assert!(k.name.starts_with("vlmbench_") && k.source.contains(&head));
-            assert!(k.source.contains("extern \"C\" __global__ void "));
             assert!(k.dims.blocks > 0 && k.dims.threads % 32 == 0);
         }
         if let Some(dir) = std::env::var_os("VLM_BENCH_STEP_KERNEL_DIR") {
