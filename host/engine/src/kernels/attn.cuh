@@ -26,6 +26,13 @@ constexpr int ATTN_TILE = ATTN_THREADS;
 #define ATTN_VB 16
 #endif
 
+// atomicAdd with acquire-release semantics at GPU scope; returns the old value.
+__device__ __forceinline__ int atomic_add_acq_rel_gpu(int* p, int v) {
+  int old;
+  asm volatile("atom.add.acq_rel.gpu.s32 %0, [%1], %2;" : "=r"(old) : "l"(p), "r"(v) : "memory");
+  return old;
+}
+
 // A compile-time flag passed as a value (to generic lambdas).
 template <bool B>
 struct Flag {
@@ -297,17 +304,19 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
 
   // 4. The last block of this key/value head joins the splits:
   // out[q, d] = sum_s acc_s[d] e^(m_s - M) / sum_s l_s e^(m_s - M).
+  // The count is one acquire-release atomic by thread 0 after a barrier: the
+  // barrier orders the block's partial writes before its release, and the
+  // last block's acquire before its reads (PTX memory model: causality
+  // through bar.sync), without two sequentially consistent fences.
   __shared__ int last;
-  __threadfence();
   __syncthreads();
   if (tid == 0) {
     int* counter = counters + h;
-    last = atomicAdd(counter, 1) == SPLITS - 1;
+    last = atomic_add_acq_rel_gpu(counter, 1) == SPLITS - 1;
     if (last) *counter = 0;
   }
   __syncthreads();
   if (!last) return false;
-  __threadfence();
   const float* base = part + static_cast<size_t>(h) * SPLITS * G * (HD + 2);
   constexpr int STRIDE = G * (HD + 2);
   constexpr int SPL = (SPLITS + 31) / 32;  // splits per lane
