@@ -4,6 +4,7 @@
 its launches overlap under programmatic dependent launch.
 
 usage: timeline.py FILE.csv [FILE.csv ...]
+       timeline.py --layer N FILE.csv   (one layer's launches, times from the previous down's first start)
 
 Per launch n, from its blocks' %globaltimer stamps: end[n] (its last block's
 end), ready[n] (its first block's return from the wait for launch n - 1, or its
@@ -75,7 +76,35 @@ def main(paths):
     print(f"{'sum of shares':<16}{'':>9}{'':>8}{'':>10}{total:>9.1f}")
 
 
+def layer_view(n, path):
+    """Each launch of layer n (and its neighbours): first and last block start, wait return, end, in us."""
+    ls = launches(path)
+    mine = [i for i, l in enumerate(ls) if l["layer"] == n]
+    if not mine:
+        sys.exit(f"{path}: no layer {n}")
+    t0 = ls[mine[0] - 1]["start"]
+    rows = collections.defaultdict(list)
+    with open(path) as f:
+        for r in csv.DictReader(f):
+            rows[int(r["launch"])].append(r)
+    us = lambda t: (t - t0) / 1e3
+    print(f"{'kernel':<16}{'blocks':>7}{'start':>16}{'waited':>16}{'end':>16}{'block':>8}")
+    for i in range(mine[0] - 1, min(mine[-1] + 2, len(ls))):
+        bs = rows[i]
+        start = [int(b["start_ns"]) for b in bs]
+        waited = [int(b["wait_ns"]) for b in bs if int(b["wait_ns"])] or start
+        end = [int(b["end_ns"]) for b in bs]
+        span = lambda v: f"{us(min(v)):7.2f}-{us(max(v)):<7.2f}"
+        print(f"{ls[i]['kernel']:<16}{len(bs):>7}{span(start):>16}{span(waited):>16}{span(end):>16}"
+              f"{ls[i]['block'] / 1e3:>8.2f}")
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    main(sys.argv[1:])
+    if sys.argv[1] == "--layer":
+        if len(sys.argv) != 4:
+            sys.exit(__doc__)
+        layer_view(int(sys.argv[2]), sys.argv[3])
+    else:
+        main(sys.argv[1:])

@@ -139,21 +139,7 @@ impl Timeline {
     fn write(&mut self, runner: &mut StepRunner) -> Result<()> {
         let mut raw = vec![0u8; self.buf.nbytes()];
         runner.download(self.ptr, &mut raw)?;
-        let at = |slot: usize, i: usize| {
-            let j = 8 * (4 * slot + i);
-            u64::from_le_bytes(raw[j..j + 8].try_into().expect("8 bytes"))
-        };
-        let mut csv = String::from("launch,kernel,layer,block,sm,start_ns,wait_ns,end_ns\n");
-        // A layer starts at its q/k/v launch (-1: the embedding).
-        let mut layer = -1;
-        for (n, &(key, base, blocks)) in self.launches.iter().enumerate() {
-            layer += i32::from(key == Key::Qkv);
-            for b in 0..blocks {
-                let slot = (base + b) as usize;
-                let (start, wait, end, sm) = (at(slot, 0), at(slot, 1), at(slot, 2), at(slot, 3));
-                let _ = writeln!(csv, "{n},{key:?},{layer},{b},{sm},{start},{wait},{end}");
-            }
-        }
+        let csv = timeline_csv(&self.launches, &raw);
         let path = self.dir.join(format!("timeline-{}.csv", self.written));
         std::fs::create_dir_all(&self.dir)
             .and_then(|()| std::fs::write(&path, csv))
@@ -161,6 +147,28 @@ impl Timeline {
         self.written += 1;
         Ok(())
     }
+}
+
+/// A timeline's CSV: one row per block of `launches` (kernel, first slot,
+/// blocks) from `raw`, four little-endian u64 per slot (start, wait
+/// returned, end, SM; `timeline.cuh`).
+fn timeline_csv(launches: &[(Key, u32, u32)], raw: &[u8]) -> String {
+    let at = |slot: usize, i: usize| {
+        let j = 8 * (4 * slot + i);
+        u64::from_le_bytes(raw[j..j + 8].try_into().expect("8 bytes"))
+    };
+    let mut csv = String::from("launch,kernel,layer,block,sm,start_ns,wait_ns,end_ns\n");
+    // A layer starts at its q/k/v launch (-1: the embedding).
+    let mut layer = -1;
+    for (n, &(key, base, blocks)) in launches.iter().enumerate() {
+        layer += i32::from(key == Key::Qkv);
+        for b in 0..blocks {
+            let slot = (base + b) as usize;
+            let (start, wait, end, sm) = (at(slot, 0), at(slot, 1), at(slot, 2), at(slot, 3));
+            let _ = writeln!(csv, "{n},{key:?},{layer},{b},{sm},{start},{wait},{end}");
+        }
+    }
+    csv
 }
 
 /// How greedy decoding steps run on the fused path.
@@ -547,5 +555,49 @@ impl Drop for StepSession<'_> {
         if let Err(e) = self.decoder().runner.synchronize() {
             eprintln!("warning: waiting for the decoding steps: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeline_row_per_block_with_its_layer() {
+        // Embedding (1 block), then a layer's q/k/v (2 blocks) and attention (1).
+        let launches = [
+            (Key::Embed, 0, 1),
+            (Key::Qkv, 1, 2),
+            (Key::Attention(4), 3, 1),
+        ];
+        let mut raw = Vec::new();
+        for slot in 0..4u64 {
+            for field in 0..4u64 {
+                raw.extend((1000 * slot + field + (1 << 40)).to_le_bytes());
+            }
+        }
+        let csv = timeline_csv(&launches, &raw);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            lines[0],
+            "launch,kernel,layer,block,sm,start_ns,wait_ns,end_ns"
+        );
+        let t = 1u64 << 40;
+        assert_eq!(
+            lines[1],
+            format!("0,Embed,-1,0,{},{},{},{}", t + 3, t, t + 1, t + 2)
+        );
+        assert_eq!(
+            lines[3],
+            format!(
+                "1,Qkv,0,1,{},{},{},{}",
+                t + 2003,
+                t + 2000,
+                t + 2001,
+                t + 2002
+            )
+        );
+        assert!(lines[4].starts_with("2,Attention(4),0,0,"));
+        assert_eq!(lines.len(), 5);
     }
 }
