@@ -39,7 +39,7 @@ def launches(path):
         ready = min(waited) if waited else min(start)
         block = statistics.median(e - max(s, w) for s, w, e in zip(start, wait, end))
         out.append(dict(kernel=bs[0]["kernel"], layer=int(bs[0]["layer"]), blocks=len(bs), start=min(start),
-                        ready=ready, end=max(end), starts=start, block=block))
+                        ready=ready, end=max(end), starts=start, waits=waited or start, ends=end, block=block))
     return out
 
 
@@ -83,20 +83,11 @@ def layer_view(n, path):
     if not mine:
         sys.exit(f"{path}: no layer {n}")
     t0 = ls[mine[0] - 1]["start"]
-    rows = collections.defaultdict(list)
-    with open(path) as f:
-        for r in csv.DictReader(f):
-            rows[int(r["launch"])].append(r)
-    us = lambda t: (t - t0) / 1e3
+    span = lambda v: f"{(min(v) - t0) / 1e3:7.2f}-{(max(v) - t0) / 1e3:<7.2f}"
     print(f"{'kernel':<16}{'blocks':>7}{'start':>16}{'waited':>16}{'end':>16}{'block':>8}")
-    for i in range(mine[0] - 1, min(mine[-1] + 2, len(ls))):
-        bs = rows[i]
-        start = [int(b["start_ns"]) for b in bs]
-        waited = [int(b["wait_ns"]) for b in bs if int(b["wait_ns"])] or start
-        end = [int(b["end_ns"]) for b in bs]
-        span = lambda v: f"{us(min(v)):7.2f}-{us(max(v)):<7.2f}"
-        print(f"{ls[i]['kernel']:<16}{len(bs):>7}{span(start):>16}{span(waited):>16}{span(end):>16}"
-              f"{ls[i]['block'] / 1e3:>8.2f}")
+    for l in ls[mine[0] - 1:mine[-1] + 2]:
+        print(f"{l['kernel']:<16}{l['blocks']:>7}{span(l['starts']):>16}{span(l['waits']):>16}{span(l['ends']):>16}"
+              f"{l['block'] / 1e3:>8.2f}")
 
 
 if __name__ == "__main__":

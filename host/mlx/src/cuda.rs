@@ -130,8 +130,10 @@ impl StepRunner {
     }
 
     /// Copies `out.len()` bytes from device address `src` into `out` after
-    /// everything queued. (Reading an MLX array on the host instead would
-    /// let MLX move its buffer off the device, under the runner's pointers.)
+    /// everything queued. (Reading an MLX array on the host instead has MLX
+    /// replace device memory with unified memory, `move_to_unified_memory` in
+    /// mlx/backend/cuda/allocator.h: a new address, under the runner's
+    /// pointers.)
     pub fn download(&mut self, src: u64, out: &mut [u8]) -> Result<()> {
         ffi::step_runner_download(self.raw.pin_mut(), src, out)
             .map_err(|e| Error::from_cxx("step_runner_download", e))

@@ -49,6 +49,13 @@ pub struct StepKernel {
     pub dims: Dims,
 }
 
+impl StepKernel {
+    /// The source compiled to record a timeline (`timeline.cuh`).
+    pub fn timed_source(&self) -> String {
+        format!("{TIMELINE_DEFINE}{}", self.source)
+    }
+}
+
 /// `extern "C" __global__ void name(params) { constants; body }` after the
 /// headers, launched as `dims`. With `VLM_TIMELINE` defined ahead of the
 /// source, it takes two more parameters and records a timeline
@@ -88,7 +95,7 @@ pub fn standalone(
 
 /// Put ahead of a standalone kernel's source: the kernel records a timeline
 /// (`timeline.cuh`).
-pub const TIMELINE_DEFINE: &str = "#define VLM_TIMELINE 1\n";
+const TIMELINE_DEFINE: &str = "#define VLM_TIMELINE 1\n";
 
 /// Threads of the argmax's single block.
 const ARGMAX_THREADS: u32 = 1024;
@@ -235,8 +242,11 @@ mod tests {
             // Each as the engine compiles it, and with the timeline on.
             for (i, k) in all.iter().enumerate() {
                 std::fs::write(dir.join(format!("step_{i:02}.cu")), &k.source).unwrap();
-                let timed = format!("{}{}", TIMELINE_DEFINE, k.source);
-                std::fs::write(dir.join(format!("step_{i:02}_timeline.cu")), timed).unwrap();
+                std::fs::write(
+                    dir.join(format!("step_{i:02}_timeline.cu")),
+                    k.timed_source(),
+                )
+                .unwrap();
             }
         }
     }

@@ -135,7 +135,10 @@ impl Timeline {
         }))
     }
 
-    /// The last step's blocks as CSV, into the next `timeline-N.csv`.
+    /// The last step's blocks as CSV, into the next `timeline-N.csv`. Read
+    /// through the runner: reading `buf` as an MLX array on the host would
+    /// have MLX replace its memory (`move_to_unified_memory`,
+    /// mlx/backend/cuda/allocator.h), under the kernels' pointer.
     fn write(&mut self, runner: &mut StepRunner) -> Result<()> {
         let mut raw = vec![0u8; self.buf.nbytes()];
         runner.download(self.ptr, &mut raw)?;
@@ -355,7 +358,7 @@ impl StepDecoder {
         }
         let src = self.source(model, key)?;
         let source = match self.timeline {
-            Some(_) => format!("{}{}", step::TIMELINE_DEFINE, src.source),
+            Some(_) => src.timed_source(),
             None => src.source,
         };
         let k = CudaKernel::compile(src.name, &source, src.dims.shared_bytes)
