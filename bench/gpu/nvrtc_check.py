@@ -141,7 +141,7 @@ def main():
             ok = False
         for f in files:
             src = f.read_text()
-            name = src.split('extern "C" __global__ void ')[1].split("(")[0]
+            name = src.split('extern "C" __global__ void ')[1].split("(")[0].split()[-1]
             ok &= compile_one(f"step kernel {name} ({f.name})", src)
     sys.exit(0 if ok else 1)
 

@@ -72,7 +72,9 @@ pub struct BenchDecodeArgs {
     /// Measured requests per path and resolution, after one warm-up
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
-    /// Paths, comma-separated: mlx, steps, steps-nopdl, steps-graph, steps-graph-nopdl
+    /// Paths, comma-separated: mlx, or steps with any of -graph (CUDA graphs),
+    /// -nopdl (no programmatic dependent launch), -splits (the split
+    /// attention, not the cluster one): e.g. steps-graph, steps-graph-splits
     #[arg(
         long,
         value_delimiter = ',',

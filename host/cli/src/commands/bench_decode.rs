@@ -12,28 +12,31 @@ use engine::{DecodePath, Engine, EngineOptions, GenerateRequest, GenerateRespons
 use crate::cli::BenchDecodeArgs;
 use crate::model_resolve;
 
+/// `mlx`, or `steps` with any of `-graph` (replayed as CUDA graphs),
+/// `-nopdl` (launches in strict order), `-splits` (the split attention).
 fn parse_path(name: &str) -> Result<DecodePath> {
-    Ok(match name {
-        "mlx" => DecodePath::Mlx,
-        "steps" => DecodePath::Steps {
-            graph: false,
-            pdl: true,
-        },
-        "steps-nopdl" => DecodePath::Steps {
-            graph: false,
-            pdl: false,
-        },
-        "steps-graph" => DecodePath::Steps {
-            graph: true,
-            pdl: true,
-        },
-        "steps-graph-nopdl" => DecodePath::Steps {
-            graph: true,
-            pdl: false,
-        },
-        other => bail!(
-            "unknown decode path {other:?} (mlx, steps, steps-nopdl, steps-graph, steps-graph-nopdl)"
-        ),
+    const KNOWN: &str =
+        "mlx, or steps with -graph, -nopdl, -splits: steps-graph, steps-graph-splits, ...";
+    if name == "mlx" {
+        return Ok(DecodePath::Mlx);
+    }
+    let rest = name
+        .strip_prefix("steps")
+        .filter(|r| r.is_empty() || r.starts_with('-'))
+        .with_context(|| format!("unknown decode path {name:?} ({KNOWN})"))?;
+    let (mut graph, mut pdl, mut cluster) = (false, true, true);
+    for part in rest.split('-').skip(1) {
+        match part {
+            "graph" => graph = true,
+            "nopdl" => pdl = false,
+            "splits" => cluster = false,
+            other => bail!("unknown decode path {name:?}: {other:?} ({KNOWN})"),
+        }
+    }
+    Ok(DecodePath::Steps {
+        graph,
+        pdl,
+        cluster,
     })
 }
 
@@ -159,8 +162,24 @@ mod tests {
             parse_path("steps-graph").unwrap(),
             DecodePath::Steps {
                 graph: true,
-                pdl: true
+                pdl: true,
+                cluster: true
             }
+        );
+        assert_eq!(
+            parse_path("steps-graph-nopdl-splits").unwrap(),
+            DecodePath::Steps {
+                graph: true,
+                pdl: false,
+                cluster: false
+            }
+        );
+        assert!(parse_path("stepsgraph").is_err());
+        assert!(
+            parse_path("steps-graph-fast")
+                .unwrap_err()
+                .to_string()
+                .contains("\"fast\"")
         );
         assert!(
             parse_path("fast")

@@ -147,10 +147,86 @@ pub fn step_kernel(
     };
     super::step::standalone(
         "vlmbench_attn_decode",
+        "",
         &header(),
         &body("cache_cap"),
         &params,
         &template(heads, dtype, splits, rms_eps, rope_theta),
+        dims,
+    )
+}
+
+/// Blocks per cluster of the step runner's attention (`attn_cluster.cu`): one
+/// cluster per key/value head, the largest size every sm_90 GPU schedules.
+pub const CLUSTER: i32 = 8;
+/// Threads per block of the cluster attention.
+const CLUSTER_THREADS: i32 = 256;
+/// The most dynamic shared memory a block may ask for on sm_90 (227 KB).
+const MAX_SHARED_BYTES: u32 = 227 * 1024;
+
+/// Dynamic shared memory of a cluster attention block for caches of `cap`
+/// positions, as `attn_cluster_smem_bytes` (attn_cluster.cuh) computes it:
+/// the fixed part (queries, partial sums, the position groups' sums, max and
+/// sum per head, an mbarrier) rounded to 16 bytes, then per position a key
+/// row, a value row and G scores.
+pub fn cluster_shared_bytes(heads: Heads, dtype: Dtype, cap: i32) -> u32 {
+    let (g, hd) = ((heads.heads / heads.kv_heads) as u32, heads.head_dim as u32);
+    let groups = CLUSTER_THREADS as u32 / (hd / 2);
+    let fixed = (4 * (g * hd * (2 + groups) + 2 * g) + 8).div_ceil(16) * 16;
+    let positions = (cap.max(1) as u32).div_ceil(CLUSTER as u32);
+    fixed + positions * (2 * hd * dtype.size_of() as u32 + 4 * g)
+}
+
+/// Whether the cluster attention runs a step with caches of `cap` positions:
+/// a supported layout whose outputs divide among the cluster, and every
+/// block's rows fit in its shared memory (~3.3k positions for the 8B).
+pub fn cluster_fits(heads: Heads, dtype: Dtype, cap: i32) -> bool {
+    heads.supported(dtype)
+        && (heads.heads / heads.kv_heads * heads.head_dim) % CLUSTER == 0
+        && cluster_shared_bytes(heads, dtype, cap) <= MAX_SHARED_BYTES
+}
+
+/// The cluster attention as a standalone kernel (`step.rs`, sm_90 on), with
+/// the launch of the largest caches it takes: a step launches it with
+/// [`cluster_shared_bytes`] of its caches. Parameters: `qkv, qn, kn, kc, vc,
+/// meta, out`, then the caches' capacity as an `int`.
+pub fn cluster_step_kernel(
+    heads: Heads,
+    dtype: Dtype,
+    rms_eps: f32,
+    rope_theta: f32,
+) -> Result<super::step::StepKernel> {
+    use super::step::Param::{In, Int, Out};
+    let params = [
+        In("qkv", dtype),
+        In("qn", dtype),
+        In("kn", dtype),
+        In("kc", dtype),
+        In("vc", dtype),
+        In("meta", Dtype::I32),
+        Out("out", dtype),
+        Int("cache_cap"),
+    ];
+    let mut template = template(heads, dtype, 1, rms_eps, rope_theta);
+    template.retain(|(name, _)| *name != "SPLITS");
+    template.push(("C", TemplateArg::Int(CLUSTER)));
+    let dims = Dims {
+        blocks: (heads.kv_heads * CLUSTER) as u32,
+        threads: CLUSTER_THREADS as u32,
+        shared_bytes: MAX_SHARED_BYTES,
+    };
+    let header = super::header(&[
+        include_str!("q4_dot.cuh"),
+        include_str!("phases.cuh"),
+        include_str!("attn_cluster.cuh"),
+    ]);
+    super::step::standalone(
+        "vlmbench_attn_cluster",
+        &format!("__cluster_dims__({CLUSTER}, 1, 1)"),
+        &header,
+        &super::compact(include_str!("attn_cluster.cu")),
+        &params,
+        &template,
         dims,
     )
 }

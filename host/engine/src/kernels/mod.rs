@@ -14,7 +14,7 @@
 pub mod attention;
 pub mod prefill;
 pub mod qmv;
-mod self_check;
+pub(crate) mod self_check;
 mod source;
 pub mod step;
 

@@ -159,6 +159,7 @@ impl Variant {
         };
         super::step::standalone(
             self.name(),
+            "",
             &Self::header(),
             &self.body(),
             &params,

@@ -200,80 +200,166 @@ fn check_qmv(rng: &mut Rng) -> Result<()> {
     Ok(())
 }
 
+/// One decoding step of attention on random data: the inputs (caches of
+/// `cap` positions holding `len`, RoPE position `pos`) and MLX's result.
+pub struct AttentionCase {
+    pub heads: Heads,
+    pub qkv: Array,
+    pub q_norm: Array,
+    pub k_norm: Array,
+    /// `(1, NKV, cap, HD)`: the step writes position `len`.
+    pub keys: Array,
+    pub values: Array,
+    /// `[len, pos, 0, 0]`.
+    pub meta: Array,
+    pub len: i32,
+    pub cap: i32,
+    reference: Array,
+    new_key: Array,
+    new_value: Array,
+    keys_before: Vec<u8>,
+    values_before: Vec<u8>,
+}
+
+const ROPE_THETA: f32 = 5_000_000.0;
+
+impl AttentionCase {
+    /// A case in `dtype` from the generator seeded with `seed`. The caches
+    /// have been read on the host (for the check): take device pointers
+    /// after this.
+    pub fn new(
+        heads: Heads,
+        dtype: Dtype,
+        cap: i32,
+        len: i32,
+        pos: i32,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut rng = Rng(random::key(seed)?);
+        Self::from_rng(&mut rng, heads, dtype, cap, len, pos)
+    }
+
+    fn from_rng(
+        rng: &mut Rng,
+        heads: Heads,
+        dtype: Dtype,
+        cap: i32,
+        len: i32,
+        pos: i32,
+    ) -> Result<Self> {
+        let (nh, nkv, hd) = (heads.heads, heads.kv_heads, heads.head_dim);
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut normal = |shape: &[i32]| -> Result<Array> {
+            let a = rng.normal(shape, 1.0)?.astype(dtype)?.contiguous()?;
+            a.eval()?;
+            Ok(a)
+        };
+        let qkv = normal(&[1, 1, (nh + 2 * nkv) * hd])?;
+        let (q_norm, k_norm) = (normal(&[hd])?, normal(&[hd])?);
+        let keys = normal(&[1, nkv, cap, hd])?;
+        let values = normal(&[1, nkv, cap, hd])?;
+        let keys_before = keys.to_bytes()?;
+        let values_before = values.to_bytes()?;
+
+        // The reference, as the decoder computes it from MLX operations.
+        let parts = qkv.split_at(&[nh * hd, (nh + nkv) * hd], -1)?;
+        let q = fast::rms_norm(&parts[0].reshape(&[1, 1, nh, hd])?, &q_norm, EPS)?
+            .transpose(&[0, 2, 1, 3])?;
+        let k = fast::rms_norm(&parts[1].reshape(&[1, 1, nkv, hd])?, &k_norm, EPS)?
+            .transpose(&[0, 2, 1, 3])?;
+        let v = parts[2]
+            .reshape(&[1, 1, nkv, hd])?
+            .transpose(&[0, 2, 1, 3])?;
+        let q = fast::rope(&q, hd, false, ROPE_THETA, 1.0, pos)?;
+        let k = fast::rope(&k, hd, false, ROPE_THETA, 1.0, pos)?;
+        let all_k = Array::concatenate(&[&keys.slice_axis(2, 0, len)?, &k], 2)?;
+        let all_v = Array::concatenate(&[&values.slice_axis(2, 0, len)?, &v], 2)?;
+        let reference = fast::scaled_dot_product_attention(&q, &all_k, &all_v, scale, Mask::None)?
+            .transpose(&[0, 2, 1, 3])?
+            .reshape(&[1, 1, nh * hd])?;
+        mlx::eval(&[&reference, &k, &v])?;
+        let meta = Array::from_i32(&[len, pos, 0, 0], &[4])?;
+        meta.eval()?;
+        Ok(AttentionCase {
+            heads,
+            qkv,
+            q_norm,
+            k_norm,
+            keys,
+            values,
+            meta,
+            len,
+            cap,
+            reference,
+            new_key: k,
+            new_value: v,
+            keys_before,
+            values_before,
+        })
+    }
+
+    pub fn rms_eps(&self) -> f32 {
+        EPS
+    }
+
+    pub fn rope_theta(&self) -> f32 {
+        ROPE_THETA
+    }
+
+    /// `ours` (the output, `NH * HD` values) against MLX's, the new key and
+    /// value at `len` in the caches, and nothing else in them moved.
+    pub fn check(&self, ours: &Array) -> Result<()> {
+        check("output", &self.reference, ours)?;
+        let (len, cap, hd) = (self.len, self.cap, self.heads.head_dim);
+        for (what, cache, before, new) in [
+            ("key", &self.keys, &self.keys_before, &self.new_key),
+            ("value", &self.values, &self.values_before, &self.new_value),
+        ] {
+            let written = cache.slice_axis(2, len, len + 1)?;
+            check(&format!("cached {what}"), new, &written)?;
+            let after = cache.to_bytes()?;
+            let row = hd as usize * cache.dtype().size_of();
+            let moved = (0..after.len()).any(|i| {
+                let position = (i / row) % cap as usize;
+                position != len as usize && after[i] != before[i]
+            });
+            if moved {
+                return Err(Error::SelfCheck(format!(
+                    "the {what} cache changed outside position {len}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn check_attention(rng: &mut Rng, cap: i32, len: i32, pos: i32) -> Result<()> {
     let heads = Heads {
         heads: 8,
         kv_heads: 2,
         head_dim: 128,
     };
-    let (nh, nkv, hd) = (heads.heads, heads.kv_heads, heads.head_dim);
-    let theta = 5_000_000f32;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let qkv = rng.normal(&[1, 1, (nh + 2 * nkv) * hd], 1.0)?;
-    let (qn, kn) = (rng.normal(&[hd], 1.0)?, rng.normal(&[hd], 1.0)?);
-    let keys = rng.normal(&[1, nkv, cap, hd], 1.0)?;
-    let values = rng.normal(&[1, nkv, cap, hd], 1.0)?;
-    let keys_before = keys.to_bytes()?;
-    let values_before = values.to_bytes()?;
-
-    // The reference, as the decoder computes it from MLX operations.
-    let parts = qkv.split_at(&[nh * hd, (nh + nkv) * hd], -1)?;
-    let q =
-        fast::rms_norm(&parts[0].reshape(&[1, 1, nh, hd])?, &qn, EPS)?.transpose(&[0, 2, 1, 3])?;
-    let k =
-        fast::rms_norm(&parts[1].reshape(&[1, 1, nkv, hd])?, &kn, EPS)?.transpose(&[0, 2, 1, 3])?;
-    let v = parts[2]
-        .reshape(&[1, 1, nkv, hd])?
-        .transpose(&[0, 2, 1, 3])?;
-    let q = fast::rope(&q, hd, false, theta, 1.0, pos)?;
-    let k = fast::rope(&k, hd, false, theta, 1.0, pos)?;
-    let all_k = Array::concatenate(&[&keys.slice_axis(2, 0, len)?, &k], 2)?;
-    let all_v = Array::concatenate(&[&values.slice_axis(2, 0, len)?, &v], 2)?;
-    let reference = fast::scaled_dot_product_attention(&q, &all_k, &all_v, scale, Mask::None)?
-        .transpose(&[0, 2, 1, 3])?
-        .reshape(&[1, 1, nh * hd])?;
-    mlx::eval(&[&reference, &k, &v])?;
-
-    let meta = Array::from_i32(&[len, pos, 0, 0], &[4])?;
+    let case = AttentionCase::from_rng(rng, heads, Dtype::BF16, cap, len, pos)?;
     let counters = Array::zeros(&[64], Dtype::I32)?.contiguous()?;
     counters.eval()?;
     let ours = attention::decode(
         &DecodeStep {
-            qkv: &qkv,
-            q_norm: &qn,
-            k_norm: &kn,
-            keys: &keys,
-            values: &values,
-            meta: &meta,
+            qkv: &case.qkv,
+            q_norm: &case.q_norm,
+            k_norm: &case.k_norm,
+            keys: &case.keys,
+            values: &case.values,
+            meta: &case.meta,
             counters: &counters,
             len,
-            rms_eps: EPS,
-            rope_theta: theta,
+            rms_eps: case.rms_eps(),
+            rope_theta: case.rope_theta(),
         },
         heads,
     )?;
-    check("output", &reference, &ours)?;
+    case.check(&ours)?;
     if counters.to_vec::<i32>()?.iter().any(|&c| c != 0) {
         return Err(Error::SelfCheck("block counters left non-zero".into()));
-    }
-    // The new key and value are at `len` in the caches, and nothing else moved.
-    for (what, cache, before, new) in [
-        ("key", &keys, &keys_before, &k),
-        ("value", &values, &values_before, &v),
-    ] {
-        let written = cache.slice_axis(2, len, len + 1)?;
-        check(&format!("cached {what}"), new, &written)?;
-        let after = cache.to_bytes()?;
-        let row = hd as usize * 2;
-        let moved = (0..after.len()).any(|i| {
-            let position = (i / row) % cap as usize;
-            position != len as usize && after[i] != before[i]
-        });
-        if moved {
-            return Err(Error::SelfCheck(format!(
-                "the {what} cache changed outside position {len}"
-            )));
-        }
     }
     Ok(())
 }

@@ -56,12 +56,13 @@ impl StepKernel {
     }
 }
 
-/// `extern "C" __global__ void name(params) { constants; body }` after the
-/// headers, launched as `dims`. With `VLM_TIMELINE` defined ahead of the
+/// `extern "C" __global__ void attributes name(params) { constants; body }`
+/// after the headers, launched as `dims` (`attributes`: e.g. a cluster size). With `VLM_TIMELINE` defined ahead of the
 /// source, it takes two more parameters and records a timeline
 /// (`timeline.cuh`).
 pub fn standalone(
     name: &'static str,
+    attributes: &str,
     header: &str,
     body: &str,
     params: &[Param],
@@ -86,9 +87,10 @@ pub fn standalone(
     }
     let timeline = super::compact(include_str!("timeline.cuh"));
     let source = format!(
-        "{PRELUDE}{timeline}\n{header}extern \"C\" __global__ void {name}({} VLM_TL_PARAMS) {{\n\
-         VLM_TL_BEGIN\n{consts}{body}\n}}\n",
-        sig.join(", ")
+        "{PRELUDE}{timeline}\n{header}extern \"C\" __global__ void {attributes}{sep}{name}({} \
+         VLM_TL_PARAMS) {{\nVLM_TL_BEGIN\n{consts}{body}\n}}\n",
+        sig.join(", "),
+        sep = if attributes.is_empty() { "" } else { " " },
     );
     Ok(StepKernel { name, source, dims })
 }
@@ -117,7 +119,15 @@ fn one_block(
         threads,
         shared_bytes: 0,
     };
-    standalone(name, &header, &super::compact(body), params, template, dims)
+    standalone(
+        name,
+        "",
+        &header,
+        &super::compact(body),
+        params,
+        template,
+        dims,
+    )
 }
 
 /// The embedding row of the step's token from a 4-bit, group-64 table of
@@ -165,6 +175,7 @@ mod tests {
         };
         let k = standalone(
             "k",
+            "",
             "// header\n",
             "out[0] = x[0];",
             &[
@@ -186,7 +197,8 @@ mod tests {
             "// header\nextern \"C\" __global__ void k(const __nv_bfloat16* x, float* out, int n \
              VLM_TL_PARAMS) {\nVLM_TL_BEGIN\nusing T = __half;\nconstexpr int K = 7;\nout[0] = x[0];\n}\n"
         ));
-        let err = standalone("k", "", "", &[Param::In("x", Dtype::F64)], &[], dims).unwrap_err();
+        let err =
+            standalone("k", "", "", "", &[Param::In("x", Dtype::F64)], &[], dims).unwrap_err();
         assert!(err.to_string().contains("no CUDA type"), "{err}");
     }
 
@@ -231,9 +243,11 @@ mod tests {
         for splits in [1, 16, 64] {
             all.push(attention::step_kernel(heads, bf, splits, 1e-6, 5e6).unwrap());
         }
+        all.push(attention::cluster_step_kernel(heads, bf, 1e-6, 5e6).unwrap());
         for k in &all {
-            let head = format!("extern \"C\" __global__ void {}(", k.name);
+            let head = format!(" {}(", k.name);
             assert!(k.name.starts_with("vlmbench_") && k.source.contains(&head));
+            assert!(k.source.contains("extern \"C\" __global__ void "));
             assert!(k.dims.blocks > 0 && k.dims.threads % 32 == 0);
         }
         if let Some(dir) = std::env::var_os("VLM_BENCH_STEP_KERNEL_DIR") {

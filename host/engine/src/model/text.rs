@@ -406,7 +406,14 @@ impl TextModel {
         kv: &KvCache,
         pos: i32,
     ) -> Result<Option<StepSession<'_>>> {
-        let (Some(fused), DecodePath::Steps { graph, pdl }) = (&self.fused, self.decode_path)
+        let (
+            Some(fused),
+            DecodePath::Steps {
+                graph,
+                pdl,
+                cluster,
+            },
+        ) = (&self.fused, self.decode_path)
         else {
             return Ok(None);
         };
@@ -426,7 +433,7 @@ impl TextModel {
         let StepState::Ready(decoder) = &mut *state else {
             return Ok(None);
         };
-        decoder.configure(graph, pdl)?;
+        decoder.configure(graph, pdl, cluster)?;
         Ok(Some(StepSession::start(state, self, token, kv, pos)?))
     }
 

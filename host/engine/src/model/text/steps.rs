@@ -11,9 +11,12 @@
 //! How steps run is a [`DecodePath`]: by default each step is replayed as a
 //! CUDA graph while its launches stay the same (a new request's caches are
 //! new buffers, so its first step records one), with programmatic dependent
-//! launch. The environment can say otherwise: `VLM_BENCH_NO_STEP_RUNNER=1`
-//! (MLX's graph), `VLM_BENCH_STEP_GRAPH=0` (each launch issued by the host),
-//! `VLM_BENCH_NO_PDL=1` (launches in strict order).
+//! launch, and the attention as one thread-block cluster per key/value head
+//! where its caches fit (`kernels/attn_cluster.cuh`; else the split
+//! attention of `kernels/attn.cuh`). The environment can say otherwise:
+//! `VLM_BENCH_NO_STEP_RUNNER=1` (MLX's graph), `VLM_BENCH_STEP_GRAPH=0` (each
+//! launch issued by the host), `VLM_BENCH_NO_PDL=1` (launches in strict
+//! order), `VLM_BENCH_SPLIT_ATTENTION=1` (the split attention always).
 //!
 //! `VLM_BENCH_TIMELINE=DIR` compiles the kernels with a timeline
 //! (`kernels/timeline.cuh`): at the end of each request, the times of every
@@ -33,16 +36,18 @@ use super::{FusedDecode, TextModel};
 use crate::error::{Error, Result};
 use crate::kernels::attention::{self, Heads};
 use crate::kernels::qmv::{self, Variant};
+use crate::kernels::self_check::AttentionCase;
 use crate::kernels::step;
 use crate::model::kv_cache::KvCache;
 
-/// The kernels of a step, compiled once each (the attention once per split
-/// count).
+/// The kernels of a step, compiled once each (the split attention once per
+/// split count).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Key {
     Embed,
     Qkv,
     Attention(i32),
+    ClusterAttention,
     O,
     GateUp,
     Down,
@@ -101,6 +106,9 @@ pub(crate) struct StepDecoder {
     heads: Heads,
     dtype: Dtype,
     pdl: bool,
+    /// The cluster attention compiled (sm_90 on), and whether steps use it.
+    cluster_compiled: bool,
+    cluster: bool,
     timeline: Option<Timeline>,
 }
 
@@ -185,6 +193,9 @@ pub enum DecodePath {
         graph: bool,
         /// Let each launch start while the previous one drains.
         pdl: bool,
+        /// The attention as a thread-block cluster per key/value head where
+        /// its caches fit (else split, joined through global memory).
+        cluster: bool,
     },
 }
 
@@ -198,6 +209,7 @@ impl DecodePath {
         DecodePath::Steps {
             graph: std::env::var("VLM_BENCH_STEP_GRAPH").map_or(true, |v| v != "0"),
             pdl: std::env::var_os("VLM_BENCH_NO_PDL").is_none(),
+            cluster: std::env::var_os("VLM_BENCH_SPLIT_ATTENTION").is_none(),
         }
     }
 }
@@ -303,6 +315,8 @@ impl StepDecoder {
             heads,
             dtype,
             pdl: true,
+            cluster_compiled: false,
+            cluster: true,
             timeline: Timeline::from_env()?,
         };
         // Every kernel but the attention's split counts, compiled up front so
@@ -318,13 +332,62 @@ impl StepDecoder {
         ] {
             decoder.kernel(model, key)?;
         }
+        // Clusters need sm_90: elsewhere the split attention serves alone.
+        if attention::cluster_fits(heads, dtype, 1) {
+            let checked = decoder
+                .kernel(model, Key::ClusterAttention)
+                .and_then(|()| decoder.check_cluster_attention());
+            match checked {
+                Ok(()) => decoder.cluster_compiled = true,
+                Err(e) => eprintln!("warning: decode attention stays split: {e}"),
+            }
+        }
         Ok(decoder)
     }
 
     /// Sets how the next steps launch.
-    pub(super) fn configure(&mut self, graph: bool, pdl: bool) -> Result<()> {
+    pub(super) fn configure(&mut self, graph: bool, pdl: bool, cluster: bool) -> Result<()> {
         self.pdl = pdl;
+        self.cluster = cluster;
         Ok(self.runner.set_use_graph(graph)?)
+    }
+
+    /// The cluster attention against MLX's operations on random data at
+    /// the model's head layout: a cache of 300 positions, and one of 5 (some
+    /// blocks without positions).
+    fn check_cluster_attention(&mut self) -> Result<()> {
+        let (kernel, own) = &self.kernels[&Key::ClusterAttention];
+        for (cap, len, pos) in [(320, 300, 307), (128, 5, 9)] {
+            let case = AttentionCase::new(self.heads, self.dtype, cap, len, pos, 11)?;
+            let out = buffer(self.heads.heads * self.heads.head_dim, self.dtype)?;
+            out.eval()?;
+            let ptr = |a: &Array| a.device_ptr();
+            let mut args = vec![
+                ptr(&case.qkv)?,
+                ptr(&case.q_norm)?,
+                ptr(&case.k_norm)?,
+                ptr(&case.keys)?,
+                ptr(&case.values)?,
+                ptr(&case.meta)?,
+                ptr(&out)?,
+                cap as u64,
+            ];
+            if let Some(t) = &self.timeline {
+                args.extend([t.ptr, 0]);
+            }
+            let dims = Dims {
+                shared_bytes: attention::cluster_shared_bytes(self.heads, self.dtype, cap),
+                ..*own
+            };
+            self.runner.clear();
+            self.runner.add(kernel, dims, false, &args)?;
+            self.runner.launch()?;
+            self.runner.synchronize()?;
+            self.runner.clear();
+            case.check(&out.reshape(&[1, 1, -1])?)
+                .map_err(|e| Error::Model(format!("cluster attention at {len} positions: {e}")))?;
+        }
+        Ok(())
     }
 
     fn ptr(&self, buffer: &str) -> u64 {
@@ -347,6 +410,9 @@ impl StepDecoder {
             Key::Argmax => step::argmax(self.dtype, self.head.n),
             Key::Attention(splits) => {
                 attention::step_kernel(self.heads, self.dtype, splits, eps, cfg.rope_theta)
+            }
+            Key::ClusterAttention => {
+                attention::cluster_step_kernel(self.heads, self.dtype, eps, cfg.rope_theta)
             }
         }
     }
@@ -458,8 +524,18 @@ impl StepSession<'_> {
                 .map(|(k, v)| Ok((k.device_ptr()?, v.device_ptr()?, k.dim(2))))
                 .collect::<Result<_>>()?;
         }
-        let splits = attention::step_splits(len);
-        d.kernel(model, Key::Attention(splits))?;
+        // Every layer's caches have the same capacity.
+        let cap = caches.first().map_or(0, |c| c.2);
+        let (attention_key, attention_dims) =
+            if d.cluster && d.cluster_compiled && attention::cluster_fits(d.heads, d.dtype, cap) {
+                let mut dims = d.kernels[&Key::ClusterAttention].1;
+                dims.shared_bytes = attention::cluster_shared_bytes(d.heads, d.dtype, cap);
+                (Key::ClusterAttention, Some(dims))
+            } else {
+                let key = Key::Attention(attention::step_splits(len));
+                d.kernel(model, key)?;
+                (key, None)
+            };
         let p = |name: &str| d.ptr(name);
         let (h0, h1, qkv, part, attn, act, logits, tok, meta) = (
             p("h0"),
@@ -491,7 +567,12 @@ impl StepSession<'_> {
         // The step's first launch waits for the previous step in full; the
         // others may start early (`pdl`).
         let mut add = |key: Key, pdl: bool, args: &[u64]| -> Result<()> {
-            let (kernel, dims) = &kernels[&key];
+            let (kernel, own) = &kernels[&key];
+            // The cluster attention's shared memory follows the caches.
+            let dims = &match attention_dims {
+                Some(d) if key == attention_key => d,
+                _ => *own,
+            };
             let Some(t) = timeline.as_mut() else {
                 return Ok(runner.add(kernel, *dims, pdl, args)?);
             };
@@ -510,10 +591,15 @@ impl StepSession<'_> {
             let m = |m: &Matrix| [m.w, m.scales, m.biases];
             let [w, s, b] = m(&l.qkv);
             add(Key::Qkv, *pdl, &[h0, l.input_norm, w, s, b, qkv])?;
-            let attention = [
-                qkv, l.q_norm, l.k_norm, kc, vc, meta, *counters, part, attn, cap as u64,
-            ];
-            add(Key::Attention(splits), *pdl, &attention)?;
+            if attention_key == Key::ClusterAttention {
+                let attention = [qkv, l.q_norm, l.k_norm, kc, vc, meta, attn, cap as u64];
+                add(attention_key, *pdl, &attention)?;
+            } else {
+                let attention = [
+                    qkv, l.q_norm, l.k_norm, kc, vc, meta, *counters, part, attn, cap as u64,
+                ];
+                add(attention_key, *pdl, &attention)?;
+            }
             let [w, s, b] = m(&l.o);
             add(Key::O, *pdl, &[attn, w, s, b, h0, h1])?;
             let [w, s, b] = m(&l.gate_up);
