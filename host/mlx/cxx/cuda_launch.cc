@@ -190,7 +190,8 @@ CudaKernel::~CudaKernel() {
 
 bool cuda_launch_available() { return cuda::api().nvrtc; }
 
-std::unique_ptr<CudaKernel> cuda_kernel_compile(rust::Str name, rust::Str source, uint32_t shared_bytes) {
+std::unique_ptr<CudaKernel> cuda_kernel_compile(rust::Str name, rust::Str source, uint32_t shared_bytes,
+                                                uint32_t cluster_blocks) {
   const cuda::Api& a = need_driver("compiling a CUDA kernel");
   if (!a.nvrtc) throw std::runtime_error("compiling a CUDA kernel: NVRTC not found (libmlx loads libnvrtc)");
   std::string nm(name);
@@ -206,6 +207,10 @@ std::unique_ptr<CudaKernel> cuda_kernel_compile(rust::Str name, rust::Str source
                   return a.func_set_attribute(k->function, cuda::kFuncMaxDynamicShared, static_cast<int>(shared_bytes));
                 }),
                 ("raising the shared memory of " + nm).c_str());
+  // Past 8 blocks (the portable size) a cluster must be allowed.
+  if (cluster_blocks > 8)
+    cuda::check(cuda::in_context([&] { return a.func_set_attribute(k->function, cuda::kFuncNonPortableCluster, 1); }),
+                ("allowing clusters of " + std::to_string(cluster_blocks) + " blocks for " + nm).c_str());
   k->shared_limit = shared_bytes;
   return k;
 }

@@ -34,7 +34,19 @@ impl CudaKernel {
     /// Compiles `source` with NVRTC; `shared_bytes` is the most dynamic
     /// shared memory a launch will ask. Errors carry NVRTC's log.
     pub fn compile(name: &str, source: &str, shared_bytes: u32) -> Result<CudaKernel> {
-        let raw = ffi::cuda_kernel_compile(name, source, shared_bytes)
+        Self::compile_cluster(name, source, shared_bytes, 1)
+    }
+
+    /// As [`CudaKernel::compile`], for a kernel whose source declares
+    /// clusters of `cluster_blocks` blocks (`__cluster_dims__`): past 8, the
+    /// portable size, it is allowed a larger one (sm_90 schedules 16).
+    pub fn compile_cluster(
+        name: &str,
+        source: &str,
+        shared_bytes: u32,
+        cluster_blocks: u32,
+    ) -> Result<CudaKernel> {
+        let raw = ffi::cuda_kernel_compile(name, source, shared_bytes, cluster_blocks)
             .map_err(|e| Error::from_cxx("cuda_kernel_compile", e))?;
         Ok(CudaKernel { raw })
     }

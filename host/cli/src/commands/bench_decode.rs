@@ -7,16 +7,18 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use engine::image::{Pattern, synth_image};
+use engine::kernels::attention::DEFAULT_CLUSTER;
 use engine::{DecodePath, Engine, EngineOptions, GenerateRequest, GenerateResponse};
 
 use crate::cli::BenchDecodeArgs;
 use crate::model_resolve;
 
 /// `mlx`, or `steps` with any of `-graph` (replayed as CUDA graphs),
-/// `-nopdl` (launches in strict order), `-splits` (the split attention).
+/// `-nopdl` (launches in strict order), `-splits` (the split attention),
+/// `-cN` (the attention in clusters of N blocks; 8 without).
 fn parse_path(name: &str) -> Result<DecodePath> {
     const KNOWN: &str =
-        "mlx, or steps with -graph, -nopdl, -splits: steps-graph, steps-graph-splits, ...";
+        "mlx, or steps with -graph, -nopdl, -splits, -cN: steps-graph, steps-graph-splits, ...";
     if name == "mlx" {
         return Ok(DecodePath::Mlx);
     }
@@ -24,13 +26,15 @@ fn parse_path(name: &str) -> Result<DecodePath> {
         .strip_prefix("steps")
         .filter(|r| r.is_empty() || r.starts_with('-'))
         .with_context(|| format!("unknown decode path {name:?} ({KNOWN})"))?;
-    let (mut graph, mut pdl, mut cluster) = (false, true, true);
+    let (mut graph, mut pdl, mut cluster) = (false, true, DEFAULT_CLUSTER as u32);
     for part in rest.split('-').skip(1) {
-        match part {
-            "graph" => graph = true,
-            "nopdl" => pdl = false,
-            "splits" => cluster = false,
-            other => bail!("unknown decode path {name:?}: {other:?} ({KNOWN})"),
+        let blocks = part.strip_prefix('c').and_then(|n| n.parse::<u32>().ok());
+        match (part, blocks) {
+            ("graph", _) => graph = true,
+            ("nopdl", _) => pdl = false,
+            ("splits", _) => cluster = 0,
+            (_, Some(n)) if n > 0 => cluster = n,
+            (other, _) => bail!("unknown decode path {name:?}: {other:?} ({KNOWN})"),
         }
     }
     Ok(DecodePath::Steps {
@@ -163,7 +167,7 @@ mod tests {
             DecodePath::Steps {
                 graph: true,
                 pdl: true,
-                cluster: true
+                cluster: 8
             }
         );
         assert_eq!(
@@ -171,9 +175,18 @@ mod tests {
             DecodePath::Steps {
                 graph: true,
                 pdl: false,
-                cluster: false
+                cluster: 0
             }
         );
+        assert_eq!(
+            parse_path("steps-graph-c16").unwrap(),
+            DecodePath::Steps {
+                graph: true,
+                pdl: true,
+                cluster: 16
+            }
+        );
+        assert!(parse_path("steps-c0").is_err());
         assert!(parse_path("stepsgraph").is_err());
         assert!(
             parse_path("steps-graph-fast")

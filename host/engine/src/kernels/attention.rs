@@ -156,34 +156,38 @@ pub fn step_kernel(
     )
 }
 
-/// Blocks per cluster of the step runner's attention (`attn_cluster.cu`): one
-/// cluster per key/value head, the largest size every sm_90 GPU schedules.
-pub const CLUSTER: i32 = 8;
+/// Blocks per cluster of the step runner's attention (`attn_cluster.cu`, one
+/// cluster per key/value head) unless asked otherwise: the largest size every
+/// sm_90 GPU schedules (16 needs the kernel allowed to).
+pub const DEFAULT_CLUSTER: i32 = 8;
 /// Threads per block of the cluster attention.
 const CLUSTER_THREADS: i32 = 256;
-/// The most dynamic shared memory a block may ask for on sm_90 (227 KB).
-const MAX_SHARED_BYTES: u32 = 227 * 1024;
+/// The most dynamic shared memory a cluster attention block asks for: sm_90's
+/// 227 KB a block, less 1 KB for static shared memory (the timeline's).
+const MAX_SHARED_BYTES: u32 = 226 * 1024;
 
 /// Dynamic shared memory of a cluster attention block for caches of `cap`
 /// positions, as `attn_cluster_smem_bytes` (attn_cluster.cuh) computes it:
 /// the fixed part (queries, partial sums, the position groups' sums, max and
 /// sum per head, an mbarrier) rounded to 16 bytes, then per position a key
 /// row, a value row and G scores.
-pub fn cluster_shared_bytes(heads: Heads, dtype: Dtype, cap: i32) -> u32 {
+pub fn cluster_shared_bytes(heads: Heads, dtype: Dtype, cluster: i32, cap: i32) -> u32 {
     let (g, hd) = ((heads.heads / heads.kv_heads) as u32, heads.head_dim as u32);
     let groups = CLUSTER_THREADS as u32 / (hd / 2);
     let fixed = (4 * (g * hd * (2 + groups) + 2 * g) + 8).div_ceil(16) * 16;
-    let positions = (cap.max(1) as u32).div_ceil(CLUSTER as u32);
+    let positions = (cap.max(1) as u32).div_ceil(cluster.max(1) as u32);
     fixed + positions * (2 * hd * dtype.size_of() as u32 + 4 * g)
 }
 
-/// Whether the cluster attention runs a step with caches of `cap` positions:
-/// a supported layout whose outputs divide among the cluster, and every
-/// block's rows fit in its shared memory (~3.3k positions for the 8B).
-pub fn cluster_fits(heads: Heads, dtype: Dtype, cap: i32) -> bool {
-    heads.supported(dtype)
-        && (heads.heads / heads.kv_heads * heads.head_dim) % CLUSTER == 0
-        && cluster_shared_bytes(heads, dtype, cap) <= MAX_SHARED_BYTES
+/// Whether the cluster attention in clusters of `cluster` blocks runs a step
+/// with caches of `cap` positions: a supported layout whose outputs divide
+/// among the cluster, and every block's rows fit in its shared memory (~3.3k
+/// positions for the 8B in clusters of 8).
+pub fn cluster_fits(heads: Heads, dtype: Dtype, cluster: i32, cap: i32) -> bool {
+    matches!(cluster, 2 | 4 | 8 | 16)
+        && heads.supported(dtype)
+        && (heads.heads / heads.kv_heads * heads.head_dim) % cluster == 0
+        && cluster_shared_bytes(heads, dtype, cluster, cap) <= MAX_SHARED_BYTES
 }
 
 /// The cluster attention as a standalone kernel (`step.rs`, sm_90 on), with
@@ -193,6 +197,7 @@ pub fn cluster_fits(heads: Heads, dtype: Dtype, cap: i32) -> bool {
 pub fn cluster_step_kernel(
     heads: Heads,
     dtype: Dtype,
+    cluster: i32,
     rms_eps: f32,
     rope_theta: f32,
 ) -> Result<super::step::StepKernel> {
@@ -209,9 +214,9 @@ pub fn cluster_step_kernel(
     ];
     let mut template = template(heads, dtype, 1, rms_eps, rope_theta);
     template.retain(|(name, _)| *name != "SPLITS");
-    template.push(("C", TemplateArg::Int(CLUSTER)));
+    template.push(("C", TemplateArg::Int(cluster)));
     let dims = Dims {
-        blocks: (heads.kv_heads * CLUSTER) as u32,
+        blocks: (heads.kv_heads * cluster) as u32,
         threads: CLUSTER_THREADS as u32,
         shared_bytes: MAX_SHARED_BYTES,
     };
@@ -220,15 +225,17 @@ pub fn cluster_step_kernel(
         include_str!("phases.cuh"),
         include_str!("attn_cluster.cuh"),
     ]);
-    super::step::standalone(
+    let mut kernel = super::step::standalone(
         "vlmbench_attn_cluster",
-        &format!("__cluster_dims__({CLUSTER}, 1, 1)"),
+        &format!("__cluster_dims__({cluster}, 1, 1)"),
         &header,
         &super::compact(include_str!("attn_cluster.cu")),
         &params,
         &template,
         dims,
-    )
+    )?;
+    kernel.cluster = cluster as u32;
+    Ok(kernel)
 }
 
 /// The inputs of one step.

@@ -47,6 +47,8 @@ pub struct StepKernel {
     pub name: &'static str,
     pub source: String,
     pub dims: Dims,
+    /// Blocks per cluster (1: no clusters).
+    pub cluster: u32,
 }
 
 impl StepKernel {
@@ -92,7 +94,12 @@ pub fn standalone(
         sig.join(", "),
         sep = if attributes.is_empty() { "" } else { " " },
     );
-    Ok(StepKernel { name, source, dims })
+    Ok(StepKernel {
+        name,
+        source,
+        dims,
+        cluster: 1,
+    })
 }
 
 /// Put ahead of a standalone kernel's source: the kernel records a timeline
@@ -243,7 +250,13 @@ mod tests {
         for splits in [1, 16, 64] {
             all.push(attention::step_kernel(heads, bf, splits, 1e-6, 5e6).unwrap());
         }
-        all.push(attention::cluster_step_kernel(heads, bf, 1e-6, 5e6).unwrap());
+        for cluster in [8, 16] {
+            let k = attention::cluster_step_kernel(heads, bf, cluster, 1e-6, 5e6).unwrap();
+            let attribute =
+                format!("void __cluster_dims__({cluster}, 1, 1) vlmbench_attn_cluster(");
+            assert!(k.source.contains(&attribute) && k.cluster == cluster as u32);
+            all.push(k);
+        }
         for k in &all {
             let head = format!(" {}(", k.name);
             assert!(k.name.starts_with("vlmbench_") && k.source.contains(&head));

@@ -433,7 +433,7 @@ impl TextModel {
         let StepState::Ready(decoder) = &mut *state else {
             return Ok(None);
         };
-        decoder.configure(graph, pdl, cluster)?;
+        decoder.configure(self, graph, pdl, cluster)?;
         Ok(Some(StepSession::start(state, self, token, kv, pos)?))
     }
 

@@ -16,7 +16,8 @@
 //! attention of `kernels/attn.cuh`). The environment can say otherwise:
 //! `VLM_BENCH_NO_STEP_RUNNER=1` (MLX's graph), `VLM_BENCH_STEP_GRAPH=0` (each
 //! launch issued by the host), `VLM_BENCH_NO_PDL=1` (launches in strict
-//! order), `VLM_BENCH_SPLIT_ATTENTION=1` (the split attention always).
+//! order), `VLM_BENCH_SPLIT_ATTENTION=1` (the split attention always),
+//! `VLM_BENCH_ATTN_CLUSTER=N` (clusters of N blocks, 8 by default).
 //!
 //! `VLM_BENCH_TIMELINE=DIR` compiles the kernels with a timeline
 //! (`kernels/timeline.cuh`): at the end of each request, the times of every
@@ -47,7 +48,7 @@ enum Key {
     Embed,
     Qkv,
     Attention(i32),
-    ClusterAttention,
+    ClusterAttention(u32),
     O,
     GateUp,
     Down,
@@ -106,9 +107,11 @@ pub(crate) struct StepDecoder {
     heads: Heads,
     dtype: Dtype,
     pdl: bool,
-    /// The cluster attention compiled (sm_90 on), and whether steps use it.
-    cluster_compiled: bool,
-    cluster: bool,
+    /// Cluster sizes of the attention tried: compiled and checked (sm_90 on)
+    /// or not.
+    clusters: HashMap<u32, bool>,
+    /// The cluster size steps use where the caches fit (0: split attention).
+    cluster: u32,
     timeline: Option<Timeline>,
 }
 
@@ -193,9 +196,10 @@ pub enum DecodePath {
         graph: bool,
         /// Let each launch start while the previous one drains.
         pdl: bool,
-        /// The attention as a thread-block cluster per key/value head where
-        /// its caches fit (else split, joined through global memory).
-        cluster: bool,
+        /// The attention as a thread-block cluster of this many blocks per
+        /// key/value head where its caches fit; else, or with 0, split and
+        /// joined through global memory.
+        cluster: u32,
     },
 }
 
@@ -209,7 +213,14 @@ impl DecodePath {
         DecodePath::Steps {
             graph: std::env::var("VLM_BENCH_STEP_GRAPH").map_or(true, |v| v != "0"),
             pdl: std::env::var_os("VLM_BENCH_NO_PDL").is_none(),
-            cluster: std::env::var_os("VLM_BENCH_SPLIT_ATTENTION").is_none(),
+            cluster: if std::env::var_os("VLM_BENCH_SPLIT_ATTENTION").is_some() {
+                0
+            } else {
+                std::env::var("VLM_BENCH_ATTN_CLUSTER")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(attention::DEFAULT_CLUSTER as u32)
+            },
         }
     }
 }
@@ -315,8 +326,8 @@ impl StepDecoder {
             heads,
             dtype,
             pdl: true,
-            cluster_compiled: false,
-            cluster: true,
+            clusters: HashMap::new(),
+            cluster: 0,
             timeline: Timeline::from_env()?,
         };
         // Every kernel but the attention's split counts, compiled up front so
@@ -332,31 +343,47 @@ impl StepDecoder {
         ] {
             decoder.kernel(model, key)?;
         }
-        // Clusters need sm_90: elsewhere the split attention serves alone.
-        if attention::cluster_fits(heads, dtype, 1) {
-            let checked = decoder
-                .kernel(model, Key::ClusterAttention)
-                .and_then(|()| decoder.check_cluster_attention());
-            match checked {
-                Ok(()) => decoder.cluster_compiled = true,
-                Err(e) => eprintln!("warning: decode attention stays split: {e}"),
-            }
-        }
         Ok(decoder)
     }
 
     /// Sets how the next steps launch.
-    pub(super) fn configure(&mut self, graph: bool, pdl: bool, cluster: bool) -> Result<()> {
+    pub(super) fn configure(
+        &mut self,
+        model: &TextModel,
+        graph: bool,
+        pdl: bool,
+        cluster: u32,
+    ) -> Result<()> {
         self.pdl = pdl;
-        self.cluster = cluster;
+        // Clusters need sm_90: elsewhere the split attention serves alone.
+        if cluster > 0 && !self.clusters.contains_key(&cluster) {
+            let usable = attention::cluster_fits(self.heads, self.dtype, cluster as i32, 1);
+            let checked = if usable {
+                self.kernel(model, Key::ClusterAttention(cluster))
+                    .and_then(|()| self.check_cluster_attention(cluster))
+            } else {
+                Err(Error::Model(format!(
+                    "clusters of {cluster} do not fit this model's heads"
+                )))
+            };
+            if let Err(e) = &checked {
+                eprintln!("warning: decode attention stays split: {e}");
+            }
+            self.clusters.insert(cluster, checked.is_ok());
+        }
+        self.cluster = if self.clusters.get(&cluster) == Some(&true) {
+            cluster
+        } else {
+            0
+        };
         Ok(self.runner.set_use_graph(graph)?)
     }
 
     /// The cluster attention against MLX's operations on random data at
     /// the model's head layout: a cache of 300 positions, and one of 5 (some
     /// blocks without positions).
-    fn check_cluster_attention(&mut self) -> Result<()> {
-        let (kernel, own) = &self.kernels[&Key::ClusterAttention];
+    fn check_cluster_attention(&mut self, cluster: u32) -> Result<()> {
+        let (kernel, own) = &self.kernels[&Key::ClusterAttention(cluster)];
         for (cap, len, pos) in [(320, 300, 307), (128, 5, 9)] {
             let case = AttentionCase::new(self.heads, self.dtype, cap, len, pos, 11)?;
             let out = buffer(self.heads.heads * self.heads.head_dim, self.dtype)?;
@@ -376,7 +403,12 @@ impl StepDecoder {
                 args.extend([t.ptr, 0]);
             }
             let dims = Dims {
-                shared_bytes: attention::cluster_shared_bytes(self.heads, self.dtype, cap),
+                shared_bytes: attention::cluster_shared_bytes(
+                    self.heads,
+                    self.dtype,
+                    cluster as i32,
+                    cap,
+                ),
                 ..*own
             };
             self.runner.clear();
@@ -384,8 +416,11 @@ impl StepDecoder {
             self.runner.launch()?;
             self.runner.synchronize()?;
             self.runner.clear();
-            case.check(&out.reshape(&[1, 1, -1])?)
-                .map_err(|e| Error::Model(format!("cluster attention at {len} positions: {e}")))?;
+            case.check(&out.reshape(&[1, 1, -1])?).map_err(|e| {
+                Error::Model(format!(
+                    "cluster attention ({cluster} blocks) at {len} positions: {e}"
+                ))
+            })?;
         }
         Ok(())
     }
@@ -411,9 +446,13 @@ impl StepDecoder {
             Key::Attention(splits) => {
                 attention::step_kernel(self.heads, self.dtype, splits, eps, cfg.rope_theta)
             }
-            Key::ClusterAttention => {
-                attention::cluster_step_kernel(self.heads, self.dtype, eps, cfg.rope_theta)
-            }
+            Key::ClusterAttention(c) => attention::cluster_step_kernel(
+                self.heads,
+                self.dtype,
+                c as i32,
+                eps,
+                cfg.rope_theta,
+            ),
         }
     }
 
@@ -423,13 +462,14 @@ impl StepDecoder {
             return Ok(());
         }
         let src = self.source(model, key)?;
+        let (name, dims, cluster) = (src.name, src.dims, src.cluster);
         let source = match self.timeline {
             Some(_) => src.timed_source(),
             None => src.source,
         };
-        let k = CudaKernel::compile(src.name, &source, src.dims.shared_bytes)
+        let k = CudaKernel::compile_cluster(name, &source, dims.shared_bytes, cluster)
             .map_err(|e| Error::Model(format!("step kernel {key:?}: {e}")))?;
-        self.kernels.insert(key, (k, src.dims));
+        self.kernels.insert(key, (k, dims));
         Ok(())
     }
 }
@@ -527,10 +567,12 @@ impl StepSession<'_> {
         // Every layer's caches have the same capacity.
         let cap = caches.first().map_or(0, |c| c.2);
         let (attention_key, attention_dims) =
-            if d.cluster && d.cluster_compiled && attention::cluster_fits(d.heads, d.dtype, cap) {
-                let mut dims = d.kernels[&Key::ClusterAttention].1;
-                dims.shared_bytes = attention::cluster_shared_bytes(d.heads, d.dtype, cap);
-                (Key::ClusterAttention, Some(dims))
+            if d.cluster > 0 && attention::cluster_fits(d.heads, d.dtype, d.cluster as i32, cap) {
+                let key = Key::ClusterAttention(d.cluster);
+                let mut dims = d.kernels[&key].1;
+                dims.shared_bytes =
+                    attention::cluster_shared_bytes(d.heads, d.dtype, d.cluster as i32, cap);
+                (key, Some(dims))
             } else {
                 let key = Key::Attention(attention::step_splits(len));
                 d.kernel(model, key)?;
@@ -591,7 +633,7 @@ impl StepSession<'_> {
             let m = |m: &Matrix| [m.w, m.scales, m.biases];
             let [w, s, b] = m(&l.qkv);
             add(Key::Qkv, *pdl, &[h0, l.input_norm, w, s, b, qkv])?;
-            if attention_key == Key::ClusterAttention {
+            if matches!(attention_key, Key::ClusterAttention(_)) {
                 let attention = [qkv, l.q_norm, l.k_norm, kc, vc, meta, attn, cap as u64];
                 add(attention_key, *pdl, &attention)?;
             } else {
