@@ -34,21 +34,49 @@ impl CudaKernel {
     /// Compiles `source` with NVRTC; `shared_bytes` is the most dynamic
     /// shared memory a launch will ask. Errors carry NVRTC's log.
     pub fn compile(name: &str, source: &str, shared_bytes: u32) -> Result<CudaKernel> {
-        Self::compile_cluster(name, source, shared_bytes, 1)
+        let options = KernelOptions {
+            shared_bytes,
+            ..KernelOptions::default()
+        };
+        Self::compile_with(name, source, &options)
     }
 
-    /// As [`CudaKernel::compile`], for a kernel whose source declares
-    /// clusters of `cluster_blocks` blocks (`__cluster_dims__`): past 8, the
-    /// portable size, it is allowed a larger one (sm_90 schedules 16).
-    pub fn compile_cluster(
-        name: &str,
-        source: &str,
-        shared_bytes: u32,
-        cluster_blocks: u32,
-    ) -> Result<CudaKernel> {
-        let raw = ffi::cuda_kernel_compile(name, source, shared_bytes, cluster_blocks)
-            .map_err(|e| Error::from_cxx("cuda_kernel_compile", e))?;
+    /// As [`CudaKernel::compile`], with more to say about the kernel.
+    pub fn compile_with(name: &str, source: &str, o: &KernelOptions) -> Result<CudaKernel> {
+        let raw = ffi::cuda_kernel_compile(
+            name,
+            source,
+            o.shared_bytes,
+            o.cluster_blocks,
+            o.max_shared_carveout,
+        )
+        .map_err(|e| Error::from_cxx("cuda_kernel_compile", e))?;
         Ok(CudaKernel { raw })
+    }
+}
+
+/// How a kernel is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOptions {
+    /// The most dynamic shared memory a launch will ask.
+    pub shared_bytes: u32,
+    /// Blocks per cluster its source declares (`__cluster_dims__`); past 8,
+    /// the portable size, it is allowed a larger one (sm_90 schedules 16).
+    pub cluster_blocks: u32,
+    /// Prefer the largest shared-memory carveout of L1: an SM runs blocks
+    /// of kernels with different carveouts only after draining, so kernels
+    /// whose blocks should share SMs with the next launch's (programmatic
+    /// dependent launch) all ask for the same one.
+    pub max_shared_carveout: bool,
+}
+
+impl Default for KernelOptions {
+    fn default() -> Self {
+        KernelOptions {
+            shared_bytes: 0,
+            cluster_blocks: 1,
+            max_shared_carveout: false,
+        }
     }
 }
 

@@ -168,13 +168,14 @@ const MAX_SHARED_BYTES: u32 = 226 * 1024;
 
 /// Dynamic shared memory of a cluster attention block for caches of `cap`
 /// positions, as `attn_cluster_smem_bytes` (attn_cluster.cuh) computes it:
-/// the fixed part (queries, partial sums, the position groups' sums, max and
-/// sum per head, an mbarrier) rounded to 16 bytes, then per position a key
-/// row, a value row and G scores.
+/// the fixed part (`AclFixed`: queries, the inbox of the join's sums, the
+/// position groups' sums, max and sum per head from up to 16 blocks and its
+/// own, an mbarrier) rounded to 16 bytes, then per position a key row, a
+/// value row and G scores.
 pub fn cluster_shared_bytes(heads: Heads, dtype: Dtype, cluster: i32, cap: i32) -> u32 {
     let (g, hd) = ((heads.heads / heads.kv_heads) as u32, heads.head_dim as u32);
     let groups = CLUSTER_THREADS as u32 / (hd / 2);
-    let fixed = (4 * (g * hd * (2 + groups) + 2 * g) + 8).div_ceil(16) * 16;
+    let fixed = (4 * (g * hd * (2 + groups) + 2 * g * (16 + 1)) + 8).div_ceil(16) * 16;
     let positions = (cap.max(1) as u32).div_ceil(cluster.max(1) as u32);
     fixed + positions * (2 * hd * dtype.size_of() as u32 + 4 * g)
 }

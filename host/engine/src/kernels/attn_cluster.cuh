@@ -4,7 +4,8 @@
 // group's G query heads and of the new key (rounded as MLX's rms_norm and rope
 // round, as attn.cuh does), the new key and value written into the caches at
 // position `len` (by rank 0), then each block's softmax-weighted sums in its
-// shared memory, joined across the cluster through distributed shared memory.
+// shared memory, joined across the cluster through distributed shared memory:
+// every block sends each block the sums of the outputs that block writes.
 //
 // Why: the flash-decoding kernel of attn.cuh joins its splits through global
 // memory (partials written, an atomic count, the last block reading them
@@ -13,8 +14,8 @@
 // (bench/gpu/NOTES.md, stop 18). Here a block's cached keys and values do not
 // depend on the step, so one bulk copy (TMA) brings them into shared memory
 // before the wait for q/k/v; after it, the chain is one read of q/k/v, the
-// scores and sums out of shared memory, two cluster barriers and one read of
-// the other blocks' partials.
+// scores and sums out of shared memory, stores into the other blocks' shared
+// memory and one cluster barrier.
 //
 // Template constants: T, HD (% 64 == 0), NH, NKV, C (cluster size).
 // qkv: (NH + 2 NKV) * HD, read past L1; kc, vc: (1, NKV, cap, HD) caches,
@@ -24,13 +25,17 @@
 
 constexpr int ACL_THREADS = 256;
 constexpr int ACL_WARPS = ACL_THREADS / 32;
+constexpr int ACL_MAX_CLUSTER = 16;
 
+// The fixed part of a block's shared memory; attention.rs sizes it as
+// 4 (G HD (2 + VQ) + 2 G (ACL_MAX_CLUSTER + 1)) + 8 bytes.
 template <int HD, int G>
 struct AclFixed {
   float qs[G][HD];                                   // scaled, rotated queries
-  float part[G][HD];                                 // this block's unnormalised sums
+  float inbox[G * HD];                               // [rank][G HD / C]: each block's sums of this block's outputs
   float red[ACL_THREADS / (HD / 2)][G][HD];          // the position groups' sums
-  float m[G], l[G];                                  // this block's max and sum of e^(s - m)
+  float ml[ACL_MAX_CLUSTER][2][G];                   // each block's max and sum of e^(s - max) per head
+  float m[G], l[G];                                  // this block's
   unsigned long long bar;                            // the bulk copies' mbarrier
 };
 
@@ -47,19 +52,22 @@ __device__ __forceinline__ unsigned acl_smem_addr(const void* p) {
   return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
 
-// Both halves of a cluster barrier: every block's earlier shared-memory writes
-// are visible to the others after it (release / acquire).
-__device__ __forceinline__ void acl_cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+// The halves of a cluster barrier (every thread of every block arrives).
+__device__ __forceinline__ void acl_cluster_arrive_relaxed() {
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void acl_cluster_arrive_release() {
+  asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void acl_cluster_wait() {
+  asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
 
-// A float of block `rank`'s shared memory, at the address `p` has in this block's.
-__device__ __forceinline__ float acl_remote_load(const float* p, unsigned rank) {
+// v into block `rank`'s shared memory, at the address `p` has in this block's.
+__device__ __forceinline__ void acl_remote_store(float* p, unsigned rank, float v) {
   unsigned remote;
-  float v;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(acl_smem_addr(p)), "r"(rank));
-  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
-  return v;
+  asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(remote), "f"(v) : "memory");
 }
 
 template <typename T, int HD, int NH, int NKV, int C, typename Wait>
@@ -73,7 +81,9 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   constexpr int PPW = 32 / LP;  // positions a warp scores at once
   constexpr int DP = HD / 2;    // value elements in pairs, one pair per thread
   constexpr int VQ = ACL_THREADS / DP;  // groups of positions in the sums
-  static_assert(HD % 64 == 0 && G >= 1 && G <= 8 && (G * HD) % C == 0 && ACL_THREADS % DP == 0, "layout");
+  static_assert(HD % 64 == 0 && G >= 1 && G <= 8 && (G * HD) % C == 0 && ACL_THREADS % DP == 0 &&
+                    C <= ACL_MAX_CLUSTER,
+                "layout");
   struct alignas(PER * sizeof(T)) Vec {
     T e[PER];
   };
@@ -93,6 +103,9 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   const int n = min(begin + chunk, total) - begin;  // positions of this block, maybe 0
   const int copied = max(0, min(n, len - begin));   // those already in the caches
   const size_t head_row = static_cast<size_t>(h) * cap;
+  // The join writes into the other blocks' shared memory, which needs them
+  // all started: this barrier's wait comes before that.
+  acl_cluster_arrive_relaxed();
 
   // The cached rows do not depend on this step: one bulk copy each for keys
   // and values, issued before the wait, completing on the mbarrier.
@@ -281,28 +294,35 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
     for (int g = 0; g < G; ++g) *reinterpret_cast<float2*>(&fx.red[q][g][2 * dp]) = make_float2(acc[g][0], acc[g][1]);
   }
   __syncthreads();
+
+  // 5. The join: block r writes the r-th C-th of the G * HD outputs,
+  // out = sum_b part_b e^(m_b - M) / sum_b l_b e^(m_b - M) over the blocks b.
+  // Each block stores its sums of block r's outputs, and its max and sum per
+  // head, in block r's inbox; after one barrier every block has its inputs
+  // in its own shared memory, and no block reads another's.
+  constexpr int OUTS = G * HD / C;
+  acl_cluster_wait();
   for (int e = tid; e < G * HD; e += ACL_THREADS) {
     const int g = e / HD, d = e % HD;
     float s = 0.f;
 #pragma unroll
     for (int q = 0; q < VQ; ++q) s += fx.red[q][g][d];
-    fx.part[g][d] = s;
+    acl_remote_store(&fx.inbox[rank * OUTS + e % OUTS], e / OUTS, s);
   }
-
-  // 5. The join: block `rank` writes the rank-th C-th of the G * HD outputs,
-  // out = sum_r part_r e^(m_r - M) / sum_r l_r e^(m_r - M), reading the
-  // other blocks' shared memory. The second barrier keeps every block's
-  // shared memory alive until all have read it.
-  acl_cluster_sync();
-  constexpr int OUTS = G * HD / C;
+  if (tid < 2 * G * C) {
+    const int to = tid / (2 * G), which = (tid / G) % 2, g = tid % G;
+    acl_remote_store(&fx.ml[rank][which][g], to, which == 0 ? fx.m[g] : fx.l[g]);
+  }
+  acl_cluster_arrive_release();
+  acl_cluster_wait();
   for (int o = tid; o < OUTS; o += ACL_THREADS) {
-    const int e = rank * OUTS + o, g = e / HD, d = e % HD;
+    const int g = (rank * OUTS + o) / HD, d = (rank * OUTS + o) % HD;
     float ms[C], ls[C], ps[C];
 #pragma unroll
     for (int r = 0; r < C; ++r) {
-      ms[r] = acl_remote_load(&fx.m[g], r);
-      ls[r] = acl_remote_load(&fx.l[g], r);
-      ps[r] = acl_remote_load(&fx.part[g][d], r);
+      ms[r] = fx.ml[r][0][g];
+      ls[r] = fx.ml[r][1][g];
+      ps[r] = fx.inbox[r * OUTS + o];
     }
     float mx = neg_inf;
 #pragma unroll
@@ -316,5 +336,4 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
     }
     out[(h * G + g) * HD + d] = static_cast<T>(o_sum * (1.f / lsum));
   }
-  acl_cluster_sync();
 }

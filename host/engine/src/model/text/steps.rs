@@ -17,7 +17,8 @@
 //! `VLM_BENCH_NO_STEP_RUNNER=1` (MLX's graph), `VLM_BENCH_STEP_GRAPH=0` (each
 //! launch issued by the host), `VLM_BENCH_NO_PDL=1` (launches in strict
 //! order), `VLM_BENCH_SPLIT_ATTENTION=1` (the split attention always),
-//! `VLM_BENCH_ATTN_CLUSTER=N` (clusters of N blocks, 8 by default).
+//! `VLM_BENCH_ATTN_CLUSTER=N` (clusters of N blocks, 8 by default),
+//! `VLM_BENCH_SHARED_CARVEOUT=0` (kernels keep the driver's shared-memory carveout).
 //!
 //! `VLM_BENCH_TIMELINE=DIR` compiles the kernels with a timeline
 //! (`kernels/timeline.cuh`): at the end of each request, the times of every
@@ -29,7 +30,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::MutexGuard;
 
-use mlx::cuda::{CudaKernel, Dims, StepRunner};
+use mlx::cuda::{CudaKernel, Dims, KernelOptions, StepRunner};
 use mlx::nn::Weight;
 use mlx::{Array, Dtype, Quantized};
 
@@ -112,6 +113,10 @@ pub(crate) struct StepDecoder {
     clusters: HashMap<u32, bool>,
     /// The cluster size steps use where the caches fit (0: split attention).
     cluster: u32,
+    /// Every kernel asks for the largest shared-memory carveout, so that the
+    /// cluster attention's blocks (up to 226 KB) may start on SMs still
+    /// running q/k/v's (off with `VLM_BENCH_SHARED_CARVEOUT=0`).
+    carveout: bool,
     timeline: Option<Timeline>,
 }
 
@@ -328,6 +333,7 @@ impl StepDecoder {
             pdl: true,
             clusters: HashMap::new(),
             cluster: 0,
+            carveout: std::env::var("VLM_BENCH_SHARED_CARVEOUT").map_or(true, |v| v != "0"),
             timeline: Timeline::from_env()?,
         };
         // Every kernel but the attention's split counts, compiled up front so
@@ -467,7 +473,12 @@ impl StepDecoder {
             Some(_) => src.timed_source(),
             None => src.source,
         };
-        let k = CudaKernel::compile_cluster(name, &source, dims.shared_bytes, cluster)
+        let options = KernelOptions {
+            shared_bytes: dims.shared_bytes,
+            cluster_blocks: cluster,
+            max_shared_carveout: self.carveout,
+        };
+        let k = CudaKernel::compile_with(name, &source, &options)
             .map_err(|e| Error::Model(format!("step kernel {key:?}: {e}")))?;
         self.kernels.insert(key, (k, dims));
         Ok(())
