@@ -191,7 +191,7 @@ CudaKernel::~CudaKernel() {
 bool cuda_launch_available() { return cuda::api().nvrtc; }
 
 std::unique_ptr<CudaKernel> cuda_kernel_compile(rust::Str name, rust::Str source, uint32_t shared_bytes,
-                                                uint32_t cluster_blocks, bool max_shared_carveout) {
+                                                uint32_t cluster_blocks, int32_t shared_carveout) {
   const cuda::Api& a = need_driver("compiling a CUDA kernel");
   if (!a.nvrtc) throw std::runtime_error("compiling a CUDA kernel: NVRTC not found (libmlx loads libnvrtc)");
   std::string nm(name);
@@ -211,10 +211,12 @@ std::unique_ptr<CudaKernel> cuda_kernel_compile(rust::Str name, rust::Str source
   if (cluster_blocks > 8)
     cuda::check(cuda::in_context([&] { return a.func_set_attribute(k->function, cuda::kFuncNonPortableCluster, 1); }),
                 ("allowing clusters of " + std::to_string(cluster_blocks) + " blocks for " + nm).c_str());
-  // An SM runs blocks of kernels with different carveouts only after it drains.
-  if (max_shared_carveout)
-    cuda::check(cuda::in_context([&] { return a.func_set_attribute(k->function, cuda::kFuncPreferredCarveout, 100); }),
-                ("asking the largest shared-memory carveout for " + nm).c_str());
+  // The share of L1 preferred as shared memory, in percent (negative: the driver's).
+  if (shared_carveout >= 0)
+    cuda::check(cuda::in_context([&] {
+                  return a.func_set_attribute(k->function, cuda::kFuncPreferredCarveout, shared_carveout);
+                }),
+                ("setting the shared-memory carveout of " + nm).c_str());
   k->shared_limit = shared_bytes;
   return k;
 }

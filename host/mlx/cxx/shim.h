@@ -130,7 +130,7 @@ struct StepRunner {
 };
 bool cuda_launch_available();
 std::unique_ptr<CudaKernel> cuda_kernel_compile(rust::Str name, rust::Str source, uint32_t shared_bytes,
-                                                uint32_t cluster_blocks, bool max_shared_carveout);
+                                                uint32_t cluster_blocks, int32_t shared_carveout);
 std::unique_ptr<StepRunner> step_runner_new(bool use_graph);
 void step_runner_set_graph(StepRunner& r, bool use_graph);
 void step_runner_clear(StepRunner& r);

@@ -48,7 +48,7 @@ impl CudaKernel {
             source,
             o.shared_bytes,
             o.cluster_blocks,
-            o.max_shared_carveout,
+            o.shared_carveout.map_or(-1, i32::from),
         )
         .map_err(|e| Error::from_cxx("cuda_kernel_compile", e))?;
         Ok(CudaKernel { raw })
@@ -63,11 +63,11 @@ pub struct KernelOptions {
     /// Blocks per cluster its source declares (`__cluster_dims__`); past 8,
     /// the portable size, it is allowed a larger one (sm_90 schedules 16).
     pub cluster_blocks: u32,
-    /// Prefer the largest shared-memory carveout of L1: an SM runs blocks
-    /// of kernels with different carveouts only after draining, so kernels
-    /// whose blocks should share SMs with the next launch's (programmatic
-    /// dependent launch) all ask for the same one.
-    pub max_shared_carveout: bool,
+    /// The share of L1 it prefers as shared memory, in percent of the most
+    /// (else the driver's choice): blocks of a launch that start early on
+    /// SMs still running the previous one's (programmatic dependent launch)
+    /// need room beside them.
+    pub shared_carveout: Option<u8>,
 }
 
 impl Default for KernelOptions {
@@ -75,7 +75,7 @@ impl Default for KernelOptions {
         KernelOptions {
             shared_bytes: 0,
             cluster_blocks: 1,
-            max_shared_carveout: false,
+            shared_carveout: None,
         }
     }
 }

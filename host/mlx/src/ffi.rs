@@ -151,7 +151,7 @@ pub(crate) mod bridge {
             source: &str,
             shared_bytes: u32,
             cluster_blocks: u32,
-            max_shared_carveout: bool,
+            shared_carveout: i32,
         ) -> Result<UniquePtr<CudaKernel>>;
         fn step_runner_new(use_graph: bool) -> Result<UniquePtr<StepRunner>>;
         fn step_runner_set_graph(r: Pin<&mut StepRunner>, use_graph: bool) -> Result<()>;

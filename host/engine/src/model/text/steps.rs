@@ -18,7 +18,8 @@
 //! launch issued by the host), `VLM_BENCH_NO_PDL=1` (launches in strict
 //! order), `VLM_BENCH_SPLIT_ATTENTION=1` (the split attention always),
 //! `VLM_BENCH_ATTN_CLUSTER=N` (clusters of N blocks, 8 by default),
-//! `VLM_BENCH_SHARED_CARVEOUT=0` (kernels keep the driver's shared-memory carveout).
+//! `VLM_BENCH_SHARED_CARVEOUT=P` (q/k/v and the cluster attention prefer P% of
+//! L1 as shared memory).
 //!
 //! `VLM_BENCH_TIMELINE=DIR` compiles the kernels with a timeline
 //! (`kernels/timeline.cuh`): at the end of each request, the times of every
@@ -113,10 +114,10 @@ pub(crate) struct StepDecoder {
     clusters: HashMap<u32, bool>,
     /// The cluster size steps use where the caches fit (0: split attention).
     cluster: u32,
-    /// Every kernel asks for the largest shared-memory carveout, so that the
-    /// cluster attention's blocks (up to 226 KB) may start on SMs still
-    /// running q/k/v's (off with `VLM_BENCH_SHARED_CARVEOUT=0`).
-    carveout: bool,
+    /// The shared-memory carveout (percent) q/k/v and the cluster attention
+    /// prefer, so that the attention's blocks (up to 226 KB) may start on SMs
+    /// still running q/k/v's; else the driver's.
+    carveout: Option<u8>,
     timeline: Option<Timeline>,
 }
 
@@ -333,7 +334,10 @@ impl StepDecoder {
             pdl: true,
             clusters: HashMap::new(),
             cluster: 0,
-            carveout: std::env::var("VLM_BENCH_SHARED_CARVEOUT").map_or(true, |v| v != "0"),
+            carveout: std::env::var("VLM_BENCH_SHARED_CARVEOUT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|&p| p <= 100),
             timeline: Timeline::from_env()?,
         };
         // Every kernel but the attention's split counts, compiled up front so
@@ -476,7 +480,10 @@ impl StepDecoder {
         let options = KernelOptions {
             shared_bytes: dims.shared_bytes,
             cluster_blocks: cluster,
-            max_shared_carveout: self.carveout,
+            shared_carveout: match key {
+                Key::Qkv | Key::ClusterAttention(_) => self.carveout,
+                _ => None,
+            },
         };
         let k = CudaKernel::compile_with(name, &source, &options)
             .map_err(|e| Error::Model(format!("step kernel {key:?}: {e}")))?;
