@@ -74,7 +74,7 @@ pub struct BenchDecodeArgs {
     pub repeats: usize,
     /// Paths, comma-separated: mlx, or steps with any of -graph (CUDA graphs),
     /// -nopdl (no programmatic dependent launch), -splits (the split
-    /// attention, not the cluster one), -cN (clusters of N blocks, 8 without):
+    /// attention, not the cluster one), -cN (clusters of N blocks; sized by the caches without):
     /// e.g. steps-graph, steps-graph-splits, steps-graph-c16
     #[arg(
         long,

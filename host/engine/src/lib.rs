@@ -18,5 +18,5 @@ pub use engine::{
 };
 pub use error::{Error, Result};
 pub use generate::{CancelToken, Event, FinishReason, GenerateRequest, GenerateResponse, Timings};
-pub use model::DecodePath;
+pub use model::{DecodePath, StepAttention};
 pub use sampler::Sampling;

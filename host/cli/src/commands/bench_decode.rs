@@ -7,15 +7,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use engine::image::{Pattern, synth_image};
-use engine::kernels::attention::DEFAULT_CLUSTER;
-use engine::{DecodePath, Engine, EngineOptions, GenerateRequest, GenerateResponse};
+use engine::{DecodePath, Engine, EngineOptions, GenerateRequest, GenerateResponse, StepAttention};
 
 use crate::cli::BenchDecodeArgs;
 use crate::model_resolve;
 
 /// `mlx`, or `steps` with any of `-graph` (replayed as CUDA graphs),
 /// `-nopdl` (launches in strict order), `-splits` (the split attention),
-/// `-cN` (the attention in clusters of N blocks; 8 without).
+/// `-cN` (the attention in clusters of N blocks; sized by the caches without).
 fn parse_path(name: &str) -> Result<DecodePath> {
     const KNOWN: &str =
         "mlx, or steps with -graph, -nopdl, -splits, -cN: steps-graph, steps-graph-splits, ...";
@@ -26,21 +25,21 @@ fn parse_path(name: &str) -> Result<DecodePath> {
         .strip_prefix("steps")
         .filter(|r| r.is_empty() || r.starts_with('-'))
         .with_context(|| format!("unknown decode path {name:?} ({KNOWN})"))?;
-    let (mut graph, mut pdl, mut cluster) = (false, true, DEFAULT_CLUSTER as u32);
+    let (mut graph, mut pdl, mut attention) = (false, true, StepAttention::Auto);
     for part in rest.split('-').skip(1) {
         let blocks = part.strip_prefix('c').and_then(|n| n.parse::<u32>().ok());
         match (part, blocks) {
             ("graph", _) => graph = true,
             ("nopdl", _) => pdl = false,
-            ("splits", _) => cluster = 0,
-            (_, Some(n)) if n > 0 => cluster = n,
+            ("splits", _) => attention = StepAttention::Split,
+            (_, Some(n)) if n > 0 => attention = StepAttention::Cluster(n),
             (other, _) => bail!("unknown decode path {name:?}: {other:?} ({KNOWN})"),
         }
     }
     Ok(DecodePath::Steps {
         graph,
         pdl,
-        cluster,
+        attention,
     })
 }
 
@@ -167,7 +166,7 @@ mod tests {
             DecodePath::Steps {
                 graph: true,
                 pdl: true,
-                cluster: 8
+                attention: StepAttention::Auto
             }
         );
         assert_eq!(
@@ -175,7 +174,7 @@ mod tests {
             DecodePath::Steps {
                 graph: true,
                 pdl: false,
-                cluster: 0
+                attention: StepAttention::Split
             }
         );
         assert_eq!(
@@ -183,7 +182,7 @@ mod tests {
             DecodePath::Steps {
                 graph: true,
                 pdl: true,
-                cluster: 16
+                attention: StepAttention::Cluster(16)
             }
         );
         assert!(parse_path("steps-c0").is_err());

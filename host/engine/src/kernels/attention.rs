@@ -157,9 +157,25 @@ pub fn step_kernel(
 }
 
 /// Blocks per cluster of the step runner's attention (`attn_cluster.cu`, one
-/// cluster per key/value head) unless asked otherwise: the largest size every
-/// sm_90 GPU schedules (16 needs the kernel allowed to).
+/// cluster per key/value head) past [`auto_cluster`]'s limit for 16: the
+/// largest size every sm_90 GPU schedules (16 needs the kernel allowed to).
 pub const DEFAULT_CLUSTER: i32 = 8;
+/// Clusters of 16 blocks while a block's share of the caches takes at most
+/// this much shared memory: past it, clusters of 16 waited for 16 SMs of a
+/// GPC with room and ran slower than clusters of 8 (H100, 1920x1080's ~2.1k
+/// positions: 11.6 against 11.1 µs a layer; 16 were faster at 224x224 and
+/// 1024x1024, bench/gpu/NOTES.md, stop 19).
+const AUTO_16_MAX_SHARED: u32 = 64 * 1024;
+
+/// The cluster size for caches of `cap` positions when none is asked.
+pub fn auto_cluster(heads: Heads, dtype: Dtype, cap: i32) -> i32 {
+    if cluster_shared_bytes(heads, dtype, 16, cap) <= AUTO_16_MAX_SHARED {
+        16
+    } else {
+        DEFAULT_CLUSTER
+    }
+}
+
 /// Threads per block of the cluster attention.
 const CLUSTER_THREADS: i32 = 256;
 /// The most dynamic shared memory a cluster attention block asks for: sm_90's
@@ -170,12 +186,12 @@ const MAX_SHARED_BYTES: u32 = 226 * 1024;
 /// positions, as `attn_cluster_smem_bytes` (attn_cluster.cuh) computes it:
 /// the fixed part (`AclFixed`: queries, the inbox of the join's sums, the
 /// position groups' sums, max and sum per head from up to 16 blocks and its
-/// own, an mbarrier) rounded to 16 bytes, then per position a key row, a
+/// own, an mbarrier per key chunk and one for the values) rounded to 16 bytes, then per position a key row, a
 /// value row and G scores.
 pub fn cluster_shared_bytes(heads: Heads, dtype: Dtype, cluster: i32, cap: i32) -> u32 {
     let (g, hd) = ((heads.heads / heads.kv_heads) as u32, heads.head_dim as u32);
     let groups = CLUSTER_THREADS as u32 / (hd / 2);
-    let fixed = (4 * (g * hd * (2 + groups) + 2 * g * (16 + 1)) + 8).div_ceil(16) * 16;
+    let fixed = (4 * (g * hd * (2 + groups) + 2 * g * (16 + 1)) + 8 * (4 + 1)).div_ceil(16) * 16;
     let positions = (cap.max(1) as u32).div_ceil(cluster.max(1) as u32);
     fixed + positions * (2 * hd * dtype.size_of() as u32 + 4 * g)
 }
@@ -316,6 +332,30 @@ mod tests {
                 "{p} -> {s}"
             );
         }
+    }
+
+    #[test]
+    fn cluster_blocks_hold_their_rows_in_shared_memory_up_to_the_limit() {
+        let bf = Dtype::BF16;
+        let h = Heads {
+            heads: 32,
+            kv_heads: 8,
+            head_dim: 128,
+        };
+        // AclFixed: 4 (512 (2 + 4) + 2 * 4 * 17) + 8 * 5 = 12,872 -> 12,880;
+        // then a key row, a value row and 4 scores per position.
+        assert_eq!(cluster_shared_bytes(h, bf, 8, 2304), 12_880 + 288 * 528);
+        assert!(cluster_fits(h, bf, 8, 3304) && !cluster_fits(h, bf, 8, 3312));
+        assert!(cluster_fits(h, bf, 16, 6608) && !cluster_fits(h, bf, 16, 6624));
+        // Sizes the kernel is not built for, outputs that do not divide.
+        assert!(!cluster_fits(h, bf, 32, 256) && !cluster_fits(h, bf, 3, 256));
+        assert!(!cluster_fits(h, Dtype::F32, 8, 256));
+        // Clusters of 16 while a block's rows fit in 64 KB: 1024x1024's
+        // caches (1,280 positions) but not 1920x1080's (2,304).
+        assert_eq!(auto_cluster(h, bf, 1280), 16);
+        assert_eq!(auto_cluster(h, bf, 1584), 16);
+        assert_eq!(auto_cluster(h, bf, 1600), 8);
+        assert_eq!(auto_cluster(h, bf, 2304), 8);
     }
 
     #[test]

@@ -26,9 +26,12 @@
 constexpr int ACL_THREADS = 256;
 constexpr int ACL_WARPS = ACL_THREADS / 32;
 constexpr int ACL_MAX_CLUSTER = 16;
+// The cached keys come in this many bulk copies, each on its own mbarrier,
+// so that scoring starts when the first lands; the values in one more.
+constexpr int ACL_KCHUNKS = 4;
 
 // The fixed part of a block's shared memory; attention.rs sizes it as
-// 4 (G HD (2 + VQ) + 2 G (ACL_MAX_CLUSTER + 1)) + 8 bytes.
+// 4 (G HD (2 + VQ) + 2 G (ACL_MAX_CLUSTER + 1)) + 8 (ACL_KCHUNKS + 1) bytes.
 template <int HD, int G>
 struct AclFixed {
   float qs[G][HD];                                   // scaled, rotated queries
@@ -36,7 +39,7 @@ struct AclFixed {
   float red[ACL_THREADS / (HD / 2)][G][HD];          // the position groups' sums
   float ml[ACL_MAX_CLUSTER][2][G];                   // each block's max and sum of e^(s - max) per head
   float m[G], l[G];                                  // this block's
-  unsigned long long bar;                            // the bulk copies' mbarrier
+  unsigned long long bar[ACL_KCHUNKS + 1];           // the bulk copies' mbarriers: key chunks, values
 };
 
 // Positions a block holds at most for caches of `cap` positions.
@@ -61,6 +64,17 @@ __device__ __forceinline__ void acl_cluster_arrive_release() {
 }
 __device__ __forceinline__ void acl_cluster_wait() {
   asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+
+// Waits for phase 0 of the mbarrier at shared address `bar`.
+__device__ __forceinline__ void acl_mbar_wait(unsigned bar) {
+  unsigned done = 0;
+  while (!done)
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\nselp.u32 %0, 1, 0, p;\n}"
+        : "=r"(done)
+        : "r"(bar)
+        : "memory");
 }
 
 // v into block `rank`'s shared memory, at the address `p` has in this block's.
@@ -107,29 +121,34 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   // all started: this barrier's wait comes before that.
   acl_cluster_arrive_relaxed();
 
-  // The cached rows do not depend on this step: one bulk copy each for keys
-  // and values, issued before the wait, completing on the mbarrier.
+  // The cached rows do not depend on this step: bulk copies issued before
+  // the wait, the keys in ACL_KCHUNKS runs of whole scoring rounds (32
+  // positions), then the values, each completing on its own mbarrier.
+  constexpr int ROUND = ACL_WARPS * PPW;
+  const int kchunk = (copied + ACL_KCHUNKS * ROUND - 1) / (ACL_KCHUNKS * ROUND) * ROUND;
   if (tid == 0) {
     unsigned dyn;
     asm volatile("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dyn));
     if (dyn < attn_cluster_smem_bytes<T, HD, G, C>(cap) || chunk > pmax) __trap();
-    const unsigned bar = acl_smem_addr(&fx.bar);
-    const unsigned bytes = static_cast<unsigned>(copied) * HD * sizeof(T);
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(2 * bytes) : "memory");
-    if (bytes > 0) {
-      const T* ksrc = kc + (head_row + begin) * HD;
-      const T* vsrc = vc + (head_row + begin) * HD;
-      asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                       acl_smem_addr(ks)),
-                   "l"(ksrc), "r"(bytes), "r"(bar)
-                   : "memory");
-      asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                       acl_smem_addr(vs)),
-                   "l"(vsrc), "r"(bytes), "r"(bar)
-                   : "memory");
+    auto copy = [&](T* dst, const T* src, int rows, unsigned long long* bar_at) {
+      const unsigned bar = acl_smem_addr(bar_at);
+      const unsigned bytes = static_cast<unsigned>(max(rows, 0)) * HD * sizeof(T);
+      asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
+      asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+      asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+      if (bytes > 0)
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                         acl_smem_addr(dst)),
+                     "l"(src), "r"(bytes), "r"(bar)
+                     : "memory");
+    };
+#pragma unroll
+    for (int c = 0; c < ACL_KCHUNKS; ++c) {
+      const int lo = c * kchunk;
+      copy(ks + static_cast<size_t>(lo) * HD, kc + (head_row + begin + lo) * HD, min(copied, lo + kchunk) - lo,
+           &fx.bar[c]);
     }
+    copy(vs, vc + (head_row + begin) * HD, copied, &fx.bar[ACL_KCHUNKS]);
   }
   wait();
 
@@ -197,16 +216,6 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
     }
   }
   __syncthreads();
-  {
-    unsigned done = 0;
-    const unsigned bar = acl_smem_addr(&fx.bar);
-    while (!done)
-      asm volatile(
-          "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\nselp.u32 %0, 1, 0, p;\n}"
-          : "=r"(done)
-          : "r"(bar)
-          : "memory");
-  }
 
   // 2. Scores: LP lanes per position, a lane taking the 8-element chunks
   // sub and sub + LP of the row (each quarter-warp reads 128 contiguous bytes
@@ -220,33 +229,40 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
       qf[g][j] = fx.qs[g][sub * 8 + j];
       qf[g][8 + j] = fx.qs[g][(sub + LP) * 8 + j];
     }
-  for (int p0 = warp * PPW; p0 < n; p0 += ACL_WARPS * PPW) {
-    const int p = p0 + slot;
-    float dots[G];
+  // Chunk by chunk as the copies land; the last takes the rows past the
+  // copied ones (the new key).
+  for (int c = 0; c < ACL_KCHUNKS; ++c) {
+    const int lo = c * kchunk, hi = c == ACL_KCHUNKS - 1 ? n : min(n, lo + kchunk);
+    if (lo >= hi) continue;
+    acl_mbar_wait(acl_smem_addr(&fx.bar[c]));
+    for (int p0 = lo + warp * PPW; p0 < hi; p0 += ROUND) {
+      const int p = p0 + slot;
+      float dots[G];
 #pragma unroll
-    for (int g = 0; g < G; ++g) dots[g] = 0.f;
-    if (p < n) {
-      const uint4* row = reinterpret_cast<const uint4*>(ks + static_cast<size_t>(p) * HD);
-      const uint4 lo = row[sub], hi = row[sub + LP];
-      auto dot8 = [&](const uint4& kv, int c) {
-        const T* k8 = reinterpret_cast<const T*>(&kv);
+      for (int g = 0; g < G; ++g) dots[g] = 0.f;
+      if (p < hi) {
+        const uint4* row = reinterpret_cast<const uint4*>(ks + static_cast<size_t>(p) * HD);
+        const uint4 first = row[sub], second = row[sub + LP];
+        auto dot8 = [&](const uint4& kv, int half) {
+          const T* k8 = reinterpret_cast<const T*>(&kv);
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const float k = static_cast<float>(k8[j]);
+          for (int j = 0; j < 8; ++j) {
+            const float k = static_cast<float>(k8[j]);
 #pragma unroll
-          for (int g = 0; g < G; ++g) dots[g] = fmaf(qf[g][c * 8 + j], k, dots[g]);
-        }
-      };
-      dot8(lo, 0);
-      dot8(hi, 1);
+            for (int g = 0; g < G; ++g) dots[g] = fmaf(qf[g][half * 8 + j], k, dots[g]);
+          }
+        };
+        dot8(first, 0);
+        dot8(second, 1);
+      }
+#pragma unroll
+      for (int off = LP / 2; off > 0; off >>= 1)
+#pragma unroll
+        for (int g = 0; g < G; ++g) dots[g] += __shfl_xor_sync(0xffffffffu, dots[g], off);
+      if (sub == 0 && p < hi)
+#pragma unroll
+        for (int g = 0; g < G; ++g) sc[p * G + g] = dots[g];
     }
-#pragma unroll
-    for (int off = LP / 2; off > 0; off >>= 1)
-#pragma unroll
-      for (int g = 0; g < G; ++g) dots[g] += __shfl_xor_sync(0xffffffffu, dots[g], off);
-    if (sub == 0 && p < n)
-#pragma unroll
-      for (int g = 0; g < G; ++g) sc[p * G + g] = dots[g];
   }
   __syncthreads();
 
@@ -274,6 +290,7 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   // 4. Weighted sums of the value rows: a thread owns a pair of elements and
   // every VQ-th position (a warp's positions are the same, so the weights are
   // broadcast reads).
+  acl_mbar_wait(acl_smem_addr(&fx.bar[ACL_KCHUNKS]));
   {
     const int dp = tid % DP, q = tid / DP;
     float acc[G][2];

@@ -9,9 +9,9 @@ use mlx::{Array, Dtype, Quantized};
 
 mod steps;
 
-pub use steps::DecodePath;
 pub(crate) use steps::StepSession;
 use steps::StepState;
+pub use steps::{DecodePath, StepAttention};
 
 use super::kv_cache::{KvCache, LayerCache};
 use super::linear::{Linear, Projections, dense_bytes, dense_copy};
@@ -411,7 +411,7 @@ impl TextModel {
             DecodePath::Steps {
                 graph,
                 pdl,
-                cluster,
+                attention,
             },
         ) = (&self.fused, self.decode_path)
         else {
@@ -433,7 +433,7 @@ impl TextModel {
         let StepState::Ready(decoder) = &mut *state else {
             return Ok(None);
         };
-        decoder.configure(self, graph, pdl, cluster)?;
+        decoder.configure(self, graph, pdl, attention)?;
         Ok(Some(StepSession::start(state, self, token, kv, pos)?))
     }
 

@@ -12,12 +12,13 @@
 //! CUDA graph while its launches stay the same (a new request's caches are
 //! new buffers, so its first step records one), with programmatic dependent
 //! launch, and the attention as one thread-block cluster per key/value head
-//! where its caches fit (`kernels/attn_cluster.cuh`; else the split
-//! attention of `kernels/attn.cuh`). The environment can say otherwise:
+//! where its caches fit (`kernels/attn_cluster.cuh`, [`StepAttention`]; else
+//! the split attention of `kernels/attn.cuh`). The environment can say
+//! otherwise:
 //! `VLM_BENCH_NO_STEP_RUNNER=1` (MLX's graph), `VLM_BENCH_STEP_GRAPH=0` (each
 //! launch issued by the host), `VLM_BENCH_NO_PDL=1` (launches in strict
 //! order), `VLM_BENCH_SPLIT_ATTENTION=1` (the split attention always),
-//! `VLM_BENCH_ATTN_CLUSTER=N` (clusters of N blocks, 8 by default),
+//! `VLM_BENCH_ATTN_CLUSTER=N` (clusters of N blocks always),
 //! `VLM_BENCH_SHARED_CARVEOUT=P` (q/k/v and the cluster attention prefer P% of
 //! L1 as shared memory).
 //!
@@ -112,8 +113,7 @@ pub(crate) struct StepDecoder {
     /// Cluster sizes of the attention tried: compiled and checked (sm_90 on)
     /// or not.
     clusters: HashMap<u32, bool>,
-    /// The cluster size steps use where the caches fit (0: split attention).
-    cluster: u32,
+    attention: StepAttention,
     /// The shared-memory carveout (percent) q/k/v and the cluster attention
     /// prefer, so that the attention's blocks (up to 226 KB) may start on SMs
     /// still running q/k/v's; else the driver's.
@@ -202,11 +202,21 @@ pub enum DecodePath {
         graph: bool,
         /// Let each launch start while the previous one drains.
         pdl: bool,
-        /// The attention as a thread-block cluster of this many blocks per
-        /// key/value head where its caches fit; else, or with 0, split and
-        /// joined through global memory.
-        cluster: u32,
+        attention: StepAttention,
     },
+}
+
+/// How the step runner computes a step's attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepAttention {
+    /// Split in parts per key/value head, joined through global memory.
+    Split,
+    /// A thread-block cluster of this many blocks per key/value head where
+    /// its caches fit, else split.
+    Cluster(u32),
+    /// Clusters of 16 while a block's rows take at most 64 KB of shared
+    /// memory, then of 8, then split ([`attention::auto_cluster`]).
+    Auto,
 }
 
 impl DecodePath {
@@ -219,13 +229,13 @@ impl DecodePath {
         DecodePath::Steps {
             graph: std::env::var("VLM_BENCH_STEP_GRAPH").map_or(true, |v| v != "0"),
             pdl: std::env::var_os("VLM_BENCH_NO_PDL").is_none(),
-            cluster: if std::env::var_os("VLM_BENCH_SPLIT_ATTENTION").is_some() {
-                0
+            attention: if std::env::var_os("VLM_BENCH_SPLIT_ATTENTION").is_some() {
+                StepAttention::Split
             } else {
                 std::env::var("VLM_BENCH_ATTN_CLUSTER")
                     .ok()
                     .and_then(|v| v.parse().ok())
-                    .unwrap_or(attention::DEFAULT_CLUSTER as u32)
+                    .map_or(StepAttention::Auto, StepAttention::Cluster)
             },
         }
     }
@@ -333,7 +343,7 @@ impl StepDecoder {
             dtype,
             pdl: true,
             clusters: HashMap::new(),
-            cluster: 0,
+            attention: StepAttention::Split,
             carveout: std::env::var("VLM_BENCH_SHARED_CARVEOUT")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -362,11 +372,27 @@ impl StepDecoder {
         model: &TextModel,
         graph: bool,
         pdl: bool,
-        cluster: u32,
+        attention: StepAttention,
     ) -> Result<()> {
         self.pdl = pdl;
-        // Clusters need sm_90: elsewhere the split attention serves alone.
-        if cluster > 0 && !self.clusters.contains_key(&cluster) {
+        self.attention = attention;
+        let sizes = match attention {
+            StepAttention::Split => vec![],
+            StepAttention::Cluster(c) => vec![c],
+            StepAttention::Auto => vec![8, 16],
+        };
+        // The checks launch directly, not into a graph.
+        self.runner.set_use_graph(false)?;
+        for cluster in sizes {
+            self.prepare_cluster(model, cluster);
+        }
+        Ok(self.runner.set_use_graph(graph)?)
+    }
+
+    /// Compiles and checks the cluster attention in clusters of `cluster`
+    /// once; a failure (clusters need sm_90) leaves that size unused.
+    fn prepare_cluster(&mut self, model: &TextModel, cluster: u32) {
+        if !self.clusters.contains_key(&cluster) {
             let usable = attention::cluster_fits(self.heads, self.dtype, cluster as i32, 1);
             let checked = if usable {
                 self.kernel(model, Key::ClusterAttention(cluster))
@@ -381,12 +407,17 @@ impl StepDecoder {
             }
             self.clusters.insert(cluster, checked.is_ok());
         }
-        self.cluster = if self.clusters.get(&cluster) == Some(&true) {
-            cluster
-        } else {
-            0
+    }
+
+    /// The cluster size of a step with caches of `cap` positions, if any.
+    fn cluster_for(&self, cap: i32) -> Option<u32> {
+        let c = match self.attention {
+            StepAttention::Split => return None,
+            StepAttention::Cluster(c) => c,
+            StepAttention::Auto => attention::auto_cluster(self.heads, self.dtype, cap) as u32,
         };
-        Ok(self.runner.set_use_graph(graph)?)
+        let ready = self.clusters.get(&c) == Some(&true);
+        (ready && attention::cluster_fits(self.heads, self.dtype, c as i32, cap)).then_some(c)
     }
 
     /// The cluster attention against MLX's operations on random data at
@@ -584,18 +615,16 @@ impl StepSession<'_> {
         }
         // Every layer's caches have the same capacity.
         let cap = caches.first().map_or(0, |c| c.2);
-        let (attention_key, attention_dims) =
-            if d.cluster > 0 && attention::cluster_fits(d.heads, d.dtype, d.cluster as i32, cap) {
-                let key = Key::ClusterAttention(d.cluster);
-                let mut dims = d.kernels[&key].1;
-                dims.shared_bytes =
-                    attention::cluster_shared_bytes(d.heads, d.dtype, d.cluster as i32, cap);
-                (key, Some(dims))
-            } else {
-                let key = Key::Attention(attention::step_splits(len));
-                d.kernel(model, key)?;
-                (key, None)
-            };
+        let (attention_key, attention_dims) = if let Some(c) = d.cluster_for(cap) {
+            let key = Key::ClusterAttention(c);
+            let mut dims = d.kernels[&key].1;
+            dims.shared_bytes = attention::cluster_shared_bytes(d.heads, d.dtype, c as i32, cap);
+            (key, Some(dims))
+        } else {
+            let key = Key::Attention(attention::step_splits(len));
+            d.kernel(model, key)?;
+            (key, None)
+        };
         let p = |name: &str| d.ptr(name);
         let (h0, h1, qkv, part, attn, act, logits, tok, meta) = (
             p("h0"),
