@@ -4,8 +4,7 @@
 // group's G query heads and of the new key (rounded as MLX's rms_norm and rope
 // round, as attn.cuh does), the new key and value written into the caches at
 // position `len` (by rank 0), then each block's softmax-weighted sums in its
-// shared memory, joined across the cluster through distributed shared memory:
-// every block sends each block the sums of the outputs that block writes.
+// shared memory, joined across the cluster through distributed shared memory.
 //
 // Why: the flash-decoding kernel of attn.cuh joins its splits through global
 // memory (partials written, an atomic count, the last block reading them
@@ -14,8 +13,8 @@
 // (bench/gpu/NOTES.md, stop 18). Here a block's cached keys and values do not
 // depend on the step, so one bulk copy (TMA) brings them into shared memory
 // before the wait for q/k/v; after it, the chain is one read of q/k/v, the
-// scores and sums out of shared memory, stores into the other blocks' shared
-// memory and one cluster barrier.
+// scores and sums out of shared memory, two cluster barriers and one read of
+// the other blocks' partials.
 //
 // Template constants: T, HD (% 64 == 0), NH, NKV, C (cluster size).
 // qkv: (NH + 2 NKV) * HD, read past L1; kc, vc: (1, NKV, cap, HD) caches,
@@ -25,21 +24,14 @@
 
 constexpr int ACL_THREADS = 256;
 constexpr int ACL_WARPS = ACL_THREADS / 32;
-constexpr int ACL_MAX_CLUSTER = 16;
-// The cached keys come in this many bulk copies, each on its own mbarrier,
-// so that scoring starts when the first lands; the values in one more.
-constexpr int ACL_KCHUNKS = 4;
 
-// The fixed part of a block's shared memory; attention.rs sizes it as
-// 4 (G HD (2 + VQ) + 2 G (ACL_MAX_CLUSTER + 1)) + 8 (ACL_KCHUNKS + 1) bytes.
 template <int HD, int G>
 struct AclFixed {
   float qs[G][HD];                                   // scaled, rotated queries
-  float inbox[G * HD];                               // [rank][G HD / C]: each block's sums of this block's outputs
+  float part[G][HD];                                 // this block's unnormalised sums
   float red[ACL_THREADS / (HD / 2)][G][HD];          // the position groups' sums
-  float ml[ACL_MAX_CLUSTER][2][G];                   // each block's max and sum of e^(s - max) per head
-  float m[G], l[G];                                  // this block's
-  unsigned long long bar[ACL_KCHUNKS + 1];           // the bulk copies' mbarriers: key chunks, values
+  float m[G], l[G];                                  // this block's max and sum of e^(s - m)
+  unsigned long long bar;                            // the bulk copies' mbarrier
 };
 
 // Positions a block holds at most for caches of `cap` positions.
@@ -55,33 +47,19 @@ __device__ __forceinline__ unsigned acl_smem_addr(const void* p) {
   return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
 
-// The halves of a cluster barrier (every thread of every block arrives).
-__device__ __forceinline__ void acl_cluster_arrive_relaxed() {
-  asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
-}
-__device__ __forceinline__ void acl_cluster_arrive_release() {
-  asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
-}
-__device__ __forceinline__ void acl_cluster_wait() {
-  asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
+// Both halves of a cluster barrier: every block's earlier shared-memory writes
+// are visible to the others after it (release / acquire).
+__device__ __forceinline__ void acl_cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
 
-// Waits for phase 0 of the mbarrier at shared address `bar`.
-__device__ __forceinline__ void acl_mbar_wait(unsigned bar) {
-  unsigned done = 0;
-  while (!done)
-    asm volatile(
-        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\nselp.u32 %0, 1, 0, p;\n}"
-        : "=r"(done)
-        : "r"(bar)
-        : "memory");
-}
-
-// v into block `rank`'s shared memory, at the address `p` has in this block's.
-__device__ __forceinline__ void acl_remote_store(float* p, unsigned rank, float v) {
+// A float of block `rank`'s shared memory, at the address `p` has in this block's.
+__device__ __forceinline__ float acl_remote_load(const float* p, unsigned rank) {
   unsigned remote;
+  float v;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(acl_smem_addr(p)), "r"(rank));
-  asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(remote), "f"(v) : "memory");
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+  return v;
 }
 
 template <typename T, int HD, int NH, int NKV, int C, typename Wait>
@@ -95,9 +73,7 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   constexpr int PPW = 32 / LP;  // positions a warp scores at once
   constexpr int DP = HD / 2;    // value elements in pairs, one pair per thread
   constexpr int VQ = ACL_THREADS / DP;  // groups of positions in the sums
-  static_assert(HD % 64 == 0 && G >= 1 && G <= 8 && (G * HD) % C == 0 && ACL_THREADS % DP == 0 &&
-                    C <= ACL_MAX_CLUSTER,
-                "layout");
+  static_assert(HD % 64 == 0 && G >= 1 && G <= 8 && (G * HD) % C == 0 && ACL_THREADS % DP == 0, "layout");
   struct alignas(PER * sizeof(T)) Vec {
     T e[PER];
   };
@@ -117,38 +93,30 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   const int n = min(begin + chunk, total) - begin;  // positions of this block, maybe 0
   const int copied = max(0, min(n, len - begin));   // those already in the caches
   const size_t head_row = static_cast<size_t>(h) * cap;
-  // The join writes into the other blocks' shared memory, which needs them
-  // all started: this barrier's wait comes before that.
-  acl_cluster_arrive_relaxed();
 
-  // The cached rows do not depend on this step: bulk copies issued before
-  // the wait, the keys in ACL_KCHUNKS runs of whole scoring rounds (32
-  // positions), then the values, each completing on its own mbarrier.
-  constexpr int ROUND = ACL_WARPS * PPW;
-  const int kchunk = (copied + ACL_KCHUNKS * ROUND - 1) / (ACL_KCHUNKS * ROUND) * ROUND;
+  // The cached rows do not depend on this step: one bulk copy each for keys
+  // and values, issued before the wait, completing on the mbarrier.
   if (tid == 0) {
     unsigned dyn;
     asm volatile("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dyn));
     if (dyn < attn_cluster_smem_bytes<T, HD, G, C>(cap) || chunk > pmax) __trap();
-    auto copy = [&](T* dst, const T* src, int rows, unsigned long long* bar_at) {
-      const unsigned bar = acl_smem_addr(bar_at);
-      const unsigned bytes = static_cast<unsigned>(max(rows, 0)) * HD * sizeof(T);
-      asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
-      asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-      asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-      if (bytes > 0)
-        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                         acl_smem_addr(dst)),
-                     "l"(src), "r"(bytes), "r"(bar)
-                     : "memory");
-    };
-#pragma unroll
-    for (int c = 0; c < ACL_KCHUNKS; ++c) {
-      const int lo = c * kchunk;
-      copy(ks + static_cast<size_t>(lo) * HD, kc + (head_row + begin + lo) * HD, min(copied, lo + kchunk) - lo,
-           &fx.bar[c]);
+    const unsigned bar = acl_smem_addr(&fx.bar);
+    const unsigned bytes = static_cast<unsigned>(copied) * HD * sizeof(T);
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(2 * bytes) : "memory");
+    if (bytes > 0) {
+      const T* ksrc = kc + (head_row + begin) * HD;
+      const T* vsrc = vc + (head_row + begin) * HD;
+      asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                       acl_smem_addr(ks)),
+                   "l"(ksrc), "r"(bytes), "r"(bar)
+                   : "memory");
+      asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                       acl_smem_addr(vs)),
+                   "l"(vsrc), "r"(bytes), "r"(bar)
+                   : "memory");
     }
-    copy(vs, vc + (head_row + begin) * HD, copied, &fx.bar[ACL_KCHUNKS]);
   }
   wait();
 
@@ -216,6 +184,16 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
     }
   }
   __syncthreads();
+  {
+    unsigned done = 0;
+    const unsigned bar = acl_smem_addr(&fx.bar);
+    while (!done)
+      asm volatile(
+          "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\nselp.u32 %0, 1, 0, p;\n}"
+          : "=r"(done)
+          : "r"(bar)
+          : "memory");
+  }
 
   // 2. Scores: LP lanes per position, a lane taking the 8-element chunks
   // sub and sub + LP of the row (each quarter-warp reads 128 contiguous bytes
@@ -229,40 +207,33 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
       qf[g][j] = fx.qs[g][sub * 8 + j];
       qf[g][8 + j] = fx.qs[g][(sub + LP) * 8 + j];
     }
-  // Chunk by chunk as the copies land; the last takes the rows past the
-  // copied ones (the new key).
-  for (int c = 0; c < ACL_KCHUNKS; ++c) {
-    const int lo = c * kchunk, hi = c == ACL_KCHUNKS - 1 ? n : min(n, lo + kchunk);
-    if (lo >= hi) continue;
-    acl_mbar_wait(acl_smem_addr(&fx.bar[c]));
-    for (int p0 = lo + warp * PPW; p0 < hi; p0 += ROUND) {
-      const int p = p0 + slot;
-      float dots[G];
+  for (int p0 = warp * PPW; p0 < n; p0 += ACL_WARPS * PPW) {
+    const int p = p0 + slot;
+    float dots[G];
 #pragma unroll
-      for (int g = 0; g < G; ++g) dots[g] = 0.f;
-      if (p < hi) {
-        const uint4* row = reinterpret_cast<const uint4*>(ks + static_cast<size_t>(p) * HD);
-        const uint4 first = row[sub], second = row[sub + LP];
-        auto dot8 = [&](const uint4& kv, int half) {
-          const T* k8 = reinterpret_cast<const T*>(&kv);
+    for (int g = 0; g < G; ++g) dots[g] = 0.f;
+    if (p < n) {
+      const uint4* row = reinterpret_cast<const uint4*>(ks + static_cast<size_t>(p) * HD);
+      const uint4 lo = row[sub], hi = row[sub + LP];
+      auto dot8 = [&](const uint4& kv, int c) {
+        const T* k8 = reinterpret_cast<const T*>(&kv);
 #pragma unroll
-          for (int j = 0; j < 8; ++j) {
-            const float k = static_cast<float>(k8[j]);
+        for (int j = 0; j < 8; ++j) {
+          const float k = static_cast<float>(k8[j]);
 #pragma unroll
-            for (int g = 0; g < G; ++g) dots[g] = fmaf(qf[g][half * 8 + j], k, dots[g]);
-          }
-        };
-        dot8(first, 0);
-        dot8(second, 1);
-      }
-#pragma unroll
-      for (int off = LP / 2; off > 0; off >>= 1)
-#pragma unroll
-        for (int g = 0; g < G; ++g) dots[g] += __shfl_xor_sync(0xffffffffu, dots[g], off);
-      if (sub == 0 && p < hi)
-#pragma unroll
-        for (int g = 0; g < G; ++g) sc[p * G + g] = dots[g];
+          for (int g = 0; g < G; ++g) dots[g] = fmaf(qf[g][c * 8 + j], k, dots[g]);
+        }
+      };
+      dot8(lo, 0);
+      dot8(hi, 1);
     }
+#pragma unroll
+    for (int off = LP / 2; off > 0; off >>= 1)
+#pragma unroll
+      for (int g = 0; g < G; ++g) dots[g] += __shfl_xor_sync(0xffffffffu, dots[g], off);
+    if (sub == 0 && p < n)
+#pragma unroll
+      for (int g = 0; g < G; ++g) sc[p * G + g] = dots[g];
   }
   __syncthreads();
 
@@ -290,7 +261,6 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   // 4. Weighted sums of the value rows: a thread owns a pair of elements and
   // every VQ-th position (a warp's positions are the same, so the weights are
   // broadcast reads).
-  acl_mbar_wait(acl_smem_addr(&fx.bar[ACL_KCHUNKS]));
   {
     const int dp = tid % DP, q = tid / DP;
     float acc[G][2];
@@ -311,35 +281,28 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
     for (int g = 0; g < G; ++g) *reinterpret_cast<float2*>(&fx.red[q][g][2 * dp]) = make_float2(acc[g][0], acc[g][1]);
   }
   __syncthreads();
-
-  // 5. The join: block r writes the r-th C-th of the G * HD outputs,
-  // out = sum_b part_b e^(m_b - M) / sum_b l_b e^(m_b - M) over the blocks b.
-  // Each block stores its sums of block r's outputs, and its max and sum per
-  // head, in block r's inbox; after one barrier every block has its inputs
-  // in its own shared memory, and no block reads another's.
-  constexpr int OUTS = G * HD / C;
-  acl_cluster_wait();
   for (int e = tid; e < G * HD; e += ACL_THREADS) {
     const int g = e / HD, d = e % HD;
     float s = 0.f;
 #pragma unroll
     for (int q = 0; q < VQ; ++q) s += fx.red[q][g][d];
-    acl_remote_store(&fx.inbox[rank * OUTS + e % OUTS], e / OUTS, s);
+    fx.part[g][d] = s;
   }
-  if (tid < 2 * G * C) {
-    const int to = tid / (2 * G), which = (tid / G) % 2, g = tid % G;
-    acl_remote_store(&fx.ml[rank][which][g], to, which == 0 ? fx.m[g] : fx.l[g]);
-  }
-  acl_cluster_arrive_release();
-  acl_cluster_wait();
+
+  // 5. The join: block `rank` writes the rank-th C-th of the G * HD outputs,
+  // out = sum_r part_r e^(m_r - M) / sum_r l_r e^(m_r - M), reading the
+  // other blocks' shared memory. The second barrier keeps every block's
+  // shared memory alive until all have read it.
+  acl_cluster_sync();
+  constexpr int OUTS = G * HD / C;
   for (int o = tid; o < OUTS; o += ACL_THREADS) {
-    const int g = (rank * OUTS + o) / HD, d = (rank * OUTS + o) % HD;
+    const int e = rank * OUTS + o, g = e / HD, d = e % HD;
     float ms[C], ls[C], ps[C];
 #pragma unroll
     for (int r = 0; r < C; ++r) {
-      ms[r] = fx.ml[r][0][g];
-      ls[r] = fx.ml[r][1][g];
-      ps[r] = fx.inbox[r * OUTS + o];
+      ms[r] = acl_remote_load(&fx.m[g], r);
+      ls[r] = acl_remote_load(&fx.l[g], r);
+      ps[r] = acl_remote_load(&fx.part[g][d], r);
     }
     float mx = neg_inf;
 #pragma unroll
@@ -353,4 +316,5 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
     }
     out[(h * G + g) * HD + d] = static_cast<T>(o_sum * (1.f / lsum));
   }
+  acl_cluster_sync();
 }

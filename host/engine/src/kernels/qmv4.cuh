@@ -71,12 +71,6 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
   };
   load(0);
   wait();
-  // The residual is ready once `wait` returns: read now, its round trip
-  // overlaps the product's instead of following it.
-  T resv{};
-  if constexpr (RESID) {
-    if (tid < 16 && base + tid < OUT) resv = __ldcg(res + base + tid);
-  }
 
   // The input row: normalized if asked, rounded to T as MLX rounds it, stored
   // as the pairs the A fragments use, with its group sums.
@@ -206,7 +200,7 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
 #pragma unroll
       for (int i = 0; i < WARPS; ++i) sum += red[i][tid];
       if constexpr (RESID) {
-        out[base + tid] = resv + static_cast<T>(sum);
+        out[base + tid] = __ldcg(res + base + tid) + static_cast<T>(sum);
       } else {
         out[base + tid] = static_cast<T>(sum);
       }
