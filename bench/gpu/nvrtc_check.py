@@ -11,6 +11,7 @@ usage: nvrtc_check.py [SITE_PACKAGES [STEP_KERNEL_DIR]]
 """
 import ctypes
 import pathlib
+import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -141,7 +142,7 @@ def main():
             ok = False
         for f in files:
             src = f.read_text()
-            name = src.split('extern "C" __global__ void ')[1].split("(")[0].split()[-1]
+            name = re.search(r'extern "C" __global__ void (?:__cluster_dims__\([^)]*\) )?(\w+)\(', src).group(1)
             ok &= compile_one(f"step kernel {name} ({f.name})", src)
     sys.exit(0 if ok else 1)
 

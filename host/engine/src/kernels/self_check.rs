@@ -214,6 +214,8 @@ pub struct AttentionCase {
     pub meta: Array,
     pub len: i32,
     pub cap: i32,
+    pub rms_eps: f32,
+    pub rope_theta: f32,
     reference: Array,
     new_key: Array,
     new_value: Array,
@@ -221,32 +223,31 @@ pub struct AttentionCase {
     values_before: Vec<u8>,
 }
 
-const ROPE_THETA: f32 = 5_000_000.0;
+/// The layout of an attention case and the norms' and RoPE's constants.
+#[derive(Clone, Copy)]
+pub struct CaseShape {
+    pub heads: Heads,
+    pub dtype: Dtype,
+    pub rms_eps: f32,
+    pub rope_theta: f32,
+}
 
 impl AttentionCase {
-    /// A case in `dtype` from the generator seeded with `seed`. The caches
+    /// A case of `shape` from the generator seeded with `seed`. The caches
     /// have been read on the host (for the check): take device pointers
     /// after this.
-    pub fn new(
-        heads: Heads,
-        dtype: Dtype,
-        cap: i32,
-        len: i32,
-        pos: i32,
-        seed: u64,
-    ) -> Result<Self> {
+    pub fn new(shape: CaseShape, cap: i32, len: i32, pos: i32, seed: u64) -> Result<Self> {
         let mut rng = Rng(random::key(seed)?);
-        Self::from_rng(&mut rng, heads, dtype, cap, len, pos)
+        Self::from_rng(&mut rng, shape, cap, len, pos)
     }
 
-    fn from_rng(
-        rng: &mut Rng,
-        heads: Heads,
-        dtype: Dtype,
-        cap: i32,
-        len: i32,
-        pos: i32,
-    ) -> Result<Self> {
+    fn from_rng(rng: &mut Rng, shape: CaseShape, cap: i32, len: i32, pos: i32) -> Result<Self> {
+        let CaseShape {
+            heads,
+            dtype,
+            rms_eps,
+            rope_theta,
+        } = shape;
         let (nh, nkv, hd) = (heads.heads, heads.kv_heads, heads.head_dim);
         let scale = 1.0 / (hd as f32).sqrt();
         let mut normal = |shape: &[i32]| -> Result<Array> {
@@ -263,15 +264,15 @@ impl AttentionCase {
 
         // The reference, as the decoder computes it from MLX operations.
         let parts = qkv.split_at(&[nh * hd, (nh + nkv) * hd], -1)?;
-        let q = fast::rms_norm(&parts[0].reshape(&[1, 1, nh, hd])?, &q_norm, EPS)?
+        let q = fast::rms_norm(&parts[0].reshape(&[1, 1, nh, hd])?, &q_norm, rms_eps)?
             .transpose(&[0, 2, 1, 3])?;
-        let k = fast::rms_norm(&parts[1].reshape(&[1, 1, nkv, hd])?, &k_norm, EPS)?
+        let k = fast::rms_norm(&parts[1].reshape(&[1, 1, nkv, hd])?, &k_norm, rms_eps)?
             .transpose(&[0, 2, 1, 3])?;
         let v = parts[2]
             .reshape(&[1, 1, nkv, hd])?
             .transpose(&[0, 2, 1, 3])?;
-        let q = fast::rope(&q, hd, false, ROPE_THETA, 1.0, pos)?;
-        let k = fast::rope(&k, hd, false, ROPE_THETA, 1.0, pos)?;
+        let q = fast::rope(&q, hd, false, rope_theta, 1.0, pos)?;
+        let k = fast::rope(&k, hd, false, rope_theta, 1.0, pos)?;
         let all_k = Array::concatenate(&[&keys.slice_axis(2, 0, len)?, &k], 2)?;
         let all_v = Array::concatenate(&[&values.slice_axis(2, 0, len)?, &v], 2)?;
         let reference = fast::scaled_dot_product_attention(&q, &all_k, &all_v, scale, Mask::None)?
@@ -290,20 +291,14 @@ impl AttentionCase {
             meta,
             len,
             cap,
+            rms_eps,
+            rope_theta,
             reference,
             new_key: k,
             new_value: v,
             keys_before,
             values_before,
         })
-    }
-
-    pub fn rms_eps(&self) -> f32 {
-        EPS
-    }
-
-    pub fn rope_theta(&self) -> f32 {
-        ROPE_THETA
     }
 
     /// `ours` (the output, `NH * HD` values) against MLX's, the new key and
@@ -339,7 +334,13 @@ fn check_attention(rng: &mut Rng, cap: i32, len: i32, pos: i32) -> Result<()> {
         kv_heads: 2,
         head_dim: 128,
     };
-    let case = AttentionCase::from_rng(rng, heads, Dtype::BF16, cap, len, pos)?;
+    let shape = CaseShape {
+        heads,
+        dtype: Dtype::BF16,
+        rms_eps: EPS,
+        rope_theta: 5_000_000.0,
+    };
+    let case = AttentionCase::from_rng(rng, shape, cap, len, pos)?;
     let counters = Array::zeros(&[64], Dtype::I32)?.contiguous()?;
     counters.eval()?;
     let ours = attention::decode(
@@ -352,8 +353,8 @@ fn check_attention(rng: &mut Rng, cap: i32, len: i32, pos: i32) -> Result<()> {
             meta: &case.meta,
             counters: &counters,
             len,
-            rms_eps: case.rms_eps(),
-            rope_theta: case.rope_theta(),
+            rms_eps: case.rms_eps,
+            rope_theta: case.rope_theta,
         },
         heads,
     )?;

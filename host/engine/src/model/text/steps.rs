@@ -40,7 +40,7 @@ use super::{FusedDecode, TextModel};
 use crate::error::{Error, Result};
 use crate::kernels::attention::{self, Heads};
 use crate::kernels::qmv::{self, Variant};
-use crate::kernels::self_check::AttentionCase;
+use crate::kernels::self_check::{AttentionCase, CaseShape};
 use crate::kernels::step;
 use crate::model::kv_cache::KvCache;
 
@@ -396,7 +396,7 @@ impl StepDecoder {
             let usable = attention::cluster_fits(self.heads, self.dtype, cluster as i32, 1);
             let checked = if usable {
                 self.kernel(model, Key::ClusterAttention(cluster))
-                    .and_then(|()| self.check_cluster_attention(cluster))
+                    .and_then(|()| self.check_cluster_attention(model, cluster))
             } else {
                 Err(Error::Model(format!(
                     "clusters of {cluster} do not fit this model's heads"
@@ -409,24 +409,36 @@ impl StepDecoder {
         }
     }
 
-    /// The cluster size of a step with caches of `cap` positions, if any.
+    /// The cluster size of a step with caches of `cap` positions, if any:
+    /// automatic sizes fall back to the portable 8 where 16 failed its check.
     fn cluster_for(&self, cap: i32) -> Option<u32> {
-        let c = match self.attention {
-            StepAttention::Split => return None,
-            StepAttention::Cluster(c) => c,
-            StepAttention::Auto => attention::auto_cluster(self.heads, self.dtype, cap) as u32,
+        let sizes = match self.attention {
+            StepAttention::Split => vec![],
+            StepAttention::Cluster(c) => vec![c],
+            StepAttention::Auto => vec![
+                attention::auto_cluster(self.heads, self.dtype, cap) as u32,
+                attention::DEFAULT_CLUSTER as u32,
+            ],
         };
-        let ready = self.clusters.get(&c) == Some(&true);
-        (ready && attention::cluster_fits(self.heads, self.dtype, c as i32, cap)).then_some(c)
+        sizes.into_iter().find(|&c| {
+            self.clusters.get(&c) == Some(&true)
+                && attention::cluster_fits(self.heads, self.dtype, c as i32, cap)
+        })
     }
 
     /// The cluster attention against MLX's operations on random data at
-    /// the model's head layout: a cache of 300 positions, and one of 5 (some
-    /// blocks without positions).
-    fn check_cluster_attention(&mut self, cluster: u32) -> Result<()> {
+    /// the model's head layout and constants: a cache of 300 positions, and
+    /// one of 5 (some blocks without positions).
+    fn check_cluster_attention(&mut self, model: &TextModel, cluster: u32) -> Result<()> {
         let (kernel, own) = &self.kernels[&Key::ClusterAttention(cluster)];
+        let shape = CaseShape {
+            heads: self.heads,
+            dtype: self.dtype,
+            rms_eps: model.cfg.rms_norm_eps,
+            rope_theta: model.cfg.rope_theta,
+        };
         for (cap, len, pos) in [(320, 300, 307), (128, 5, 9)] {
-            let case = AttentionCase::new(self.heads, self.dtype, cap, len, pos, 11)?;
+            let case = AttentionCase::new(shape, cap, len, pos, 11)?;
             let out = buffer(self.heads.heads * self.heads.head_dim, self.dtype)?;
             out.eval()?;
             let ptr = |a: &Array| a.device_ptr();
