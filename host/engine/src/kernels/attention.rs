@@ -239,6 +239,7 @@ pub fn cluster_step_kernel(
     let header = super::header(&[
         include_str!("q4_dot.cuh"),
         include_str!("phases.cuh"),
+        include_str!("attn.cuh"),
         include_str!("attn_cluster.cuh"),
     ]);
     let mut kernel = super::step::standalone(

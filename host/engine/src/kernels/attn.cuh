@@ -48,6 +48,53 @@ struct AttnShared {
   float red[ATTN_TILE / 32][G][HD];
 };
 
+// Step 1 of both decode attentions (this file's and attn_cluster.cuh's): the
+// rows a warp normalises are rows warp + k NW (k < RPW) of the head's G query
+// rows and, as row G, the new key; a lane holds elements lane + 32 j, so both
+// halves of each rotated pair are in its registers. Loads past L1 (q/k/v may
+// come from the same launch, after its wait).
+template <typename T, int HD, int NH, int NKV, int NW, int RPW>
+__device__ __forceinline__ void attn_load_qk(const T* qkv, const T* qn, const T* kn, int h, int warp, int lane,
+                                             float (&xv)[RPW][HD / 32], T (&wv)[RPW][HD / 32]) {
+  constexpr int G = NH / NKV, PER = HD / 32;
+  #pragma unroll
+  for (int k = 0; k < RPW; ++k) {
+    const int r = warp + k * NW;
+    if (r <= G) {
+      const T* src = r < G ? qkv + (h * G + r) * HD : qkv + NH * HD + h * HD;
+      const T* nw = r < G ? qn : kn;
+  #pragma unroll
+      for (int j = 0; j < PER; ++j) {
+        xv[k][j] = static_cast<float>(__ldcg(src + lane + 32 * j));
+        wv[k][j] = nw[lane + 32 * j];
+      }
+    }
+  }
+}
+
+// RMSNorm of a row (x by its weights w) with eps, rounded as MLX's rms_norm,
+// then RoPE at `pos` as MLX's rope rounds it: put(i, r1, r2) for each of the
+// lane's rotated pairs (i, i + HD / 2). The whole warp calls it (a warp sum).
+template <typename T, int HD, typename Put>
+__device__ __forceinline__ void attn_norm_rope(const float (&x)[HD / 32], const T (&w)[HD / 32], float eps,
+                                               float log2_base, int pos, int lane, Put put) {
+  constexpr int PER = HD / 32, HALF = HD / 2;
+  float ss = 0.f;
+  #pragma unroll
+  for (int j = 0; j < PER; ++j) ss = fmaf(x[j], x[j], ss);
+  const float inv = rsqrtf(warp_sum(ss) / HD + eps);
+  #pragma unroll
+  for (int j = 0; j < PER / 2; ++j) {
+    const int i = lane + 32 * j;
+    const float a = static_cast<float>(w[j] * static_cast<T>(x[j] * inv));
+    const float b = static_cast<float>(w[j + PER / 2] * static_cast<T>(x[j + PER / 2] * inv));
+    const float d = static_cast<float>(i) / static_cast<float>(HALF);
+    const float theta = static_cast<float>(pos) * exp2(-d * log2_base);
+    const float c = cos(theta), s = sin(theta);
+    put(i, static_cast<T>(a * c - b * s), static_cast<T>(a * s + b * c));
+  }
+}
+
 template <typename T, int HD, int NH, int NKV, int SPLITS, typename Wait>
 __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const T* qn, const T* kn, T* kc, T* vc,
                                                   int cap, const int* meta, int* counters, float* part, T* out,
@@ -99,26 +146,13 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
   }
   wait();
 
-  // 1. Norm and RoPE of G query rows and the new key; lane holds elements
-  // lane + 32 j, so both halves of each rotated pair are in its registers.
-  // A warp has up to RPW rows (G + 1 rows over NWARPS warps): all their loads,
-  // and the new value row's, are issued before any arithmetic.
+  // 1. Norm and RoPE of G query rows and the new key (attn_load_qk): a warp
+  // has up to RPW rows (G + 1 rows over NWARPS warps); all their loads, and
+  // the new value row's, are issued before any arithmetic.
   constexpr int RPW = (G + NWARPS) / NWARPS;
   float xv[RPW][PER];
   T wv[RPW][PER];
-  #pragma unroll
-  for (int k = 0; k < RPW; ++k) {
-    const int r = warp + k * NWARPS;
-    if (r <= G) {
-      const T* src = r < G ? qkv + (h * G + r) * HD : qkv + NH * HD + h * HD;
-      const T* nw = r < G ? qn : kn;
-  #pragma unroll
-      for (int j = 0; j < PER; ++j) {
-        xv[k][j] = static_cast<float>(__ldcg(src + lane + 32 * j));
-        wv[k][j] = nw[lane + 32 * j];
-      }
-    }
-  }
+  attn_load_qk<T, HD, NH, NKV, NWARPS, RPW>(qkv, qn, kn, h, warp, lane, xv, wv);
   Vec vnew;
   {
   const uint32_t* vw = reinterpret_cast<const uint32_t*>(qkv + (NH + NKV + h) * HD) + lane * (PER / 2);
@@ -130,19 +164,7 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
   for (int k = 0; k < RPW; ++k) {
     const int r = warp + k * NWARPS;
     if (r > G) continue;
-    float ss = 0.f;
-  #pragma unroll
-    for (int j = 0; j < PER; ++j) ss = fmaf(xv[k][j], xv[k][j], ss);
-    const float inv = rsqrtf(warp_sum(ss) / HD + eps);
-  #pragma unroll
-    for (int j = 0; j < PER / 2; ++j) {
-      const int i = lane + 32 * j;
-      const float a = static_cast<float>(wv[k][j] * static_cast<T>(xv[k][j] * inv));
-      const float b = static_cast<float>(wv[k][j + PER / 2] * static_cast<T>(xv[k][j + PER / 2] * inv));
-      const float d = static_cast<float>(i) / static_cast<float>(HALF);
-      const float theta = static_cast<float>(pos) * exp2(-d * log2_base);
-      const float c = cos(theta), s = sin(theta);
-      const T r1 = static_cast<T>(a * c - b * s), r2 = static_cast<T>(a * s + b * c);
+    attn_norm_rope<T, HD>(xv[k], wv[k], eps, log2_base, pos, lane, [&](int i, T r1, T r2) {
       if (r < G) {
         qs[r][i] = static_cast<float>(r1) * scale;
         qs[r][i + HALF] = static_cast<float>(r2) * scale;
@@ -155,7 +177,7 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
           dst[i + HALF] = r2;
         }
       }
-    }
+    });
   }
   if (split == 0 && warp == 0) reinterpret_cast<Vec*>(vc + (static_cast<size_t>(h) * cap + len) * HD)[lane] = vnew;
   if (tid < G) {

@@ -120,25 +120,12 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   }
   wait();
 
-  // 1. Norm and RoPE of G query rows and the new key (as attn.cuh): a lane
-  // holds elements lane + 32 j of a row. The block holding position `len`
+  // 1. Norm and RoPE of G query rows and the new key (attn.cuh's helpers). The block holding position `len`
   // puts the new key and value in its rows; rank 0 writes them to the caches.
   constexpr int RPW = (G + ACL_WARPS) / ACL_WARPS;
   float xv[RPW][PER];
   T wv[RPW][PER];
-#pragma unroll
-  for (int k = 0; k < RPW; ++k) {
-    const int r = warp + k * ACL_WARPS;
-    if (r <= G) {
-      const T* src = r < G ? qkv + (h * G + r) * HD : qkv + NH * HD + h * HD;
-      const T* nw = r < G ? qn : kn;
-#pragma unroll
-      for (int j = 0; j < PER; ++j) {
-        xv[k][j] = static_cast<float>(__ldcg(src + lane + 32 * j));
-        wv[k][j] = nw[lane + 32 * j];
-      }
-    }
-  }
+  attn_load_qk<T, HD, NH, NKV, ACL_WARPS, RPW>(qkv, qn, kn, h, warp, lane, xv, wv);
   const bool owns_new = len >= begin && len < begin + n;
   T* knew = ks + static_cast<size_t>(len - begin) * HD;  // valid if owns_new
   if (warp == 0 && (owns_new || rank == 0)) {
@@ -154,19 +141,7 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   for (int k = 0; k < RPW; ++k) {
     const int r = warp + k * ACL_WARPS;
     if (r > G) continue;
-    float ss = 0.f;
-#pragma unroll
-    for (int j = 0; j < PER; ++j) ss = fmaf(xv[k][j], xv[k][j], ss);
-    const float inv = rsqrtf(warp_sum(ss) / HD + eps);
-#pragma unroll
-    for (int j = 0; j < PER / 2; ++j) {
-      const int i = lane + 32 * j;
-      const float a = static_cast<float>(wv[k][j] * static_cast<T>(xv[k][j] * inv));
-      const float b = static_cast<float>(wv[k][j + PER / 2] * static_cast<T>(xv[k][j + PER / 2] * inv));
-      const float d = static_cast<float>(i) / static_cast<float>(HALF);
-      const float theta = static_cast<float>(pos) * exp2(-d * log2_base);
-      const float c = cos(theta), s = sin(theta);
-      const T r1 = static_cast<T>(a * c - b * s), r2 = static_cast<T>(a * s + b * c);
+    attn_norm_rope<T, HD>(xv[k], wv[k], eps, log2_base, pos, lane, [&](int i, T r1, T r2) {
       if (r < G) {
         fx.qs[r][i] = static_cast<float>(r1) * scale;
         fx.qs[r][i + HALF] = static_cast<float>(r2) * scale;
@@ -181,7 +156,7 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
           dst[i + HALF] = r2;
         }
       }
-    }
+    });
   }
   __syncthreads();
   {
