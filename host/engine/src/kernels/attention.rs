@@ -117,6 +117,20 @@ pub fn part_len(heads: Heads) -> i32 {
     heads.kv_heads * splits(i32::MAX / 2) * g * (heads.head_dim + 2)
 }
 
+/// The parameters both step attentions start with: `qkv, qn, kn, kc, vc,
+/// meta`.
+fn step_inputs(dtype: Dtype) -> Vec<super::step::Param> {
+    use super::step::Param::In;
+    vec![
+        In("qkv", dtype),
+        In("qn", dtype),
+        In("kn", dtype),
+        In("kc", dtype),
+        In("vc", dtype),
+        In("meta", Dtype::I32),
+    ]
+}
+
 /// The standalone kernel (`step.rs`) for a step split `splits` ways, and its
 /// launch. Parameters: `qkv, qn, kn, kc, vc, meta, counters, part, out`, then
 /// the caches' capacity as an `int`.
@@ -128,18 +142,13 @@ pub fn step_kernel(
     rope_theta: f32,
 ) -> Result<super::step::StepKernel> {
     use super::step::Param::{In, Int, Out};
-    let params = [
-        In("qkv", dtype),
-        In("qn", dtype),
-        In("kn", dtype),
-        In("kc", dtype),
-        In("vc", dtype),
-        In("meta", Dtype::I32),
+    let mut params = step_inputs(dtype);
+    params.extend([
         In("counters", Dtype::I32),
         Out("part", Dtype::F32),
         Out("out", dtype),
         Int("cache_cap"),
-    ];
+    ]);
     let dims = Dims {
         blocks: (heads.kv_heads * splits) as u32,
         threads: THREADS as u32,
@@ -217,17 +226,9 @@ pub fn cluster_step_kernel(
     rms_eps: f32,
     rope_theta: f32,
 ) -> Result<super::step::StepKernel> {
-    use super::step::Param::{In, Int, Out};
-    let params = [
-        In("qkv", dtype),
-        In("qn", dtype),
-        In("kn", dtype),
-        In("kc", dtype),
-        In("vc", dtype),
-        In("meta", Dtype::I32),
-        Out("out", dtype),
-        Int("cache_cap"),
-    ];
+    use super::step::Param::{Int, Out};
+    let mut params = step_inputs(dtype);
+    params.extend([Out("out", dtype), Int("cache_cap")]);
     let mut template = template(heads, dtype, 1, rms_eps, rope_theta);
     template.retain(|(name, _)| *name != "SPLITS");
     template.push(("C", TemplateArg::Int(cluster)));
