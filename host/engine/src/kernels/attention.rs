@@ -43,13 +43,19 @@ impl Heads {
             && matches!(dtype, Dtype::BF16 | Dtype::F16)
     }
 
-    fn template(&self, dtype: Dtype, splits: i32) -> Vec<(&'static str, TemplateArg)> {
+    /// The layout's constants, then how the positions are divided: `SPLITS`
+    /// (the split kernel) or `C` (the cluster kernel's blocks).
+    fn template(
+        &self,
+        dtype: Dtype,
+        parts: (&'static str, i32),
+    ) -> Vec<(&'static str, TemplateArg)> {
         vec![
             ("T", TemplateArg::Dtype(dtype)),
             ("HD", TemplateArg::Int(self.head_dim)),
             ("NH", TemplateArg::Int(self.heads)),
             ("NKV", TemplateArg::Int(self.kv_heads)),
-            ("SPLITS", TemplateArg::Int(splits)),
+            (parts.0, TemplateArg::Int(parts.1)),
         ]
     }
 }
@@ -92,11 +98,11 @@ pub fn compile_decode() -> Result<Kernel> {
 fn template(
     heads: Heads,
     dtype: Dtype,
-    splits: i32,
+    parts: (&'static str, i32),
     rms_eps: f32,
     rope_theta: f32,
 ) -> Vec<(&'static str, TemplateArg)> {
-    let mut template = heads.template(dtype, splits);
+    let mut template = heads.template(dtype, parts);
     let bits = |v: f32| TemplateArg::Int(v.to_bits() as i32);
     template.extend([
         ("EPS_BITS", bits(rms_eps)),
@@ -156,11 +162,11 @@ pub fn step_kernel(
     };
     super::step::standalone(
         "vlmbench_attn_decode",
-        "",
+        1,
         &header(),
         &body("cache_cap"),
         &params,
-        &template(heads, dtype, splits, rms_eps, rope_theta),
+        &template(heads, dtype, ("SPLITS", splits), rms_eps, rope_theta),
         dims,
     )
 }
@@ -229,9 +235,7 @@ pub fn cluster_step_kernel(
     use super::step::Param::{Int, Out};
     let mut params = step_inputs(dtype);
     params.extend([Out("out", dtype), Int("cache_cap")]);
-    let mut template = template(heads, dtype, 1, rms_eps, rope_theta);
-    template.retain(|(name, _)| *name != "SPLITS");
-    template.push(("C", TemplateArg::Int(cluster)));
+    let template = template(heads, dtype, ("C", cluster), rms_eps, rope_theta);
     let dims = Dims {
         blocks: (heads.kv_heads * cluster) as u32,
         threads: CLUSTER_THREADS as u32,
@@ -243,17 +247,15 @@ pub fn cluster_step_kernel(
         include_str!("attn.cuh"),
         include_str!("attn_cluster.cuh"),
     ]);
-    let mut kernel = super::step::standalone(
+    super::step::standalone(
         "vlmbench_attn_cluster",
-        &format!("__cluster_dims__({cluster}, 1, 1)"),
+        cluster as u32,
         &header,
         &super::compact(include_str!("attn_cluster.cu")),
         &params,
         &template,
         dims,
-    )?;
-    kernel.cluster = cluster as u32;
-    Ok(kernel)
+    )
 }
 
 /// The inputs of one step.
@@ -284,7 +286,13 @@ pub fn decode(step: &DecodeStep<'_>, heads: Heads) -> Result<Array> {
     let dtype = step.qkv.dtype();
     let g = heads.heads / heads.kv_heads;
     let splits = splits(step.len + 1);
-    let template = template(heads, dtype, splits, step.rms_eps, step.rope_theta);
+    let template = template(
+        heads,
+        dtype,
+        ("SPLITS", splits),
+        step.rms_eps,
+        step.rope_theta,
+    );
     let mut outs = super::with_kernel(super::KernelKey::AttnDecode, |k| {
         k.call(
             &[

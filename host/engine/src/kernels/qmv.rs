@@ -159,7 +159,7 @@ impl Variant {
         };
         super::step::standalone(
             self.name(),
-            "",
+            1,
             &Self::header(),
             &self.body(),
             &params,

@@ -58,13 +58,14 @@ impl StepKernel {
     }
 }
 
-/// `extern "C" __global__ void attributes name(params) { constants; body }`
-/// after the headers, launched as `dims` (`attributes`: e.g. a cluster size). With `VLM_TIMELINE` defined ahead of the
+/// `extern "C" __global__ void name(params) { constants; body }` after the
+/// headers, launched as `dims`, in clusters of `cluster` blocks when more
+/// than one (`__cluster_dims__`). With `VLM_TIMELINE` defined ahead of the
 /// source, it takes two more parameters and records a timeline
 /// (`timeline.cuh`).
 pub fn standalone(
     name: &'static str,
-    attributes: &str,
+    cluster: u32,
     header: &str,
     body: &str,
     params: &[Param],
@@ -89,16 +90,20 @@ pub fn standalone(
     }
     let timeline = super::compact(include_str!("timeline.cuh"));
     let source = format!(
-        "{PRELUDE}{timeline}\n{header}extern \"C\" __global__ void {attributes}{sep}{name}({} \
+        "{PRELUDE}{timeline}\n{header}extern \"C\" __global__ void {dims_attr}{name}({} \
          VLM_TL_PARAMS) {{\nVLM_TL_BEGIN\n{consts}{body}\n}}\n",
         sig.join(", "),
-        sep = if attributes.is_empty() { "" } else { " " },
+        dims_attr = if cluster > 1 {
+            format!("__cluster_dims__({cluster}, 1, 1) ")
+        } else {
+            String::new()
+        },
     );
     Ok(StepKernel {
         name,
         source,
         dims,
-        cluster: 1,
+        cluster: cluster.max(1),
     })
 }
 
@@ -128,7 +133,7 @@ fn one_block(
     };
     standalone(
         name,
-        "",
+        1,
         &header,
         &super::compact(body),
         params,
@@ -182,7 +187,7 @@ mod tests {
         };
         let k = standalone(
             "k",
-            "",
+            1,
             "// header\n",
             "out[0] = x[0];",
             &[
@@ -204,8 +209,7 @@ mod tests {
             "// header\nextern \"C\" __global__ void k(const __nv_bfloat16* x, float* out, int n \
              VLM_TL_PARAMS) {\nVLM_TL_BEGIN\nusing T = __half;\nconstexpr int K = 7;\nout[0] = x[0];\n}\n"
         ));
-        let err =
-            standalone("k", "", "", "", &[Param::In("x", Dtype::F64)], &[], dims).unwrap_err();
+        let err = standalone("k", 1, "", "", &[Param::In("x", Dtype::F64)], &[], dims).unwrap_err();
         assert!(err.to_string().contains("no CUDA type"), "{err}");
     }
 

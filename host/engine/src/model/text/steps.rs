@@ -381,32 +381,36 @@ impl StepDecoder {
             StepAttention::Cluster(c) => vec![c],
             StepAttention::Auto => vec![8, 16],
         };
-        // The checks launch directly, not into a graph.
-        self.runner.set_use_graph(false)?;
-        for cluster in sizes {
-            self.prepare_cluster(model, cluster);
+        let untried: Vec<u32> = sizes
+            .into_iter()
+            .filter(|c| !self.clusters.contains_key(c))
+            .collect();
+        if !untried.is_empty() {
+            // The checks launch directly, not into a graph.
+            self.runner.set_use_graph(false)?;
+            for cluster in untried {
+                self.prepare_cluster(model, cluster);
+            }
         }
         Ok(self.runner.set_use_graph(graph)?)
     }
 
-    /// Compiles and checks the cluster attention in clusters of `cluster`
-    /// once; a failure (clusters need sm_90) leaves that size unused.
+    /// Compiles and checks the cluster attention in clusters of `cluster`;
+    /// a failure (clusters need sm_90) leaves that size unused.
     fn prepare_cluster(&mut self, model: &TextModel, cluster: u32) {
-        if !self.clusters.contains_key(&cluster) {
-            let usable = attention::cluster_fits(self.heads, self.dtype, cluster as i32, 1);
-            let checked = if usable {
-                self.kernel(model, Key::ClusterAttention(cluster))
-                    .and_then(|()| self.check_cluster_attention(model, cluster))
-            } else {
-                Err(Error::Model(format!(
-                    "clusters of {cluster} do not fit this model's heads"
-                )))
-            };
-            if let Err(e) = &checked {
-                eprintln!("warning: decode attention stays split: {e}");
-            }
-            self.clusters.insert(cluster, checked.is_ok());
+        let usable = attention::cluster_fits(self.heads, self.dtype, cluster as i32, 1);
+        let checked = if usable {
+            self.kernel(model, Key::ClusterAttention(cluster))
+                .and_then(|()| self.check_cluster_attention(model, cluster))
+        } else {
+            Err(Error::Model(format!(
+                "clusters of {cluster} do not fit this model's heads"
+            )))
+        };
+        if let Err(e) = &checked {
+            eprintln!("warning: decode attention stays split: {e}");
         }
+        self.clusters.insert(cluster, checked.is_ok());
     }
 
     /// The cluster size of a step with caches of `cap` positions, if any:
@@ -631,11 +635,11 @@ impl StepSession<'_> {
             let key = Key::ClusterAttention(c);
             let mut dims = d.kernels[&key].1;
             dims.shared_bytes = attention::cluster_shared_bytes(d.heads, d.dtype, c as i32, cap);
-            (key, Some(dims))
+            (key, dims)
         } else {
             let key = Key::Attention(attention::step_splits(len));
             d.kernel(model, key)?;
-            (key, None)
+            (key, d.kernels[&key].1)
         };
         let p = |name: &str| d.ptr(name);
         let (h0, h1, qkv, part, attn, act, logits, tok, meta) = (
@@ -670,9 +674,10 @@ impl StepSession<'_> {
         let mut add = |key: Key, pdl: bool, args: &[u64]| -> Result<()> {
             let (kernel, own) = &kernels[&key];
             // The cluster attention's shared memory follows the caches.
-            let dims = &match attention_dims {
-                Some(d) if key == attention_key => d,
-                _ => *own,
+            let dims = if key == attention_key {
+                &attention_dims
+            } else {
+                own
             };
             let Some(t) = timeline.as_mut() else {
                 return Ok(runner.add(kernel, *dims, pdl, args)?);
