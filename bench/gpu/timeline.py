@@ -5,6 +5,7 @@ its launches overlap under programmatic dependent launch.
 
 usage: timeline.py FILE.csv [FILE.csv ...]
        timeline.py --layer N FILE.csv   (one layer's launches, times from the previous down's first start)
+       timeline.py --phases FILE.csv    (the phases kernels marked: median us between marks, per kernel)
 
 Per launch n, from its blocks' %globaltimer stamps: end[n] (its last block's
 end), ready[n] (its first block's return from the wait for launch n - 1, or its
@@ -38,8 +39,12 @@ def launches(path):
         waited = [w for w in wait if w]
         ready = min(waited) if waited else min(start)
         block = statistics.median(e - max(s, w) for s, w, e in zip(start, wait, end))
+        # Phases a kernel marked (p0..p3; absent or 0: none), with its wait and end around them.
+        phases = [[int(b[f"p{i}"]) for i in range(4)] for b in bs if int(b.get("p0") or 0)]
+        marks = [[max(w, s)] + p + [e] for (s, w, e, p) in zip(start, wait, end, phases)] if phases else []
         out.append(dict(kernel=bs[0]["kernel"], layer=int(bs[0]["layer"]), blocks=len(bs), start=min(start),
-                        ready=ready, end=max(end), starts=start, waits=waited or start, ends=end, block=block))
+                        ready=ready, end=max(end), starts=start, waits=waited or start, ends=end, block=block,
+                        marks=marks))
     return out
 
 
@@ -90,6 +95,26 @@ def layer_view(n, path):
               f"{l['block'] / 1e3:>8.2f}")
 
 
+def phases_view(path):
+    """Per kernel that marked phases: the median block's time from its wait (or start) to p0, p0 to p1, ...,
+    p3 to its end, averaged over its launches; and when its blocks started against the previous launch."""
+    ls = launches(path)
+    acc = collections.defaultdict(list)
+    for prev, l in zip(ls, ls[1:]):
+        if not l["marks"]:
+            continue
+        steps = [statistics.median(m[i + 1] - m[i] for m in l["marks"]) for i in range(5)]
+        first_wait = min(prev["waits"])
+        acc[l["kernel"]].append(steps + [statistics.median(l["starts"]) - first_wait, l["end"] - first_wait])
+    if not acc:
+        sys.exit(f"{path}: no kernel marked phases")
+    print(f"{'kernel (us)':<22}{'wait>p0':>9}{'p0>p1':>8}{'p1>p2':>8}{'p2>p3':>8}{'p3>end':>8}"
+          f"{'start*':>8}{'end*':>8}   (* from the previous launch's first wait)")
+    for k, rows in acc.items():
+        m = [sum(c) / len(c) / 1e3 for c in zip(*rows)]
+        print(f"{k:<22}" + "".join(f"{v:>8.2f}" if i else f"{v:>9.2f}" for i, v in enumerate(m)))
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -97,5 +122,8 @@ if __name__ == "__main__":
         if len(sys.argv) != 4:
             sys.exit(__doc__)
         layer_view(int(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "--phases":
+        for p in sys.argv[2:]:
+            phases_view(p)
     else:
         main(sys.argv[1:])

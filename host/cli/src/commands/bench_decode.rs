@@ -7,17 +7,21 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use engine::image::{Pattern, synth_image};
-use engine::{DecodePath, Engine, EngineOptions, GenerateRequest, GenerateResponse, StepAttention};
+use engine::{
+    ClusterLayout, DecodePath, Engine, EngineOptions, GenerateRequest, GenerateResponse,
+    StepAttention,
+};
 
 use crate::cli::BenchDecodeArgs;
 use crate::model_resolve;
 
 /// `mlx`, or `steps` with any of `-graph` (replayed as CUDA graphs),
 /// `-nopdl` (launches in strict order), `-splits` (the split attention),
-/// `-cN` (the attention in clusters of N blocks; sized by the caches without).
+/// `-cN` (the attention in clusters of N blocks; sized by the caches without),
+/// `-cNv` (the same with the values brought in after the scores).
 fn parse_path(name: &str) -> Result<DecodePath> {
     const KNOWN: &str =
-        "mlx, or steps with -graph, -nopdl, -splits, -cN: steps-graph, steps-graph-splits, ...";
+        "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv: steps-graph, steps-graph-c16v, ...";
     if name == "mlx" {
         return Ok(DecodePath::Mlx);
     }
@@ -27,12 +31,12 @@ fn parse_path(name: &str) -> Result<DecodePath> {
         .with_context(|| format!("unknown decode path {name:?} ({KNOWN})"))?;
     let (mut graph, mut pdl, mut attention) = (false, true, StepAttention::Auto);
     for part in rest.split('-').skip(1) {
-        let blocks = part.strip_prefix('c').and_then(|n| n.parse::<u32>().ok());
-        match (part, blocks) {
+        let layout = part.strip_prefix('c').and_then(ClusterLayout::parse);
+        match (part, layout) {
             ("graph", _) => graph = true,
             ("nopdl", _) => pdl = false,
             ("splits", _) => attention = StepAttention::Split,
-            (_, Some(n)) if n > 0 => attention = StepAttention::Cluster(n),
+            (_, Some(layout)) => attention = StepAttention::Cluster(layout),
             (other, _) => bail!("unknown decode path {name:?}: {other:?} ({KNOWN})"),
         }
     }
@@ -182,9 +186,21 @@ mod tests {
             DecodePath::Steps {
                 graph: true,
                 pdl: true,
-                attention: StepAttention::Cluster(16)
+                attention: StepAttention::Cluster(ClusterLayout::of(16))
             }
         );
+        assert_eq!(
+            parse_path("steps-c8v").unwrap(),
+            DecodePath::Steps {
+                graph: false,
+                pdl: true,
+                attention: StepAttention::Cluster(ClusterLayout {
+                    blocks: 8,
+                    late_values: true
+                })
+            }
+        );
+        assert!(parse_path("steps-c8w").is_err());
         assert!(parse_path("steps-c0").is_err());
         assert!(parse_path("stepsgraph").is_err());
         assert!(

@@ -44,19 +44,20 @@ impl Heads {
     }
 
     /// The layout's constants, then how the positions are divided: `SPLITS`
-    /// (the split kernel) or `C` (the cluster kernel's blocks).
+    /// (the split kernel) or `C` and `LV` (the cluster kernel's).
     fn template(
         &self,
         dtype: Dtype,
-        parts: (&'static str, i32),
+        parts: &[(&'static str, i32)],
     ) -> Vec<(&'static str, TemplateArg)> {
-        vec![
+        let mut t = vec![
             ("T", TemplateArg::Dtype(dtype)),
             ("HD", TemplateArg::Int(self.head_dim)),
             ("NH", TemplateArg::Int(self.heads)),
             ("NKV", TemplateArg::Int(self.kv_heads)),
-            (parts.0, TemplateArg::Int(parts.1)),
-        ]
+        ];
+        t.extend(parts.iter().map(|&(k, v)| (k, TemplateArg::Int(v))));
+        t
     }
 }
 
@@ -98,7 +99,7 @@ pub fn compile_decode() -> Result<Kernel> {
 fn template(
     heads: Heads,
     dtype: Dtype,
-    parts: (&'static str, i32),
+    parts: &[(&'static str, i32)],
     rms_eps: f32,
     rope_theta: f32,
 ) -> Vec<(&'static str, TemplateArg)> {
@@ -166,59 +167,103 @@ pub fn step_kernel(
         &header(),
         &body("cache_cap"),
         &params,
-        &template(heads, dtype, ("SPLITS", splits), rms_eps, rope_theta),
+        &template(heads, dtype, &[("SPLITS", splits)], rms_eps, rope_theta),
         dims,
     )
 }
 
-/// Blocks per cluster of the step runner's attention (`attn_cluster.cu`, one
-/// cluster per key/value head) past [`auto_cluster`]'s limit for 16: the
-/// largest size every sm_90 GPU schedules (16 needs the kernel allowed to).
-pub const DEFAULT_CLUSTER: i32 = 8;
-/// Clusters of 16 blocks while a block's share of the caches takes at most
-/// this much shared memory: past it, clusters of 16 waited for 16 SMs of a
-/// GPC with room and ran slower than clusters of 8 (H100, 1920x1080's ~2.1k
-/// positions: 11.6 against 11.1 µs a layer; 16 were faster at 224x224 and
-/// 1024x1024, bench/gpu/NOTES.md, stop 19).
-const AUTO_16_MAX_SHARED: u32 = 64 * 1024;
+/// How the step runner's attention (`attn_cluster.cu`, one thread-block
+/// cluster per key/value head) holds a head's cached rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClusterLayout {
+    /// Blocks per cluster: 2, 4, 8 or 16 (past 8 the kernel is allowed to).
+    pub blocks: i32,
+    /// Only the keys in shared memory before the wait, the values brought
+    /// into their rows after the scores (half the shared memory a position,
+    /// so that blocks fit beside q/k/v's at long contexts).
+    pub late_values: bool,
+}
 
-/// The cluster size for caches of `cap` positions when none is asked.
-pub fn auto_cluster(heads: Heads, dtype: Dtype, cap: i32) -> i32 {
-    if cluster_shared_bytes(heads, dtype, 16, cap) <= AUTO_16_MAX_SHARED {
-        16
+impl ClusterLayout {
+    /// `blocks` blocks, keys and values before the wait.
+    pub const fn of(blocks: i32) -> ClusterLayout {
+        ClusterLayout {
+            blocks,
+            late_values: false,
+        }
+    }
+
+    /// `N` (blocks) or `Nv` (late values), as paths and the environment
+    /// name layouts; `None` for anything else.
+    pub fn parse(s: &str) -> Option<ClusterLayout> {
+        let (n, late_values) = s.strip_suffix('v').map_or((s, false), |n| (n, true));
+        let blocks = n.parse().ok().filter(|&b| b > 0)?;
+        Some(ClusterLayout {
+            blocks,
+            late_values,
+        })
+    }
+}
+
+/// The layout where [`AUTO`] does not fit or failed its check: 8 blocks is
+/// the largest cluster every sm_90 GPU schedules, and keys and values before
+/// the wait were faster than late values in clusters of 8 (H100, 1920x1080:
+/// 408.7 against 390.2 tok/s, bench/gpu/NOTES.md, stop 20).
+pub const DEFAULT_CLUSTER: ClusterLayout = ClusterLayout::of(8);
+/// The automatic layout while it fits: 16 blocks with late values decoded as
+/// fast as or faster than 16 or 8 blocks with keys and values before the
+/// wait at every context measured (H100, 224x224 to 1920x1080: +0–2.4%,
+/// stop 20): clusters of 16 start only once q/k/v's blocks drain, so their
+/// copies come after the wait, and late values halve them.
+pub const AUTO: ClusterLayout = ClusterLayout {
+    blocks: 16,
+    late_values: true,
+};
+/// Every layout [`auto_cluster`] may choose, compiled and checked before
+/// automatic steps use them.
+pub const AUTO_LAYOUTS: [ClusterLayout; 2] = [AUTO, DEFAULT_CLUSTER];
+
+/// The cluster layout for caches of `cap` positions when none is asked.
+pub fn auto_cluster(heads: Heads, dtype: Dtype, cap: i32) -> ClusterLayout {
+    if cluster_fits(heads, dtype, AUTO, cap) {
+        AUTO
     } else {
         DEFAULT_CLUSTER
     }
 }
 
 /// Threads per block of the cluster attention.
-const CLUSTER_THREADS: i32 = 256;
+const CLUSTER_THREADS: u32 = 256;
+/// The largest cluster the kernel's join has room for (`ACL_MAX_CLUSTER`).
+const MAX_CLUSTER: u32 = 16;
 /// The most dynamic shared memory a cluster attention block asks for: sm_90's
 /// 227 KB a block, less 1 KB for static shared memory (the timeline's).
 const MAX_SHARED_BYTES: u32 = 226 * 1024;
 
 /// Dynamic shared memory of a cluster attention block for caches of `cap`
 /// positions, as `attn_cluster_smem_bytes` (attn_cluster.cuh) computes it:
-/// the fixed part (`AclFixed`: queries, partial sums, the position groups'
-/// sums, max and sum per head, an mbarrier) rounded to 16 bytes, then per
-/// position a key row, a value row and G scores.
-pub fn cluster_shared_bytes(heads: Heads, dtype: Dtype, cluster: i32, cap: i32) -> u32 {
+/// the fixed part (`AclFixed`: queries, the join's inbox, the position
+/// groups' sums, every block's max and sum per head, an mbarrier) rounded to
+/// 16 bytes, then per position a key row, a value row (unless late) and G
+/// scores.
+pub fn cluster_shared_bytes(heads: Heads, dtype: Dtype, layout: ClusterLayout, cap: i32) -> u32 {
     let (g, hd) = ((heads.heads / heads.kv_heads) as u32, heads.head_dim as u32);
-    let groups = CLUSTER_THREADS as u32 / (hd / 2);
-    let fixed = (4 * (g * hd * (2 + groups) + 2 * g) + 8).div_ceil(16) * 16;
-    let positions = (cap.max(1) as u32).div_ceil(cluster.max(1) as u32);
-    fixed + positions * (2 * hd * dtype.size_of() as u32 + 4 * g)
+    let groups = CLUSTER_THREADS / (hd / 2);
+    let fixed = (4 * (g * hd * (2 + groups) + 2 * g * (MAX_CLUSTER + 1)) + 8).div_ceil(16) * 16;
+    let positions = (cap.max(1) as u32).div_ceil(layout.blocks.max(1) as u32);
+    let rows = if layout.late_values { 1 } else { 2 };
+    fixed + positions * (rows * hd * dtype.size_of() as u32 + 4 * g)
 }
 
-/// Whether the cluster attention in clusters of `cluster` blocks runs a step
-/// with caches of `cap` positions: a supported layout whose outputs divide
-/// among the cluster, and every block's rows fit in its shared memory (~3.3k
-/// positions for the 8B in clusters of 8).
-pub fn cluster_fits(heads: Heads, dtype: Dtype, cluster: i32, cap: i32) -> bool {
-    matches!(cluster, 2 | 4 | 8 | 16)
+/// Whether the cluster attention in `layout` runs a step with caches of
+/// `cap` positions: a supported head layout whose outputs divide among the
+/// cluster, and every block's rows fit in its shared memory (~3.3k positions
+/// for the 8B in clusters of 8, ~6.4k with late values).
+pub fn cluster_fits(heads: Heads, dtype: Dtype, layout: ClusterLayout, cap: i32) -> bool {
+    matches!(layout.blocks, 2 | 4 | 8 | 16)
         && heads.supported(dtype)
-        && (heads.heads / heads.kv_heads * heads.head_dim) % cluster == 0
-        && cluster_shared_bytes(heads, dtype, cluster, cap) <= MAX_SHARED_BYTES
+        && (heads.heads / heads.kv_heads * heads.head_dim) % layout.blocks == 0
+        && cluster_shared_bytes(heads, dtype, layout, cap) <= MAX_SHARED_BYTES
 }
 
 /// The cluster attention as a standalone kernel (`step.rs`, sm_90 on), with
@@ -228,17 +273,18 @@ pub fn cluster_fits(heads: Heads, dtype: Dtype, cluster: i32, cap: i32) -> bool 
 pub fn cluster_step_kernel(
     heads: Heads,
     dtype: Dtype,
-    cluster: i32,
+    layout: ClusterLayout,
     rms_eps: f32,
     rope_theta: f32,
 ) -> Result<super::step::StepKernel> {
     use super::step::Param::{Int, Out};
     let mut params = step_inputs(dtype);
     params.extend([Out("out", dtype), Int("cache_cap")]);
-    let template = template(heads, dtype, ("C", cluster), rms_eps, rope_theta);
+    let parts = [("C", layout.blocks), ("LV", i32::from(layout.late_values))];
+    let template = template(heads, dtype, &parts, rms_eps, rope_theta);
     let dims = Dims {
-        blocks: (heads.kv_heads * cluster) as u32,
-        threads: CLUSTER_THREADS as u32,
+        blocks: (heads.kv_heads * layout.blocks) as u32,
+        threads: CLUSTER_THREADS,
         shared_bytes: MAX_SHARED_BYTES,
     };
     let header = super::header(&[
@@ -249,7 +295,7 @@ pub fn cluster_step_kernel(
     ]);
     super::step::standalone(
         "vlmbench_attn_cluster",
-        cluster as u32,
+        layout.blocks as u32,
         &header,
         &super::compact(include_str!("attn_cluster.cu")),
         &params,
@@ -289,7 +335,7 @@ pub fn decode(step: &DecodeStep<'_>, heads: Heads) -> Result<Array> {
     let template = template(
         heads,
         dtype,
-        ("SPLITS", splits),
+        &[("SPLITS", splits)],
         step.rms_eps,
         step.rope_theta,
     );
@@ -351,20 +397,36 @@ mod tests {
             kv_heads: 8,
             head_dim: 128,
         };
-        // AclFixed: 4 (512 (2 + 4) + 2 * 4) + 8 = 12,328 -> 12,336; then a
-        // key row, a value row and 4 scores per position.
-        assert_eq!(cluster_shared_bytes(h, bf, 8, 2304), 12_336 + 288 * 528);
-        assert!(cluster_fits(h, bf, 8, 3312) && !cluster_fits(h, bf, 8, 3320));
-        assert!(cluster_fits(h, bf, 16, 6624) && !cluster_fits(h, bf, 16, 6640));
+        let of = ClusterLayout::of;
+        let late = |blocks| ClusterLayout {
+            late_values: true,
+            ..of(blocks)
+        };
+        // AclFixed: 4 (512 (2 + 4) + 2 * 4 * 17) + 8 = 12,840 -> 12,848;
+        // then a key row, a value row and 4 scores per position, or with
+        // late values a key row and the scores.
+        assert_eq!(cluster_shared_bytes(h, bf, of(8), 2304), 12_848 + 288 * 528);
+        assert_eq!(
+            cluster_shared_bytes(h, bf, late(8), 2304),
+            12_848 + 288 * 272
+        );
+        assert!(cluster_fits(h, bf, of(8), 3304) && !cluster_fits(h, bf, of(8), 3312));
+        assert!(cluster_fits(h, bf, of(16), 6608) && !cluster_fits(h, bf, of(16), 6624));
+        assert!(cluster_fits(h, bf, late(8), 6424) && !cluster_fits(h, bf, late(8), 6432));
+        assert!(cluster_fits(h, bf, late(16), 12848) && !cluster_fits(h, bf, late(16), 12864));
         // Sizes the kernel is not built for, outputs that do not divide.
-        assert!(!cluster_fits(h, bf, 32, 256) && !cluster_fits(h, bf, 3, 256));
-        assert!(!cluster_fits(h, Dtype::F32, 8, 256));
-        // Clusters of 16 while a block's rows fit in 64 KB: 1024x1024's
-        // caches (1,280 positions) but not 1920x1080's (2,304).
-        assert_eq!(auto_cluster(h, bf, 1280), 16);
-        assert_eq!(auto_cluster(h, bf, 1600), 16);
-        assert_eq!(auto_cluster(h, bf, 1616), 8);
-        assert_eq!(auto_cluster(h, bf, 2304), 8);
+        assert!(!cluster_fits(h, bf, of(32), 256) && !cluster_fits(h, bf, of(3), 256));
+        assert!(!cluster_fits(h, Dtype::F32, of(8), 256));
+        assert_eq!(ClusterLayout::parse("16"), Some(of(16)));
+        assert_eq!(ClusterLayout::parse("8v"), Some(late(8)));
+        for bad in ["", "v", "0", "-8", "8w", "8vv", "x8"] {
+            assert_eq!(ClusterLayout::parse(bad), None, "{bad:?}");
+        }
+        // 16 blocks with late values while they fit, then 8 with both.
+        assert_eq!(auto_cluster(h, bf, 256), late(16));
+        assert_eq!(auto_cluster(h, bf, 2304), late(16));
+        assert_eq!(auto_cluster(h, bf, 12848), late(16));
+        assert_eq!(auto_cluster(h, bf, 12864), of(8));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 // group's G query heads and of the new key (rounded as MLX's rms_norm and rope
 // round, as attn.cuh does), the new key and value written into the caches at
 // position `len` (by rank 0), then each block's softmax-weighted sums in its
-// shared memory, joined across the cluster through distributed shared memory.
+// shared memory, joined across the cluster through distributed shared memory:
+// every block stores into each block the sums of the outputs that block writes.
 //
 // Why: the flash-decoding kernel of attn.cuh joins its splits through global
 // memory (partials written, an atomic count, the last block reading them
@@ -13,59 +14,89 @@
 // (bench/gpu/NOTES.md, stop 18). Here a block's cached keys and values do not
 // depend on the step, so one bulk copy (TMA) brings them into shared memory
 // before the wait for q/k/v; after it, the chain is one read of q/k/v, the
-// scores and sums out of shared memory, two cluster barriers and one read of
-// the other blocks' partials.
+// scores and sums out of shared memory, stores into the other blocks' shared
+// memory and one cluster barrier.
 //
-// Template constants: T, HD (% 64 == 0), NH, NKV, C (cluster size).
+// With LV (late values) a block holds only its keys in shared memory: the
+// values go to L2 before the wait and into the keys' rows once the scores are
+// made. Half the shared memory a position, so that at long contexts the blocks
+// fit beside q/k/v's on SMs still running them (an SM changes its carveout
+// only when idle) and copy their keys early; the values' copy from L2 then
+// overlaps the softmax.
+//
+// Template constants: T, HD (% 64 == 0), NH, NKV, C (cluster size), LV (0/1).
 // qkv: (NH + 2 NKV) * HD, read past L1; kc, vc: (1, NKV, cap, HD) caches,
 // written in place; meta: [len, pos, ...] (len + 1 <= cap). out: NH * HD.
-// smem: attn_cluster_smem_bytes<T, HD, G, C>(cap) bytes of dynamic shared
+// smem: attn_cluster_smem_bytes<T, HD, G, C, LV>(cap) bytes of dynamic shared
 // memory (the kernel traps if it has less).
 
 constexpr int ACL_THREADS = 256;
 constexpr int ACL_WARPS = ACL_THREADS / 32;
+constexpr int ACL_MAX_CLUSTER = 16;
 
+// The fixed part of a block's shared memory; attention.rs sizes it as
+// 4 (G HD (2 + VQ) + 2 G (ACL_MAX_CLUSTER + 1)) + 8 bytes.
 template <int HD, int G>
 struct AclFixed {
   float qs[G][HD];                                   // scaled, rotated queries
-  float part[G][HD];                                 // this block's unnormalised sums
+  float inbox[G * HD];                               // [rank][G HD / C]: each block's sums of this block's outputs
   float red[ACL_THREADS / (HD / 2)][G][HD];          // the position groups' sums
-  float m[G], l[G];                                  // this block's max and sum of e^(s - m)
+  float ml[ACL_MAX_CLUSTER][2][G];                   // each block's max and sum of e^(s - max) per head
+  float m[G], l[G];                                  // this block's
   unsigned long long bar;                            // the bulk copies' mbarrier
 };
 
 // Positions a block holds at most for caches of `cap` positions.
 __host__ __device__ constexpr int acl_positions(int cap, int c) { return (cap + c - 1) / c; }
 
-template <typename T, int HD, int G, int C>
+template <typename T, int HD, int G, int C, int LV>
 __host__ __device__ constexpr unsigned attn_cluster_smem_bytes(int cap) {
   return static_cast<unsigned>((sizeof(AclFixed<HD, G>) + 15) / 16 * 16) +
-         static_cast<unsigned>(acl_positions(cap, C)) * (2u * HD * sizeof(T) + G * 4u);
+         static_cast<unsigned>(acl_positions(cap, C)) * ((LV ? 1u : 2u) * HD * sizeof(T) + G * 4u);
 }
 
 __device__ __forceinline__ unsigned acl_smem_addr(const void* p) {
   return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
 
-// Both halves of a cluster barrier: every block's earlier shared-memory writes
-// are visible to the others after it (release / acquire).
-__device__ __forceinline__ void acl_cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+// The halves of a cluster barrier (every thread of every block arrives): after
+// a release arrival and the wait, the blocks' earlier shared-memory writes are
+// visible to each other.
+__device__ __forceinline__ void acl_cluster_arrive_relaxed() {
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void acl_cluster_arrive_release() {
+  asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void acl_cluster_wait() {
+  asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
 
-// A float of block `rank`'s shared memory, at the address `p` has in this block's.
-__device__ __forceinline__ float acl_remote_load(const float* p, unsigned rank) {
+// Waits until the mbarrier at `bar` completes its phase of parity `parity`.
+__device__ __forceinline__ void acl_wait_phase(unsigned bar, unsigned parity) {
+  unsigned done = 0;
+  while (!done)
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+}
+
+// v into block `rank`'s shared memory, at the address `p` has in this block's.
+__device__ __forceinline__ void acl_remote_store(float* p, unsigned rank, float v) {
   unsigned remote;
-  float v;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(acl_smem_addr(p)), "r"(rank));
-  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
-  return v;
+  asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(remote), "f"(v) : "memory");
 }
 
-template <typename T, int HD, int NH, int NKV, int C, typename Wait>
+// `mark(i)` stamps the timeline's phases (timeline.cuh): 0 the rows in shared
+// memory, 1 the scores made, 2 the weights (and late values) ready, 3 the
+// block's sums stored into their owners.
+template <typename T, int HD, int NH, int NKV, int C, int LV, typename Wait, typename Mark>
 __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, const T* qn, const T* kn, T* kc, T* vc,
                                                    int cap, const int* meta, T* out, float eps, float log2_base,
-                                                   float scale, unsigned char* smem, Wait wait) {
+                                                   float scale, unsigned char* smem, Wait wait, Mark mark) {
   constexpr int G = NH / NKV;
   constexpr int HALF = HD / 2;
   constexpr int PER = HD / 32;  // elements of a row per lane in the norms
@@ -73,14 +104,16 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   constexpr int PPW = 32 / LP;  // positions a warp scores at once
   constexpr int DP = HD / 2;    // value elements in pairs, one pair per thread
   constexpr int VQ = ACL_THREADS / DP;  // groups of positions in the sums
-  static_assert(HD % 64 == 0 && G >= 1 && G <= 8 && (G * HD) % C == 0 && ACL_THREADS % DP == 0, "layout");
+  static_assert(HD % 64 == 0 && G >= 1 && G <= 8 && (G * HD) % C == 0 && ACL_THREADS % DP == 0 &&
+                    C <= ACL_MAX_CLUSTER,
+                "layout");
   struct alignas(PER * sizeof(T)) Vec {
     T e[PER];
   };
   AclFixed<HD, G>& fx = *reinterpret_cast<AclFixed<HD, G>*>(smem);
   const int pmax = acl_positions(cap, C);
   T* ks = reinterpret_cast<T*>(smem + (sizeof(AclFixed<HD, G>) + 15) / 16 * 16);
-  T* vs = ks + static_cast<size_t>(pmax) * HD;
+  T* vs = LV ? ks : ks + static_cast<size_t>(pmax) * HD;                      // late values replace the keys
   float* sc = reinterpret_cast<float*>(vs + static_cast<size_t>(pmax) * HD);  // [position][G]
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -93,29 +126,37 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   const int n = min(begin + chunk, total) - begin;  // positions of this block, maybe 0
   const int copied = max(0, min(n, len - begin));   // those already in the caches
   const size_t head_row = static_cast<size_t>(h) * cap;
+  // The join stores into the other blocks' shared memory, which needs them
+  // all running: this barrier's wait comes before those stores.
+  acl_cluster_arrive_relaxed();
 
   // The cached rows do not depend on this step: one bulk copy each for keys
-  // and values, issued before the wait, completing on the mbarrier.
+  // and values (late values: into L2 only), issued before the wait,
+  // completing on the mbarrier's phase 0.
+  const unsigned bar = acl_smem_addr(&fx.bar);
+  const unsigned bytes = static_cast<unsigned>(copied) * HD * sizeof(T);
+  const T* vsrc = vc + (head_row + begin) * HD;
   if (tid == 0) {
     unsigned dyn;
     asm volatile("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dyn));
-    if (dyn < attn_cluster_smem_bytes<T, HD, G, C>(cap) || chunk > pmax) __trap();
-    const unsigned bar = acl_smem_addr(&fx.bar);
-    const unsigned bytes = static_cast<unsigned>(copied) * HD * sizeof(T);
+    if (dyn < attn_cluster_smem_bytes<T, HD, G, C, LV>(cap) || chunk > pmax) __trap();
     asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(2 * bytes) : "memory");
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"((LV ? 1 : 2) * bytes)
+                 : "memory");
     if (bytes > 0) {
       const T* ksrc = kc + (head_row + begin) * HD;
-      const T* vsrc = vc + (head_row + begin) * HD;
       asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
                        acl_smem_addr(ks)),
                    "l"(ksrc), "r"(bytes), "r"(bar)
                    : "memory");
-      asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                       acl_smem_addr(vs)),
-                   "l"(vsrc), "r"(bytes), "r"(bar)
-                   : "memory");
+      if (LV)
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(vsrc), "r"(bytes) : "memory");
+      else
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                         acl_smem_addr(vs)),
+                     "l"(vsrc), "r"(bytes), "r"(bar)
+                     : "memory");
     }
   }
   wait();
@@ -128,13 +169,13 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   attn_load_qk<T, HD, NH, NKV, ACL_WARPS, RPW>(qkv, qn, kn, h, warp, lane, xv, wv);
   const bool owns_new = len >= begin && len < begin + n;
   T* knew = ks + static_cast<size_t>(len - begin) * HD;  // valid if owns_new
+  Vec vnew;                                              // warp 0's, if owns_new or rank 0
   if (warp == 0 && (owns_new || rank == 0)) {
-    Vec vnew;
     const uint32_t* vw = reinterpret_cast<const uint32_t*>(qkv + (NH + NKV + h) * HD) + lane * (PER / 2);
     uint32_t* dw = reinterpret_cast<uint32_t*>(&vnew);
 #pragma unroll
     for (int j = 0; j < PER / 2; ++j) dw[j] = __ldcg(vw + j);
-    if (owns_new) reinterpret_cast<Vec*>(vs + static_cast<size_t>(len - begin) * HD)[lane] = vnew;
+    if (owns_new && !LV) reinterpret_cast<Vec*>(vs + static_cast<size_t>(len - begin) * HD)[lane] = vnew;
     if (rank == 0) reinterpret_cast<Vec*>(vc + (head_row + len) * HD)[lane] = vnew;
   }
 #pragma unroll
@@ -159,16 +200,8 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
     });
   }
   __syncthreads();
-  {
-    unsigned done = 0;
-    const unsigned bar = acl_smem_addr(&fx.bar);
-    while (!done)
-      asm volatile(
-          "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\nselp.u32 %0, 1, 0, p;\n}"
-          : "=r"(done)
-          : "r"(bar)
-          : "memory");
-  }
+  acl_wait_phase(bar, 0);
+  mark(0);
 
   // 2. Scores: LP lanes per position, a lane taking the 8-element chunks
   // sub and sub + LP of the row (each quarter-warp reads 128 contiguous bytes
@@ -182,35 +215,66 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
       qf[g][j] = fx.qs[g][sub * 8 + j];
       qf[g][8 + j] = fx.qs[g][(sub + LP) * 8 + j];
     }
-  for (int p0 = warp * PPW; p0 < n; p0 += ACL_WARPS * PPW) {
-    const int p = p0 + slot;
-    float dots[G];
+  // Two rounds of positions at once (SU), so that a warp has two rows'
+  // loads and shuffles in flight: at 8 warps an SM the loop is latency-bound.
+  constexpr int STRIDE = ACL_WARPS * PPW, SU = 2;
+  for (int p0 = warp * PPW; p0 < n; p0 += SU * STRIDE) {
+    uint4 lo[SU], hi[SU];
 #pragma unroll
-    for (int g = 0; g < G; ++g) dots[g] = 0.f;
-    if (p < n) {
+    for (int u = 0; u < SU; ++u) {
+      const int p = p0 + u * STRIDE + slot;
       const uint4* row = reinterpret_cast<const uint4*>(ks + static_cast<size_t>(p) * HD);
-      const uint4 lo = row[sub], hi = row[sub + LP];
+      lo[u] = p < n ? row[sub] : make_uint4(0, 0, 0, 0);
+      hi[u] = p < n ? row[sub + LP] : make_uint4(0, 0, 0, 0);
+    }
+    float dots[SU][G];
+#pragma unroll
+    for (int u = 0; u < SU; ++u) {
+#pragma unroll
+      for (int g = 0; g < G; ++g) dots[u][g] = 0.f;
       auto dot8 = [&](const uint4& kv, int c) {
         const T* k8 = reinterpret_cast<const T*>(&kv);
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
           const float k = static_cast<float>(k8[j]);
 #pragma unroll
-          for (int g = 0; g < G; ++g) dots[g] = fmaf(qf[g][c * 8 + j], k, dots[g]);
+          for (int g = 0; g < G; ++g) dots[u][g] = fmaf(qf[g][c * 8 + j], k, dots[u][g]);
         }
       };
-      dot8(lo, 0);
-      dot8(hi, 1);
+      dot8(lo[u], 0);
+      dot8(hi[u], 1);
     }
 #pragma unroll
     for (int off = LP / 2; off > 0; off >>= 1)
 #pragma unroll
-      for (int g = 0; g < G; ++g) dots[g] += __shfl_xor_sync(0xffffffffu, dots[g], off);
-    if (sub == 0 && p < n)
+      for (int u = 0; u < SU; ++u)
 #pragma unroll
-      for (int g = 0; g < G; ++g) sc[p * G + g] = dots[g];
+        for (int g = 0; g < G; ++g) dots[u][g] += __shfl_xor_sync(0xffffffffu, dots[u][g], off);
+#pragma unroll
+    for (int u = 0; u < SU; ++u) {
+      const int p = p0 + u * STRIDE + slot;
+      if (sub == 0 && p < n)
+#pragma unroll
+        for (int g = 0; g < G; ++g) sc[p * G + g] = dots[u][g];
+    }
   }
   __syncthreads();
+  mark(1);
+  if (LV) {
+    // The keys are read: the values take their rows (phase 1), from L2, while
+    // the softmax runs. The proxy fence orders the threads' reads and writes
+    // of these rows before the copy's writes; the new row is no part of it.
+    if (tid == 0) {
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+      if (bytes > 0)
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                         acl_smem_addr(vs)),
+                     "l"(vsrc), "r"(bytes), "r"(bar)
+                     : "memory");
+    }
+    if (warp == 0 && owns_new) reinterpret_cast<Vec*>(vs + static_cast<size_t>(len - begin) * HD)[lane] = vnew;
+  }
 
   // 3. Softmax per query head (a warp each): the block's max, then e^(s - m)
   // in place and their sum.
@@ -232,6 +296,8 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
     }
   }
   __syncthreads();
+  if (LV) acl_wait_phase(bar, 1);
+  mark(2);
 
   // 4. Weighted sums of the value rows: a thread owns a pair of elements and
   // every VQ-th position (a warp's positions are the same, so the weights are
@@ -256,28 +322,37 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
     for (int g = 0; g < G; ++g) *reinterpret_cast<float2*>(&fx.red[q][g][2 * dp]) = make_float2(acc[g][0], acc[g][1]);
   }
   __syncthreads();
+
+  // 5. The join: block r writes the r-th C-th of the G * HD outputs,
+  // out = sum_b part_b e^(m_b - M) / sum_b l_b e^(m_b - M) over the blocks b.
+  // Each block stores its sums of block r's outputs, and its max and sum per
+  // head, in block r's inbox; after one barrier every block has its inputs
+  // in its own shared memory, and no block reads another's (so none waits
+  // for the others before it exits).
+  constexpr int OUTS = G * HD / C;
+  acl_cluster_wait();
   for (int e = tid; e < G * HD; e += ACL_THREADS) {
     const int g = e / HD, d = e % HD;
     float s = 0.f;
 #pragma unroll
     for (int q = 0; q < VQ; ++q) s += fx.red[q][g][d];
-    fx.part[g][d] = s;
+    acl_remote_store(&fx.inbox[rank * OUTS + e % OUTS], e / OUTS, s);
   }
-
-  // 5. The join: block `rank` writes the rank-th C-th of the G * HD outputs,
-  // out = sum_r part_r e^(m_r - M) / sum_r l_r e^(m_r - M), reading the
-  // other blocks' shared memory. The second barrier keeps every block's
-  // shared memory alive until all have read it.
-  acl_cluster_sync();
-  constexpr int OUTS = G * HD / C;
+  if (tid < 2 * G * C) {
+    const int to = tid / (2 * G), which = (tid / G) % 2, g = tid % G;
+    acl_remote_store(&fx.ml[rank][which][g], to, which == 0 ? fx.m[g] : fx.l[g]);
+  }
+  mark(3);
+  acl_cluster_arrive_release();
+  acl_cluster_wait();
   for (int o = tid; o < OUTS; o += ACL_THREADS) {
-    const int e = rank * OUTS + o, g = e / HD, d = e % HD;
+    const int g = (rank * OUTS + o) / HD, d = (rank * OUTS + o) % HD;
     float ms[C], ls[C], ps[C];
 #pragma unroll
     for (int r = 0; r < C; ++r) {
-      ms[r] = acl_remote_load(&fx.m[g], r);
-      ls[r] = acl_remote_load(&fx.l[g], r);
-      ps[r] = acl_remote_load(&fx.part[g][d], r);
+      ms[r] = fx.ml[r][0][g];
+      ls[r] = fx.ml[r][1][g];
+      ps[r] = fx.inbox[r * OUTS + o];
     }
     float mx = neg_inf;
 #pragma unroll
@@ -291,5 +366,4 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
     }
     out[(h * G + g) * HD + d] = static_cast<T>(o_sum * (1.f / lsum));
   }
-  acl_cluster_sync();
 }

@@ -6,7 +6,7 @@
 // of vlm_tl when it exits: when it started, when its wait for the previous
 // launch returned (0: it did not wait), when it ended (%globaltimer, ns) and
 // its SM. Measures the launches as they overlap, which Nsight Compute (one
-// launch at a time) cannot.
+// launch at a time) cannot. A kernel may mark phases too (VLM_TL_PHASES).
 #ifdef VLM_TIMELINE
 __device__ __forceinline__ unsigned long long vlm_now() {
   unsigned long long t;
@@ -38,9 +38,24 @@ struct VlmTimeline {
     }
   }
 };
+// Up to four times inside a block (thread 0's), at slot VLM_TL_PHASE_SLOT +
+// vlm_tl_base + blockIdx.x: where a kernel's time goes after its wait.
+#define VLM_TL_PHASE_SLOT (1 << 17)
+struct VlmPhases {
+  unsigned long long* at;
+  __device__ void operator()(int i) const {
+    if (threadIdx.x == 0) at[i] = vlm_now();
+  }
+};
 #define VLM_TL_PARAMS , uint32_t *vlm_tl, int vlm_tl_base
 #define VLM_TL_BEGIN VlmTimeline vlm_tl_guard(vlm_tl, vlm_tl_base);
+#define VLM_TL_PHASES \
+  VlmPhases { reinterpret_cast<unsigned long long*>(vlm_tl) + 4 * (static_cast<size_t>(VLM_TL_PHASE_SLOT) + vlm_tl_base + blockIdx.x) }
 #else
+struct VlmNoPhases {
+  __device__ void operator()(int) const {}
+};
 #define VLM_TL_PARAMS
 #define VLM_TL_BEGIN
+#define VLM_TL_PHASES VlmNoPhases{}
 #endif

@@ -18,7 +18,8 @@
 //! `VLM_BENCH_NO_STEP_RUNNER=1` (MLX's graph), `VLM_BENCH_STEP_GRAPH=0` (each
 //! launch issued by the host), `VLM_BENCH_NO_PDL=1` (launches in strict
 //! order), `VLM_BENCH_SPLIT_ATTENTION=1` (the split attention always),
-//! `VLM_BENCH_ATTN_CLUSTER=N` (clusters of N blocks always),
+//! `VLM_BENCH_ATTN_CLUSTER=N` (clusters of N blocks always; `Nv`: with the
+//! values brought in after the scores, [`ClusterLayout`]),
 //! `VLM_BENCH_SHARED_CARVEOUT=P` (q/k/v and the cluster attention prefer P% of
 //! L1 as shared memory).
 //!
@@ -38,7 +39,7 @@ use mlx::{Array, Dtype, Quantized};
 
 use super::{FusedDecode, TextModel};
 use crate::error::{Error, Result};
-use crate::kernels::attention::{self, Heads};
+use crate::kernels::attention::{self, ClusterLayout, Heads};
 use crate::kernels::qmv::{self, Variant};
 use crate::kernels::self_check::{AttentionCase, CaseShape};
 use crate::kernels::step;
@@ -51,12 +52,26 @@ enum Key {
     Embed,
     Qkv,
     Attention(i32),
-    ClusterAttention(u32),
+    ClusterAttention(ClusterLayout),
     O,
     GateUp,
     Down,
     Head,
     Argmax,
+}
+
+impl Key {
+    /// The kernel's name in a timeline (no commas: a CSV field).
+    fn label(&self) -> String {
+        match self {
+            Key::ClusterAttention(c) => format!(
+                "ClusterAttention({}{})",
+                c.blocks,
+                if c.late_values { "v" } else { "" }
+            ),
+            other => format!("{other:?}"),
+        }
+    }
 }
 
 /// A quantized matrix's device pointers: packed weights, scales, biases.
@@ -110,9 +125,9 @@ pub(crate) struct StepDecoder {
     heads: Heads,
     dtype: Dtype,
     pdl: bool,
-    /// Cluster sizes of the attention tried: compiled and checked (sm_90 on)
-    /// or not.
-    clusters: HashMap<u32, bool>,
+    /// Cluster layouts of the attention tried: compiled and checked (sm_90
+    /// on) or not.
+    clusters: HashMap<ClusterLayout, bool>,
     attention: StepAttention,
     /// The shared-memory carveout (percent) q/k/v and the cluster attention
     /// prefer, so that the attention's blocks (up to 226 KB) may start on SMs
@@ -133,14 +148,15 @@ struct Timeline {
 }
 
 impl Timeline {
-    /// Blocks a step may record (the 8B's ~100k, with room).
-    const CAP_BLOCKS: u32 = 1 << 18;
+    /// Blocks a step may record (the 8B's ~100k, with room), then as many
+    /// blocks' phases (`VLM_TL_PHASE_SLOT` in timeline.cuh).
+    const CAP_BLOCKS: u32 = 1 << 17;
 
     fn from_env() -> Result<Option<Timeline>> {
         let Some(dir) = std::env::var_os("VLM_BENCH_TIMELINE") else {
             return Ok(None);
         };
-        let buf = buffer(Self::CAP_BLOCKS as i32 * 8, Dtype::U32)?;
+        let buf = buffer(Self::CAP_BLOCKS as i32 * 16, Dtype::U32)?;
         mlx::eval(&[&buf])?;
         let ptr = buf.device_ptr()?;
         Ok(Some(Timeline {
@@ -171,13 +187,17 @@ impl Timeline {
 
 /// A timeline's CSV: one row per block of `launches` (kernel, first slot,
 /// blocks) from `raw`, four little-endian u64 per slot (start, wait
-/// returned, end, SM; `timeline.cuh`).
+/// returned, end, SM; `timeline.cuh`), then the phases a kernel marked at
+/// slot `Timeline::CAP_BLOCKS` + its slot (0: none).
 fn timeline_csv(launches: &[(Key, u32, u32)], raw: &[u8]) -> String {
     let at = |slot: usize, i: usize| {
         let j = 8 * (4 * slot + i);
-        u64::from_le_bytes(raw[j..j + 8].try_into().expect("8 bytes"))
+        raw.get(j..j + 8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
     };
-    let mut csv = String::from("launch,kernel,layer,block,sm,start_ns,wait_ns,end_ns\n");
+    let phase_slot = Timeline::CAP_BLOCKS as usize;
+    let mut csv =
+        String::from("launch,kernel,layer,block,sm,start_ns,wait_ns,end_ns,p0,p1,p2,p3\n");
     // A layer starts at its q/k/v launch (-1: the embedding).
     let mut layer = -1;
     for (n, &(key, base, blocks)) in launches.iter().enumerate() {
@@ -185,7 +205,16 @@ fn timeline_csv(launches: &[(Key, u32, u32)], raw: &[u8]) -> String {
         for b in 0..blocks {
             let slot = (base + b) as usize;
             let (start, wait, end, sm) = (at(slot, 0), at(slot, 1), at(slot, 2), at(slot, 3));
-            let _ = writeln!(csv, "{n},{key:?},{layer},{b},{sm},{start},{wait},{end}");
+            let p = |i| at(phase_slot + slot, i);
+            let _ = writeln!(
+                csv,
+                "{n},{},{layer},{b},{sm},{start},{wait},{end},{},{},{},{}",
+                key.label(),
+                p(0),
+                p(1),
+                p(2),
+                p(3)
+            );
         }
     }
     csv
@@ -211,11 +240,11 @@ pub enum DecodePath {
 pub enum StepAttention {
     /// Split in parts per key/value head, joined through global memory.
     Split,
-    /// A thread-block cluster of this many blocks per key/value head where
-    /// its caches fit, else split.
-    Cluster(u32),
-    /// Clusters of 16 while a block's rows take at most 64 KB of shared
-    /// memory, then of 8, then split ([`attention::auto_cluster`]).
+    /// A thread-block cluster per key/value head in this layout where its
+    /// caches fit, else split.
+    Cluster(ClusterLayout),
+    /// Clusters of 16 with late values while their rows fit, then of 8,
+    /// then split ([`attention::auto_cluster`]).
     Auto,
 }
 
@@ -234,7 +263,7 @@ impl DecodePath {
             } else {
                 std::env::var("VLM_BENCH_ATTN_CLUSTER")
                     .ok()
-                    .and_then(|v| v.parse().ok())
+                    .and_then(|v| ClusterLayout::parse(&v))
                     .map_or(StepAttention::Auto, StepAttention::Cluster)
             },
         }
@@ -376,65 +405,67 @@ impl StepDecoder {
     ) -> Result<()> {
         self.pdl = pdl;
         self.attention = attention;
-        let sizes = match attention {
+        let layouts = match attention {
             StepAttention::Split => vec![],
             StepAttention::Cluster(c) => vec![c],
-            StepAttention::Auto => vec![8, 16],
+            StepAttention::Auto => attention::AUTO_LAYOUTS.to_vec(),
         };
-        let untried: Vec<u32> = sizes
+        let untried: Vec<ClusterLayout> = layouts
             .into_iter()
             .filter(|c| !self.clusters.contains_key(c))
             .collect();
         if !untried.is_empty() {
             // The checks launch directly, not into a graph.
             self.runner.set_use_graph(false)?;
-            for cluster in untried {
-                self.prepare_cluster(model, cluster);
+            for layout in untried {
+                self.prepare_cluster(model, layout);
             }
         }
         Ok(self.runner.set_use_graph(graph)?)
     }
 
-    /// Compiles and checks the cluster attention in clusters of `cluster`;
-    /// a failure (clusters need sm_90) leaves that size unused.
-    fn prepare_cluster(&mut self, model: &TextModel, cluster: u32) {
-        let usable = attention::cluster_fits(self.heads, self.dtype, cluster as i32, 1);
+    /// Compiles and checks the cluster attention in `layout`; a failure
+    /// (clusters need sm_90) leaves that layout unused.
+    fn prepare_cluster(&mut self, model: &TextModel, layout: ClusterLayout) {
+        let usable = attention::cluster_fits(self.heads, self.dtype, layout, 1);
         let checked = if usable {
-            self.kernel(model, Key::ClusterAttention(cluster))
-                .and_then(|()| self.check_cluster_attention(model, cluster))
+            self.kernel(model, Key::ClusterAttention(layout))
+                .and_then(|()| self.check_cluster_attention(model, layout))
         } else {
             Err(Error::Model(format!(
-                "clusters of {cluster} do not fit this model's heads"
+                "clusters of {} do not fit this model's heads",
+                layout.blocks
             )))
         };
         if let Err(e) = &checked {
             eprintln!("warning: decode attention stays split: {e}");
         }
-        self.clusters.insert(cluster, checked.is_ok());
+        self.clusters.insert(layout, checked.is_ok());
     }
 
-    /// The cluster size of a step with caches of `cap` positions, if any:
-    /// automatic sizes fall back to the portable 8 where 16 failed its check.
-    fn cluster_for(&self, cap: i32) -> Option<u32> {
-        let sizes = match self.attention {
+    /// The cluster layout of a step with caches of `cap` positions, if any:
+    /// automatic layouts fall back to the portable default where theirs
+    /// failed its check.
+    fn cluster_for(&self, cap: i32) -> Option<ClusterLayout> {
+        let layouts = match self.attention {
             StepAttention::Split => vec![],
             StepAttention::Cluster(c) => vec![c],
             StepAttention::Auto => vec![
-                attention::auto_cluster(self.heads, self.dtype, cap) as u32,
-                attention::DEFAULT_CLUSTER as u32,
+                attention::auto_cluster(self.heads, self.dtype, cap),
+                attention::DEFAULT_CLUSTER,
             ],
         };
-        sizes.into_iter().find(|&c| {
+        layouts.into_iter().find(|&c| {
             self.clusters.get(&c) == Some(&true)
-                && attention::cluster_fits(self.heads, self.dtype, c as i32, cap)
+                && attention::cluster_fits(self.heads, self.dtype, c, cap)
         })
     }
 
     /// The cluster attention against MLX's operations on random data at
     /// the model's head layout and constants: a cache of 300 positions, and
     /// one of 5 (some blocks without positions).
-    fn check_cluster_attention(&mut self, model: &TextModel, cluster: u32) -> Result<()> {
-        let (kernel, own) = &self.kernels[&Key::ClusterAttention(cluster)];
+    fn check_cluster_attention(&mut self, model: &TextModel, layout: ClusterLayout) -> Result<()> {
+        let (kernel, own) = &self.kernels[&Key::ClusterAttention(layout)];
         let shape = CaseShape {
             heads: self.heads,
             dtype: self.dtype,
@@ -460,12 +491,7 @@ impl StepDecoder {
                 args.extend([t.ptr, 0]);
             }
             let dims = Dims {
-                shared_bytes: attention::cluster_shared_bytes(
-                    self.heads,
-                    self.dtype,
-                    cluster as i32,
-                    cap,
-                ),
+                shared_bytes: attention::cluster_shared_bytes(self.heads, self.dtype, layout, cap),
                 ..*own
             };
             self.runner.clear();
@@ -475,7 +501,7 @@ impl StepDecoder {
             self.runner.clear();
             case.check(&out.reshape(&[1, 1, -1])?).map_err(|e| {
                 Error::Model(format!(
-                    "cluster attention ({cluster} blocks) at {len} positions: {e}"
+                    "cluster attention ({layout:?}) at {len} positions: {e}"
                 ))
             })?;
         }
@@ -503,13 +529,9 @@ impl StepDecoder {
             Key::Attention(splits) => {
                 attention::step_kernel(self.heads, self.dtype, splits, eps, cfg.rope_theta)
             }
-            Key::ClusterAttention(c) => attention::cluster_step_kernel(
-                self.heads,
-                self.dtype,
-                c as i32,
-                eps,
-                cfg.rope_theta,
-            ),
+            Key::ClusterAttention(layout) => {
+                attention::cluster_step_kernel(self.heads, self.dtype, layout, eps, cfg.rope_theta)
+            }
         }
     }
 
@@ -634,7 +656,7 @@ impl StepSession<'_> {
         let (attention_key, attention_dims) = if let Some(c) = d.cluster_for(cap) {
             let key = Key::ClusterAttention(c);
             let mut dims = d.kernels[&key].1;
-            dims.shared_bytes = attention::cluster_shared_bytes(d.heads, d.dtype, c as i32, cap);
+            dims.shared_bytes = attention::cluster_shared_bytes(d.heads, d.dtype, c, cap);
             (key, dims)
         } else {
             let key = Key::Attention(attention::step_splits(len));
@@ -761,41 +783,75 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_timeline_row_per_block_with_its_layer() {
-        // Embedding (1 block), then a layer's q/k/v (2 blocks) and attention (1).
+    fn a_timeline_row_per_block_with_its_layer_and_phases() {
+        // Embedding (1 block), then a layer's q/k/v (2 blocks) and attention
+        // (1, with phases).
+        let late8 = ClusterLayout::parse("8v").unwrap();
         let launches = [
             (Key::Embed, 0, 1),
             (Key::Qkv, 1, 2),
-            (Key::Attention(4), 3, 1),
+            (Key::ClusterAttention(late8), 3, 1),
         ];
-        let mut raw = Vec::new();
-        for slot in 0..4u64 {
-            for field in 0..4u64 {
-                raw.extend((1000 * slot + field + (1 << 40)).to_le_bytes());
+        let slots = 2 * Timeline::CAP_BLOCKS as usize;
+        let mut raw = vec![0u8; slots * 32];
+        let mut put = |slot: usize, field: usize, v: u64| {
+            raw[8 * (4 * slot + field)..][..8].copy_from_slice(&v.to_le_bytes());
+        };
+        let t = 1u64 << 40;
+        for slot in 0..4 {
+            for field in 0..4 {
+                put(slot, field, 1000 * slot as u64 + field as u64 + t);
             }
+        }
+        for field in 0..4 {
+            put(
+                Timeline::CAP_BLOCKS as usize + 3,
+                field,
+                t + 500 + field as u64,
+            );
         }
         let csv = timeline_csv(&launches, &raw);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(
             lines[0],
-            "launch,kernel,layer,block,sm,start_ns,wait_ns,end_ns"
+            "launch,kernel,layer,block,sm,start_ns,wait_ns,end_ns,p0,p1,p2,p3"
         );
-        let t = 1u64 << 40;
         assert_eq!(
             lines[1],
-            format!("0,Embed,-1,0,{},{},{},{}", t + 3, t, t + 1, t + 2)
+            format!("0,Embed,-1,0,{},{},{},{},0,0,0,0", t + 3, t, t + 1, t + 2)
         );
         assert_eq!(
             lines[3],
             format!(
-                "1,Qkv,0,1,{},{},{},{}",
+                "1,Qkv,0,1,{},{},{},{},0,0,0,0",
                 t + 2003,
                 t + 2000,
                 t + 2001,
                 t + 2002
             )
         );
-        assert!(lines[4].starts_with("2,Attention(4),0,0,"));
+        assert_eq!(
+            lines[4],
+            format!(
+                "2,ClusterAttention(8v),0,0,{},{},{},{},{},{},{},{}",
+                t + 3003,
+                t + 3000,
+                t + 3001,
+                t + 3002,
+                t + 500,
+                t + 501,
+                t + 502,
+                t + 503
+            )
+        );
         assert_eq!(lines.len(), 5);
+        // A short buffer reads as zeros rather than failing.
+        assert!(
+            timeline_csv(&launches, &raw[..64])
+                .lines()
+                .nth(4)
+                .unwrap()
+                .ends_with(",0,0,0,0,0,0,0,0")
+        );
     }
 }
