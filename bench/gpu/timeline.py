@@ -40,8 +40,10 @@ def launches(path):
         ready = min(waited) if waited else min(start)
         block = statistics.median(e - max(s, w) for s, w, e in zip(start, wait, end))
         # Phases a kernel marked (p0..p3; absent or 0: none), with its wait and end around them.
+        # (Every block or none: stale marks of another launch at these slots do not count.)
         phases = [[int(b[f"p{i}"]) for i in range(4)] for b in bs if int(b.get("p0") or 0)]
-        marks = [[max(w, s)] + p + [e] for (s, w, e, p) in zip(start, wait, end, phases)] if phases else []
+        marks = [[max(w, s)] + p + [e] for (s, w, e, p) in zip(start, wait, end, phases)] \
+            if len(phases) == len(bs) else []
         out.append(dict(kernel=bs[0]["kernel"], layer=int(bs[0]["layer"]), blocks=len(bs), start=min(start),
                         ready=ready, end=max(end), starts=start, waits=waited or start, ends=end, block=block,
                         marks=marks))

@@ -210,11 +210,13 @@ impl ClusterLayout {
 /// the wait were faster than late values in clusters of 8 (H100, 1920x1080:
 /// 408.7 against 390.2 tok/s, bench/gpu/NOTES.md, stop 20).
 pub const DEFAULT_CLUSTER: ClusterLayout = ClusterLayout::of(8);
-/// The automatic layout while it fits: 16 blocks with late values decoded as
-/// fast as or faster than 16 or 8 blocks with keys and values before the
-/// wait at every context measured (H100, 224x224 to 1920x1080: +0–2.4%,
-/// stop 20): clusters of 16 start only once q/k/v's blocks drain, so their
-/// copies come after the wait, and late values halve them.
+/// The automatic layout while it fits: clusters of 16 start only once q/k/v's
+/// blocks drain, so their copies come after the wait, and late values halve
+/// them. On the H100 (bench/gpu/NOTES.md, stop 20) it decoded at 224x224 to
+/// 1920x1080 as fast as 16 blocks with keys and values before the wait and
+/// up to 2.4% faster at 1024 and 1920 (round 1), though in round 3's single
+/// process those ran 0.9–1.3% faster at 224 and 672 (and 1.2% slower at
+/// 1024, 0.9% at 1920); clusters of 8 were slower at every context (0.1–4%).
 pub const AUTO: ClusterLayout = ClusterLayout {
     blocks: 16,
     late_values: true,

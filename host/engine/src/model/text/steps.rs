@@ -187,8 +187,9 @@ impl Timeline {
 
 /// A timeline's CSV: one row per block of `launches` (kernel, first slot,
 /// blocks) from `raw`, four little-endian u64 per slot (start, wait
-/// returned, end, SM; `timeline.cuh`), then the phases a kernel marked at
-/// slot `Timeline::CAP_BLOCKS` + its slot (0: none).
+/// returned, end, SM; `timeline.cuh`), then the phases the cluster attention
+/// marked at slot `Timeline::CAP_BLOCKS` + its slot (0 for other kernels:
+/// their slots may hold stale marks, the attention's check records at 0).
 fn timeline_csv(launches: &[(Key, u32, u32)], raw: &[u8]) -> String {
     let at = |slot: usize, i: usize| {
         let j = 8 * (4 * slot + i);
@@ -205,7 +206,10 @@ fn timeline_csv(launches: &[(Key, u32, u32)], raw: &[u8]) -> String {
         for b in 0..blocks {
             let slot = (base + b) as usize;
             let (start, wait, end, sm) = (at(slot, 0), at(slot, 1), at(slot, 2), at(slot, 3));
-            let p = |i| at(phase_slot + slot, i);
+            // Only the cluster attention marks phases; other slots may hold
+            // stale marks (its start-up check records at base 0).
+            let marks = matches!(key, Key::ClusterAttention(_));
+            let p = |i| if marks { at(phase_slot + slot, i) } else { 0 };
             let _ = writeln!(
                 csv,
                 "{n},{},{layer},{b},{sm},{start},{wait},{end},{},{},{},{}",
@@ -809,6 +813,8 @@ mod tests {
                 field,
                 t + 500 + field as u64,
             );
+            // A stale mark at q/k/v's slot is not its own.
+            put(Timeline::CAP_BLOCKS as usize + 1, field, t + 900);
         }
         let csv = timeline_csv(&launches, &raw);
         let lines: Vec<&str> = csv.lines().collect();
