@@ -179,8 +179,9 @@ pub struct ClusterLayout {
     /// Blocks per cluster: 2, 4, 8 or 16 (past 8 the kernel is allowed to).
     pub blocks: i32,
     /// Only the keys in shared memory before the wait, the values brought
-    /// into their rows after the scores (half the shared memory a position,
-    /// so that blocks fit beside q/k/v's at long contexts).
+    /// into their rows after the scores, from L2 (half the bytes the scores
+    /// wait for where blocks start late, and half the shared memory a
+    /// position).
     pub late_values: bool,
 }
 
@@ -212,11 +213,10 @@ impl ClusterLayout {
 pub const DEFAULT_CLUSTER: ClusterLayout = ClusterLayout::of(8);
 /// The automatic layout while it fits: clusters of 16 start only once q/k/v's
 /// blocks drain, so their copies come after the wait, and late values halve
-/// them. On the H100 (bench/gpu/NOTES.md, stop 20) it decoded at 224x224 to
-/// 1920x1080 as fast as 16 blocks with keys and values before the wait and
-/// up to 2.4% faster at 1024 and 1920 (round 1), though in round 3's single
-/// process those ran 0.9–1.3% faster at 224 and 672 (and 1.2% slower at
-/// 1024, 0.9% at 1920); clusters of 8 were slower at every context (0.1–4%).
+/// them. On the H100 (bench/gpu/NOTES.md, stop 20) 16 blocks with keys and
+/// values before the wait decoded within −0.4 to +1.3% of it up to ~900
+/// positions and 0.5–2.4% slower past them (rounds 1, 3 and 6); clusters of
+/// 8 were slower at every context (0.1–4%).
 pub const AUTO: ClusterLayout = ClusterLayout {
     blocks: 16,
     late_values: true,

@@ -19,10 +19,9 @@
 //
 // With LV (late values) a block holds only its keys in shared memory: the
 // values go to L2 before the wait and into the keys' rows once the scores are
-// made. Half the shared memory a position, so that at long contexts the blocks
-// fit beside q/k/v's on SMs still running them (an SM changes its carveout
-// only when idle) and copy their keys early; the values' copy from L2 then
-// overlaps the softmax.
+// made, their copy from L2 overlapping the softmax. Clusters of 16 start only
+// once q/k/v's blocks drain, so their copies run after the wait: this halves
+// what the scores wait for (and the shared memory a position).
 //
 // Template constants: T, HD (% 64 == 0), NH, NKV, C (cluster size), LV (0/1).
 // qkv: (NH + 2 NKV) * HD, read past L1; kc, vc: (1, NKV, cap, HD) caches,

@@ -203,12 +203,12 @@ fn timeline_csv(launches: &[(Key, u32, u32)], raw: &[u8]) -> String {
     let mut layer = -1;
     for (n, &(key, base, blocks)) in launches.iter().enumerate() {
         layer += i32::from(key == Key::Qkv);
+        // Only the cluster attention marks phases; other slots may hold stale
+        // marks (its start-up check records at base 0).
+        let marks = matches!(key, Key::ClusterAttention(_));
         for b in 0..blocks {
             let slot = (base + b) as usize;
             let (start, wait, end, sm) = (at(slot, 0), at(slot, 1), at(slot, 2), at(slot, 3));
-            // Only the cluster attention marks phases; other slots may hold
-            // stale marks (its start-up check records at base 0).
-            let marks = matches!(key, Key::ClusterAttention(_));
             let p = |i| if marks { at(phase_slot + slot, i) } else { 0 };
             let _ = writeln!(
                 csv,

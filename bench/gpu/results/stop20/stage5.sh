@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs ON the device machine: MLX staged in three calls (the working tree leaves ~38 MiB a call): part 1
-# (libmlx.xz.part00), part 2a (part01), part 2b (rest.tar.xz), the last one assembling them.
-# usage: stage3.sh keep DIR      (copies DIR/libmlx.xz.part* to $HOME/stage)
-#        stage3.sh assemble DIR  (adds DIR's parts, unpacks libmlx.so and DIR/rest.tar.xz under $HOME/mlx, writes env.sh)
+# Runs ON the device machine: MLX staged in five calls, since the tracked tree (~26 MiB) left too
+# little room for 35 MB parts: libmlx.so.xz split in four (part00a, part00b, part01a, part01b), one a call
+# (`keep DIR`), then rest.tar.xz (`assemble DIR`), which puts them together.
+# usage: stage5.sh keep DIR      (copies DIR/libmlx.xz.part* to $HOME/stage)
+#        stage5.sh assemble DIR  (adds DIR's parts, unpacks libmlx.so and DIR/rest.tar.xz under $HOME/mlx, writes env.sh)
 set -euo pipefail
 mkdir -p $HOME/stage
 cp "$2"/libmlx.xz.part* $HOME/stage/ 2>/dev/null || true
@@ -10,7 +11,7 @@ case "$1" in
 keep) ls $HOME/stage ;;
 assemble)
   n=$(ls $HOME/stage/libmlx.xz.part* | wc -l)
-  [ "$n" = 2 ] || { echo "have $n of 2 parts: the machine is fresh, start again"; exit 3; }
+  [ "$n" = 4 ] || { echo "have $n of 4 parts: the machine is fresh, start again"; exit 3; }
   rm -rf $HOME/mlx && mkdir -p $HOME/mlx
   tar -xJf "$2/rest.tar.xz" -C $HOME/mlx
   cat $(ls $HOME/stage/libmlx.xz.part* | sort) | xz -dc -T0 > $HOME/mlx/mlx/lib/libmlx.so
