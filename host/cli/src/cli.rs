@@ -74,8 +74,9 @@ pub struct BenchDecodeArgs {
     pub repeats: usize,
     /// Paths, comma-separated: mlx, or steps with any of -graph (CUDA graphs),
     /// -nopdl (no programmatic dependent launch), -splits (the split
-    /// attention, not the cluster one), -cN (clusters of N blocks; sized by the caches without):
-    /// e.g. steps-graph, steps-graph-splits, steps-graph-c16
+    /// attention, not the cluster one), -cN (clusters of N blocks; sized by
+    /// the caches without), -cNv (the same, values after the scores): e.g.
+    /// steps-graph, steps-graph-splits, steps-graph-c16v
     #[arg(
         long,
         value_delimiter = ',',

@@ -195,7 +195,7 @@ impl ClusterLayout {
     }
 
     /// `N` (blocks) or `Nv` (late values), as paths and the environment
-    /// name layouts; `None` for anything else.
+    /// name layouts (and `Display` writes them); `None` for anything else.
     pub fn parse(s: &str) -> Option<ClusterLayout> {
         let (n, late_values) = s.strip_suffix('v').map_or((s, false), |n| (n, true));
         let blocks = n.parse().ok().filter(|&b| b > 0)?;
@@ -203,6 +203,13 @@ impl ClusterLayout {
             blocks,
             late_values,
         })
+    }
+}
+
+impl std::fmt::Display for ClusterLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let late = if self.late_values { "v" } else { "" };
+        write!(f, "{}{late}", self.blocks)
     }
 }
 
@@ -421,6 +428,9 @@ mod tests {
         assert!(!cluster_fits(h, Dtype::F32, of(8), 256));
         assert_eq!(ClusterLayout::parse("16"), Some(of(16)));
         assert_eq!(ClusterLayout::parse("8v"), Some(late(8)));
+        for name in ["8", "16v"] {
+            assert_eq!(ClusterLayout::parse(name).unwrap().to_string(), name);
+        }
         for bad in ["", "v", "0", "-8", "8w", "8vv", "x8"] {
             assert_eq!(ClusterLayout::parse(bad), None, "{bad:?}");
         }

@@ -52,9 +52,13 @@ pub struct StepKernel {
 }
 
 impl StepKernel {
-    /// The source compiled to record a timeline (`timeline.cuh`).
+    /// The source compiled to record a timeline (`timeline.cuh`): its
+    /// phases go past the [`TIMELINE_BLOCKS`] blocks' slots.
     pub fn timed_source(&self) -> String {
-        format!("{TIMELINE_DEFINE}{}", self.source)
+        format!(
+            "#define VLM_TIMELINE 1\n#define VLM_TL_PHASE_SLOT {TIMELINE_BLOCKS}\n{}",
+            self.source
+        )
     }
 }
 
@@ -107,9 +111,9 @@ pub fn standalone(
     })
 }
 
-/// Put ahead of a standalone kernel's source: the kernel records a timeline
-/// (`timeline.cuh`).
-const TIMELINE_DEFINE: &str = "#define VLM_TIMELINE 1\n";
+/// Blocks a step's timeline records (the 8B's ~100k, with room); as many
+/// slots after them hold the phases kernels mark (`timeline.cuh`).
+pub const TIMELINE_BLOCKS: u32 = 1 << 17;
 
 /// Threads of the argmax's single block.
 const ARGMAX_THREADS: u32 = 1024;
@@ -251,7 +255,6 @@ mod tests {
             kv_heads: 8,
             head_dim: 128,
         };
-
         for splits in [1, 16, 64] {
             all.push(attention::step_kernel(heads, bf, splits, 1e-6, 5e6).unwrap());
         }

@@ -39,8 +39,8 @@ struct VlmTimeline {
   }
 };
 // Up to four times inside a block (thread 0's), at slot VLM_TL_PHASE_SLOT +
-// vlm_tl_base + blockIdx.x: where a kernel's time goes after its wait.
-#define VLM_TL_PHASE_SLOT (1 << 17)
+// vlm_tl_base + blockIdx.x: where a kernel's time goes after its wait
+// (VLM_TL_PHASE_SLOT: the blocks the timeline holds, defined by step.rs).
 struct VlmPhases {
   unsigned long long* at;
   __device__ void operator()(int i) const {

@@ -64,11 +64,7 @@ impl Key {
     /// The kernel's name in a timeline (no commas: a CSV field).
     fn label(&self) -> String {
         match self {
-            Key::ClusterAttention(c) => format!(
-                "ClusterAttention({}{})",
-                c.blocks,
-                if c.late_values { "v" } else { "" }
-            ),
+            Key::ClusterAttention(layout) => format!("ClusterAttention({layout})"),
             other => format!("{other:?}"),
         }
     }
@@ -148,9 +144,8 @@ struct Timeline {
 }
 
 impl Timeline {
-    /// Blocks a step may record (the 8B's ~100k, with room), then as many
-    /// blocks' phases (`VLM_TL_PHASE_SLOT` in timeline.cuh).
-    const CAP_BLOCKS: u32 = 1 << 17;
+    /// Blocks a step may record, then as many blocks' phases.
+    const CAP_BLOCKS: u32 = step::TIMELINE_BLOCKS;
 
     fn from_env() -> Result<Option<Timeline>> {
         let Some(dir) = std::env::var_os("VLM_BENCH_TIMELINE") else {
@@ -188,8 +183,7 @@ impl Timeline {
 /// A timeline's CSV: one row per block of `launches` (kernel, first slot,
 /// blocks) from `raw`, four little-endian u64 per slot (start, wait
 /// returned, end, SM; `timeline.cuh`), then the phases the cluster attention
-/// marked at slot `Timeline::CAP_BLOCKS` + its slot (0 for other kernels:
-/// their slots may hold stale marks, the attention's check records at 0).
+/// marked at slot `Timeline::CAP_BLOCKS` + its slot (0 for other kernels).
 fn timeline_csv(launches: &[(Key, u32, u32)], raw: &[u8]) -> String {
     let at = |slot: usize, i: usize| {
         let j = 8 * (4 * slot + i);
@@ -203,8 +197,9 @@ fn timeline_csv(launches: &[(Key, u32, u32)], raw: &[u8]) -> String {
     let mut layer = -1;
     for (n, &(key, base, blocks)) in launches.iter().enumerate() {
         layer += i32::from(key == Key::Qkv);
-        // Only the cluster attention marks phases; other slots may hold stale
-        // marks (its start-up check records at base 0).
+        // Only the cluster attention marks phases; other kernels' slots may
+        // hold stale marks (of its start-up check, which records at base 0, or
+        // of earlier steps whose launches were laid out otherwise).
         let marks = matches!(key, Key::ClusterAttention(_));
         for b in 0..blocks {
             let slot = (base + b) as usize;
@@ -505,7 +500,7 @@ impl StepDecoder {
             self.runner.clear();
             case.check(&out.reshape(&[1, 1, -1])?).map_err(|e| {
                 Error::Model(format!(
-                    "cluster attention ({layout:?}) at {len} positions: {e}"
+                    "cluster attention (clusters {layout}) at {len} positions: {e}"
                 ))
             })?;
         }
