@@ -412,6 +412,7 @@ impl TextModel {
                 graph,
                 pdl,
                 attention,
+                feed,
             },
         ) = (&self.fused, self.decode_path)
         else {
@@ -433,7 +434,7 @@ impl TextModel {
         let StepState::Ready(decoder) = &mut *state else {
             return Ok(None);
         };
-        decoder.configure(self, graph, pdl, attention)?;
+        decoder.configure(self, graph, pdl, attention, feed)?;
         Ok(Some(StepSession::start(state, self, token, kv, pos)?))
     }
 
