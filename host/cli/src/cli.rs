@@ -75,10 +75,8 @@ pub struct BenchDecodeArgs {
     /// Paths, comma-separated: mlx, or steps with any of -graph (CUDA graphs),
     /// -nopdl (no programmatic dependent launch), -splits (the split
     /// attention, not the cluster one), -cN (clusters of N blocks; sized by
-    /// the caches without), -cNv (the same, values after the scores), -regs,
-    /// -bulk, -bulkCxS (the matrix products' weights through registers, or
-    /// bulk-copied into shared memory in chunks of C k-tiles through S
-    /// slots): e.g. steps-graph, steps-graph-splits, steps-graph-c16v-bulk
+    /// the caches without), -cNv (the same, values after the scores): e.g.
+    /// steps-graph, steps-graph-splits, steps-graph-c16v
     #[arg(
         long,
         value_delimiter = ',',

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use engine::image::{Pattern, synth_image};
 use engine::{
-    ClusterLayout, DecodePath, Engine, EngineOptions, Feed, GenerateRequest, GenerateResponse,
+    ClusterLayout, DecodePath, Engine, EngineOptions, GenerateRequest, GenerateResponse,
     StepAttention,
 };
 
@@ -18,11 +18,10 @@ use crate::model_resolve;
 /// `mlx`, or `steps` with any of `-graph` (replayed as CUDA graphs),
 /// `-nopdl` (launches in strict order), `-splits` (the split attention),
 /// `-cN` (the attention in clusters of N blocks; sized by the caches without),
-/// `-cNv` (the same with the values brought in after the scores), `-regs`,
-/// `-bulk`, `-bulkCxS` (how the matrix products get their weights, [`Feed`]).
+/// `-cNv` (the same with the values brought in after the scores).
 fn parse_path(name: &str) -> Result<DecodePath> {
-    const KNOWN: &str = "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv, -regs, -bulk, \
-                         -bulkCxS: steps-graph, steps-graph-c16v-bulk, ...";
+    const KNOWN: &str =
+        "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv: steps-graph, steps-graph-c16v, ...";
     if name == "mlx" {
         return Ok(DecodePath::Mlx);
     }
@@ -31,23 +30,20 @@ fn parse_path(name: &str) -> Result<DecodePath> {
         .filter(|r| r.is_empty() || r.starts_with('-'))
         .with_context(|| format!("unknown decode path {name:?} ({KNOWN})"))?;
     let (mut graph, mut pdl, mut attention) = (false, true, StepAttention::Auto);
-    let mut feed = Feed::DEFAULT;
     for part in rest.split('-').skip(1) {
         let layout = part.strip_prefix('c').and_then(ClusterLayout::parse);
-        match (part, layout, Feed::parse(part)) {
-            ("graph", ..) => graph = true,
-            ("nopdl", ..) => pdl = false,
-            ("splits", ..) => attention = StepAttention::Split,
-            (_, Some(layout), _) => attention = StepAttention::Cluster(layout),
-            (.., Some(f)) => feed = f,
-            (other, ..) => bail!("unknown decode path {name:?}: {other:?} ({KNOWN})"),
+        match (part, layout) {
+            ("graph", _) => graph = true,
+            ("nopdl", _) => pdl = false,
+            ("splits", _) => attention = StepAttention::Split,
+            (_, Some(layout)) => attention = StepAttention::Cluster(layout),
+            (other, _) => bail!("unknown decode path {name:?}: {other:?} ({KNOWN})"),
         }
     }
     Ok(DecodePath::Steps {
         graph,
         pdl,
         attention,
-        feed,
     })
 }
 
@@ -174,8 +170,7 @@ mod tests {
             DecodePath::Steps {
                 graph: true,
                 pdl: true,
-                attention: StepAttention::Auto,
-                feed: Feed::DEFAULT
+                attention: StepAttention::Auto
             }
         );
         assert_eq!(
@@ -183,8 +178,7 @@ mod tests {
             DecodePath::Steps {
                 graph: true,
                 pdl: false,
-                attention: StepAttention::Split,
-                feed: Feed::DEFAULT
+                attention: StepAttention::Split
             }
         );
         assert_eq!(
@@ -192,8 +186,7 @@ mod tests {
             DecodePath::Steps {
                 graph: true,
                 pdl: true,
-                attention: StepAttention::Cluster(ClusterLayout::of(16)),
-                feed: Feed::DEFAULT
+                attention: StepAttention::Cluster(ClusterLayout::of(16))
             }
         );
         assert_eq!(
@@ -204,26 +197,7 @@ mod tests {
                 attention: StepAttention::Cluster(ClusterLayout {
                     blocks: 8,
                     late_values: true
-                }),
-                feed: Feed::DEFAULT
-            }
-        );
-        assert_eq!(
-            parse_path("steps-graph-bulk8x4-c16").unwrap(),
-            DecodePath::Steps {
-                graph: true,
-                pdl: true,
-                attention: StepAttention::Cluster(ClusterLayout::of(16)),
-                feed: Feed::Bulk { chunk: 8, slots: 4 }
-            }
-        );
-        assert_eq!(
-            parse_path("steps-regs").unwrap(),
-            DecodePath::Steps {
-                graph: false,
-                pdl: true,
-                attention: StepAttention::Auto,
-                feed: Feed::Registers
+                })
             }
         );
         assert!(parse_path("steps-c8w").is_err());

@@ -34,108 +34,6 @@ fn shared_bytes(k: i32) -> i32 {
     (k / 32) * 20 * 4 + (k / 64) * 4
 }
 
-/// How a block's weights reach its tensor cores (`qmv4.cuh`); both give the
-/// same products in the same order.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum Feed {
-    /// Each warp loads its k-tiles into registers, a batch at a time, the
-    /// first batch before the wait for the previous launch.
-    Registers,
-    /// The block's rows are bulk-copied into shared memory in chunks of
-    /// `chunk` k-tiles through `slots` slots, the first `slots` chunks
-    /// issued before the wait: nothing in flight holds registers or L1.
-    Bulk { chunk: u8, slots: u8 },
-}
-
-impl Feed {
-    /// The feed decoding steps use unless told otherwise.
-    pub const DEFAULT: Feed = Feed::Registers;
-
-    /// Chunks of 16 k-tiles, two slots: the 8B's 4096-wide matrices whole in
-    /// shared memory (~50 KB a block), its 12288-wide one streamed.
-    pub const BULK: Feed = Feed::Bulk {
-        chunk: 16,
-        slots: 2,
-    };
-
-    /// Whole rows where they fit one chunk of at most 32 KB, else
-    /// registers (`chunk` 0 stands for the matrix's whole width).
-    pub const WHOLE_ROWS: Feed = Feed::Bulk { chunk: 0, slots: 1 };
-
-    /// `regs`, `bulk` (the default chunks and slots), `bulkw` (whole rows,
-    /// [`Feed::WHOLE_ROWS`]) or `bulkCxS`.
-    pub fn parse(s: &str) -> Option<Feed> {
-        match s {
-            "regs" => Some(Feed::Registers),
-            "bulk" => Some(Feed::BULK),
-            "bulkw" => Some(Feed::WHOLE_ROWS),
-            _ => {
-                let (c, n) = s.strip_prefix("bulk")?.split_once('x')?;
-                let (chunk, slots) = (c.parse().ok()?, n.parse().ok()?);
-                (chunk >= 2 && chunk % 2 == 0 && (1..=16).contains(&slots))
-                    .then_some(Feed::Bulk { chunk, slots })
-            }
-        }
-    }
-
-    /// This feed if it can stream an `n x k` matrix, else registers: bulk
-    /// copies need 16-byte rows of scales (`k % 512 == 0`), whole chunks
-    /// that the block's warps split evenly, and 16-byte aligned arrays.
-    pub fn for_matrix(self, k: i32, n: i32, swiglu: bool, aligned: bool) -> Feed {
-        match self {
-            Feed::Bulk { chunk, slots } => {
-                let tiles = k / 128;
-                let warps = LaunchShape::of(k, n, swiglu).warps;
-                let chunk = match chunk {
-                    0 if tiles <= 32 => tiles,
-                    0 => return Feed::Registers,
-                    c => i32::from(c),
-                };
-                if aligned && k % 512 == 0 && tiles % chunk == 0 && chunk % warps == 0 {
-                    Feed::Bulk {
-                        chunk: chunk as u8,
-                        slots,
-                    }
-                } else {
-                    Feed::Registers
-                }
-            }
-            Feed::Registers => Feed::Registers,
-        }
-    }
-
-    /// Dynamic shared memory a block needs for width `k`
-    /// (`qmv4_bulk_shared_bytes`): mbarriers, slots of 16 padded row pieces,
-    /// padded rows of scales and biases, the input row.
-    pub fn shared_bytes(self, k: i32) -> i32 {
-        match self {
-            Feed::Registers => shared_bytes(k),
-            Feed::Bulk { chunk, slots } => {
-                let chunk = i32::from(chunk);
-                let slots = (k / 128 / chunk).min(i32::from(slots));
-                // Whole rows lie unpadded.
-                let (row, scale_row) = if chunk == k / 128 {
-                    (k / 2, k / 32)
-                } else {
-                    (chunk * 64 + 64, k / 32 + 16)
-                };
-                128 + slots * 16 * row + 2 * 16 * scale_row + shared_bytes(k)
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for Feed {
-    /// The inverse of [`Feed::parse`].
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Feed::Registers => write!(f, "regs"),
-            Feed::Bulk { chunk: 0, .. } => write!(f, "bulkw"),
-            Feed::Bulk { chunk, slots } => write!(f, "bulk{chunk}x{slots}"),
-        }
-    }
-}
-
 /// What happens to the input row before the product.
 #[derive(Clone, Copy)]
 pub enum Prologue<'a> {
@@ -211,14 +109,13 @@ impl Variant {
         inputs
     }
 
-    fn body(self, feed: Feed) -> String {
+    fn body(self) -> String {
         let (norm, resid, swiglu) = self.flags();
         super::compact(&format!(
-            "#define NORM {}\n#define RESID {}\n#define SWIGLU {}\n#define BULK {}\n{}",
+            "#define NORM {}\n#define RESID {}\n#define SWIGLU {}\n{}",
             norm as i32,
             resid as i32,
             swiglu as i32,
-            matches!(feed, Feed::Bulk { .. }) as i32,
             include_str!("qmv4.cu")
         ))
     }
@@ -237,24 +134,16 @@ impl Variant {
             name: self.name(),
             inputs: &names,
             outputs: &["out"],
-            source: &self.body(Feed::Registers),
+            source: &self.body(),
             header: &Self::header(),
             ensure_row_contiguous: true,
         };
         Ok(Kernel::cuda(&spec, shared_bytes(k))?)
     }
 
-    /// The standalone kernel (`step.rs`) for a `n x k` matrix fed by `feed`
-    /// (one [`Feed::for_matrix`] allows) and its launch: parameters are the
-    /// inputs in order, then `out`.
-    pub fn step_kernel(
-        self,
-        feed: Feed,
-        k: i32,
-        n: i32,
-        dtype: Dtype,
-        eps: f32,
-    ) -> Result<StepKernel> {
+    /// The standalone kernel (`step.rs`) for a `n x k` matrix and its launch:
+    /// parameters are the inputs in order, then `out`.
+    pub fn step_kernel(self, k: i32, n: i32, dtype: Dtype, eps: f32) -> Result<StepKernel> {
         let mut params: Vec<Param> = self
             .inputs(dtype)
             .into_iter()
@@ -262,23 +151,17 @@ impl Variant {
             .collect();
         params.push(Param::Out("out", dtype));
         let launch = LaunchShape::of(k, n, self.flags().2);
-        let mut template = template(dtype, k, n, &launch, self.flags().0.then_some(eps));
-        if let Feed::Bulk { chunk, slots } = feed {
-            // In place of the tiles a warp loads at once.
-            template.retain(|(name, _)| *name != "U");
-            template.push(("CT", TemplateArg::Int(chunk.into())));
-            template.push(("S", TemplateArg::Int(slots.into())));
-        }
+        let template = template(dtype, k, n, &launch, self.flags().0.then_some(eps));
         let dims = Dims {
             blocks: launch.blocks as u32,
             threads: (launch.warps * 32) as u32,
-            shared_bytes: feed.shared_bytes(k) as u32,
+            shared_bytes: shared_bytes(k) as u32,
         };
         super::step::standalone(
             self.name(),
             1,
             &Self::header(),
-            &self.body(feed),
+            &self.body(),
             &params,
             &template,
             dims,

@@ -1,10 +1,9 @@
 // One launch of qmv4_rows (qmv4.cuh), a block per 16 rows of w (8 gate/up
 // pairs for SwiGLU). Template constants: T, K, N, WARPS, U; defines NORM
-// (EPS_BITS: its epsilon's f32 bits), RESID, SWIGLU pick the inputs, BULK the
-// feed (qmv4_bulk_rows, chunks of CT k-tiles through S slots). Launched early
-// (phases.cuh), a block issues its first weight loads before it waits.
+// (EPS_BITS: its epsilon's f32 bits), RESID, SWIGLU pick the inputs. Launched
+// early (phases.cuh), a block issues its first weight loads before it waits.
 pdl_trigger();
-extern __shared__ __align__(128) unsigned xp[];
+extern __shared__ unsigned xp[];
 #if NORM
 const T* norm_w = nw;
 const float eps = __int_as_float(EPS_BITS);
@@ -17,10 +16,5 @@ const T* resid = res;
 #else
 const T* resid = nullptr;
 #endif
-#if BULK
-qmv4_bulk_rows<T, K, N, WARPS, CT, S, NORM, RESID, SWIGLU>(blockIdx.x, x, norm_w, eps, w, scales, biases, resid, out,
-                                                            reinterpret_cast<unsigned char*>(xp), GridWait{});
-#else
 qmv4_rows<T, K, N, WARPS, U, NORM, RESID, SWIGLU>(blockIdx.x, x, norm_w, eps, w, scales, biases, resid, out, xp,
                                                   GridWait{});
-#endif

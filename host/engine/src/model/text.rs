@@ -412,7 +412,6 @@ impl TextModel {
                 graph,
                 pdl,
                 attention,
-                feed,
             },
         ) = (&self.fused, self.decode_path)
         else {
@@ -434,7 +433,7 @@ impl TextModel {
         let StepState::Ready(decoder) = &mut *state else {
             return Ok(None);
         };
-        decoder.configure(self, graph, pdl, attention, feed)?;
+        decoder.configure(self, graph, pdl, attention)?;
         Ok(Some(StepSession::start(state, self, token, kv, pos)?))
     }
 

@@ -21,8 +21,7 @@
 //! `VLM_BENCH_ATTN_CLUSTER=N` (clusters of N blocks always; `Nv`: with the
 //! values brought in after the scores, [`ClusterLayout`]),
 //! `VLM_BENCH_SHARED_CARVEOUT=P` (q/k/v and the cluster attention prefer P% of
-//! L1 as shared memory), `VLM_BENCH_QMV_FEED=regs|bulk|bulkCxS` (how the
-//! matrix products get their weights, [`Feed`]).
+//! L1 as shared memory).
 //!
 //! `VLM_BENCH_TIMELINE=DIR` compiles the kernels with a timeline
 //! (`kernels/timeline.cuh`): at the end of each request, the times of every
@@ -41,51 +40,31 @@ use mlx::{Array, Dtype, Quantized};
 use super::{FusedDecode, TextModel};
 use crate::error::{Error, Result};
 use crate::kernels::attention::{self, ClusterLayout, Heads};
-use crate::kernels::qmv::{self, Feed, Variant};
+use crate::kernels::qmv::{self, Variant};
 use crate::kernels::self_check::{AttentionCase, CaseShape};
 use crate::kernels::step;
 use crate::model::kv_cache::KvCache;
 
 /// The kernels of a step, compiled once each (the split attention once per
-/// split count, the matrix products once per feed).
+/// split count).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Key {
     Embed,
-    Gemv(Gemv, Feed),
+    Qkv,
     Attention(i32),
     ClusterAttention(ClusterLayout),
-    Argmax,
-}
-
-/// The step's matrix-vector products.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-enum Gemv {
-    Qkv,
     O,
     GateUp,
     Down,
     Head,
-}
-
-impl Gemv {
-    const ALL: [Gemv; 5] = [Gemv::Qkv, Gemv::O, Gemv::GateUp, Gemv::Down, Gemv::Head];
-
-    fn variant(self) -> Variant {
-        match self {
-            Gemv::Qkv | Gemv::Head => Variant::Norm,
-            Gemv::O | Gemv::Down => Variant::Residual,
-            Gemv::GateUp => Variant::NormSwiGlu,
-        }
-    }
+    Argmax,
 }
 
 impl Key {
-    /// The kernel's name in a timeline (no commas: a CSV field; a step's
-    /// products share one feed).
+    /// The kernel's name in a timeline (no commas: a CSV field).
     fn label(&self) -> String {
         match self {
             Key::ClusterAttention(layout) => format!("ClusterAttention({layout})"),
-            Key::Gemv(m, _) => format!("{m:?}"),
             other => format!("{other:?}"),
         }
     }
@@ -146,10 +125,6 @@ pub(crate) struct StepDecoder {
     /// on) or not.
     clusters: HashMap<ClusterLayout, bool>,
     attention: StepAttention,
-    /// How the matrix products get their weights, where a matrix allows.
-    feed: Feed,
-    /// Whether every matrix's arrays start on 16 bytes (bulk copies need it).
-    aligned: bool,
     /// The shared-memory carveout (percent) q/k/v and the cluster attention
     /// prefer, so that the attention's blocks (up to 226 KB) may start on SMs
     /// still running q/k/v's; else the driver's.
@@ -221,7 +196,7 @@ fn timeline_csv(launches: &[(Key, u32, u32)], raw: &[u8]) -> String {
     // A layer starts at its q/k/v launch (-1: the embedding).
     let mut layer = -1;
     for (n, &(key, base, blocks)) in launches.iter().enumerate() {
-        layer += i32::from(matches!(key, Key::Gemv(Gemv::Qkv, _)));
+        layer += i32::from(key == Key::Qkv);
         // Only the cluster attention marks phases; other kernels' slots may
         // hold stale marks (of its start-up check, which records at base 0, or
         // of earlier steps whose launches were laid out otherwise).
@@ -256,8 +231,6 @@ pub enum DecodePath {
         /// Let each launch start while the previous one drains.
         pdl: bool,
         attention: StepAttention,
-        /// How the matrix products get their weights (where a matrix allows).
-        feed: Feed,
     },
 }
 
@@ -292,10 +265,6 @@ impl DecodePath {
                     .and_then(|v| ClusterLayout::parse(&v))
                     .map_or(StepAttention::Auto, StepAttention::Cluster)
             },
-            feed: std::env::var("VLM_BENCH_QMV_FEED")
-                .ok()
-                .and_then(|v| Feed::parse(&v))
-                .unwrap_or(Feed::DEFAULT),
         }
     }
 }
@@ -403,30 +372,24 @@ impl StepDecoder {
             pdl: true,
             clusters: HashMap::new(),
             attention: StepAttention::Split,
-            feed: Feed::Registers,
-            aligned: false,
             carveout: std::env::var("VLM_BENCH_SHARED_CARVEOUT")
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .filter(|&p| p <= 100),
             timeline: Timeline::from_env()?,
         };
-        decoder.aligned = std::iter::once(&decoder.head)
-            .chain(
-                decoder
-                    .layers
-                    .iter()
-                    .flat_map(|l| [&l.qkv, &l.o, &l.gate_up, &l.down]),
-            )
-            .all(|m| [m.w, m.scales, m.biases].iter().all(|p| p % 16 == 0));
-        // Every kernel but the attention's split counts (and other feeds),
-        // compiled up front so that a failure turns the runner off before any
-        // request uses it.
-        for key in [Key::Embed, Key::Argmax] {
+        // Every kernel but the attention's split counts, compiled up front so
+        // that a failure turns the runner off before any request uses it.
+        for key in [
+            Key::Embed,
+            Key::Qkv,
+            Key::O,
+            Key::GateUp,
+            Key::Down,
+            Key::Head,
+            Key::Argmax,
+        ] {
             decoder.kernel(model, key)?;
-        }
-        for m in Gemv::ALL {
-            decoder.kernel(model, decoder.gemv_key(m))?;
         }
         Ok(decoder)
     }
@@ -438,14 +401,9 @@ impl StepDecoder {
         graph: bool,
         pdl: bool,
         attention: StepAttention,
-        feed: Feed,
     ) -> Result<()> {
         self.pdl = pdl;
         self.attention = attention;
-        self.feed = feed;
-        for m in Gemv::ALL {
-            self.kernel(model, self.gemv_key(m))?;
-        }
         let layouts = match attention {
             StepAttention::Split => vec![],
             StepAttention::Cluster(c) => vec![c],
@@ -553,42 +511,19 @@ impl StepDecoder {
         self.buffers[buffer].1
     }
 
-    /// The matrix `m` is (every layer's is the same shape).
-    fn matrix(&self, m: Gemv) -> &Matrix {
-        let l = &self.layers[0];
-        match m {
-            Gemv::Qkv => &l.qkv,
-            Gemv::O => &l.o,
-            Gemv::GateUp => &l.gate_up,
-            Gemv::Down => &l.down,
-            Gemv::Head => &self.head,
-        }
-    }
-
-    /// The kernel of product `m` in the configured feed, where its matrix
-    /// allows that feed.
-    fn gemv_key(&self, m: Gemv) -> Key {
-        let a = self.matrix(m);
-        let swiglu = m == Gemv::GateUp;
-        // Experiment: VLM_BENCH_BULK_MATRICES=qkv,o,gateup,down,head.
-        let listed = std::env::var("VLM_BENCH_BULK_MATRICES").map_or(true, |v| {
-            v.split(',')
-                .any(|n| n.eq_ignore_ascii_case(&format!("{m:?}")))
-        });
-        let feed = if listed { self.feed } else { Feed::Registers };
-        Key::Gemv(m, feed.for_matrix(a.k, a.n, swiglu, self.aligned))
-    }
-
     /// The source and launch of `key`'s kernel.
     fn source(&self, model: &TextModel, key: Key) -> Result<step::StepKernel> {
         let cfg = &model.cfg;
         let eps = cfg.rms_norm_eps;
+        let l = &self.layers[0];
+        let qmv = |v: Variant, m: &Matrix| v.step_kernel(m.k, m.n, self.dtype, eps);
         match key {
             Key::Embed => step::embed4(self.dtype, self.embed.k),
-            Key::Gemv(m, feed) => {
-                let a = self.matrix(m);
-                m.variant().step_kernel(feed, a.k, a.n, self.dtype, eps)
-            }
+            Key::Qkv => qmv(Variant::Norm, &l.qkv),
+            Key::O => qmv(Variant::Residual, &l.o),
+            Key::GateUp => qmv(Variant::NormSwiGlu, &l.gate_up),
+            Key::Down => qmv(Variant::Residual, &l.down),
+            Key::Head => qmv(Variant::Norm, &self.head),
             Key::Argmax => step::argmax(self.dtype, self.head.n),
             Key::Attention(splits) => {
                 attention::step_kernel(self.heads, self.dtype, splits, eps, cfg.rope_theta)
@@ -613,17 +548,8 @@ impl StepDecoder {
         let options = KernelOptions {
             shared_bytes: dims.shared_bytes,
             cluster_blocks: cluster,
-            // Bulk-fed products hold nothing in L1: all of it is shared
-            // memory, room for the next launch's blocks beside theirs.
             shared_carveout: match key {
-                Key::Gemv(_, Feed::Bulk { .. }) => {
-                    match std::env::var("VLM_BENCH_BULK_CARVEOUT").ok().as_deref() {
-                        Some("none") => None,
-                        Some(p) => p.parse().ok().filter(|&p| p <= 100),
-                        None => Some(100),
-                    }
-                }
-                Key::Gemv(Gemv::Qkv, _) | Key::ClusterAttention(_) => self.carveout,
+                Key::Qkv | Key::ClusterAttention(_) => self.carveout,
                 _ => None,
             },
         };
@@ -736,7 +662,6 @@ impl StepSession<'_> {
             d.kernel(model, key)?;
             (key, d.kernels[&key].1)
         };
-        let [qkv_key, o_key, gate_up_key, down_key, head_key] = Gemv::ALL.map(|m| d.gemv_key(m));
         let p = |name: &str| d.ptr(name);
         let (h0, h1, qkv, part, attn, act, logits, tok, meta) = (
             p("h0"),
@@ -792,7 +717,7 @@ impl StepSession<'_> {
         for (l, &(kc, vc, cap)) in layers.iter().zip(&caches) {
             let m = |m: &Matrix| [m.w, m.scales, m.biases];
             let [w, s, b] = m(&l.qkv);
-            add(qkv_key, *pdl, &[h0, l.input_norm, w, s, b, qkv])?;
+            add(Key::Qkv, *pdl, &[h0, l.input_norm, w, s, b, qkv])?;
             if matches!(attention_key, Key::ClusterAttention(_)) {
                 let attention = [qkv, l.q_norm, l.k_norm, kc, vc, meta, attn, cap as u64];
                 add(attention_key, *pdl, &attention)?;
@@ -803,14 +728,14 @@ impl StepSession<'_> {
                 add(attention_key, *pdl, &attention)?;
             }
             let [w, s, b] = m(&l.o);
-            add(o_key, *pdl, &[attn, w, s, b, h0, h1])?;
+            add(Key::O, *pdl, &[attn, w, s, b, h0, h1])?;
             let [w, s, b] = m(&l.gate_up);
-            add(gate_up_key, *pdl, &[h1, l.post_norm, w, s, b, act])?;
+            add(Key::GateUp, *pdl, &[h1, l.post_norm, w, s, b, act])?;
             let [w, s, b] = m(&l.down);
-            add(down_key, *pdl, &[act, w, s, b, h1, h0])?;
+            add(Key::Down, *pdl, &[act, w, s, b, h1, h0])?;
         }
         let head = [h0, *final_norm, hm.w, hm.scales, hm.biases, logits];
-        add(head_key, *pdl, &head)?;
+        add(Key::Head, *pdl, &head)?;
         add(Key::Argmax, *pdl, &[logits, tok, meta])?;
         runner.launch()?;
         runner.read_u32(tok, slot)?;
@@ -863,7 +788,7 @@ mod tests {
         let late8 = ClusterLayout::parse("8v").unwrap();
         let launches = [
             (Key::Embed, 0, 1),
-            (Key::Gemv(Gemv::Qkv, Feed::BULK), 1, 2),
+            (Key::Qkv, 1, 2),
             (Key::ClusterAttention(late8), 3, 1),
         ];
         let slots = 2 * Timeline::CAP_BLOCKS as usize;
