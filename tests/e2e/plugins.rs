@@ -129,45 +129,33 @@ fn a_plugin_for_another_wit_version_is_refused_by_name() {
 fn parameters_are_checked_before_the_run_starts() {
     let db = db("params");
     let p = probe();
-    let bad_type = run(&[
-        "run",
-        "--plugin",
-        &p,
-        "--db",
-        db.to_str().unwrap(),
-        "--set",
-        "count=lots",
-    ]);
+    let with = |setting: &str| {
+        run(&[
+            "run",
+            "--plugin",
+            &p,
+            "--db",
+            db.to_str().unwrap(),
+            "--set",
+            setting,
+        ])
+    };
+    let bad_type = with("count=lots");
     assert_eq!(bad_type.code, 1);
     assert!(
         bad_type.stderr.contains("count") && bad_type.stderr.contains("expected an integer"),
         "{}",
         bad_type.stderr
     );
-    let unknown = run(&[
-        "run",
-        "--plugin",
-        &p,
-        "--db",
-        db.to_str().unwrap(),
-        "--set",
-        "speed=3",
-    ]);
+    let unknown = with("speed=3");
     assert_eq!(unknown.code, 1);
     assert!(
         unknown.stderr.contains("no such parameter") && unknown.stderr.contains("mode, count"),
         "{}",
         unknown.stderr
     );
-    let bool_bad = run(&[
-        "run",
-        "--plugin",
-        &p,
-        "--db",
-        db.to_str().unwrap(),
-        "--set",
-        "flag=maybe",
-    ]);
+    let bool_bad = with("flag=maybe");
+    assert_eq!(bool_bad.code, 1);
     assert!(
         bool_bad.stderr.contains("expected true or false"),
         "{}",

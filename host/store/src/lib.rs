@@ -230,6 +230,33 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// The columns [`run_summary`] reads, of `runs r`.
+const RUN_SUMMARY_COLUMNS: &str =
+    "r.id, r.status, r.started_at, r.ended_at, r.error, r.verdict_passed, r.plugin_name,
+     r.plugin_version, r.model_name, r.model_quantization, r.model_synthetic, r.backend, r.device,
+     r.host_version, (SELECT count(*) FROM requests q WHERE q.run_id = r.id)";
+
+/// A run's summary from a row of [`RUN_SUMMARY_COLUMNS`].
+fn run_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
+    Ok(RunSummary {
+        id: r.get(0)?,
+        status: r.get(1)?,
+        started_at: r.get(2)?,
+        ended_at: r.get(3)?,
+        error: r.get(4)?,
+        verdict_passed: r.get(5)?,
+        plugin_name: r.get(6)?,
+        plugin_version: r.get(7)?,
+        model_name: r.get(8)?,
+        model_quantization: r.get(9)?,
+        model_synthetic: r.get(10)?,
+        backend: r.get(11)?,
+        device: r.get(12)?,
+        host_version: r.get(13)?,
+        requests: r.get(14)?,
+    })
+}
+
 fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
@@ -319,6 +346,19 @@ impl Store {
         &self.path
     }
 
+    /// Every row `sql` selects with `params`, each made by `row`.
+    fn rows<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows = stmt.query_map(params, row).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
     fn configure(&self) -> Result<()> {
         // The timeout first: switching a new database to WAL waits for locks.
         self.conn
@@ -380,15 +420,11 @@ impl Store {
     pub fn recover_interrupted(&self) -> Result<usize> {
         let me = hostname();
         let now = time::now_unix_ms();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, hostname, pid, heartbeat_ms FROM runs WHERE status = 'running'")
-            .map_err(|e| self.err(e))?;
-        let running: Vec<(i64, String, i64, i64)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))?;
+        let running: Vec<(i64, String, i64, i64)> = self.rows(
+            "SELECT id, hostname, pid, heartbeat_ms FROM runs WHERE status = 'running'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
         let mut n = 0;
         for (id, host, pid, heartbeat) in running {
             let gone =
@@ -642,37 +678,12 @@ impl Store {
     pub fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunSummary>> {
         let (clauses, args) = Self::filter_sql(f);
         let sql = format!(
-            "SELECT r.id, r.status, r.started_at, r.ended_at, r.error, r.verdict_passed, r.plugin_name,
-             r.plugin_version, r.model_name, r.model_quantization, r.model_synthetic, r.backend, r.device,
-             r.host_version, (SELECT count(*) FROM requests q WHERE q.run_id = r.id)
-             FROM runs r WHERE 1 = 1{clauses} ORDER BY r.id DESC LIMIT {} OFFSET {}",
+            "SELECT {RUN_SUMMARY_COLUMNS} FROM runs r WHERE 1 = 1{clauses}
+             ORDER BY r.id DESC LIMIT {} OFFSET {}",
             f.limit.unwrap_or(1000).min(10_000),
             f.offset.unwrap_or(0)
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                Ok(RunSummary {
-                    id: r.get(0)?,
-                    status: r.get(1)?,
-                    started_at: r.get(2)?,
-                    ended_at: r.get(3)?,
-                    error: r.get(4)?,
-                    verdict_passed: r.get(5)?,
-                    plugin_name: r.get(6)?,
-                    plugin_version: r.get(7)?,
-                    model_name: r.get(8)?,
-                    model_quantization: r.get(9)?,
-                    model_synthetic: r.get(10)?,
-                    backend: r.get(11)?,
-                    device: r.get(12)?,
-                    host_version: r.get(13)?,
-                    requests: r.get(14)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))
+        self.rows(&sql, rusqlite::params_from_iter(args.iter()), run_summary)
     }
 
     /// Runs matching `f`, ignoring its limit and offset.
@@ -690,13 +701,11 @@ impl Store {
     /// The distinct plugins, models, devices and statuses present.
     pub fn facets(&self) -> Result<Facets> {
         let distinct = |col: &str| -> Result<Vec<String>> {
-            let mut stmt = self
-                .conn
-                .prepare(&format!("SELECT DISTINCT {col} FROM runs ORDER BY 1"))
-                .map_err(|e| self.err(e))?;
-            let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
-            rows.collect::<rusqlite::Result<_>>()
-                .map_err(|e| self.err(e))
+            self.rows(
+                &format!("SELECT DISTINCT {col} FROM runs ORDER BY 1"),
+                [],
+                |r| r.get(0),
+            )
         };
         Ok(Facets {
             plugins: distinct("plugin_name")?,
@@ -766,51 +775,26 @@ impl Store {
     }
 
     fn list_runs_by_id(&self, id: i64) -> Result<Option<RunSummary>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT r.id, r.status, r.started_at, r.ended_at, r.error, r.verdict_passed, r.plugin_name,
-                 r.plugin_version, r.model_name, r.model_quantization, r.model_synthetic, r.backend, r.device,
-                 r.host_version, (SELECT count(*) FROM requests q WHERE q.run_id = r.id) FROM runs r WHERE r.id = ?1",
+        self.conn
+            .query_row(
+                &format!("SELECT {RUN_SUMMARY_COLUMNS} FROM runs r WHERE r.id = ?1"),
+                [id],
+                run_summary,
             )
-            .map_err(|e| self.err(e))?;
-        stmt.query_row([id], |r| {
-            Ok(RunSummary {
-                id: r.get(0)?,
-                status: r.get(1)?,
-                started_at: r.get(2)?,
-                ended_at: r.get(3)?,
-                error: r.get(4)?,
-                verdict_passed: r.get(5)?,
-                plugin_name: r.get(6)?,
-                plugin_version: r.get(7)?,
-                model_name: r.get(8)?,
-                model_quantization: r.get(9)?,
-                model_synthetic: r.get(10)?,
-                backend: r.get(11)?,
-                device: r.get(12)?,
-                host_version: r.get(13)?,
-                requests: r.get(14)?,
-            })
-        })
-        .optional()
-        .map_err(|e| self.err(e))
+            .optional()
+            .map_err(|e| self.err(e))
     }
 
     pub fn requests(&self, run: i64) -> Result<Vec<StoredRequest>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, seq, label, warmup, started_at, images_json, max_tokens, ignore_eos, sampling_json,
-                 prompt_tokens, image_tokens, text_tokens, output_tokens, finish_reason, preprocess_ms, vision_ms,
-                 prefill_ms, ttft_ms, decode_ms, total_ms, token_times_json, cache_prefix, cache_reused_tokens,
-                 vision_hits, vision_misses, vision_skipped, peak_memory_bytes, output_preview, speed_tok_s,
-                 decode_tok_s, itl_p50_ms, itl_p90_ms, itl_p99_ms
-                 FROM requests WHERE run_id = ?1 ORDER BY seq",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([run], |r| {
+        self.rows(
+            "SELECT id, seq, label, warmup, started_at, images_json, max_tokens, ignore_eos, sampling_json,
+             prompt_tokens, image_tokens, text_tokens, output_tokens, finish_reason, preprocess_ms, vision_ms,
+             prefill_ms, ttft_ms, decode_ms, total_ms, token_times_json, cache_prefix, cache_reused_tokens,
+             vision_hits, vision_misses, vision_skipped, peak_memory_bytes, output_preview, speed_tok_s,
+             decode_tok_s, itl_p50_ms, itl_p90_ms, itl_p99_ms
+             FROM requests WHERE run_id = ?1 ORDER BY seq",
+            [run],
+            |r| {
                 let images: String = r.get(5)?;
                 let sampling: String = r.get(8)?;
                 let times: String = r.get(20)?;
@@ -851,77 +835,59 @@ impl Store {
                     itl_p90_ms: r.get(31)?,
                     itl_p99_ms: r.get(32)?,
                 })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))
+            },
+        )
     }
 
     pub fn metrics(&self, run: i64) -> Result<Vec<Metric>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, value, unit FROM metrics WHERE run_id = ?1 ORDER BY id")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([run], |r| {
+        self.rows(
+            "SELECT name, value, unit FROM metrics WHERE run_id = ?1 ORDER BY id",
+            [run],
+            |r| {
                 Ok(Metric {
                     name: r.get(0)?,
                     value: r.get(1)?,
                     unit: r.get(2)?,
                 })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))
+            },
+        )
     }
 
     pub fn tables(&self, run: i64) -> Result<Vec<ResultTable>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, columns_json, rows_json FROM result_tables WHERE run_id = ?1 ORDER BY id")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([run], |r| {
+        self.rows(
+            "SELECT name, columns_json, rows_json FROM result_tables WHERE run_id = ?1 ORDER BY id",
+            [run],
+            |r| {
                 let (c, rows): (String, String) = (r.get(1)?, r.get(2)?);
                 Ok(ResultTable {
                     name: r.get(0)?,
                     columns: serde_json::from_str(&c).unwrap_or_default(),
                     rows: serde_json::from_str(&rows).unwrap_or_default(),
                 })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))
+            },
+        )
     }
 
     pub fn notes(&self, run: i64) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT text FROM notes WHERE run_id = ?1 ORDER BY id")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([run], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))
+        self.rows(
+            "SELECT text FROM notes WHERE run_id = ?1 ORDER BY id",
+            [run],
+            |r| r.get(0),
+        )
     }
 
     pub fn logs(&self, run: i64) -> Result<Vec<LogLine>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT at, level, message FROM logs WHERE run_id = ?1 ORDER BY id")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([run], |r| {
+        self.rows(
+            "SELECT at, level, message FROM logs WHERE run_id = ?1 ORDER BY id",
+            [run],
+            |r| {
                 Ok(LogLine {
                     at: r.get(0)?,
                     level: r.get(1)?,
                     message: r.get(2)?,
                 })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))
+            },
+        )
     }
 
     /// Runs the database's own consistency check; `Ok(())` when sound.
