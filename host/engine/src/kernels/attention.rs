@@ -228,17 +228,22 @@ pub const AUTO: ClusterLayout = ClusterLayout {
     blocks: 16,
     late_values: true,
 };
-/// Every layout [`auto_cluster`] may choose, compiled and checked before
-/// automatic steps use them.
+/// Every layout [`auto_cluster`] may choose, in order of preference,
+/// compiled and checked before automatic steps use them.
 pub const AUTO_LAYOUTS: [ClusterLayout; 2] = [AUTO, DEFAULT_CLUSTER];
 
-/// The cluster layout for caches of `cap` positions when none is asked.
-pub fn auto_cluster(heads: Heads, dtype: Dtype, cap: i32) -> ClusterLayout {
-    if cluster_fits(heads, dtype, AUTO, cap) {
-        AUTO
-    } else {
-        DEFAULT_CLUSTER
-    }
+/// The cluster layout for caches of `cap` positions when none is asked: the
+/// first of [`AUTO_LAYOUTS`] that is `usable` (compiled and checked) and
+/// whose rows fit, if any.
+pub fn auto_cluster(
+    heads: Heads,
+    dtype: Dtype,
+    cap: i32,
+    usable: impl Fn(ClusterLayout) -> bool,
+) -> Option<ClusterLayout> {
+    AUTO_LAYOUTS
+        .into_iter()
+        .find(|&c| usable(c) && cluster_fits(heads, dtype, c, cap))
 }
 
 /// Threads per block of the cluster attention.
@@ -434,11 +439,17 @@ mod tests {
         for bad in ["", "v", "0", "-8", "8w", "8vv", "x8"] {
             assert_eq!(ClusterLayout::parse(bad), None, "{bad:?}");
         }
-        // 16 blocks with late values while they fit, then 8 with both.
-        assert_eq!(auto_cluster(h, bf, 256), late(16));
-        assert_eq!(auto_cluster(h, bf, 2304), late(16));
-        assert_eq!(auto_cluster(h, bf, 12848), late(16));
-        assert_eq!(auto_cluster(h, bf, 12864), of(8));
+        // 16 blocks with late values while they fit (~12.8k positions); 8
+        // with both where 16 failed its check; past both's room none (the
+        // split kernel: 8 without late values hold ~3.3k).
+        let any = |_| true;
+        assert_eq!(auto_cluster(h, bf, 256, any), Some(late(16)));
+        assert_eq!(auto_cluster(h, bf, 2304, any), Some(late(16)));
+        assert_eq!(auto_cluster(h, bf, 12848, any), Some(late(16)));
+        assert_eq!(auto_cluster(h, bf, 12864, any), None);
+        assert_eq!(auto_cluster(h, bf, 256, |c| c != AUTO), Some(of(8)));
+        assert_eq!(auto_cluster(h, bf, 3304, |c| c != AUTO), Some(of(8)));
+        assert_eq!(auto_cluster(h, bf, 3312, |c| c != AUTO), None);
     }
 
     #[test]

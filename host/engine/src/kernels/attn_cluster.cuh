@@ -82,6 +82,20 @@ __device__ __forceinline__ void acl_wait_phase(unsigned bar, unsigned parity) {
         : "memory");
 }
 
+// `bytes` from global `src` into this block's shared memory at `dst` (TMA),
+// completing on the mbarrier at `bar`.
+__device__ __forceinline__ void acl_bulk_copy(void* dst, const void* src, unsigned bytes, unsigned bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                   acl_smem_addr(dst)),
+               "l"(src), "r"(bytes), "r"(bar)
+               : "memory");
+}
+
+// This thread's arrival on the mbarrier at `bar`, expecting `bytes` more of copies.
+__device__ __forceinline__ void acl_expect(unsigned bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+
 // v into block `rank`'s shared memory, at the address `p` has in this block's.
 __device__ __forceinline__ void acl_remote_store(float* p, unsigned rank, float v) {
   unsigned remote;
@@ -141,21 +155,13 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
     if (dyn < attn_cluster_smem_bytes<T, HD, G, C, LV>(cap) || chunk > pmax) __trap();
     asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"((LV ? 1 : 2) * bytes)
-                 : "memory");
+    acl_expect(bar, (LV ? 1 : 2) * bytes);
     if (bytes > 0) {
-      const T* ksrc = kc + (head_row + begin) * HD;
-      asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                       acl_smem_addr(ks)),
-                   "l"(ksrc), "r"(bytes), "r"(bar)
-                   : "memory");
+      acl_bulk_copy(ks, kc + (head_row + begin) * HD, bytes, bar);
       if (LV)
         asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(vsrc), "r"(bytes) : "memory");
       else
-        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                         acl_smem_addr(vs)),
-                     "l"(vsrc), "r"(bytes), "r"(bar)
-                     : "memory");
+        acl_bulk_copy(vs, vsrc, bytes, bar);
     }
   }
   wait();
@@ -265,12 +271,8 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
     // of these rows before the copy's writes; the new row is no part of it.
     if (tid == 0) {
       asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-      asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-      if (bytes > 0)
-        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                         acl_smem_addr(vs)),
-                     "l"(vsrc), "r"(bytes), "r"(bar)
-                     : "memory");
+      acl_expect(bar, bytes);
+      if (bytes > 0) acl_bulk_copy(vs, vsrc, bytes, bar);
     }
     if (warp == 0 && owns_new) reinterpret_cast<Vec*>(vs + static_cast<size_t>(len - begin) * HD)[lane] = vnew;
   }

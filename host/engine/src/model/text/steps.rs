@@ -144,14 +144,12 @@ struct Timeline {
 }
 
 impl Timeline {
-    /// Blocks a step may record, then as many blocks' phases.
-    const CAP_BLOCKS: u32 = step::TIMELINE_BLOCKS;
-
     fn from_env() -> Result<Option<Timeline>> {
         let Some(dir) = std::env::var_os("VLM_BENCH_TIMELINE") else {
             return Ok(None);
         };
-        let buf = buffer(Self::CAP_BLOCKS as i32 * 16, Dtype::U32)?;
+        // Four u64 a block, for the blocks and then as many blocks' phases.
+        let buf = buffer(step::TIMELINE_BLOCKS as i32 * 16, Dtype::U32)?;
         mlx::eval(&[&buf])?;
         let ptr = buf.device_ptr()?;
         Ok(Some(Timeline {
@@ -183,14 +181,14 @@ impl Timeline {
 /// A timeline's CSV: one row per block of `launches` (kernel, first slot,
 /// blocks) from `raw`, four little-endian u64 per slot (start, wait
 /// returned, end, SM; `timeline.cuh`), then the phases the cluster attention
-/// marked at slot `Timeline::CAP_BLOCKS` + its slot (0 for other kernels).
+/// marked at slot `step::TIMELINE_BLOCKS` + its slot (0 for other kernels).
 fn timeline_csv(launches: &[(Key, u32, u32)], raw: &[u8]) -> String {
     let at = |slot: usize, i: usize| {
         let j = 8 * (4 * slot + i);
         raw.get(j..j + 8)
             .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
     };
-    let phase_slot = Timeline::CAP_BLOCKS as usize;
+    let phase_slot = step::TIMELINE_BLOCKS as usize;
     let mut csv =
         String::from("launch,kernel,layer,block,sm,start_ns,wait_ns,end_ns,p0,p1,p2,p3\n");
     // A layer starts at its q/k/v launch (-1: the embedding).
@@ -446,18 +444,13 @@ impl StepDecoder {
     /// automatic layouts fall back to the portable default where theirs
     /// failed its check.
     fn cluster_for(&self, cap: i32) -> Option<ClusterLayout> {
-        let layouts = match self.attention {
-            StepAttention::Split => vec![],
-            StepAttention::Cluster(c) => vec![c],
-            StepAttention::Auto => vec![
-                attention::auto_cluster(self.heads, self.dtype, cap),
-                attention::DEFAULT_CLUSTER,
-            ],
-        };
-        layouts.into_iter().find(|&c| {
-            self.clusters.get(&c) == Some(&true)
-                && attention::cluster_fits(self.heads, self.dtype, c, cap)
-        })
+        let usable = |c| self.clusters.get(&c) == Some(&true);
+        match self.attention {
+            StepAttention::Split => None,
+            StepAttention::Cluster(c) => Some(c)
+                .filter(|&c| usable(c) && attention::cluster_fits(self.heads, self.dtype, c, cap)),
+            StepAttention::Auto => attention::auto_cluster(self.heads, self.dtype, cap, usable),
+        }
     }
 
     /// The cluster attention against MLX's operations on random data at
@@ -705,7 +698,7 @@ impl StepSession<'_> {
             };
             // Two more arguments: the timeline and this launch's first slot.
             let base = t.launches.last().map_or(0, |&(.., b, n)| b + n);
-            if base + dims.blocks > Timeline::CAP_BLOCKS {
+            if base + dims.blocks > step::TIMELINE_BLOCKS {
                 return Err(Error::Model("timeline: more blocks than it holds".into()));
             }
             t.launches.push((key, base, dims.blocks));
@@ -791,7 +784,7 @@ mod tests {
             (Key::Qkv, 1, 2),
             (Key::ClusterAttention(late8), 3, 1),
         ];
-        let slots = 2 * Timeline::CAP_BLOCKS as usize;
+        let slots = 2 * step::TIMELINE_BLOCKS as usize;
         let mut raw = vec![0u8; slots * 32];
         let mut put = |slot: usize, field: usize, v: u64| {
             raw[8 * (4 * slot + field)..][..8].copy_from_slice(&v.to_le_bytes());
@@ -804,12 +797,12 @@ mod tests {
         }
         for field in 0..4 {
             put(
-                Timeline::CAP_BLOCKS as usize + 3,
+                step::TIMELINE_BLOCKS as usize + 3,
                 field,
                 t + 500 + field as u64,
             );
             // A stale mark at q/k/v's slot is not its own.
-            put(Timeline::CAP_BLOCKS as usize + 1, field, t + 900);
+            put(step::TIMELINE_BLOCKS as usize + 1, field, t + 900);
         }
         let csv = timeline_csv(&launches, &raw);
         let lines: Vec<&str> = csv.lines().collect();
