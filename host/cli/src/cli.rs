@@ -75,9 +75,8 @@ pub struct BenchDecodeArgs {
     /// Paths, comma-separated: mlx, or steps with any of -graph (CUDA graphs),
     /// -nopdl (no programmatic dependent launch), -splits (the split
     /// attention, not the cluster one), -cN (clusters of N blocks; sized by
-    /// the caches without), -cNv (the same, values after the scores), with
-    /// a t after either for the scores and sums on tensor cores (-cNt,
-    /// -cNvt): e.g. steps-graph, steps-graph-splits, steps-graph-c16vt
+    /// the caches without), -cNv (the same, values after the scores): e.g.
+    /// steps-graph, steps-graph-splits, steps-graph-c16v
     #[arg(
         long,
         value_delimiter = ',',

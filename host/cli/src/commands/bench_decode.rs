@@ -18,11 +18,10 @@ use crate::model_resolve;
 /// `mlx`, or `steps` with any of `-graph` (replayed as CUDA graphs),
 /// `-nopdl` (launches in strict order), `-splits` (the split attention),
 /// `-cN` (the attention in clusters of N blocks; sized by the caches without),
-/// `-cNv` (the same with the values brought in after the scores), either
-/// with a `t` after it (`-cNt`, `-cNvt`: scores and sums on tensor cores).
+/// `-cNv` (the same with the values brought in after the scores).
 fn parse_path(name: &str) -> Result<DecodePath> {
     const KNOWN: &str =
-        "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv, -cNt, -cNvt: steps-graph, steps-graph-c16v, ...";
+        "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv: steps-graph, steps-graph-c16v, ...";
     if name == "mlx" {
         return Ok(DecodePath::Mlx);
     }
@@ -197,20 +196,7 @@ mod tests {
                 pdl: true,
                 attention: StepAttention::Cluster(ClusterLayout {
                     blocks: 8,
-                    late_values: true,
-                    tensor_cores: false
-                })
-            }
-        );
-        assert_eq!(
-            parse_path("steps-graph-c16vt").unwrap(),
-            DecodePath::Steps {
-                graph: true,
-                pdl: true,
-                attention: StepAttention::Cluster(ClusterLayout {
-                    blocks: 16,
-                    late_values: true,
-                    tensor_cores: true
+                    late_values: true
                 })
             }
         );

@@ -183,33 +183,25 @@ pub struct ClusterLayout {
     /// wait for where blocks start late, and half the shared memory a
     /// position).
     pub late_values: bool,
-    /// The scores and the weighted sums on tensor cores (mma) rather than
-    /// CUDA cores: at long contexts a block's loops over its rows are
-    /// latency-bound (bench/gpu/NOTES.md, stop 20).
-    pub tensor_cores: bool,
 }
 
 impl ClusterLayout {
-    /// `blocks` blocks, keys and values before the wait, CUDA cores.
+    /// `blocks` blocks, keys and values before the wait.
     pub const fn of(blocks: i32) -> ClusterLayout {
         ClusterLayout {
             blocks,
             late_values: false,
-            tensor_cores: false,
         }
     }
 
-    /// `N` (blocks), then `v` (late values), then `t` (tensor cores), as
-    /// paths and the environment name layouts (and `Display` writes them):
-    /// `16`, `16v`, `16t`, `16vt`; `None` for anything else.
+    /// `N` (blocks) or `Nv` (late values), as paths and the environment
+    /// name layouts (and `Display` writes them); `None` for anything else.
     pub fn parse(s: &str) -> Option<ClusterLayout> {
-        let (s, tensor_cores) = s.strip_suffix('t').map_or((s, false), |n| (n, true));
         let (n, late_values) = s.strip_suffix('v').map_or((s, false), |n| (n, true));
         let blocks = n.parse().ok().filter(|&b| b > 0)?;
         Some(ClusterLayout {
             blocks,
             late_values,
-            tensor_cores,
         })
     }
 }
@@ -217,8 +209,7 @@ impl ClusterLayout {
 impl std::fmt::Display for ClusterLayout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let late = if self.late_values { "v" } else { "" };
-        let tensor = if self.tensor_cores { "t" } else { "" };
-        write!(f, "{}{late}{tensor}", self.blocks)
+        write!(f, "{}{late}", self.blocks)
     }
 }
 
@@ -236,7 +227,6 @@ pub const DEFAULT_CLUSTER: ClusterLayout = ClusterLayout::of(8);
 pub const AUTO: ClusterLayout = ClusterLayout {
     blocks: 16,
     late_values: true,
-    tensor_cores: false,
 };
 /// Every layout [`auto_cluster`] may choose, in order of preference,
 /// compiled and checked before automatic steps use them.
@@ -304,11 +294,7 @@ pub fn cluster_step_kernel(
     use super::step::Param::{Int, Out};
     let mut params = step_inputs(dtype);
     params.extend([Out("out", dtype), Int("cache_cap")]);
-    let parts = [
-        ("C", layout.blocks),
-        ("LV", i32::from(layout.late_values)),
-        ("TC", i32::from(layout.tensor_cores)),
-    ];
+    let parts = [("C", layout.blocks), ("LV", i32::from(layout.late_values))];
     let template = template(heads, dtype, &parts, rms_eps, rope_theta);
     let dims = Dims {
         blocks: (heads.kv_heads * layout.blocks) as u32,
@@ -447,16 +433,10 @@ mod tests {
         assert!(!cluster_fits(h, Dtype::F32, of(8), 256));
         assert_eq!(ClusterLayout::parse("16"), Some(of(16)));
         assert_eq!(ClusterLayout::parse("8v"), Some(late(8)));
-        let tensor = |layout| ClusterLayout {
-            tensor_cores: true,
-            ..layout
-        };
-        assert_eq!(ClusterLayout::parse("16vt"), Some(tensor(late(16))));
-        assert_eq!(ClusterLayout::parse("8t"), Some(tensor(of(8))));
-        for name in ["8", "16v", "8t", "16vt"] {
+        for name in ["8", "16v"] {
             assert_eq!(ClusterLayout::parse(name).unwrap().to_string(), name);
         }
-        for bad in ["", "v", "t", "0", "-8", "8w", "8vv", "8tv", "8tt", "x8"] {
+        for bad in ["", "v", "0", "-8", "8w", "8vv", "x8"] {
             assert_eq!(ClusterLayout::parse(bad), None, "{bad:?}");
         }
         // 16 blocks with late values while they fit (~12.8k positions); 8

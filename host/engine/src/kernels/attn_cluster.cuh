@@ -23,8 +23,7 @@
 // once q/k/v's blocks drain, so their copies run after the wait: this halves
 // what the scores wait for (and the shared memory a position).
 //
-// Template constants: T, HD (% 64 == 0), NH, NKV, C (cluster size), LV (0/1),
-// TC (0/1: the scores and sums on tensor cores).
+// Template constants: T, HD (% 64 == 0), NH, NKV, C (cluster size), LV (0/1).
 // qkv: (NH + 2 NKV) * HD, read past L1; kc, vc: (1, NKV, cap, HD) caches,
 // written in place; meta: [len, pos, ...] (len + 1 <= cap). out: NH * HD.
 // smem: attn_cluster_smem_bytes<T, HD, G, C, LV>(cap) bytes of dynamic shared
@@ -104,127 +103,10 @@ __device__ __forceinline__ void acl_remote_store(float* p, unsigned rank, float 
   asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(remote), "f"(v) : "memory");
 }
 
-// The scores on tensor cores (mma m16n8k16, f32 accumulation), 8 positions a
-// warp at a time: A holds the G query rows (rows G..15 zero), B the 8 key rows
-// as its columns, C the G x 8 scores. Lane (g, t) reads the 16-byte chunks
-// t + 4j of key row g; the k slots of an mma are mapped to dims so that a
-// chunk feeds two mmas whole (any order of dims gives the same dot product):
-// in k-step (j, h), slots 2t, 2t + 1 are dims 8 (t + 4j) + 4h + {0, 1} and
-// slots 2t + 8, 2t + 9 dims 8 (t + 4j) + 4h + {2, 3}, i.e. words 2h and
-// 2h + 1 of the chunk. Rows 256 bytes apart put a warp's 8 rows on the same
-// banks: 2 wavefronts a 128 bytes instead of 1.
-//
-// Why: a block's scores over ~128 positions took 1.7 µs a layer at 1920x1080
-// on CUDA cores (latency-bound: 8 warps an SM, conversions, shuffles); here
-// they are 16 mmas and 8 loads a warp.
-template <typename T, int HD, int G>
-__device__ __forceinline__ void acl_scores_tc(const float (&qs)[G][HD], const T* ks, float* sc, int n, float scale,
-                                              int warp, int lane) {
-  constexpr int J = HD / 32;  // chunks a lane reads a row
-  const int g = lane >> 2, t = lane & 3;
-  unsigned qa[J][2][2];  // per k-step (j, h): a0 and a2 (rows g + 8 are zero)
-#pragma unroll
-  for (int j = 0; j < J; ++j)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int d = 8 * (t + 4 * j) + 4 * h;
-      const int r = g < G ? g : 0;
-      const unsigned lo = pack2(static_cast<T>(qs[r][d]), static_cast<T>(qs[r][d + 1]));
-      const unsigned hi = pack2(static_cast<T>(qs[r][d + 2]), static_cast<T>(qs[r][d + 3]));
-      qa[j][h][0] = g < G ? lo : 0u;
-      qa[j][h][1] = g < G ? hi : 0u;
-    }
-  for (int base = warp * 8; base < n; base += ACL_WARPS * 8) {
-    const int p = base + g;
-    const uint4* row = reinterpret_cast<const uint4*>(ks + static_cast<size_t>(p) * HD);
-    uint4 kv[J];
-#pragma unroll
-    for (int j = 0; j < J; ++j) kv[j] = p < n ? row[t + 4 * j] : make_uint4(0, 0, 0, 0);
-    // Two chains of accumulation (h = 0, 1), summed at the end.
-    float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-#pragma unroll
-    for (int j = 0; j < J; ++j) {
-      const unsigned a0[4] = {qa[j][0][0], 0u, qa[j][0][1], 0u};
-      const unsigned a1[4] = {qa[j][1][0], 0u, qa[j][1][1], 0u};
-      mma_16816(c[0], a0, kv[j].x, kv[j].y, T());
-      mma_16816(c[1], a1, kv[j].z, kv[j].w, T());
-    }
-    // C row g (a query head), columns 2t and 2t + 1 (positions).
-    const int p0 = base + 2 * t;
-    if (g < G && p0 < n) sc[p0 * G + g] = (c[0][0] + c[1][0]) * scale;
-    if (g < G && p0 + 1 < n) sc[(p0 + 1) * G + g] = (c[0][1] + c[1][1]) * scale;
-  }
-}
-
-// The weighted sums on tensor cores: O = W V over 16 positions a k-step, A the
-// weights (rows G..15 zero), B 16 value rows by 8 dims. Warp w takes part
-// w % PARTS of the dims (64 each) and the position groups q, q + VQ, ...
-// (q = w / PARTS), leaving its sums in red[q]. Lane (g, t) reads chunk g of
-// its part (dims 64 part + 8g ... + 7) of rows 2t, 2t + 1, 2t + 8, 2t + 9,
-// so that n-tile j's column g is dim 64 part + 8g + j: its B registers pair
-// element j of those rows (one PRMT each), and the rows' loads do not
-// conflict. The weights go in as T hi + lo (hi = T(w), lo = T(w - hi)), two
-// mmas each, keeping ~16 of their bits as the f32 sums on CUDA cores do.
-//
-// Why: the sums over ~128 positions took 1.0 µs a layer at 1920x1080 on CUDA
-// cores (latency-bound); here they are 32 mmas and 8 loads a warp.
-template <typename T, int HD, int G>
-__device__ __forceinline__ void acl_sums_tc(const T* vs, const float* sc, int n,
-                                            float (&red)[ACL_THREADS / (HD / 2)][G][HD], int warp, int lane) {
-  constexpr int PARTS = HD / 64;
-  constexpr int VQ = ACL_WARPS / PARTS;
-  static_assert(VQ == ACL_THREADS / (HD / 2), "position groups");
-  const int g = lane >> 2, t = lane & 3;
-  const int q = warp / PARTS, part = warp % PARTS;
-  float c[8][4];
-#pragma unroll
-  for (int j = 0; j < 8; ++j) c[j][0] = c[j][1] = c[j][2] = c[j][3] = 0.f;
-  for (int base = q * 16; base < n; base += VQ * 16) {
-    unsigned v[4][4];
-    float w[4];
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int p = base + 2 * t + (r & 1) + 8 * (r >> 1);
-      const uint4 row =
-          p < n ? reinterpret_cast<const uint4*>(vs + static_cast<size_t>(p) * HD)[8 * part + g] : make_uint4(0, 0, 0, 0);
-      v[r][0] = row.x;
-      v[r][1] = row.y;
-      v[r][2] = row.z;
-      v[r][3] = row.w;
-      w[r] = g < G && p < n ? sc[p * G + g] : 0.f;
-    }
-    T hi[4], lo[4];
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      hi[r] = static_cast<T>(w[r]);
-      lo[r] = static_cast<T>(w[r] - static_cast<float>(hi[r]));
-    }
-    const unsigned ahi[4] = {pack2(hi[0], hi[1]), 0u, pack2(hi[2], hi[3]), 0u};
-    const unsigned alo[4] = {pack2(lo[0], lo[1]), 0u, pack2(lo[2], lo[3]), 0u};
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const unsigned sel = (j & 1) ? 0x7632u : 0x5410u;  // the high or low halves of two words
-      const unsigned b0 = __byte_perm(v[0][j >> 1], v[1][j >> 1], sel);
-      const unsigned b1 = __byte_perm(v[2][j >> 1], v[3][j >> 1], sel);
-      mma_16816(c[j], ahi, b0, b1, T());
-      mma_16816(c[j], alo, b0, b1, T());
-    }
-  }
-  // C row g (a query head), columns 2t and 2t + 1: dims 64 part + 8 (2t) + j
-  // and 64 part + 8 (2t + 1) + j.
-  if (g < G) {
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      red[q][g][64 * part + 16 * t + j] = c[j][0];
-      red[q][g][64 * part + 16 * t + 8 + j] = c[j][1];
-    }
-  }
-}
-
 // `mark(i)` stamps the timeline's phases (timeline.cuh): 0 the rows in shared
 // memory, 1 the scores made, 2 the weights (and late values) ready, 3 the
 // block's sums stored into their owners.
-template <typename T, int HD, int NH, int NKV, int C, int LV, int TC, typename Wait, typename Mark>
+template <typename T, int HD, int NH, int NKV, int C, int LV, typename Wait, typename Mark>
 __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, const T* qn, const T* kn, T* kc, T* vc,
                                                    int cap, const int* meta, T* out, float eps, float log2_base,
                                                    float scale, unsigned char* smem, Wait wait, Mark mark) {
@@ -307,9 +189,8 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
     if (r > G) continue;
     attn_norm_rope<T, HD>(xv[k], wv[k], eps, log2_base, pos, lane, [&](int i, T r1, T r2) {
       if (r < G) {
-        // On tensor cores the queries stay T (exact) and the scores are scaled.
-        fx.qs[r][i] = static_cast<float>(r1) * (TC ? 1.f : scale);
-        fx.qs[r][i + HALF] = static_cast<float>(r2) * (TC ? 1.f : scale);
+        fx.qs[r][i] = static_cast<float>(r1) * scale;
+        fx.qs[r][i + HALF] = static_cast<float>(r2) * scale;
       } else {
         if (owns_new) {
           knew[i] = r1;
@@ -329,62 +210,57 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
 
   // 2. Scores: LP lanes per position, a lane taking the 8-element chunks
   // sub and sub + LP of the row (each quarter-warp reads 128 contiguous bytes
-  // of shared memory), its share of the queries in registers; or on tensor
-  // cores (TC).
-  if constexpr (TC) {
-    acl_scores_tc<T, HD, G>(fx.qs, ks, sc, n, scale, warp, lane);
-  } else {
-    const int sub = lane % LP, slot = lane / LP;
-    float qf[G][16];
+  // of shared memory), its share of the queries in registers.
+  const int sub = lane % LP, slot = lane / LP;
+  float qf[G][16];
 #pragma unroll
-    for (int g = 0; g < G; ++g)
+  for (int g = 0; g < G; ++g)
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        qf[g][j] = fx.qs[g][sub * 8 + j];
-        qf[g][8 + j] = fx.qs[g][(sub + LP) * 8 + j];
-      }
-    // Two rounds of positions at once (SU), so that a warp has two rows'
-    // loads and shuffles in flight: at 8 warps an SM the loop is latency-bound.
-    constexpr int STRIDE = ACL_WARPS * PPW, SU = 2;
-    for (int p0 = warp * PPW; p0 < n; p0 += SU * STRIDE) {
-      uint4 lo[SU], hi[SU];
+    for (int j = 0; j < 8; ++j) {
+      qf[g][j] = fx.qs[g][sub * 8 + j];
+      qf[g][8 + j] = fx.qs[g][(sub + LP) * 8 + j];
+    }
+  // Two rounds of positions at once (SU), so that a warp has two rows'
+  // loads and shuffles in flight: at 8 warps an SM the loop is latency-bound.
+  constexpr int STRIDE = ACL_WARPS * PPW, SU = 2;
+  for (int p0 = warp * PPW; p0 < n; p0 += SU * STRIDE) {
+    uint4 lo[SU], hi[SU];
 #pragma unroll
-      for (int u = 0; u < SU; ++u) {
-        const int p = p0 + u * STRIDE + slot;
-        const uint4* row = reinterpret_cast<const uint4*>(ks + static_cast<size_t>(p) * HD);
-        lo[u] = p < n ? row[sub] : make_uint4(0, 0, 0, 0);
-        hi[u] = p < n ? row[sub + LP] : make_uint4(0, 0, 0, 0);
-      }
-      float dots[SU][G];
+    for (int u = 0; u < SU; ++u) {
+      const int p = p0 + u * STRIDE + slot;
+      const uint4* row = reinterpret_cast<const uint4*>(ks + static_cast<size_t>(p) * HD);
+      lo[u] = p < n ? row[sub] : make_uint4(0, 0, 0, 0);
+      hi[u] = p < n ? row[sub + LP] : make_uint4(0, 0, 0, 0);
+    }
+    float dots[SU][G];
 #pragma unroll
-      for (int u = 0; u < SU; ++u) {
+    for (int u = 0; u < SU; ++u) {
 #pragma unroll
-        for (int g = 0; g < G; ++g) dots[u][g] = 0.f;
-        auto dot8 = [&](const uint4& kv, int c) {
-          const T* k8 = reinterpret_cast<const T*>(&kv);
+      for (int g = 0; g < G; ++g) dots[u][g] = 0.f;
+      auto dot8 = [&](const uint4& kv, int c) {
+        const T* k8 = reinterpret_cast<const T*>(&kv);
 #pragma unroll
-          for (int j = 0; j < 8; ++j) {
-            const float k = static_cast<float>(k8[j]);
+        for (int j = 0; j < 8; ++j) {
+          const float k = static_cast<float>(k8[j]);
 #pragma unroll
-            for (int g = 0; g < G; ++g) dots[u][g] = fmaf(qf[g][c * 8 + j], k, dots[u][g]);
-          }
-        };
-        dot8(lo[u], 0);
-        dot8(hi[u], 1);
-      }
+          for (int g = 0; g < G; ++g) dots[u][g] = fmaf(qf[g][c * 8 + j], k, dots[u][g]);
+        }
+      };
+      dot8(lo[u], 0);
+      dot8(hi[u], 1);
+    }
 #pragma unroll
-      for (int off = LP / 2; off > 0; off >>= 1)
+    for (int off = LP / 2; off > 0; off >>= 1)
 #pragma unroll
-        for (int u = 0; u < SU; ++u)
+      for (int u = 0; u < SU; ++u)
 #pragma unroll
-          for (int g = 0; g < G; ++g) dots[u][g] += __shfl_xor_sync(0xffffffffu, dots[u][g], off);
+        for (int g = 0; g < G; ++g) dots[u][g] += __shfl_xor_sync(0xffffffffu, dots[u][g], off);
 #pragma unroll
-      for (int u = 0; u < SU; ++u) {
-        const int p = p0 + u * STRIDE + slot;
-        if (sub == 0 && p < n)
+    for (int u = 0; u < SU; ++u) {
+      const int p = p0 + u * STRIDE + slot;
+      if (sub == 0 && p < n)
 #pragma unroll
-          for (int g = 0; g < G; ++g) sc[p * G + g] = dots[u][g];
-      }
+        for (int g = 0; g < G; ++g) sc[p * G + g] = dots[u][g];
     }
   }
   __syncthreads();
@@ -426,10 +302,8 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
 
   // 4. Weighted sums of the value rows: a thread owns a pair of elements and
   // every VQ-th position (a warp's positions are the same, so the weights are
-  // broadcast reads); or on tensor cores (TC).
-  if constexpr (TC) {
-    acl_sums_tc<T, HD, G>(vs, sc, n, fx.red, warp, lane);
-  } else {
+  // broadcast reads).
+  {
     const int dp = tid % DP, q = tid / DP;
     float acc[G][2];
 #pragma unroll

@@ -258,15 +258,14 @@ mod tests {
         for splits in [1, 16, 64] {
             all.push(attention::step_kernel(heads, bf, splits, 1e-6, 5e6).unwrap());
         }
-        for name in ["8", "16", "8v", "16v", "8t", "16vt"] {
+        for name in ["8", "16", "8v", "16v"] {
             let layout = attention::ClusterLayout::parse(name).unwrap();
             let (blocks, late_values) = (layout.blocks, layout.late_values);
             let k = attention::cluster_step_kernel(heads, bf, layout, 1e-6, 5e6).unwrap();
             let attribute = format!("void __cluster_dims__({blocks}, 1, 1) vlmbench_attn_cluster(");
             assert!(k.source.contains(&attribute) && k.cluster == blocks as u32);
             let lv = format!("constexpr int LV = {};", i32::from(late_values));
-            let tc = format!("constexpr int TC = {};", i32::from(layout.tensor_cores));
-            assert!(k.source.contains(&lv) && k.source.contains(&tc), "{name}");
+            assert!(k.source.contains(&lv), "{name}");
             all.push(k);
         }
         for k in &all {

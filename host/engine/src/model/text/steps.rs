@@ -19,8 +19,7 @@
 //! launch issued by the host), `VLM_BENCH_NO_PDL=1` (launches in strict
 //! order), `VLM_BENCH_SPLIT_ATTENTION=1` (the split attention always),
 //! `VLM_BENCH_ATTN_CLUSTER=N` (clusters of N blocks always; `Nv`: with the
-//! values brought in after the scores; `Nt`, `Nvt`: scores and sums on
-//! tensor cores, [`ClusterLayout`]),
+//! values brought in after the scores, [`ClusterLayout`]),
 //! `VLM_BENCH_SHARED_CARVEOUT=P` (q/k/v and the cluster attention prefer P% of
 //! L1 as shared memory).
 //!
