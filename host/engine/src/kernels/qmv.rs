@@ -20,12 +20,54 @@ fn rows_per_block(swiglu: bool) -> i32 {
 
 /// Warps per block (they split the input width) and k-tiles whose loads a
 /// warp issues at once. Measured on the H100 at the 8B's shapes
-/// (`bench/gpu/qmv_lab.py`): few blocks want more warps each, wide inputs
-/// deeper batches.
+/// (`bench/gpu/qmv_lab.py`, then in the decoding step): few blocks want more
+/// warps each, wide inputs deeper batches. Up to 512 blocks a launch fits
+/// one wave at 8 warps (q/k/v's 384: ~82 registers a thread, 3 blocks an
+/// SM), and each block then has half its weights in flight before its wait
+/// rather than a quarter: +2–3.5% decode (bench/gpu/NOTES.md, stop 22),
+/// though alone under Nsight Compute 8 warps were slower (stop 13).
 fn launch_shape(k: i32, blocks: i32) -> (i32, i32) {
-    let warps = if blocks < 320 { 8 } else { 4 };
+    let warps = if blocks <= 512 { 8 } else { 4 };
     let tiles_at_once = if k > 4096 { 4 } else { 2 };
     (warps, tiles_at_once)
+}
+
+/// A matrix (input width, rows) and the launch shape asked for it (warps,
+/// k-tiles at once).
+type ShapeOverride = ((i32, i32), (i32, i32));
+
+/// Launch shapes asked for in `VLM_BENCH_QMV_SHAPES`, for measuring them:
+/// `KxN=WxU` entries (input width, rows; warps, k-tiles at once),
+/// comma-separated, e.g. `4096x4096=8x4`. Entries that do not parse are
+/// reported once and ignored.
+fn shape_override(k: i32, n: i32) -> Option<(i32, i32)> {
+    static SHAPES: std::sync::OnceLock<Vec<ShapeOverride>> = std::sync::OnceLock::new();
+    let shapes = SHAPES.get_or_init(|| {
+        let v = std::env::var("VLM_BENCH_QMV_SHAPES").unwrap_or_default();
+        parse_shapes(&v).unwrap_or_else(|bad| {
+            eprintln!("warning: VLM_BENCH_QMV_SHAPES: ignoring {bad:?} (KxN=WxU, comma-separated)");
+            Vec::new()
+        })
+    });
+    shapes.iter().find(|(m, _)| *m == (k, n)).map(|&(_, s)| s)
+}
+
+/// `KxN=WxU,...` as pairs, or the first entry that is not one (warps 1–16,
+/// k-tiles 1–8).
+fn parse_shapes(v: &str) -> std::result::Result<Vec<ShapeOverride>, String> {
+    let pair = |s: &str| -> Option<(i32, i32)> {
+        let (a, b) = s.split_once('x')?;
+        Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+    };
+    v.split(',')
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            e.split_once('=')
+                .and_then(|(m, s)| Some((pair(m)?, pair(s)?)))
+                .filter(|&(_, (w, u))| (1..=16).contains(&w) && (1..=8).contains(&u))
+                .ok_or_else(|| e.to_string())
+        })
+        .collect()
 }
 
 /// Dynamic shared memory: the input row as 32-code chunks of 20 words (16
@@ -181,7 +223,7 @@ impl LaunchShape {
         let width = if swiglu { n / 2 } else { n };
         let per_block = rows_per_block(swiglu);
         let blocks = (width + per_block - 1) / per_block;
-        let (warps, tiles_at_once) = launch_shape(k, blocks);
+        let (warps, tiles_at_once) = shape_override(k, n).unwrap_or(launch_shape(k, blocks));
         LaunchShape {
             blocks,
             warps,
@@ -306,12 +348,31 @@ mod tests {
     }
 
     #[test]
+    fn launch_shape_overrides_parse() {
+        assert_eq!(parse_shapes(""), Ok(vec![]));
+        assert_eq!(
+            parse_shapes("4096x4096=8x4, 4096x6144=8x2"),
+            Ok(vec![((4096, 4096), (8, 4)), ((4096, 6144), (8, 2))])
+        );
+        for bad in [
+            "4096x4096",
+            "4096x4096=8",
+            "4096=8x4",
+            "4096x4096=0x4",
+            "4096x4096=8x9",
+        ] {
+            assert_eq!(parse_shapes(bad), Err(bad.to_string()), "{bad}");
+        }
+    }
+
+    #[test]
     fn launch_shapes_follow_the_measured_choices() {
         // The 8B's o projection (256 blocks) and down projection (K 12288).
         assert_eq!(launch_shape(4096, 256), (8, 2));
         assert_eq!(launch_shape(12288, 256), (8, 4));
-        // q/k/v (384 blocks), gate/up (1536), the LM head (9496).
-        assert_eq!(launch_shape(4096, 384), (4, 2));
+        // q/k/v (384 blocks); gate/up (1536), the LM head (9496).
+        assert_eq!(launch_shape(4096, 384), (8, 2));
+        assert_eq!(launch_shape(4096, 1536), (4, 2));
         assert_eq!(launch_shape(4096, 9496), (4, 2));
         assert_eq!(rows_per_block(true), 8);
         assert_eq!(shared_bytes(4096), 128 * 80 + 64 * 4);
