@@ -21,11 +21,13 @@ fn rows_per_block(swiglu: bool) -> i32 {
 /// Warps per block (they split the input width) and k-tiles whose loads a
 /// warp issues at once. Measured on the H100 at the 8B's shapes
 /// (`bench/gpu/qmv_lab.py`, then in the decoding step): few blocks want more
-/// warps each, wide inputs deeper batches. Up to 512 blocks a launch fits
-/// one wave at 8 warps (q/k/v's 384: ~82 registers a thread, 3 blocks an
-/// SM), and each block then has half its weights in flight before its wait
-/// rather than a quarter: +2–3.5% decode (bench/gpu/NOTES.md, stop 22),
-/// though alone under Nsight Compute 8 warps were slower (stop 13).
+/// warps each, wide inputs deeper batches. The 8B's q/k/v (384 blocks) fits
+/// one wave of the H100 at 8 warps (~82 registers a thread, 3 blocks on each
+/// of 132 SMs), and each block then has half its weights in flight before
+/// its wait rather than a quarter: +2–3.5% decode (bench/gpu/NOTES.md, stop
+/// 22), though alone under Nsight Compute 8 warps were slower (stop 13).
+/// The bound of 512 blocks lies between q/k/v and gate/up (1536), which
+/// lost at 8 warps.
 fn launch_shape(k: i32, blocks: i32) -> (i32, i32) {
     let warps = if blocks <= 512 { 8 } else { 4 };
     let tiles_at_once = if k > 4096 { 4 } else { 2 };
