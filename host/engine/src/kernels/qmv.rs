@@ -35,39 +35,46 @@ fn launch_shape(k: i32, blocks: i32) -> (i32, i32) {
 }
 
 /// A matrix (input width, rows) and the launch shape asked for it (warps,
-/// k-tiles at once).
-type ShapeOverride = ((i32, i32), (i32, i32));
+/// k-tiles at once, blocks an SM the compiler must fit or 0).
+type ShapeOverride = ((i32, i32), (i32, i32, i32));
 
 /// Launch shapes asked for in `VLM_BENCH_QMV_SHAPES`, for measuring them:
-/// `KxN=WxU` entries (input width, rows; warps, k-tiles at once),
-/// comma-separated, e.g. `4096x4096=8x4`. Entries that do not parse are
-/// reported once and ignored.
-fn shape_override(k: i32, n: i32) -> Option<(i32, i32)> {
+/// `KxN=WxU` entries (input width, rows; warps, k-tiles at once), or
+/// `KxN=WxUxM` (and at least M blocks an SM: `__launch_bounds__`, the step
+/// runner's kernels only), comma-separated, e.g. `4096x4096=8x4`. Entries
+/// that do not parse are reported once and ignored.
+fn shape_override(k: i32, n: i32) -> Option<(i32, i32, i32)> {
     static SHAPES: std::sync::OnceLock<Vec<ShapeOverride>> = std::sync::OnceLock::new();
     let shapes = SHAPES.get_or_init(|| {
         let v = std::env::var("VLM_BENCH_QMV_SHAPES").unwrap_or_default();
         parse_shapes(&v).unwrap_or_else(|bad| {
-            eprintln!("warning: VLM_BENCH_QMV_SHAPES: ignoring {bad:?} (KxN=WxU, comma-separated)");
+            eprintln!(
+                "warning: VLM_BENCH_QMV_SHAPES: ignoring {bad:?} (KxN=WxU[xM], comma-separated)"
+            );
             Vec::new()
         })
     });
     shapes.iter().find(|(m, _)| *m == (k, n)).map(|&(_, s)| s)
 }
 
-/// `KxN=WxU,...` as pairs, or the first entry that is not one (warps 1–16,
-/// k-tiles 1–8).
+/// `KxN=WxU[xM],...` as entries, or the first entry that is not one (warps
+/// 1–16, k-tiles 1–8, blocks an SM 1–32; M absent: 0).
 fn parse_shapes(v: &str) -> std::result::Result<Vec<ShapeOverride>, String> {
-    let pair = |s: &str| -> Option<(i32, i32)> {
-        let (a, b) = s.split_once('x')?;
-        Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
-    };
+    let numbers =
+        |s: &str| -> Option<Vec<i32>> { s.split('x').map(|p| p.trim().parse().ok()).collect() };
     v.split(',')
         .filter(|e| !e.trim().is_empty())
         .map(|e| {
-            e.split_once('=')
-                .and_then(|(m, s)| Some((pair(m)?, pair(s)?)))
-                .filter(|&(_, (w, u))| (1..=16).contains(&w) && (1..=8).contains(&u))
-                .ok_or_else(|| e.to_string())
+            let (m, s) = e.split_once('=').ok_or_else(|| e.to_string())?;
+            match (numbers(m).as_deref(), numbers(s).as_deref()) {
+                (Some(&[k, n]), Some(&[w, u])) => Some(((k, n), (w, u, 0))),
+                (Some(&[k, n]), Some(&[w, u, b])) if (1..=32).contains(&b) => {
+                    Some(((k, n), (w, u, b)))
+                }
+                _ => None,
+            }
+            .filter(|&(_, (w, u, _))| (1..=16).contains(&w) && (1..=8).contains(&u))
+            .ok_or_else(|| e.to_string())
         })
         .collect()
 }
@@ -201,7 +208,7 @@ impl Variant {
             threads: (launch.warps * 32) as u32,
             shared_bytes: shared_bytes(k) as u32,
         };
-        super::step::standalone(
+        let kernel = super::step::standalone(
             self.name(),
             1,
             &Self::header(),
@@ -209,7 +216,11 @@ impl Variant {
             &params,
             &template,
             dims,
-        )
+        )?;
+        Ok(super::step::with_min_blocks(
+            kernel,
+            launch.min_blocks as u32,
+        ))
     }
 }
 
@@ -218,6 +229,8 @@ struct LaunchShape {
     blocks: i32,
     warps: i32,
     tiles_at_once: i32,
+    /// Blocks an SM the step kernel is compiled to fit (0: the compiler's choice).
+    min_blocks: i32,
 }
 
 impl LaunchShape {
@@ -225,11 +238,15 @@ impl LaunchShape {
         let width = if swiglu { n / 2 } else { n };
         let per_block = rows_per_block(swiglu);
         let blocks = (width + per_block - 1) / per_block;
-        let (warps, tiles_at_once) = shape_override(k, n).unwrap_or(launch_shape(k, blocks));
+        let (warps, tiles_at_once, min_blocks) = shape_override(k, n).unwrap_or_else(|| {
+            let (w, u) = launch_shape(k, blocks);
+            (w, u, 0)
+        });
         LaunchShape {
             blocks,
             warps,
             tiles_at_once,
+            min_blocks,
         }
     }
 }
@@ -353,8 +370,8 @@ mod tests {
     fn launch_shape_overrides_parse() {
         assert_eq!(parse_shapes(""), Ok(vec![]));
         assert_eq!(
-            parse_shapes("4096x4096=8x4, 4096x6144=8x2"),
-            Ok(vec![((4096, 4096), (8, 4)), ((4096, 6144), (8, 2))])
+            parse_shapes("4096x4096=8x4, 4096x6144=8x4x3"),
+            Ok(vec![((4096, 4096), (8, 4, 0)), ((4096, 6144), (8, 4, 3))])
         );
         for bad in [
             "4096x4096",
@@ -362,6 +379,8 @@ mod tests {
             "4096=8x4",
             "4096x4096=0x4",
             "4096x4096=8x9",
+            "4096x4096=8x4x0",
+            "4096x4096=8x4x2x1",
         ] {
             assert_eq!(parse_shapes(bad), Err(bad.to_string()), "{bad}");
         }

@@ -111,6 +111,22 @@ pub fn standalone(
     })
 }
 
+/// `kernel` compiled to fit at least `min_blocks` blocks an SM
+/// (`__launch_bounds__`: the compiler caps registers, spilling if it must);
+/// 0 leaves it as it is.
+pub fn with_min_blocks(mut kernel: StepKernel, min_blocks: u32) -> StepKernel {
+    if min_blocks > 0 {
+        let bounds = format!(
+            "extern \"C\" __global__ void __launch_bounds__({}, {min_blocks}) ",
+            kernel.dims.threads
+        );
+        kernel.source = kernel
+            .source
+            .replacen("extern \"C\" __global__ void ", &bounds, 1);
+    }
+    kernel
+}
+
 /// Blocks a step's timeline records (the 8B's ~100k, with room); as many
 /// slots after them hold the phases kernels mark (`timeline.cuh`).
 pub const TIMELINE_BLOCKS: u32 = 1 << 17;
@@ -250,6 +266,14 @@ mod tests {
         ] {
             all.push(v.step_kernel(k, n, bf, 1e-6).unwrap());
         }
+        // A launch shape asked to fit 3 blocks an SM (`VLM_BENCH_QMV_SHAPES`'s M).
+        let bounded = with_min_blocks(Variant::Norm.step_kernel(4096, 6144, bf, 1e-6).unwrap(), 3);
+        assert!(
+            bounded
+                .source
+                .contains("void __launch_bounds__(256, 3) vlmbench_qmv4_norm(")
+        );
+        all.push(bounded);
         let heads = Heads {
             heads: 32,
             kv_heads: 8,

@@ -21,9 +21,9 @@
 //! `VLM_BENCH_ATTN_CLUSTER=N` (clusters of N blocks always; `Nv`: with the
 //! values brought in after the scores, [`ClusterLayout`]),
 //! `VLM_BENCH_SHARED_CARVEOUT=P` (q/k/v and the cluster attention prefer P% of
-//! L1 as shared memory), `VLM_BENCH_QMV_SHAPES=KxN=WxU,...` (the 4-bit
+//! L1 as shared memory), `VLM_BENCH_QMV_SHAPES=KxN=WxU[xM],...` (the 4-bit
 //! products of K-wide inputs and N rows in blocks of W warps, U k-tiles at
-//! once: launch shapes to measure).
+//! once, compiled to fit M blocks an SM: launch shapes to measure).
 //!
 //! `VLM_BENCH_TIMELINE=DIR` compiles the kernels with a timeline
 //! (`kernels/timeline.cuh`): at the end of each request, the times of every
