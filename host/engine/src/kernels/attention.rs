@@ -163,7 +163,7 @@ pub fn step_kernel(
     };
     super::step::standalone(
         "vlmbench_attn_decode",
-        1,
+        super::step::Placement::ANY,
         &header(),
         &body("cache_cap"),
         &params,
@@ -307,9 +307,13 @@ pub fn cluster_step_kernel(
         include_str!("attn.cuh"),
         include_str!("attn_cluster.cuh"),
     ]);
+    let placement = super::step::Placement {
+        cluster: layout.blocks as u32,
+        min_blocks: 0,
+    };
     super::step::standalone(
         "vlmbench_attn_cluster",
-        layout.blocks as u32,
+        placement,
         &header,
         &super::compact(include_str!("attn_cluster.cu")),
         &params,

@@ -10,7 +10,7 @@ use mlx::cuda::Dims;
 use mlx::kernel::{Kernel, KernelSpec, Launch, TemplateArg};
 use mlx::{Array, Dtype, Quantized};
 
-use super::step::{Param, StepKernel};
+use super::step::{Param, Placement, StepKernel};
 use crate::error::Result;
 
 /// Output rows per block: 16 rows of the matrix (8 gate/up pairs for SwiGLU).
@@ -22,10 +22,10 @@ fn rows_per_block(swiglu: bool) -> i32 {
 /// warp issues at once. Measured on the H100 at the 8B's shapes
 /// (`bench/gpu/qmv_lab.py`, then in the decoding step): few blocks want more
 /// warps each, wide inputs deeper batches. The 8B's q/k/v (384 blocks) fits
-/// one wave of the H100 at 8 warps (~82 registers a thread, 3 blocks on each
-/// of 132 SMs), and each block then has half its weights in flight before
-/// its wait rather than a quarter: +2–3.5% decode (bench/gpu/NOTES.md, stop
-/// 22), though alone under Nsight Compute 8 warps were slower (stop 13).
+/// one wave of the H100 at 8 warps (80 registers a thread by ptxas, 3 blocks
+/// on each of 132 SMs), and each block then has half its weights in flight
+/// before its wait rather than a quarter: +2–3.5% decode (bench/gpu/NOTES.md,
+/// stop 22), though alone under Nsight Compute 8 warps were slower (stop 13).
 /// The bound of 512 blocks lies between q/k/v and gate/up (1536), which
 /// lost at 8 warps.
 fn launch_shape(k: i32, blocks: i32) -> (i32, i32) {
@@ -195,32 +195,60 @@ impl Variant {
     /// The standalone kernel (`step.rs`) for a `n x k` matrix and its launch:
     /// parameters are the inputs in order, then `out`.
     pub fn step_kernel(self, k: i32, n: i32, dtype: Dtype, eps: f32) -> Result<StepKernel> {
+        self.step_kernel_as(LaunchShape::of(k, n, self.flags().2), k, n, dtype, eps)
+    }
+
+    /// As [`Variant::step_kernel`], compiled to fit `min_blocks` blocks an
+    /// SM (what `VLM_BENCH_QMV_SHAPES` may ask), for NVRTC's check.
+    #[cfg(test)]
+    pub(crate) fn bounded_step_kernel(
+        self,
+        k: i32,
+        n: i32,
+        dtype: Dtype,
+        eps: f32,
+        min_blocks: i32,
+    ) -> Result<StepKernel> {
+        let launch = LaunchShape {
+            min_blocks,
+            ..LaunchShape::of(k, n, self.flags().2)
+        };
+        self.step_kernel_as(launch, k, n, dtype, eps)
+    }
+
+    fn step_kernel_as(
+        self,
+        launch: LaunchShape,
+        k: i32,
+        n: i32,
+        dtype: Dtype,
+        eps: f32,
+    ) -> Result<StepKernel> {
         let mut params: Vec<Param> = self
             .inputs(dtype)
             .into_iter()
             .map(|(name, d)| Param::In(name, d))
             .collect();
         params.push(Param::Out("out", dtype));
-        let launch = LaunchShape::of(k, n, self.flags().2);
         let template = template(dtype, k, n, &launch, self.flags().0.then_some(eps));
         let dims = Dims {
             blocks: launch.blocks as u32,
             threads: (launch.warps * 32) as u32,
             shared_bytes: shared_bytes(k) as u32,
         };
-        let kernel = super::step::standalone(
+        let placement = Placement {
+            cluster: 1,
+            min_blocks: launch.min_blocks as u32,
+        };
+        super::step::standalone(
             self.name(),
-            1,
+            placement,
             &Self::header(),
             &self.body(),
             &params,
             &template,
             dims,
-        )?;
-        Ok(super::step::with_min_blocks(
-            kernel,
-            launch.min_blocks as u32,
-        ))
+        )
     }
 }
 

@@ -62,14 +62,43 @@ impl StepKernel {
     }
 }
 
+/// Where a standalone kernel's blocks go: in clusters of `cluster` blocks
+/// when more than one (`__cluster_dims__`), and at least `min_blocks` an SM
+/// when not 0 (`__launch_bounds__`: the compiler caps the registers,
+/// spilling if it must).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub cluster: u32,
+    pub min_blocks: u32,
+}
+
+impl Placement {
+    /// No clusters, registers as the compiler chooses.
+    pub const ANY: Placement = Placement {
+        cluster: 1,
+        min_blocks: 0,
+    };
+
+    /// The attributes ahead of the kernel's name for blocks of `threads`.
+    fn attributes(self, threads: u32) -> String {
+        let mut attrs = String::new();
+        if self.min_blocks > 0 {
+            attrs += &format!("__launch_bounds__({threads}, {}) ", self.min_blocks);
+        }
+        if self.cluster > 1 {
+            attrs += &format!("__cluster_dims__({}, 1, 1) ", self.cluster);
+        }
+        attrs
+    }
+}
+
 /// `extern "C" __global__ void name(params) { constants; body }` after the
-/// headers, launched as `dims`, in clusters of `cluster` blocks when more
-/// than one (`__cluster_dims__`). With `VLM_TIMELINE` defined ahead of the
-/// source, it takes two more parameters and records a timeline
-/// (`timeline.cuh`).
+/// headers, launched as `dims`, its blocks placed as `placement` says. With
+/// `VLM_TIMELINE` defined ahead of the source, it takes two more parameters
+/// and records a timeline (`timeline.cuh`).
 pub fn standalone(
     name: &'static str,
-    cluster: u32,
+    placement: Placement,
     header: &str,
     body: &str,
     params: &[Param],
@@ -94,37 +123,17 @@ pub fn standalone(
     }
     let timeline = super::compact(include_str!("timeline.cuh"));
     let source = format!(
-        "{PRELUDE}{timeline}\n{header}extern \"C\" __global__ void {dims_attr}{name}({} \
+        "{PRELUDE}{timeline}\n{header}extern \"C\" __global__ void {attrs}{name}({} \
          VLM_TL_PARAMS) {{\nVLM_TL_BEGIN\n{consts}{body}\n}}\n",
         sig.join(", "),
-        dims_attr = if cluster > 1 {
-            format!("__cluster_dims__({cluster}, 1, 1) ")
-        } else {
-            String::new()
-        },
+        attrs = placement.attributes(dims.threads),
     );
     Ok(StepKernel {
         name,
         source,
         dims,
-        cluster: cluster.max(1),
+        cluster: placement.cluster.max(1),
     })
-}
-
-/// `kernel` compiled to fit at least `min_blocks` blocks an SM
-/// (`__launch_bounds__`: the compiler caps registers, spilling if it must);
-/// 0 leaves it as it is.
-pub fn with_min_blocks(mut kernel: StepKernel, min_blocks: u32) -> StepKernel {
-    if min_blocks > 0 {
-        let bounds = format!(
-            "extern \"C\" __global__ void __launch_bounds__({}, {min_blocks}) ",
-            kernel.dims.threads
-        );
-        kernel.source = kernel
-            .source
-            .replacen("extern \"C\" __global__ void ", &bounds, 1);
-    }
-    kernel
 }
 
 /// Blocks a step's timeline records (the 8B's ~100k, with room); as many
@@ -153,7 +162,7 @@ fn one_block(
     };
     standalone(
         name,
-        1,
+        Placement::ANY,
         &header,
         &super::compact(body),
         params,
@@ -207,7 +216,7 @@ mod tests {
         };
         let k = standalone(
             "k",
-            1,
+            Placement::ANY,
             "// header\n",
             "out[0] = x[0];",
             &[
@@ -229,7 +238,16 @@ mod tests {
             "// header\nextern \"C\" __global__ void k(const __nv_bfloat16* x, float* out, int n \
              VLM_TL_PARAMS) {\nVLM_TL_BEGIN\nusing T = __half;\nconstexpr int K = 7;\nout[0] = x[0];\n}\n"
         ));
-        let err = standalone("k", 1, "", "", &[Param::In("x", Dtype::F64)], &[], dims).unwrap_err();
+        let err = standalone(
+            "k",
+            Placement::ANY,
+            "",
+            "",
+            &[Param::In("x", Dtype::F64)],
+            &[],
+            dims,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("no CUDA type"), "{err}");
     }
 
@@ -267,7 +285,9 @@ mod tests {
             all.push(v.step_kernel(k, n, bf, 1e-6).unwrap());
         }
         // A launch shape asked to fit 3 blocks an SM (`VLM_BENCH_QMV_SHAPES`'s M).
-        let bounded = with_min_blocks(Variant::Norm.step_kernel(4096, 6144, bf, 1e-6).unwrap(), 3);
+        let bounded = Variant::Norm
+            .bounded_step_kernel(4096, 6144, bf, 1e-6, 3)
+            .unwrap();
         assert!(
             bounded
                 .source
