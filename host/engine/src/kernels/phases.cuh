@@ -3,7 +3,7 @@
 // and before it reads its input. The engine's kernels wait for nothing
 // (NoWait); bench/gpu/layer/ chains several phases in one launch with it.
 
-// A phase that waits for nothing (a kernel of its own); also a hook that does nothing.
+// A phase that waits for nothing (a kernel of its own).
 struct NoWait {
   __device__ void operator()() const {}
 };

@@ -107,41 +107,6 @@ pub enum Epilogue<'a> {
     SwiGlu,
 }
 
-/// What a step's q/k/v kernel brings into L2 for the attention after its
-/// own weight loads are issued (`kv_prefetch.cuh`, `VLM_BENCH_KV_PREFETCH`):
-/// a measuring knob.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum KvPrefetch {
-    Keys,
-    KeysValues,
-}
-
-impl KvPrefetch {
-    /// `k` or `kv`.
-    pub fn parse(v: &str) -> Option<KvPrefetch> {
-        match v {
-            "k" => Some(KvPrefetch::Keys),
-            "kv" => Some(KvPrefetch::KeysValues),
-            _ => None,
-        }
-    }
-
-    fn code(self) -> i32 {
-        match self {
-            KvPrefetch::Keys => 1,
-            KvPrefetch::KeysValues => 2,
-        }
-    }
-}
-
-/// A step kernel prefetching the caches of `kv_heads` heads of `head_dim`.
-#[derive(Clone, Copy, Debug)]
-pub struct Prefetching {
-    pub what: KvPrefetch,
-    pub head_dim: i32,
-    pub kv_heads: i32,
-}
-
 /// The kernel variants: which inputs they take and which code they enable.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Variant {
@@ -196,14 +161,9 @@ impl Variant {
     }
 
     fn body(self) -> String {
-        self.body_prefetching(0)
-    }
-
-    /// The body with `KV_PREFETCH` defined as `prefetch` (0: none).
-    fn body_prefetching(self, prefetch: i32) -> String {
         let (norm, resid, swiglu) = self.flags();
         super::compact(&format!(
-            "#define NORM {}\n#define RESID {}\n#define SWIGLU {}\n#define KV_PREFETCH {prefetch}\n{}",
+            "#define NORM {}\n#define RESID {}\n#define SWIGLU {}\n{}",
             norm as i32,
             resid as i32,
             swiglu as i32,
@@ -235,35 +195,7 @@ impl Variant {
     /// The standalone kernel (`step.rs`) for a `n x k` matrix and its launch:
     /// parameters are the inputs in order, then `out`.
     pub fn step_kernel(self, k: i32, n: i32, dtype: Dtype, eps: f32) -> Result<StepKernel> {
-        self.step_kernel_as(
-            LaunchShape::of(k, n, self.flags().2),
-            k,
-            n,
-            dtype,
-            eps,
-            None,
-        )
-    }
-
-    /// As [`Variant::step_kernel`], bringing the attention's caches into L2
-    /// as `prefetching` says: parameters `kc, vc, meta` and the caches'
-    /// capacity as an `int` follow `out`.
-    pub fn prefetching_step_kernel(
-        self,
-        k: i32,
-        n: i32,
-        dtype: Dtype,
-        eps: f32,
-        prefetching: Prefetching,
-    ) -> Result<StepKernel> {
-        let mut launch = LaunchShape::of(k, n, self.flags().2);
-        // The prefetch's few registers more (82 against 80 by ptxas for the
-        // 8B's q/k/v at 8 warps) would fit 2 blocks an SM instead of 3: two
-        // waves. Bounded, ptxas keeps 80 without spilling.
-        if launch.warps == 8 && launch.min_blocks == 0 {
-            launch.min_blocks = 3;
-        }
-        self.step_kernel_as(launch, k, n, dtype, eps, Some(prefetching))
+        self.step_kernel_as(LaunchShape::of(k, n, self.flags().2), k, n, dtype, eps)
     }
 
     /// As [`Variant::step_kernel`], compiled to fit `min_blocks` blocks an
@@ -281,7 +213,7 @@ impl Variant {
             min_blocks,
             ..LaunchShape::of(k, n, self.flags().2)
         };
-        self.step_kernel_as(launch, k, n, dtype, eps, None)
+        self.step_kernel_as(launch, k, n, dtype, eps)
     }
 
     fn step_kernel_as(
@@ -291,7 +223,6 @@ impl Variant {
         n: i32,
         dtype: Dtype,
         eps: f32,
-        prefetching: Option<Prefetching>,
     ) -> Result<StepKernel> {
         let mut params: Vec<Param> = self
             .inputs(dtype)
@@ -299,22 +230,7 @@ impl Variant {
             .map(|(name, d)| Param::In(name, d))
             .collect();
         params.push(Param::Out("out", dtype));
-        let mut template = template(dtype, k, n, &launch, self.flags().0.then_some(eps));
-        let mut header = Self::header();
-        if let Some(p) = prefetching {
-            params.extend([
-                Param::In("kc", dtype),
-                Param::In("vc", dtype),
-                Param::In("meta", Dtype::I32),
-                Param::Int("cache_cap"),
-            ]);
-            template.extend([
-                ("HD", TemplateArg::Int(p.head_dim)),
-                ("NKV", TemplateArg::Int(p.kv_heads)),
-            ]);
-            header += &super::header(&[include_str!("kv_prefetch.cuh")]);
-        }
-        let body = self.body_prefetching(prefetching.map_or(0, |p| p.what.code()));
+        let template = template(dtype, k, n, &launch, self.flags().0.then_some(eps));
         let dims = Dims {
             blocks: launch.blocks as u32,
             threads: (launch.warps * 32) as u32,
@@ -327,8 +243,8 @@ impl Variant {
         super::step::standalone(
             self.name(),
             placement,
-            &header,
-            &body,
+            &Self::header(),
+            &self.body(),
             &params,
             &template,
             dims,

@@ -1,9 +1,7 @@
 // One launch of qmv4_rows (qmv4.cuh), a block per 16 rows of w (8 gate/up
 // pairs for SwiGLU). Template constants: T, K, N, WARPS, U; defines NORM
-// (EPS_BITS: its epsilon's f32 bits), RESID, SWIGLU pick the inputs; KV_PREFETCH
-// (1 keys, 2 keys and values; constants HD, NKV) takes the attention's caches
-// too (kv_prefetch.cuh). Launched early (phases.cuh), a block issues its first
-// weight loads before it waits.
+// (EPS_BITS: its epsilon's f32 bits), RESID, SWIGLU pick the inputs. Launched
+// early (phases.cuh), a block issues its first weight loads before it waits.
 pdl_trigger();
 extern __shared__ unsigned xp[];
 #if NORM
@@ -18,11 +16,5 @@ const T* resid = res;
 #else
 const T* resid = nullptr;
 #endif
-#if KV_PREFETCH
-qmv4_rows<T, K, N, WARPS, U, NORM, RESID, SWIGLU>(blockIdx.x, x, norm_w, eps, w, scales, biases, resid, out, xp,
-                                                  GridWait{},
-                                                  KvPrefetch<T, HD, NKV, KV_PREFETCH>{kc, vc, meta, cache_cap});
-#else
 qmv4_rows<T, K, N, WARPS, U, NORM, RESID, SWIGLU>(blockIdx.x, x, norm_w, eps, w, scales, biases, resid, out, xp,
                                                   GridWait{});
-#endif

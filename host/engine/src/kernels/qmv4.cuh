@@ -6,8 +6,7 @@
 // RESID (add res), SWIGLU (rows [0, N/2) gate, [N/2, N) up). `xp`: shared
 // memory of qmv4_shared_bytes(K). `wait` runs after the first weights are in
 // flight and before x is read (a no-op, or a wait for x's producers in
-// the same launch: x and res are read past L1 for that reason). `issued` runs
-// once the block's last weight loads are issued (kv_prefetch.cuh uses it).
+// the same launch: x and res are read past L1 for that reason).
 //
 // Why tensor cores for one row: converting 4-bit codes to floats one by one
 // (shift, mask, int-to-float at 1/8 rate, FMA) made the old kernel issue-bound
@@ -30,11 +29,10 @@ constexpr int QMV4_XS = 20;  // words per 32-code chunk slot in shared memory: 1
 __host__ __device__ constexpr int qmv4_shared_bytes(int k) { return (k / 32) * QMV4_XS * 4 + (k / 64) * 4; }
 
 
-template <typename T, int K, int N, int WARPS, int U, bool NORM, bool RESID, bool SWIGLU, typename Wait,
-          typename Issued = NoWait>
+template <typename T, int K, int N, int WARPS, int U, bool NORM, bool RESID, bool SWIGLU, typename Wait>
 __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, float eps, const uint32_t* w,
                                           const T* scales, const T* biases, const T* res, T* out, unsigned* xp,
-                                          Wait wait, Issued issued = {}) {
+                                          Wait wait) {
   constexpr int TILES = K / 128;
   constexpr int XS = QMV4_XS;
   float* gsum = reinterpret_cast<float*>(xp + (K / 32) * XS);
@@ -141,7 +139,6 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
 #pragma unroll
   for (int batch = 0; batch < BATCHES; ++batch) {
     if (batch > 0) load(batch);
-    if (batch == BATCHES - 1) issued();
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int tile = warp + (batch * U + u) * WARPS;

@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn step_kernels_for_nvrtc() {
         use crate::kernels::attention::{self, Heads};
-        use crate::kernels::qmv::{KvPrefetch, Prefetching, Variant};
+        use crate::kernels::qmv::Variant;
         let bf = Dtype::BF16;
         let mut all = vec![embed4(bf, 4096).unwrap(), argmax(bf, 151936).unwrap()];
         for (v, k, n) in [
@@ -299,23 +299,6 @@ mod tests {
             kv_heads: 8,
             head_dim: 128,
         };
-        // q/k/v bringing the caches into L2 (`VLM_BENCH_KV_PREFETCH`).
-        for what in [KvPrefetch::Keys, KvPrefetch::KeysValues] {
-            let prefetching = Prefetching {
-                what,
-                head_dim: heads.head_dim,
-                kv_heads: heads.kv_heads,
-            };
-            let k = Variant::Norm
-                .prefetching_step_kernel(4096, 6144, bf, 1e-6, prefetching)
-                .unwrap();
-            assert!(k.source.contains("const int32_t* meta, int cache_cap"));
-            assert!(
-                k.source
-                    .contains("__launch_bounds__(256, 3) vlmbench_qmv4_norm(")
-            );
-            all.push(k);
-        }
         for splits in [1, 16, 64] {
             all.push(attention::step_kernel(heads, bf, splits, 1e-6, 5e6).unwrap());
         }

@@ -23,9 +23,7 @@
 //! `VLM_BENCH_SHARED_CARVEOUT=P` (q/k/v and the cluster attention prefer P% of
 //! L1 as shared memory), `VLM_BENCH_QMV_SHAPES=KxN=WxU[xM],...` (the 4-bit
 //! products of K-wide inputs and N rows in blocks of W warps, U k-tiles at
-//! once, compiled to fit M blocks an SM: launch shapes to measure),
-//! `VLM_BENCH_KV_PREFETCH=k|kv` (q/k/v brings the attention's cached keys,
-//! or keys and values, into L2 after its own loads: `kv_prefetch.cuh`).
+//! once, compiled to fit M blocks an SM: launch shapes to measure).
 //!
 //! `VLM_BENCH_TIMELINE=DIR` compiles the kernels with a timeline
 //! (`kernels/timeline.cuh`): at the end of each request, the times of every
@@ -44,7 +42,7 @@ use mlx::{Array, Dtype, Quantized};
 use super::{FusedDecode, TextModel};
 use crate::error::{Error, Result};
 use crate::kernels::attention::{self, ClusterLayout, Heads};
-use crate::kernels::qmv::{self, KvPrefetch, Prefetching, Variant};
+use crate::kernels::qmv::{self, Variant};
 use crate::kernels::self_check::{AttentionCase, CaseShape};
 use crate::kernels::step;
 use crate::model::kv_cache::KvCache;
@@ -133,8 +131,6 @@ pub(crate) struct StepDecoder {
     /// prefer, so that the attention's blocks (up to 226 KB) may start on SMs
     /// still running q/k/v's; else the driver's.
     carveout: Option<u8>,
-    /// What q/k/v brings into L2 for the attention, if anything.
-    kv_prefetch: Option<KvPrefetch>,
     timeline: Option<Timeline>,
 }
 
@@ -380,7 +376,6 @@ impl StepDecoder {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .filter(|&p| p <= 100),
-            kv_prefetch: kv_prefetch_from_env(),
             timeline: Timeline::from_env()?,
         };
         // Every kernel but the attention's split counts, compiled up front so
@@ -519,18 +514,7 @@ impl StepDecoder {
         let qmv = |v: Variant, m: &Matrix| v.step_kernel(m.k, m.n, self.dtype, eps);
         match key {
             Key::Embed => step::embed4(self.dtype, self.embed.k),
-            Key::Qkv => match self.kv_prefetch {
-                None => qmv(Variant::Norm, &l.qkv),
-                Some(what) => {
-                    let prefetching = Prefetching {
-                        what,
-                        head_dim: self.heads.head_dim,
-                        kv_heads: self.heads.kv_heads,
-                    };
-                    let m = &l.qkv;
-                    Variant::Norm.prefetching_step_kernel(m.k, m.n, self.dtype, eps, prefetching)
-                }
-            },
+            Key::Qkv => qmv(Variant::Norm, &l.qkv),
             Key::O => qmv(Variant::Residual, &l.o),
             Key::GateUp => qmv(Variant::NormSwiGlu, &l.gate_up),
             Key::Down => qmv(Variant::Residual, &l.down),
@@ -569,17 +553,6 @@ impl StepDecoder {
         self.kernels.insert(key, (k, dims));
         Ok(())
     }
-}
-
-/// `VLM_BENCH_KV_PREFETCH` (`k` or `kv`); another value is reported and
-/// ignored.
-fn kv_prefetch_from_env() -> Option<KvPrefetch> {
-    let v = std::env::var("VLM_BENCH_KV_PREFETCH").ok()?;
-    let what = KvPrefetch::parse(&v);
-    if what.is_none() {
-        eprintln!("warning: VLM_BENCH_KV_PREFETCH: ignoring {v:?} (k or kv)");
-    }
-    what
 }
 
 /// The model's step decoder: made at the first greedy request.
@@ -700,7 +673,6 @@ impl StepSession<'_> {
             runner,
             kernels,
             layers,
-            kv_prefetch,
             embed: e,
             head: hm,
             final_norm,
@@ -740,13 +712,7 @@ impl StepSession<'_> {
         for (l, &(kc, vc, cap)) in layers.iter().zip(&caches) {
             let m = |m: &Matrix| [m.w, m.scales, m.biases];
             let [w, s, b] = m(&l.qkv);
-            let qkv_args = [h0, l.input_norm, w, s, b, qkv];
-            if kv_prefetch.is_some() {
-                let caches = [kc, vc, meta, cap as u64];
-                add(Key::Qkv, *pdl, &[&qkv_args[..], &caches].concat())?;
-            } else {
-                add(Key::Qkv, *pdl, &qkv_args)?;
-            }
+            add(Key::Qkv, *pdl, &[h0, l.input_norm, w, s, b, qkv])?;
             if matches!(attention_key, Key::ClusterAttention(_)) {
                 let attention = [qkv, l.q_norm, l.k_norm, kc, vc, meta, attn, cap as u64];
                 add(attention_key, *pdl, &attention)?;
