@@ -13,6 +13,7 @@
 
 pub mod attention;
 pub mod prefill;
+pub mod qkv_attention;
 pub mod qmv;
 pub(crate) mod self_check;
 mod source;
