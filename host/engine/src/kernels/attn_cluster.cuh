@@ -28,7 +28,7 @@
 // written in place; meta: [len, pos, ...] (len + 1 <= cap). out: NH * HD.
 // smem: attn_cluster_smem_bytes<T, HD, G, C, LV>(cap) bytes of dynamic shared
 // memory (the kernel traps if it has less). SYNCED: `wait` ends with a cluster
-// barrier of its own (attn_fused.cuh), which also makes sure every block runs
+// barrier of its own (attn_qkv.cuh), which also makes sure every block runs
 // before the join's stores.
 
 constexpr int ACL_THREADS = 256;

@@ -1,4 +1,4 @@
-//! The cluster attention with q/k/v's product inside (`attn_fused.cuh`): one
+//! The cluster attention with q/k/v's product inside (`attn_qkv.cuh`): one
 //! launch where the step runner has two, so that each block's copy of its
 //! cached keys lands while it multiplies, instead of after q/k/v's blocks
 //! drain (`bench/gpu/NOTES.md`, stop 23). A measuring path for now
@@ -84,7 +84,7 @@ pub fn step_kernel(
         include_str!("qmv4.cuh"),
         include_str!("attn.cuh"),
         include_str!("attn_cluster.cuh"),
-        include_str!("attn_fused.cuh"),
+        include_str!("attn_qkv.cuh"),
     ]);
     let placement = Placement {
         cluster: layout.blocks as u32,
@@ -94,7 +94,7 @@ pub fn step_kernel(
         "vlmbench_qkv_attn_cluster",
         placement,
         &header,
-        &super::compact(include_str!("attn_fused.cu")),
+        &super::compact(include_str!("attn_qkv.cu")),
         &params,
         &template,
         dims,

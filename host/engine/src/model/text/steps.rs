@@ -25,7 +25,7 @@
 //! products of K-wide inputs and N rows in blocks of W warps, U k-tiles at
 //! once, compiled to fit M blocks an SM: launch shapes to measure),
 //! `VLM_BENCH_FUSED_QKV=U` (q/k/v's product inside the cluster attention,
-//! U k-tiles a warp at once: `kernels/attn_fused.cuh`).
+//! U k-tiles a warp at once: `kernels/attn_qkv.cuh`).
 //!
 //! `VLM_BENCH_TIMELINE=DIR` compiles the kernels with a timeline
 //! (`kernels/timeline.cuh`): at the end of each request, the times of every

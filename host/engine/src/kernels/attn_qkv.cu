@@ -1,5 +1,5 @@
 // One launch of the cluster attention with q/k/v's product inside
-// (attn_fused.cuh): a cluster of C blocks of 256 threads per key/value head.
+// (attn_qkv.cuh): a cluster of C blocks of 256 threads per key/value head.
 // Template constants: those of attn_cluster.cu, and K, N, U of the product.
 pdl_trigger();
 extern __shared__ __align__(128) unsigned char acl_smem[];
