@@ -548,11 +548,13 @@ impl StepDecoder {
         Ok(())
     }
 
-    /// Whether q/k/v goes inside the attention in `layout` for caches of `cap`.
-    fn fused_for(&self, layout: ClusterLayout, cap: i32) -> bool {
-        let k = self.layers.first().map_or(0, |l| l.qkv.k);
-        self.fused.get(&layout) == Some(&true)
-            && qkv_attention::fits(self.heads, self.dtype, layout, cap, k)
+    /// The dynamic shared memory of q/k/v inside the attention in `layout`
+    /// for caches of `cap`, where that launch is checked and fits.
+    fn fused_shared_bytes(&self, layout: ClusterLayout, cap: i32) -> Option<u32> {
+        let k = self.layers.first()?.qkv.k;
+        (self.fused.get(&layout) == Some(&true)
+            && qkv_attention::fits(self.heads, self.dtype, layout, cap, k))
+        .then(|| qkv_attention::shared_bytes(self.heads, self.dtype, layout, cap, k))
     }
 
     /// The cluster layout of a step with caches of `cap` positions, if any:
@@ -639,14 +641,19 @@ impl StepDecoder {
             Key::ClusterAttention(layout) => {
                 attention::cluster_step_kernel(self.heads, self.dtype, layout, eps, cfg.rope_theta)
             }
-            Key::QkvAttention(layout) => qkv_attention::step_kernel(
-                self.heads,
-                self.dtype,
-                layout,
-                (l.qkv.k, l.qkv.n, self.fused_qkv.unwrap_or(2)),
-                eps,
-                cfg.rope_theta,
-            ),
+            Key::QkvAttention(layout) => {
+                let tiles = self.fused_qkv.ok_or_else(|| {
+                    Error::Model("q/k/v inside the attention: VLM_BENCH_FUSED_QKV not set".into())
+                })?;
+                qkv_attention::step_kernel(
+                    self.heads,
+                    self.dtype,
+                    layout,
+                    (l.qkv.k, l.qkv.n, tiles),
+                    eps,
+                    cfg.rope_theta,
+                )
+            }
         }
     }
 
@@ -780,18 +787,16 @@ impl StepSession<'_> {
         // Every layer's caches have the same capacity.
         let cap = caches.first().map_or(0, |c| c.2);
         let (attention_key, attention_dims) = if let Some(c) = d.cluster_for(cap) {
-            let fused = d.fused_for(c, cap);
-            let key = if fused {
-                Key::QkvAttention(c)
-            } else {
-                Key::ClusterAttention(c)
+            let (key, shared_bytes) = match d.fused_shared_bytes(c, cap) {
+                Some(bytes) => (Key::QkvAttention(c), bytes),
+                None => (
+                    Key::ClusterAttention(c),
+                    attention::cluster_shared_bytes(d.heads, d.dtype, c, cap),
+                ),
             };
-            let mut dims = d.kernels[&key].1;
-            dims.shared_bytes = if fused {
-                let k = d.layers.first().map_or(0, |l| l.qkv.k);
-                qkv_attention::shared_bytes(d.heads, d.dtype, c, cap, k)
-            } else {
-                attention::cluster_shared_bytes(d.heads, d.dtype, c, cap)
+            let dims = Dims {
+                shared_bytes,
+                ..d.kernels[&key].1
             };
             (key, dims)
         } else {
@@ -854,21 +859,24 @@ impl StepSession<'_> {
         for (l, &(kc, vc, cap)) in layers.iter().zip(&caches) {
             let m = |m: &Matrix| [m.w, m.scales, m.biases];
             let [w, s, b] = m(&l.qkv);
+            // Fixed-size argument lists: this runs for every layer of every step.
             let product = [h0, l.input_norm, w, s, b, qkv];
-            let caches = [l.q_norm, l.k_norm, kc, vc, meta];
             match attention_key {
                 Key::QkvAttention(_) => {
-                    let args = [&product[..], &caches, &[attn, cap as u64]].concat();
+                    let (nw, qn, kn, cap) = (l.input_norm, l.q_norm, l.k_norm, cap as u64);
+                    let args = [h0, nw, w, s, b, qkv, qn, kn, kc, vc, meta, attn, cap];
                     add(attention_key, *pdl, &args)?;
                 }
                 Key::ClusterAttention(_) => {
                     add(Key::Qkv, *pdl, &product)?;
-                    let args = [&[qkv][..], &caches, &[attn, cap as u64]].concat();
+                    let args = [qkv, l.q_norm, l.k_norm, kc, vc, meta, attn, cap as u64];
                     add(attention_key, *pdl, &args)?;
                 }
                 _ => {
                     add(Key::Qkv, *pdl, &product)?;
-                    let args = [&[qkv][..], &caches, &[*counters, part, attn, cap as u64]].concat();
+                    let args = [
+                        qkv, l.q_norm, l.k_norm, kc, vc, meta, *counters, part, attn, cap as u64,
+                    ];
                     add(attention_key, *pdl, &args)?;
                 }
             }
