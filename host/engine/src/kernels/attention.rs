@@ -96,7 +96,7 @@ pub fn compile_decode() -> Result<Kernel> {
 
 /// The template constants of a step over `positions` cached positions (the
 /// new one included) split `splits` ways.
-pub(super) fn template(
+fn template(
     heads: Heads,
     dtype: Dtype,
     parts: &[(&'static str, i32)],
@@ -126,7 +126,7 @@ pub fn part_len(heads: Heads) -> i32 {
 
 /// The parameters both step attentions start with: `qkv, qn, kn, kc, vc,
 /// meta`.
-pub(super) fn step_inputs(dtype: Dtype) -> Vec<super::step::Param> {
+fn step_inputs(dtype: Dtype) -> Vec<super::step::Param> {
     use super::step::Param::In;
     vec![
         In("qkv", dtype),
@@ -247,12 +247,12 @@ pub fn auto_cluster(
 }
 
 /// Threads per block of the cluster attention.
-pub(super) const CLUSTER_THREADS: u32 = 256;
+const CLUSTER_THREADS: u32 = 256;
 /// The largest cluster the kernel's join has room for (`ACL_MAX_CLUSTER`).
 const MAX_CLUSTER: u32 = 16;
 /// The most dynamic shared memory a cluster attention block asks for: sm_90's
 /// 227 KB a block, less 1 KB for static shared memory (the timeline's).
-pub(super) const MAX_SHARED_BYTES: u32 = 226 * 1024;
+const MAX_SHARED_BYTES: u32 = 226 * 1024;
 
 /// Dynamic shared memory of a cluster attention block for caches of `cap`
 /// positions, as `attn_cluster_smem_bytes` (attn_cluster.cuh) computes it:

@@ -27,9 +27,7 @@
 // qkv: (NH + 2 NKV) * HD, read past L1; kc, vc: (1, NKV, cap, HD) caches,
 // written in place; meta: [len, pos, ...] (len + 1 <= cap). out: NH * HD.
 // smem: attn_cluster_smem_bytes<T, HD, G, C, LV>(cap) bytes of dynamic shared
-// memory (the kernel traps if it has less). SYNCED: `wait` ends with a cluster
-// barrier of its own (attn_qkv.cuh), which also makes sure every block runs
-// before the join's stores.
+// memory (the kernel traps if it has less).
 
 constexpr int ACL_THREADS = 256;
 constexpr int ACL_WARPS = ACL_THREADS / 32;
@@ -108,7 +106,7 @@ __device__ __forceinline__ void acl_remote_store(float* p, unsigned rank, float 
 // `mark(i)` stamps the timeline's phases (timeline.cuh): 0 the rows in shared
 // memory, 1 the scores made, 2 the weights (and late values) ready, 3 the
 // block's sums stored into their owners.
-template <typename T, int HD, int NH, int NKV, int C, int LV, bool SYNCED = false, typename Wait, typename Mark>
+template <typename T, int HD, int NH, int NKV, int C, int LV, typename Wait, typename Mark>
 __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, const T* qn, const T* kn, T* kc, T* vc,
                                                    int cap, const int* meta, T* out, float eps, float log2_base,
                                                    float scale, unsigned char* smem, Wait wait, Mark mark) {
@@ -143,7 +141,7 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   const size_t head_row = static_cast<size_t>(h) * cap;
   // The join stores into the other blocks' shared memory, which needs them
   // all running: this barrier's wait comes before those stores.
-  if (!SYNCED) acl_cluster_arrive_relaxed();
+  acl_cluster_arrive_relaxed();
 
   // The cached rows do not depend on this step: one bulk copy each for keys
   // and values (late values: into L2 only), issued before the wait,
@@ -333,7 +331,7 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   // in its own shared memory, and no block reads another's (so none waits
   // for the others before it exits).
   constexpr int OUTS = G * HD / C;
-  if (!SYNCED) acl_cluster_wait();
+  acl_cluster_wait();
   for (int e = tid; e < G * HD; e += ACL_THREADS) {
     const int g = e / HD, d = e % HD;
     float s = 0.f;

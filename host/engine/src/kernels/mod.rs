@@ -13,7 +13,6 @@
 
 pub mod attention;
 pub mod prefill;
-pub mod qkv_attention;
 pub mod qmv;
 pub(crate) mod self_check;
 mod source;

@@ -81,7 +81,7 @@ fn parse_shapes(v: &str) -> std::result::Result<Vec<ShapeOverride>, String> {
 
 /// Dynamic shared memory: the input row as 32-code chunks of 20 words (16
 /// used) and one f32 sum per group of 64.
-pub(super) fn shared_bytes(k: i32) -> i32 {
+fn shared_bytes(k: i32) -> i32 {
     (k / 32) * 20 * 4 + (k / 64) * 4
 }
 

@@ -29,14 +29,51 @@ constexpr int QMV4_XS = 20;  // words per 32-code chunk slot in shared memory: 1
 __host__ __device__ constexpr int qmv4_shared_bytes(int k) { return (k / 32) * QMV4_XS * 4 + (k / 64) * 4; }
 
 
-// The input row into shared memory `xp` (qmv4_shared_bytes(K) bytes):
-// normalized if asked, rounded to T as MLX rounds it, stored as the pairs the A
-// fragments use, with its group sums after it. All threads of the block call it.
-template <typename T, int K, int WARPS, bool NORM>
-__device__ __forceinline__ void qmv4_input(const T* x, const T* nw, float eps, unsigned* xp) {
+template <typename T, int K, int N, int WARPS, int U, bool NORM, bool RESID, bool SWIGLU, typename Wait>
+__device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, float eps, const uint32_t* w,
+                                          const T* scales, const T* biases, const T* res, T* out, unsigned* xp,
+                                          Wait wait) {
+  constexpr int TILES = K / 128;
   constexpr int XS = QMV4_XS;
   float* gsum = reinterpret_cast<float*>(xp + (K / 32) * XS);
+  __shared__ float red[WARPS][16];
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int g = lane >> 2, tig = lane & 3;
+  constexpr int OUT = SWIGLU ? N / 2 : N;
+  constexpr int PER_BLOCK = SWIGLU ? 8 : 16;
+  const int base = block * PER_BLOCK;
+  const size_t row_lo = static_cast<size_t>(min(base + g, OUT - 1));
+  const size_t row_hi = SWIGLU ? row_lo + OUT : static_cast<size_t>(min(base + 8 + g, OUT - 1));
+  const uint4* wlo = reinterpret_cast<const uint4*>(w) + row_lo * (K / 32) + tig;
+  const uint4* whi = reinterpret_cast<const uint4*>(w) + row_hi * (K / 32) + tig;
+  const unsigned* slo = reinterpret_cast<const unsigned*>(scales + row_lo * (K / 64));
+  const unsigned* shi = reinterpret_cast<const unsigned*>(scales + row_hi * (K / 64));
+  const unsigned* blo = reinterpret_cast<const unsigned*>(biases + row_lo * (K / 64));
+  const unsigned* bhi = reinterpret_cast<const unsigned*>(biases + row_hi * (K / 64));
+  constexpr int PER_WARP = (TILES + WARPS - 1) / WARPS;
+  constexpr int BATCHES = (PER_WARP + U - 1) / U;
+  constexpr bool EVEN = TILES % WARPS == 0 && PER_WARP % U == 0;
+  uint4 wl[U], wh[U];
+  unsigned sl[U], sh[U], bl[U], bh[U];
+  auto load = [&](int batch) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int tile = warp + (batch * U + u) * WARPS;
+      if (EVEN || tile < TILES) {
+        wl[u] = wlo[tile * 4];
+        wh[u] = whi[tile * 4];
+        sl[u] = slo[tile];
+        sh[u] = shi[tile];
+        bl[u] = blo[tile];
+        bh[u] = bhi[tile];
+      }
+    }
+  };
+  load(0);
+  wait();
+
+  // The input row: normalized if asked, rounded to T as MLX rounds it, stored
+  // as the pairs the A fragments use, with its group sums.
   constexpr int THREADS = WARPS * 32;
   constexpr int XV = K / 8;
   constexpr int XPT = (XV + THREADS - 1) / THREADS;
@@ -97,95 +134,6 @@ __device__ __forceinline__ void qmv4_input(const T* x, const T* nw, float eps, u
   }
   __syncthreads();
 
-}
-
-// k-tile `tile`'s input as B fragments: columns 0 and 1 (the tile's two
-// groups) fed by the lanes with g == tig / 2, zeros in the others.
-__device__ __forceinline__ void qmv4_fragments(const unsigned* xp, int tile, int tig, bool feed, unsigned (&xv)[16]) {
-  const uint4* xq = reinterpret_cast<const uint4*>(xp + (tile * 4 + tig) * QMV4_XS);
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    const uint4 p = xq[q];
-    xv[4 * q] = feed ? p.x : 0u;
-    xv[4 * q + 1] = feed ? p.y : 0u;
-    xv[4 * q + 2] = feed ? p.z : 0u;
-    xv[4 * q + 3] = feed ? p.w : 0u;
-  }
-}
-
-// One k-tile of a lane's two rows (A rows g and g + 8): their codes wl and wh,
-// the scales and biases of the tile's two groups, the input's fragments and
-// group sums (`gsum`, qmv4_input), added into acc_lo and acc_hi.
-template <typename T>
-__device__ __forceinline__ void qmv4_tile(const unsigned (&xv)[16], uint4 wl, uint4 wh, unsigned sl, unsigned sh,
-                                          unsigned bl, unsigned bh, const float* gsum, int tile, float& acc_lo,
-                                          float& acc_hi) {
-  const unsigned lw[4] = {wl.x, wl.y, wl.z, wl.w};
-  const unsigned hw[4] = {wh.x, wh.y, wh.z, wh.w};
-  float c[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-  for (int m = 0; m < 8; ++m) {
-    // Pairs 2m and 2m + 1: word m / 2, codes t and t + 1 (and + 4).
-    const int word = m >> 1, t = 2 * (m & 1);
-    const unsigned a[4] = {q4_pair<T>(lw[word], t), q4_pair<T>(hw[word], t), q4_pair<T>(lw[word], t + 1),
-                           q4_pair<T>(hw[word], t + 1)};
-    mma_16816(c, a, xv[2 * m], xv[2 * m + 1], T());
-  }
-  const float2 xs = *reinterpret_cast<const float2*>(gsum + 2 * tile);
-  const float2 s0 = unpack2<T>(sl), s1 = unpack2<T>(sh);
-  const float2 b0 = unpack2<T>(bl), b1 = unpack2<T>(bh);
-  constexpr float OFF = Q4Magic<T>::offset;
-  acc_lo = fmaf(s0.x, c[0], fmaf(s0.y, c[1], acc_lo));
-  acc_lo = fmaf(fmaf(-OFF, s0.x, b0.x), xs.x, fmaf(fmaf(-OFF, s0.y, b0.y), xs.y, acc_lo));
-  acc_hi = fmaf(s1.x, c[2], fmaf(s1.y, c[3], acc_hi));
-  acc_hi = fmaf(fmaf(-OFF, s1.x, b1.x), xs.x, fmaf(fmaf(-OFF, s1.y, b1.y), xs.y, acc_hi));
-}
-
-template <typename T, int K, int N, int WARPS, int U, bool NORM, bool RESID, bool SWIGLU, typename Wait>
-__device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, float eps, const uint32_t* w,
-                                          const T* scales, const T* biases, const T* res, T* out, unsigned* xp,
-                                          Wait wait) {
-  constexpr int TILES = K / 128;
-  constexpr int XS = QMV4_XS;
-  float* gsum = reinterpret_cast<float*>(xp + (K / 32) * XS);
-  __shared__ float red[WARPS][16];
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int g = lane >> 2, tig = lane & 3;
-  constexpr int OUT = SWIGLU ? N / 2 : N;
-  constexpr int PER_BLOCK = SWIGLU ? 8 : 16;
-  const int base = block * PER_BLOCK;
-  const size_t row_lo = static_cast<size_t>(min(base + g, OUT - 1));
-  const size_t row_hi = SWIGLU ? row_lo + OUT : static_cast<size_t>(min(base + 8 + g, OUT - 1));
-  const uint4* wlo = reinterpret_cast<const uint4*>(w) + row_lo * (K / 32) + tig;
-  const uint4* whi = reinterpret_cast<const uint4*>(w) + row_hi * (K / 32) + tig;
-  const unsigned* slo = reinterpret_cast<const unsigned*>(scales + row_lo * (K / 64));
-  const unsigned* shi = reinterpret_cast<const unsigned*>(scales + row_hi * (K / 64));
-  const unsigned* blo = reinterpret_cast<const unsigned*>(biases + row_lo * (K / 64));
-  const unsigned* bhi = reinterpret_cast<const unsigned*>(biases + row_hi * (K / 64));
-  constexpr int PER_WARP = (TILES + WARPS - 1) / WARPS;
-  constexpr int BATCHES = (PER_WARP + U - 1) / U;
-  constexpr bool EVEN = TILES % WARPS == 0 && PER_WARP % U == 0;
-  uint4 wl[U], wh[U];
-  unsigned sl[U], sh[U], bl[U], bh[U];
-  auto load = [&](int batch) {
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int tile = warp + (batch * U + u) * WARPS;
-      if (EVEN || tile < TILES) {
-        wl[u] = wlo[tile * 4];
-        wh[u] = whi[tile * 4];
-        sl[u] = slo[tile];
-        sh[u] = shi[tile];
-        bl[u] = blo[tile];
-        bh[u] = bhi[tile];
-      }
-    }
-  };
-  load(0);
-  wait();
-
-  qmv4_input<T, K, WARPS, NORM>(x, nw, eps, xp);
-
   const bool feed = g == (tig >> 1);
   float acc_lo = 0.f, acc_hi = 0.f;
 #pragma unroll
@@ -195,9 +143,35 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
     for (int u = 0; u < U; ++u) {
       const int tile = warp + (batch * U + u) * WARPS;
       if (EVEN || tile < TILES) {
+        const uint4* xq = reinterpret_cast<const uint4*>(xp + (tile * 4 + tig) * XS);
         unsigned xv[16];
-        qmv4_fragments(xp, tile, tig, feed, xv);
-        qmv4_tile<T>(xv, wl[u], wh[u], sl[u], sh[u], bl[u], bh[u], gsum, tile, acc_lo, acc_hi);
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const uint4 p = xq[q];
+          xv[4 * q] = feed ? p.x : 0u;
+          xv[4 * q + 1] = feed ? p.y : 0u;
+          xv[4 * q + 2] = feed ? p.z : 0u;
+          xv[4 * q + 3] = feed ? p.w : 0u;
+        }
+        const unsigned lw[4] = {wl[u].x, wl[u].y, wl[u].z, wl[u].w};
+        const unsigned hw[4] = {wh[u].x, wh[u].y, wh[u].z, wh[u].w};
+        float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int m = 0; m < 8; ++m) {
+          // Pairs 2m and 2m + 1: word m / 2, codes t and t + 1 (and + 4).
+          const int word = m >> 1, t = 2 * (m & 1);
+          const unsigned a[4] = {q4_pair<T>(lw[word], t), q4_pair<T>(hw[word], t), q4_pair<T>(lw[word], t + 1),
+                                 q4_pair<T>(hw[word], t + 1)};
+          mma_16816(c, a, xv[2 * m], xv[2 * m + 1], T());
+        }
+        const float2 xs = *reinterpret_cast<const float2*>(gsum + 2 * tile);
+        const float2 s0 = unpack2<T>(sl[u]), s1 = unpack2<T>(sh[u]);
+        const float2 b0 = unpack2<T>(bl[u]), b1 = unpack2<T>(bh[u]);
+        constexpr float OFF = Q4Magic<T>::offset;
+        acc_lo = fmaf(s0.x, c[0], fmaf(s0.y, c[1], acc_lo));
+        acc_lo = fmaf(fmaf(-OFF, s0.x, b0.x), xs.x, fmaf(fmaf(-OFF, s0.y, b0.y), xs.y, acc_lo));
+        acc_hi = fmaf(s1.x, c[2], fmaf(s1.y, c[3], acc_hi));
+        acc_hi = fmaf(fmaf(-OFF, s1.x, b1.x), xs.x, fmaf(fmaf(-OFF, s1.y, b1.y), xs.y, acc_hi));
       }
     }
   }

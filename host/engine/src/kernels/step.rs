@@ -312,24 +312,6 @@ mod tests {
             assert!(k.source.contains(&lv), "{name}");
             all.push(k);
         }
-        // q/k/v inside the attention (`VLM_BENCH_FUSED_QKV`).
-        for (name, u) in [("16v", 2), ("16v", 4), ("8v", 2)] {
-            let layout = attention::ClusterLayout::parse(name).unwrap();
-            let k = crate::kernels::qkv_attention::step_kernel(
-                heads,
-                bf,
-                layout,
-                (4096, 6144, u),
-                1e-6,
-                5e6,
-            )
-            .unwrap();
-            assert!(
-                k.source
-                    .contains("__nv_bfloat16* qkv, const __nv_bfloat16* qn")
-            );
-            all.push(k);
-        }
         for k in &all {
             let head = format!(" {}(", k.name);
             assert!(k.name.starts_with("vlmbench_") && k.source.contains(&head));

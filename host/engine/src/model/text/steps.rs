@@ -23,9 +23,7 @@
 //! `VLM_BENCH_SHARED_CARVEOUT=P` (q/k/v and the cluster attention prefer P% of
 //! L1 as shared memory), `VLM_BENCH_QMV_SHAPES=KxN=WxU[xM],...` (the 4-bit
 //! products of K-wide inputs and N rows in blocks of W warps, U k-tiles at
-//! once, compiled to fit M blocks an SM: launch shapes to measure),
-//! `VLM_BENCH_FUSED_QKV=U` (q/k/v's product inside the cluster attention,
-//! U k-tiles a warp at once: `kernels/attn_qkv.cuh`).
+//! once, compiled to fit M blocks an SM: launch shapes to measure).
 //!
 //! `VLM_BENCH_TIMELINE=DIR` compiles the kernels with a timeline
 //! (`kernels/timeline.cuh`): at the end of each request, the times of every
@@ -44,7 +42,6 @@ use mlx::{Array, Dtype, Quantized};
 use super::{FusedDecode, TextModel};
 use crate::error::{Error, Result};
 use crate::kernels::attention::{self, ClusterLayout, Heads};
-use crate::kernels::qkv_attention;
 use crate::kernels::qmv::{self, Variant};
 use crate::kernels::self_check::{AttentionCase, CaseShape};
 use crate::kernels::step;
@@ -58,8 +55,6 @@ enum Key {
     Qkv,
     Attention(i32),
     ClusterAttention(ClusterLayout),
-    /// The cluster attention with q/k/v's product inside.
-    QkvAttention(ClusterLayout),
     O,
     GateUp,
     Down,
@@ -72,7 +67,6 @@ impl Key {
     fn label(&self) -> String {
         match self {
             Key::ClusterAttention(layout) => format!("ClusterAttention({layout})"),
-            Key::QkvAttention(layout) => format!("QkvAttention({layout})"),
             other => format!("{other:?}"),
         }
     }
@@ -132,11 +126,6 @@ pub(crate) struct StepDecoder {
     /// Cluster layouts of the attention tried: compiled and checked (sm_90
     /// on) or not.
     clusters: HashMap<ClusterLayout, bool>,
-    /// k-tiles a warp loads at once in q/k/v's product inside the cluster
-    /// attention (`VLM_BENCH_FUSED_QKV`), if asked; the layouts whose such
-    /// kernel passed its check.
-    fused_qkv: Option<i32>,
-    fused: HashMap<ClusterLayout, bool>,
     attention: StepAttention,
     /// The shared-memory carveout (percent) q/k/v and the cluster attention
     /// prefer, so that the attention's blocks (up to 226 KB) may start on SMs
@@ -207,11 +196,11 @@ fn timeline_csv(launches: &[(Key, u32, u32)], raw: &[u8]) -> String {
     // A layer starts at its q/k/v launch (-1: the embedding).
     let mut layer = -1;
     for (n, &(key, base, blocks)) in launches.iter().enumerate() {
-        layer += i32::from(matches!(key, Key::Qkv | Key::QkvAttention(_)));
+        layer += i32::from(key == Key::Qkv);
         // Only the cluster attention marks phases; other kernels' slots may
         // hold stale marks (of its start-up check, which records at base 0, or
         // of earlier steps whose launches were laid out otherwise).
-        let marks = matches!(key, Key::ClusterAttention(_) | Key::QkvAttention(_));
+        let marks = matches!(key, Key::ClusterAttention(_));
         for b in 0..blocks {
             let slot = (base + b) as usize;
             let (start, wait, end, sm) = (at(slot, 0), at(slot, 1), at(slot, 2), at(slot, 3));
@@ -382,8 +371,6 @@ impl StepDecoder {
             dtype,
             pdl: true,
             clusters: HashMap::new(),
-            fused_qkv: fused_qkv_from_env(),
-            fused: HashMap::new(),
             attention: StepAttention::Split,
             carveout: std::env::var("VLM_BENCH_SHARED_CARVEOUT")
                 .ok()
@@ -453,108 +440,6 @@ impl StepDecoder {
             eprintln!("warning: decode attention stays split: {e}");
         }
         self.clusters.insert(layout, checked.is_ok());
-        if checked.is_ok() && self.fused_qkv.is_some() {
-            let fused = self
-                .kernel(model, Key::QkvAttention(layout))
-                .and_then(|()| self.check_fused(model, layout));
-            if let Err(e) = &fused {
-                eprintln!("warning: q/k/v stays apart from the attention (clusters {layout}): {e}");
-            }
-            self.fused.insert(layout, fused.is_ok());
-        }
-    }
-
-    /// q/k/v's product inside the cluster attention against the two
-    /// launches it replaces, on layer 0's weights, a random input and a
-    /// random cache of 300 positions: the same code in the same order, so
-    /// the same bits.
-    fn check_fused(&mut self, model: &TextModel, layout: ClusterLayout) -> Result<()> {
-        let shape = CaseShape {
-            heads: self.heads,
-            dtype: self.dtype,
-            rms_eps: model.cfg.rms_norm_eps,
-            rope_theta: model.cfg.rope_theta,
-        };
-        let (cap, len, pos) = (320, 300, 307);
-        let case = AttentionCase::new(shape, cap, len, pos, 17)?;
-        let l = &self.layers[0];
-        let x = mlx::random::normal(&[l.qkv.k], self.dtype, 0.0, 1.0, &mlx::random::key(19)?)?;
-        let qkv_len = l.qkv.n;
-        let out_len = self.heads.heads * self.heads.head_dim;
-        let bufs = [
-            buffer(qkv_len, self.dtype)?,
-            buffer(qkv_len, self.dtype)?,
-            buffer(out_len, self.dtype)?,
-            buffer(out_len, self.dtype)?,
-        ];
-        mlx::eval(&[&x, &bufs[0], &bufs[1], &bufs[2], &bufs[3]])?;
-        let ptr = |a: &Array| a.device_ptr();
-        let [qkv1, qkv2, out1, out2] = [
-            ptr(&bufs[0])?,
-            ptr(&bufs[1])?,
-            ptr(&bufs[2])?,
-            ptr(&bufs[3])?,
-        ];
-        let product = [ptr(&x)?, l.input_norm, l.qkv.w, l.qkv.scales, l.qkv.biases];
-        let caches = [
-            ptr(&case.q_norm)?,
-            ptr(&case.k_norm)?,
-            ptr(&case.keys)?,
-            ptr(&case.values)?,
-            ptr(&case.meta)?,
-        ];
-        let timeline = self.timeline.as_ref().map(|t| [t.ptr, 0]);
-        let with_timeline = |mut args: Vec<u64>| {
-            args.extend(timeline.iter().flatten());
-            args
-        };
-        let attention_dims = Dims {
-            shared_bytes: attention::cluster_shared_bytes(self.heads, self.dtype, layout, cap),
-            ..self.kernels[&Key::ClusterAttention(layout)].1
-        };
-        let fused_dims = Dims {
-            shared_bytes: qkv_attention::shared_bytes(self.heads, self.dtype, layout, cap, l.qkv.k),
-            ..self.kernels[&Key::QkvAttention(layout)].1
-        };
-        let apart = with_timeline([&product[..], &[qkv1]].concat());
-        let attend = with_timeline([&[qkv1][..], &caches, &[out1, cap as u64]].concat());
-        let fused = with_timeline([&product[..], &[qkv2], &caches, &[out2, cap as u64]].concat());
-        self.runner.clear();
-        let (k, d) = &self.kernels[&Key::Qkv];
-        self.runner.add(k, *d, false, &apart)?;
-        let (k, _) = &self.kernels[&Key::ClusterAttention(layout)];
-        self.runner.add(k, attention_dims, false, &attend)?;
-        let (k, _) = &self.kernels[&Key::QkvAttention(layout)];
-        self.runner.add(k, fused_dims, false, &fused)?;
-        self.runner.launch()?;
-        self.runner.synchronize()?;
-        self.runner.clear();
-        let mut got = Vec::new();
-        for (b, p) in bufs.iter().zip([qkv1, qkv2, out1, out2]) {
-            let mut raw = vec![0u8; b.nbytes()];
-            self.runner.download(p, &mut raw)?;
-            got.push(raw);
-        }
-        if got[0] != got[1] {
-            return Err(Error::Model(
-                "its q/k/v differ from the plain kernel's".into(),
-            ));
-        }
-        if got[2] != got[3] {
-            return Err(Error::Model(
-                "its attention differs from the plain kernels'".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// The dynamic shared memory of q/k/v inside the attention in `layout`
-    /// for caches of `cap`, where that launch is checked and fits.
-    fn fused_shared_bytes(&self, layout: ClusterLayout, cap: i32) -> Option<u32> {
-        let k = self.layers.first()?.qkv.k;
-        (self.fused.get(&layout) == Some(&true)
-            && qkv_attention::fits(self.heads, self.dtype, layout, cap, k))
-        .then(|| qkv_attention::shared_bytes(self.heads, self.dtype, layout, cap, k))
     }
 
     /// The cluster layout of a step with caches of `cap` positions, if any:
@@ -641,19 +526,6 @@ impl StepDecoder {
             Key::ClusterAttention(layout) => {
                 attention::cluster_step_kernel(self.heads, self.dtype, layout, eps, cfg.rope_theta)
             }
-            Key::QkvAttention(layout) => {
-                let tiles = self.fused_qkv.ok_or_else(|| {
-                    Error::Model("q/k/v inside the attention: VLM_BENCH_FUSED_QKV not set".into())
-                })?;
-                qkv_attention::step_kernel(
-                    self.heads,
-                    self.dtype,
-                    layout,
-                    (l.qkv.k, l.qkv.n, tiles),
-                    eps,
-                    cfg.rope_theta,
-                )
-            }
         }
     }
 
@@ -672,7 +544,7 @@ impl StepDecoder {
             shared_bytes: dims.shared_bytes,
             cluster_blocks: cluster,
             shared_carveout: match key {
-                Key::Qkv | Key::ClusterAttention(_) | Key::QkvAttention(_) => self.carveout,
+                Key::Qkv | Key::ClusterAttention(_) => self.carveout,
                 _ => None,
             },
         };
@@ -681,17 +553,6 @@ impl StepDecoder {
         self.kernels.insert(key, (k, dims));
         Ok(())
     }
-}
-
-/// `VLM_BENCH_FUSED_QKV` (k-tiles a warp loads at once: 1, 2 or 4);
-/// another value is reported and ignored.
-fn fused_qkv_from_env() -> Option<i32> {
-    let v = std::env::var("VLM_BENCH_FUSED_QKV").ok()?;
-    let u = v.parse().ok().filter(|u| [1, 2, 4].contains(u));
-    if u.is_none() {
-        eprintln!("warning: VLM_BENCH_FUSED_QKV: ignoring {v:?} (1, 2 or 4)");
-    }
-    u
 }
 
 /// The model's step decoder: made at the first greedy request.
@@ -787,17 +648,9 @@ impl StepSession<'_> {
         // Every layer's caches have the same capacity.
         let cap = caches.first().map_or(0, |c| c.2);
         let (attention_key, attention_dims) = if let Some(c) = d.cluster_for(cap) {
-            let (key, shared_bytes) = match d.fused_shared_bytes(c, cap) {
-                Some(bytes) => (Key::QkvAttention(c), bytes),
-                None => (
-                    Key::ClusterAttention(c),
-                    attention::cluster_shared_bytes(d.heads, d.dtype, c, cap),
-                ),
-            };
-            let dims = Dims {
-                shared_bytes,
-                ..d.kernels[&key].1
-            };
+            let key = Key::ClusterAttention(c);
+            let mut dims = d.kernels[&key].1;
+            dims.shared_bytes = attention::cluster_shared_bytes(d.heads, d.dtype, c, cap);
             (key, dims)
         } else {
             let key = Key::Attention(attention::step_splits(len));
@@ -859,26 +712,15 @@ impl StepSession<'_> {
         for (l, &(kc, vc, cap)) in layers.iter().zip(&caches) {
             let m = |m: &Matrix| [m.w, m.scales, m.biases];
             let [w, s, b] = m(&l.qkv);
-            // Fixed-size argument lists: this runs for every layer of every step.
-            let product = [h0, l.input_norm, w, s, b, qkv];
-            match attention_key {
-                Key::QkvAttention(_) => {
-                    let (nw, qn, kn, cap) = (l.input_norm, l.q_norm, l.k_norm, cap as u64);
-                    let args = [h0, nw, w, s, b, qkv, qn, kn, kc, vc, meta, attn, cap];
-                    add(attention_key, *pdl, &args)?;
-                }
-                Key::ClusterAttention(_) => {
-                    add(Key::Qkv, *pdl, &product)?;
-                    let args = [qkv, l.q_norm, l.k_norm, kc, vc, meta, attn, cap as u64];
-                    add(attention_key, *pdl, &args)?;
-                }
-                _ => {
-                    add(Key::Qkv, *pdl, &product)?;
-                    let args = [
-                        qkv, l.q_norm, l.k_norm, kc, vc, meta, *counters, part, attn, cap as u64,
-                    ];
-                    add(attention_key, *pdl, &args)?;
-                }
+            add(Key::Qkv, *pdl, &[h0, l.input_norm, w, s, b, qkv])?;
+            if matches!(attention_key, Key::ClusterAttention(_)) {
+                let attention = [qkv, l.q_norm, l.k_norm, kc, vc, meta, attn, cap as u64];
+                add(attention_key, *pdl, &attention)?;
+            } else {
+                let attention = [
+                    qkv, l.q_norm, l.k_norm, kc, vc, meta, *counters, part, attn, cap as u64,
+                ];
+                add(attention_key, *pdl, &attention)?;
             }
             let [w, s, b] = m(&l.o);
             add(Key::O, *pdl, &[attn, w, s, b, h0, h1])?;
