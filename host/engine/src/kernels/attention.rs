@@ -9,7 +9,7 @@ use mlx::cuda::Dims;
 use mlx::kernel::{Kernel, KernelSpec, Launch, TemplateArg};
 use mlx::{Array, Dtype};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Threads per block, and positions a block scores at once.
 const THREADS: i32 = 128;
@@ -280,32 +280,10 @@ pub fn cluster_fits(heads: Heads, dtype: Dtype, layout: ClusterLayout, cap: i32)
         && cluster_shared_bytes(heads, dtype, layout, cap) <= MAX_SHARED_BYTES
 }
 
-/// Where the cluster attention brings o's weights into L2 for the product
-/// after it (`VLM_BENCH_PREFETCH_O`: `start` of each block, after its `wait`,
-/// or unset: not at all). A measuring knob.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PrefetchO {
-    Off = 0,
-    Start = 1,
-    Wait = 2,
-}
-
-pub fn prefetch_o() -> Result<PrefetchO> {
-    match std::env::var("VLM_BENCH_PREFETCH_O").as_deref() {
-        Err(_) => Ok(PrefetchO::Off),
-        Ok("start") => Ok(PrefetchO::Start),
-        Ok("wait") => Ok(PrefetchO::Wait),
-        Ok(v) => Err(Error::Model(format!(
-            "VLM_BENCH_PREFETCH_O={v}: expected start or wait"
-        ))),
-    }
-}
-
 /// The cluster attention as a standalone kernel (`step.rs`, sm_90 on), with
 /// the launch of the largest caches it takes: a step launches it with
 /// [`cluster_shared_bytes`] of its caches. Parameters: `qkv, qn, kn, kc, vc,
-/// meta, out`, the caches' capacity as an `int`, then `pf, pf_bytes`: the
-/// weights to bring into L2 ([`prefetch_o`]; 0 bytes for none).
+/// meta, out`, then the caches' capacity as an `int`.
 pub fn cluster_step_kernel(
     heads: Heads,
     dtype: Dtype,
@@ -313,19 +291,10 @@ pub fn cluster_step_kernel(
     rms_eps: f32,
     rope_theta: f32,
 ) -> Result<super::step::StepKernel> {
-    use super::step::Param::{In, Int, Out};
+    use super::step::Param::{Int, Out};
     let mut params = step_inputs(dtype);
-    params.extend([
-        Out("out", dtype),
-        Int("cache_cap"),
-        In("pf", Dtype::U32),
-        Int("pf_bytes"),
-    ]);
-    let parts = [
-        ("C", layout.blocks),
-        ("LV", i32::from(layout.late_values)),
-        ("PF", prefetch_o()? as i32),
-    ];
+    params.extend([Out("out", dtype), Int("cache_cap")]);
+    let parts = [("C", layout.blocks), ("LV", i32::from(layout.late_values))];
     let template = template(heads, dtype, &parts, rms_eps, rope_theta);
     let dims = Dims {
         blocks: (heads.kv_heads * layout.blocks) as u32,

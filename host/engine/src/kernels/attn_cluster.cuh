@@ -103,31 +103,6 @@ __device__ __forceinline__ void acl_remote_store(float* p, unsigned rank, float 
   asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(remote), "f"(v) : "memory");
 }
 
-// This block's share of `bytes` at `p` brought into L2 (thread 0, one bulk
-// prefetch): the product after the attention then reads its weights from L2,
-// their DRAM reads moved into the attention's time (bench/gpu/NOTES.md, stop 24).
-__device__ __forceinline__ void acl_prefetch_share(const uint32_t* p, int bytes) {
-  if (threadIdx.x != 0 || bytes <= 0) return;
-  const unsigned total = static_cast<unsigned>(bytes);
-  const unsigned per = ((total + gridDim.x - 1) / gridDim.x + 15) / 16 * 16;  // bulk sizes: 16-byte multiples
-  const unsigned begin = blockIdx.x * per;
-  if (begin >= total) return;
-  const unsigned n = min(per, total - begin);
-  const char* src = reinterpret_cast<const char*>(p) + begin;
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(n) : "memory");
-}
-
-// The wait for the previous launch, then (AFTER) the prefetch above.
-template <bool AFTER>
-struct AclWait {
-  const uint32_t* p;
-  int bytes;
-  __device__ void operator()() const {
-    pdl_wait();
-    if (AFTER) acl_prefetch_share(p, bytes);
-  }
-};
-
 // `mark(i)` stamps the timeline's phases (timeline.cuh): 0 the rows in shared
 // memory, 1 the scores made, 2 the weights (and late values) ready, 3 the
 // block's sums stored into their owners.

@@ -480,8 +480,6 @@ impl StepDecoder {
                 ptr(&case.meta)?,
                 ptr(&out)?,
                 cap as u64,
-                0,
-                0,
             ];
             if let Some(t) = &self.timeline {
                 args.extend([t.ptr, 0]);
@@ -716,11 +714,7 @@ impl StepSession<'_> {
             let [w, s, b] = m(&l.qkv);
             add(Key::Qkv, *pdl, &[h0, l.input_norm, w, s, b, qkv])?;
             if matches!(attention_key, Key::ClusterAttention(_)) {
-                // o's codes, for the attention to bring into L2 if asked to.
-                let o_bytes = (l.o.n * l.o.k / 2) as u64;
-                let attention = [
-                    qkv, l.q_norm, l.k_norm, kc, vc, meta, attn, cap as u64, l.o.w, o_bytes,
-                ];
+                let attention = [qkv, l.q_norm, l.k_norm, kc, vc, meta, attn, cap as u64];
                 add(attention_key, *pdl, &attention)?;
             } else {
                 let attention = [
