@@ -91,7 +91,7 @@ def main():
             for k, n, warps, u in [(4096, 6144, 4, 2), (4096, 4096, 8, 2), (12288, 4096, 8, 4),
                                    (4096, 24576, 4, 2), (1152, 40, 8, 2)]:
                 src = wrap("qmv", qmv_header, qmv, ins, [("out", t)],
-                           [("T", t), ("K", k), ("N", n), ("WARPS", warps), ("U", u)]
+                           [("T", t), ("K", k), ("N", n), ("WARPS", warps), ("U", u), ("PERSIST", 0)]
                            + ([("EPS_BITS", 897988541)] if norm else []),
                            {"NORM": norm, "RESID": resid, "SWIGLU": swiglu})
                 ok &= compile_one(f"qmv4 {t} norm={norm} resid={resid} swiglu={swiglu} K={k} N={n}", src)

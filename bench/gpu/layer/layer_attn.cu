@@ -22,7 +22,7 @@ LAYER_TRACE_START
 int t = take_ticket(phase);
 LAYER_TRACE_TICKET(t)
 if (t < B_QKV) {
-  qmv4_rows<T, H, NQKV, W, 2, true, false, false>(t, x, in_norm, eps, wqkv, sqkv, bqkv, nullptr, qkv, smem,
+  qmv4_rows<T, H, NQKV, W, 2, true, false, false, false>(t, x, in_norm, eps, wqkv, sqkv, bqkv, nullptr, qkv, smem,
                                                   NoWait{});
   LAYER_TRACE_END(0)
   phase_done(phase + 1);
@@ -39,7 +39,7 @@ if (t < B_ATTN) {
   return;
 }
 t -= B_ATTN;
-qmv4_rows<T, NO, H, W, 2, false, true, false>(t, attn, nullptr, 0.f, wo, so, bo, x, out, smem,
+qmv4_rows<T, NO, H, W, 2, false, true, false, false>(t, attn, nullptr, 0.f, wo, so, bo, x, out, smem,
                                               WaitFor{phase + 2, NKV, LAYER_TRACE_WAITED});
 LAYER_TRACE_END(2)
 launch_done(phase, 3, B_O);

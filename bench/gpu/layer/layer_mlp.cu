@@ -12,14 +12,14 @@ LAYER_TRACE_START
 int t = take_ticket(phase);
 LAYER_TRACE_TICKET(t)
 if (t < B_GU) {
-  qmv4_rows<T, H, 2 * I, W, 2, true, false, true>(t, x, post_norm, __int_as_float(EPS_BITS), wgu, sgu, bgu, nullptr,
+  qmv4_rows<T, H, 2 * I, W, 2, true, false, true, false>(t, x, post_norm, __int_as_float(EPS_BITS), wgu, sgu, bgu, nullptr,
                                                   act, smem, NoWait{});
   LAYER_TRACE_END(3)
   phase_done(phase + 1);
   return;
 }
 t -= B_GU;
-qmv4_rows<T, I, H, W, 2, false, true, false>(t, act, nullptr, 0.f, wd, sd, bd, x, out, smem,
+qmv4_rows<T, I, H, W, 2, false, true, false, false>(t, act, nullptr, 0.f, wd, sd, bd, x, out, smem,
                                              WaitFor{phase + 1, B_GU, LAYER_TRACE_WAITED});
 LAYER_TRACE_END(4)
 launch_done(phase, 2, B_DOWN);

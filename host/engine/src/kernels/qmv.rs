@@ -34,6 +34,22 @@ fn launch_shape(k: i32, blocks: i32) -> (i32, i32) {
     (warps, tiles_at_once)
 }
 
+/// Blocks of a persistent launch of the step runner's product for `blocks`
+/// row groups in blocks of `warps` warps (each block takes every grid-th
+/// group, its input staged once), or 0 for a block a group. Measured on the
+/// H100 for the 8B's gate/up (1536 groups, 4 warps): 512 blocks of 3 groups
+/// (104 registers, 4 blocks an SM) +0.2 to +1.2% decode, 384 blocks -6%, 256
+/// of 8 warps -4% (bench/gpu/NOTES.md, stop 24). So: 4-warp launches of more
+/// than one wave (4 blocks on each of 132 SMs) whose groups split evenly
+/// into 384 to 528 blocks; the head (9496 groups) has no such split.
+fn persistent_grid(blocks: i32, warps: i32) -> i32 {
+    const WAVE: i32 = 4 * 132;
+    if warps != 4 || blocks <= WAVE {
+        return 0;
+    }
+    (384..=WAVE).rev().find(|g| blocks % g == 0).unwrap_or(0)
+}
+
 /// A matrix (input width, rows) and the launch shape asked for it (warps,
 /// k-tiles at once, blocks an SM the compiler must fit or 0).
 type ShapeOverride = ((i32, i32), (i32, i32, i32));
@@ -55,6 +71,42 @@ fn shape_override(k: i32, n: i32) -> Option<(i32, i32, i32)> {
         })
     });
     shapes.iter().find(|(m, _)| *m == (k, n)).map(|&(_, s)| s)
+}
+
+/// Persistent launches asked for in `VLM_BENCH_QMV_GRID`, for measuring
+/// them: `KxN=G` entries (input width, rows; blocks), comma-separated, e.g.
+/// `4096x24576=512`: G blocks (fewer than the matrix's row groups) each take
+/// every G-th group, the input staged once (qmv4.cuh's PERSIST); G = 0: a
+/// block a group, as without [`persistent_grid`]. The step runner's kernels
+/// only; a value with an entry that does not parse is reported once and
+/// ignored.
+fn grid_override(k: i32, n: i32) -> Option<i32> {
+    static GRIDS: std::sync::OnceLock<Vec<GridOverride>> = std::sync::OnceLock::new();
+    let grids = GRIDS.get_or_init(|| {
+        let v = std::env::var("VLM_BENCH_QMV_GRID").unwrap_or_default();
+        parse_grids(&v).unwrap_or_else(|bad| {
+            eprintln!("warning: VLM_BENCH_QMV_GRID: ignoring {bad:?} (KxN=G, comma-separated)");
+            Vec::new()
+        })
+    });
+    grids.iter().find(|(m, _)| *m == (k, n)).map(|&(_, g)| g)
+}
+
+/// A matrix (input width, rows) and the persistent blocks asked for it.
+type GridOverride = ((i32, i32), i32);
+
+/// `KxN=G,...` as entries, or the first entry that is not one (G >= 0).
+fn parse_grids(v: &str) -> std::result::Result<Vec<GridOverride>, String> {
+    let entry = |e: &str| -> Option<GridOverride> {
+        let (m, g) = e.split_once('=')?;
+        let (k, n) = m.split_once('x')?;
+        let number = |s: &str| s.trim().parse::<i32>().ok();
+        Some(((number(k)?, number(n)?), number(g).filter(|&g| g >= 0)?))
+    };
+    v.split(',')
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| entry(e).ok_or_else(|| e.to_string()))
+        .collect()
 }
 
 /// `KxN=WxU[xM],...` as entries, or the first entry that is not one (warps
@@ -195,7 +247,12 @@ impl Variant {
     /// The standalone kernel (`step.rs`) for a `n x k` matrix and its launch:
     /// parameters are the inputs in order, then `out`.
     pub fn step_kernel(self, k: i32, n: i32, dtype: Dtype, eps: f32) -> Result<StepKernel> {
-        self.step_kernel_as(LaunchShape::of(k, n, self.flags().2), k, n, dtype, eps)
+        let mut launch = LaunchShape::of(k, n, self.flags().2);
+        launch.grid = grid_override(k, n).map_or_else(
+            || persistent_grid(launch.blocks, launch.warps),
+            |g| g.min(launch.blocks),
+        );
+        self.step_kernel_as(launch, k, n, dtype, eps)
     }
 
     /// As [`Variant::step_kernel`], compiled to fit `min_blocks` blocks an
@@ -232,7 +289,11 @@ impl Variant {
         params.push(Param::Out("out", dtype));
         let template = template(dtype, k, n, &launch, self.flags().0.then_some(eps));
         let dims = Dims {
-            blocks: launch.blocks as u32,
+            blocks: if launch.grid > 0 {
+                launch.grid
+            } else {
+                launch.blocks
+            } as u32,
             threads: (launch.warps * 32) as u32,
             shared_bytes: shared_bytes(k) as u32,
         };
@@ -259,6 +320,9 @@ struct LaunchShape {
     tiles_at_once: i32,
     /// Blocks an SM the step kernel is compiled to fit (0: the compiler's choice).
     min_blocks: i32,
+    /// Blocks launched, each taking every `grid`-th row group (0: one block
+    /// a row group).
+    grid: i32,
 }
 
 impl LaunchShape {
@@ -275,6 +339,7 @@ impl LaunchShape {
             warps,
             tiles_at_once,
             min_blocks,
+            grid: 0,
         }
     }
 }
@@ -292,6 +357,7 @@ fn template(
         ("N", TemplateArg::Int(n)),
         ("WARPS", TemplateArg::Int(launch.warps)),
         ("U", TemplateArg::Int(launch.tiles_at_once)),
+        ("PERSIST", TemplateArg::Int(i32::from(launch.grid > 0))),
     ];
     if let Some(eps) = eps {
         template.push(("EPS_BITS", TemplateArg::Int(eps.to_bits() as i32)));
@@ -415,6 +481,18 @@ mod tests {
     }
 
     #[test]
+    fn persistent_grids_parse() {
+        assert_eq!(
+            parse_grids("4096x24576=512, 4096x4096=0"),
+            Ok(vec![((4096, 24576), 512), ((4096, 4096), 0)])
+        );
+        assert_eq!(parse_grids(""), Ok(vec![]));
+        for bad in ["4096x24576", "4096=512", "4096x24576=-1", "4096xN=2"] {
+            assert_eq!(parse_grids(bad), Err(bad.to_string()), "{bad}");
+        }
+    }
+
+    #[test]
     fn launch_shapes_follow_the_measured_choices() {
         // The 8B's o projection (256 blocks) and down projection (K 12288).
         assert_eq!(launch_shape(4096, 256), (8, 2));
@@ -425,6 +503,23 @@ mod tests {
         assert_eq!(launch_shape(4096, 9496), (4, 2));
         assert_eq!(rows_per_block(true), 8);
         assert_eq!(shared_bytes(4096), 128 * 80 + 64 * 4);
+        // Persistent: gate/up in 512 blocks of 3 groups; not the head (9496 =
+        // 8 x 1187), nor launches of one wave or of 8 warps.
+        assert_eq!(persistent_grid(1536, 4), 512);
+        assert_eq!(persistent_grid(9496, 4), 0);
+        assert_eq!(persistent_grid(384, 8), 0);
+        assert_eq!(persistent_grid(528, 4), 0);
+        assert_eq!(persistent_grid(1536, 8), 0);
+        let gate_up = Variant::NormSwiGlu
+            .step_kernel(4096, 24576, Dtype::BF16, 1e-6)
+            .unwrap();
+        assert_eq!(gate_up.dims.blocks, 512);
+        assert!(gate_up.source.contains("constexpr int PERSIST = 1;"));
+        let o = Variant::Residual
+            .step_kernel(4096, 4096, Dtype::BF16, 1e-6)
+            .unwrap();
+        assert_eq!(o.dims.blocks, 256);
+        assert!(o.source.contains("constexpr int PERSIST = 0;"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 // One launch of qmv4_rows (qmv4.cuh), a block per 16 rows of w (8 gate/up
-// pairs for SwiGLU). Template constants: T, K, N, WARPS, U; defines NORM
+// pairs for SwiGLU; with PERSIST, fewer blocks each taking several). Template
+// constants: T, K, N, WARPS, U, PERSIST; defines NORM
 // (EPS_BITS: its epsilon's f32 bits), RESID, SWIGLU pick the inputs. Launched
 // early (phases.cuh), a block issues its first weight loads before it waits.
 pdl_trigger();
@@ -16,5 +17,5 @@ const T* resid = res;
 #else
 const T* resid = nullptr;
 #endif
-qmv4_rows<T, K, N, WARPS, U, NORM, RESID, SWIGLU>(blockIdx.x, x, norm_w, eps, w, scales, biases, resid, out, xp,
-                                                  GridWait{});
+qmv4_rows<T, K, N, WARPS, U, NORM, RESID, SWIGLU, PERSIST>(blockIdx.x, x, norm_w, eps, w, scales, biases, resid, out,
+                                                           xp, GridWait{});

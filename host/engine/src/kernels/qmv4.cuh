@@ -29,7 +29,11 @@ constexpr int QMV4_XS = 20;  // words per 32-code chunk slot in shared memory: 1
 __host__ __device__ constexpr int qmv4_shared_bytes(int k) { return (k / 32) * QMV4_XS * 4 + (k / 64) * 4; }
 
 
-template <typename T, int K, int N, int WARPS, int U, bool NORM, bool RESID, bool SWIGLU, typename Wait>
+// PERSIST: the block goes on with row groups block + gridDim.x, + 2 gridDim.x,
+// ... while there are any, the input staged once and each next group's first
+// loads issued before the current group's sums are reduced.
+template <typename T, int K, int N, int WARPS, int U, bool NORM, bool RESID, bool SWIGLU, bool PERSIST,
+          typename Wait>
 __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, float eps, const uint32_t* w,
                                           const T* scales, const T* biases, const T* res, T* out, unsigned* xp,
                                           Wait wait) {
@@ -41,15 +45,22 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
   const int g = lane >> 2, tig = lane & 3;
   constexpr int OUT = SWIGLU ? N / 2 : N;
   constexpr int PER_BLOCK = SWIGLU ? 8 : 16;
-  const int base = block * PER_BLOCK;
-  const size_t row_lo = static_cast<size_t>(min(base + g, OUT - 1));
-  const size_t row_hi = SWIGLU ? row_lo + OUT : static_cast<size_t>(min(base + 8 + g, OUT - 1));
-  const uint4* wlo = reinterpret_cast<const uint4*>(w) + row_lo * (K / 32) + tig;
-  const uint4* whi = reinterpret_cast<const uint4*>(w) + row_hi * (K / 32) + tig;
-  const unsigned* slo = reinterpret_cast<const unsigned*>(scales + row_lo * (K / 64));
-  const unsigned* shi = reinterpret_cast<const unsigned*>(scales + row_hi * (K / 64));
-  const unsigned* blo = reinterpret_cast<const unsigned*>(biases + row_lo * (K / 64));
-  const unsigned* bhi = reinterpret_cast<const unsigned*>(biases + row_hi * (K / 64));
+  constexpr int GROUPS = (OUT + PER_BLOCK - 1) / PER_BLOCK;
+  int base;
+  const uint4 *wlo, *whi;
+  const unsigned *slo, *shi, *blo, *bhi;
+  auto rows = [&](int group) {
+    base = group * PER_BLOCK;
+    const size_t row_lo = static_cast<size_t>(min(base + g, OUT - 1));
+    const size_t row_hi = SWIGLU ? row_lo + OUT : static_cast<size_t>(min(base + 8 + g, OUT - 1));
+    wlo = reinterpret_cast<const uint4*>(w) + row_lo * (K / 32) + tig;
+    whi = reinterpret_cast<const uint4*>(w) + row_hi * (K / 32) + tig;
+    slo = reinterpret_cast<const unsigned*>(scales + row_lo * (K / 64));
+    shi = reinterpret_cast<const unsigned*>(scales + row_hi * (K / 64));
+    blo = reinterpret_cast<const unsigned*>(biases + row_lo * (K / 64));
+    bhi = reinterpret_cast<const unsigned*>(biases + row_hi * (K / 64));
+  };
+  rows(block);
   constexpr int PER_WARP = (TILES + WARPS - 1) / WARPS;
   constexpr int BATCHES = (PER_WARP + U - 1) / U;
   constexpr bool EVEN = TILES % WARPS == 0 && PER_WARP % U == 0;
@@ -135,75 +146,87 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
   __syncthreads();
 
   const bool feed = g == (tig >> 1);
-  float acc_lo = 0.f, acc_hi = 0.f;
+  for (int group = block;;) {
+    float acc_lo = 0.f, acc_hi = 0.f;
 #pragma unroll
-  for (int batch = 0; batch < BATCHES; ++batch) {
-    if (batch > 0) load(batch);
+    for (int batch = 0; batch < BATCHES; ++batch) {
+      if (batch > 0) load(batch);
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int tile = warp + (batch * U + u) * WARPS;
-      if (EVEN || tile < TILES) {
-        const uint4* xq = reinterpret_cast<const uint4*>(xp + (tile * 4 + tig) * XS);
-        unsigned xv[16];
+      for (int u = 0; u < U; ++u) {
+        const int tile = warp + (batch * U + u) * WARPS;
+        if (EVEN || tile < TILES) {
+          const uint4* xq = reinterpret_cast<const uint4*>(xp + (tile * 4 + tig) * XS);
+          unsigned xv[16];
 #pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const uint4 p = xq[q];
-          xv[4 * q] = feed ? p.x : 0u;
-          xv[4 * q + 1] = feed ? p.y : 0u;
-          xv[4 * q + 2] = feed ? p.z : 0u;
-          xv[4 * q + 3] = feed ? p.w : 0u;
+          for (int q = 0; q < 4; ++q) {
+            const uint4 p = xq[q];
+            xv[4 * q] = feed ? p.x : 0u;
+            xv[4 * q + 1] = feed ? p.y : 0u;
+            xv[4 * q + 2] = feed ? p.z : 0u;
+            xv[4 * q + 3] = feed ? p.w : 0u;
+          }
+          const unsigned lw[4] = {wl[u].x, wl[u].y, wl[u].z, wl[u].w};
+          const unsigned hw[4] = {wh[u].x, wh[u].y, wh[u].z, wh[u].w};
+          float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+          for (int m = 0; m < 8; ++m) {
+            // Pairs 2m and 2m + 1: word m / 2, codes t and t + 1 (and + 4).
+            const int word = m >> 1, t = 2 * (m & 1);
+            const unsigned a[4] = {q4_pair<T>(lw[word], t), q4_pair<T>(hw[word], t), q4_pair<T>(lw[word], t + 1),
+                                   q4_pair<T>(hw[word], t + 1)};
+            mma_16816(c, a, xv[2 * m], xv[2 * m + 1], T());
+          }
+          const float2 xs = *reinterpret_cast<const float2*>(gsum + 2 * tile);
+          const float2 s0 = unpack2<T>(sl[u]), s1 = unpack2<T>(sh[u]);
+          const float2 b0 = unpack2<T>(bl[u]), b1 = unpack2<T>(bh[u]);
+          constexpr float OFF = Q4Magic<T>::offset;
+          acc_lo = fmaf(s0.x, c[0], fmaf(s0.y, c[1], acc_lo));
+          acc_lo = fmaf(fmaf(-OFF, s0.x, b0.x), xs.x, fmaf(fmaf(-OFF, s0.y, b0.y), xs.y, acc_lo));
+          acc_hi = fmaf(s1.x, c[2], fmaf(s1.y, c[3], acc_hi));
+          acc_hi = fmaf(fmaf(-OFF, s1.x, b1.x), xs.x, fmaf(fmaf(-OFF, s1.y, b1.y), xs.y, acc_hi));
         }
-        const unsigned lw[4] = {wl[u].x, wl[u].y, wl[u].z, wl[u].w};
-        const unsigned hw[4] = {wh[u].x, wh[u].y, wh[u].z, wh[u].w};
-        float c[4] = {0.f, 0.f, 0.f, 0.f};
+      }
+    }
+    const int done = base;
+    if constexpr (PERSIST) {
+      if (group + static_cast<int>(gridDim.x) < GROUPS) {
+        rows(group + gridDim.x);
+        load(0);
+      }
+    }
+    // C columns 0 and 1 live in the lanes with tig == 0.
+    if (tig == 0) {
+      red[warp][g] = acc_lo;
+      red[warp][g + 8] = acc_hi;
+    }
+    __syncthreads();
+    if constexpr (SWIGLU) {
+      if (tid < 8 && done + tid < OUT) {
+        float gs = 0.f, us = 0.f;
 #pragma unroll
-        for (int m = 0; m < 8; ++m) {
-          // Pairs 2m and 2m + 1: word m / 2, codes t and t + 1 (and + 4).
-          const int word = m >> 1, t = 2 * (m & 1);
-          const unsigned a[4] = {q4_pair<T>(lw[word], t), q4_pair<T>(hw[word], t), q4_pair<T>(lw[word], t + 1),
-                                 q4_pair<T>(hw[word], t + 1)};
-          mma_16816(c, a, xv[2 * m], xv[2 * m + 1], T());
+        for (int i = 0; i < WARPS; ++i) {
+          gs += red[i][tid];
+          us += red[i][tid + 8];
         }
-        const float2 xs = *reinterpret_cast<const float2*>(gsum + 2 * tile);
-        const float2 s0 = unpack2<T>(sl[u]), s1 = unpack2<T>(sh[u]);
-        const float2 b0 = unpack2<T>(bl[u]), b1 = unpack2<T>(bh[u]);
-        constexpr float OFF = Q4Magic<T>::offset;
-        acc_lo = fmaf(s0.x, c[0], fmaf(s0.y, c[1], acc_lo));
-        acc_lo = fmaf(fmaf(-OFF, s0.x, b0.x), xs.x, fmaf(fmaf(-OFF, s0.y, b0.y), xs.y, acc_lo));
-        acc_hi = fmaf(s1.x, c[2], fmaf(s1.y, c[3], acc_hi));
-        acc_hi = fmaf(fmaf(-OFF, s1.x, b1.x), xs.x, fmaf(fmaf(-OFF, s1.y, b1.y), xs.y, acc_hi));
+        // As silu(g) * u over T arrays: each op rounds to T.
+        const T gt = static_cast<T>(gs);
+        const T sig = static_cast<T>(1.f / (1.f + expf(-static_cast<float>(gt))));
+        out[done + tid] = (gt * sig) * static_cast<T>(us);
       }
-    }
-  }
-  // C columns 0 and 1 live in the lanes with tig == 0.
-  if (tig == 0) {
-    red[warp][g] = acc_lo;
-    red[warp][g + 8] = acc_hi;
-  }
-  __syncthreads();
-  if constexpr (SWIGLU) {
-    if (tid < 8 && base + tid < OUT) {
-      float gs = 0.f, us = 0.f;
+    } else {
+      if (tid < 16 && done + tid < OUT) {
+        float sum = 0.f;
 #pragma unroll
-      for (int i = 0; i < WARPS; ++i) {
-        gs += red[i][tid];
-        us += red[i][tid + 8];
-      }
-      // As silu(g) * u over T arrays: each op rounds to T.
-      const T gt = static_cast<T>(gs);
-      const T sig = static_cast<T>(1.f / (1.f + expf(-static_cast<float>(gt))));
-      out[base + tid] = (gt * sig) * static_cast<T>(us);
-    }
-  } else {
-    if (tid < 16 && base + tid < OUT) {
-      float sum = 0.f;
-#pragma unroll
-      for (int i = 0; i < WARPS; ++i) sum += red[i][tid];
-      if constexpr (RESID) {
-        out[base + tid] = __ldcg(res + base + tid) + static_cast<T>(sum);
-      } else {
-        out[base + tid] = static_cast<T>(sum);
+        for (int i = 0; i < WARPS; ++i) sum += red[i][tid];
+        if constexpr (RESID) {
+          out[done + tid] = __ldcg(res + done + tid) + static_cast<T>(sum);
+        } else {
+          out[done + tid] = static_cast<T>(sum);
+        }
       }
     }
+    if (!PERSIST || group + static_cast<int>(gridDim.x) >= GROUPS) break;
+    group += gridDim.x;
+    __syncthreads();  // red is written again
   }
 }
