@@ -6,6 +6,8 @@
 //! two codes, and streams the packed weights with 16-byte loads issued before
 //! the prologue (`bench/gpu/NOTES.md`, "Why the GEMVs were slow").
 
+use std::sync::OnceLock;
+
 use mlx::cuda::Dims;
 use mlx::kernel::{Kernel, KernelSpec, Launch, TemplateArg};
 use mlx::{Array, Dtype, Quantized};
@@ -60,16 +62,8 @@ type ShapeOverride = ((i32, i32), (i32, i32, i32));
 /// runner's kernels only), comma-separated, e.g. `4096x4096=8x4`. Entries
 /// that do not parse are reported once and ignored.
 fn shape_override(k: i32, n: i32) -> Option<(i32, i32, i32)> {
-    static SHAPES: std::sync::OnceLock<Vec<ShapeOverride>> = std::sync::OnceLock::new();
-    let shapes = SHAPES.get_or_init(|| {
-        let v = std::env::var("VLM_BENCH_QMV_SHAPES").unwrap_or_default();
-        parse_shapes(&v).unwrap_or_else(|bad| {
-            eprintln!(
-                "warning: VLM_BENCH_QMV_SHAPES: ignoring {bad:?} (KxN=WxU[xM], comma-separated)"
-            );
-            Vec::new()
-        })
-    });
+    static SHAPES: OnceLock<Vec<ShapeOverride>> = OnceLock::new();
+    let shapes = knob_entries(&SHAPES, "VLM_BENCH_QMV_SHAPES", "KxN=WxU[xM]", parse_shapes);
     shapes.iter().find(|(m, _)| *m == (k, n)).map(|&(_, s)| s)
 }
 
@@ -81,14 +75,8 @@ fn shape_override(k: i32, n: i32) -> Option<(i32, i32, i32)> {
 /// only; a value with an entry that does not parse is reported once and
 /// ignored.
 fn grid_override(k: i32, n: i32) -> Option<i32> {
-    static GRIDS: std::sync::OnceLock<Vec<GridOverride>> = std::sync::OnceLock::new();
-    let grids = GRIDS.get_or_init(|| {
-        let v = std::env::var("VLM_BENCH_QMV_GRID").unwrap_or_default();
-        parse_grids(&v).unwrap_or_else(|bad| {
-            eprintln!("warning: VLM_BENCH_QMV_GRID: ignoring {bad:?} (KxN=G, comma-separated)");
-            Vec::new()
-        })
-    });
+    static GRIDS: OnceLock<Vec<GridOverride>> = OnceLock::new();
+    let grids = knob_entries(&GRIDS, "VLM_BENCH_QMV_GRID", "KxN=G", parse_grids);
     grids.iter().find(|(m, _)| *m == (k, n)).map(|&(_, g)| g)
 }
 
@@ -97,12 +85,38 @@ type GridOverride = ((i32, i32), i32);
 
 /// `KxN=G,...` as entries, or the first entry that is not one (G >= 0).
 fn parse_grids(v: &str) -> std::result::Result<Vec<GridOverride>, String> {
-    let entry = |e: &str| -> Option<GridOverride> {
+    parse_entries(v, |e| {
         let (m, g) = e.split_once('=')?;
         let (k, n) = m.split_once('x')?;
         let number = |s: &str| s.trim().parse::<i32>().ok();
         Some(((number(k)?, number(n)?), number(g).filter(|&g| g >= 0)?))
-    };
+    })
+}
+
+/// A measuring knob's entries: `var` read once into `cell`, parsed by
+/// `parse`; a value that does not parse is reported once (with the entries'
+/// `form`) and ignored.
+fn knob_entries<E>(
+    cell: &'static OnceLock<Vec<E>>,
+    var: &str,
+    form: &str,
+    parse: fn(&str) -> std::result::Result<Vec<E>, String>,
+) -> &'static [E] {
+    cell.get_or_init(|| {
+        let v = std::env::var(var).unwrap_or_default();
+        parse(&v).unwrap_or_else(|bad| {
+            eprintln!("warning: {var}: ignoring {bad:?} ({form}, comma-separated)");
+            Vec::new()
+        })
+    })
+}
+
+/// Comma-separated entries, each parsed by `entry`, or the first that is not
+/// one.
+fn parse_entries<E>(
+    v: &str,
+    entry: impl Fn(&str) -> Option<E>,
+) -> std::result::Result<Vec<E>, String> {
     v.split(',')
         .filter(|e| !e.trim().is_empty())
         .map(|e| entry(e).ok_or_else(|| e.to_string()))
@@ -114,21 +128,15 @@ fn parse_grids(v: &str) -> std::result::Result<Vec<GridOverride>, String> {
 fn parse_shapes(v: &str) -> std::result::Result<Vec<ShapeOverride>, String> {
     let numbers =
         |s: &str| -> Option<Vec<i32>> { s.split('x').map(|p| p.trim().parse().ok()).collect() };
-    v.split(',')
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            let (m, s) = e.split_once('=').ok_or_else(|| e.to_string())?;
-            match (numbers(m).as_deref(), numbers(s).as_deref()) {
-                (Some(&[k, n]), Some(&[w, u])) => Some(((k, n), (w, u, 0))),
-                (Some(&[k, n]), Some(&[w, u, b])) if (1..=32).contains(&b) => {
-                    Some(((k, n), (w, u, b)))
-                }
-                _ => None,
-            }
-            .filter(|&(_, (w, u, _))| (1..=16).contains(&w) && (1..=8).contains(&u))
-            .ok_or_else(|| e.to_string())
-        })
-        .collect()
+    parse_entries(v, |e| {
+        let (m, s) = e.split_once('=')?;
+        match (numbers(m).as_deref(), numbers(s).as_deref()) {
+            (Some(&[k, n]), Some(&[w, u])) => Some(((k, n), (w, u, 0))),
+            (Some(&[k, n]), Some(&[w, u, b])) if (1..=32).contains(&b) => Some(((k, n), (w, u, b))),
+            _ => None,
+        }
+        .filter(|&(_, (w, u, _))| (1..=16).contains(&w) && (1..=8).contains(&u))
+    })
 }
 
 /// Dynamic shared memory: the input row as 32-code chunks of 20 words (16
@@ -289,11 +297,7 @@ impl Variant {
         params.push(Param::Out("out", dtype));
         let template = template(dtype, k, n, &launch, self.flags().0.then_some(eps));
         let dims = Dims {
-            blocks: if launch.grid > 0 {
-                launch.grid
-            } else {
-                launch.blocks
-            } as u32,
+            blocks: launch.launched_blocks() as u32,
             threads: (launch.warps * 32) as u32,
             shared_bytes: shared_bytes(k) as u32,
         };
@@ -326,6 +330,15 @@ struct LaunchShape {
 }
 
 impl LaunchShape {
+    /// Blocks a launch has: the persistent grid, or one a row group.
+    fn launched_blocks(&self) -> i32 {
+        if self.grid > 0 {
+            self.grid
+        } else {
+            self.blocks
+        }
+    }
+
     fn of(k: i32, n: i32, swiglu: bool) -> LaunchShape {
         let width = if swiglu { n / 2 } else { n };
         let per_block = rows_per_block(swiglu);

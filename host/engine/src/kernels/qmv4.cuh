@@ -29,6 +29,89 @@ constexpr int QMV4_XS = 20;  // words per 32-code chunk slot in shared memory: 1
 __host__ __device__ constexpr int qmv4_shared_bytes(int k) { return (k / 32) * QMV4_XS * 4 + (k / 64) * 4; }
 
 
+// k-tile `tile`'s input as B fragments: columns 0 and 1 (the tile's two
+// groups) fed by the lanes with g == tig / 2, zeros in the others.
+__device__ __forceinline__ void qmv4_fragments(const unsigned* xp, int tile, int tig, bool feed, unsigned (&xv)[16]) {
+  const uint4* xq = reinterpret_cast<const uint4*>(xp + (tile * 4 + tig) * QMV4_XS);
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    const uint4 p = xq[q];
+    xv[4 * q] = feed ? p.x : 0u;
+    xv[4 * q + 1] = feed ? p.y : 0u;
+    xv[4 * q + 2] = feed ? p.z : 0u;
+    xv[4 * q + 3] = feed ? p.w : 0u;
+  }
+}
+
+// One k-tile of a lane's two rows (A rows g and g + 8): their codes wl and wh,
+// the scales and biases of the tile's two groups, the input's fragments and
+// group sums (`gsum`), added into acc_lo and acc_hi.
+template <typename T>
+__device__ __forceinline__ void qmv4_tile(const unsigned (&xv)[16], uint4 wl, uint4 wh, unsigned sl, unsigned sh,
+                                          unsigned bl, unsigned bh, const float* gsum, int tile, float& acc_lo,
+                                          float& acc_hi) {
+  const unsigned lw[4] = {wl.x, wl.y, wl.z, wl.w};
+  const unsigned hw[4] = {wh.x, wh.y, wh.z, wh.w};
+  float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+  for (int m = 0; m < 8; ++m) {
+    // Pairs 2m and 2m + 1: word m / 2, codes t and t + 1 (and + 4).
+    const int word = m >> 1, t = 2 * (m & 1);
+    const unsigned a[4] = {q4_pair<T>(lw[word], t), q4_pair<T>(hw[word], t), q4_pair<T>(lw[word], t + 1),
+                           q4_pair<T>(hw[word], t + 1)};
+    mma_16816(c, a, xv[2 * m], xv[2 * m + 1], T());
+  }
+  const float2 xs = *reinterpret_cast<const float2*>(gsum + 2 * tile);
+  const float2 s0 = unpack2<T>(sl), s1 = unpack2<T>(sh);
+  const float2 b0 = unpack2<T>(bl), b1 = unpack2<T>(bh);
+  constexpr float OFF = Q4Magic<T>::offset;
+  acc_lo = fmaf(s0.x, c[0], fmaf(s0.y, c[1], acc_lo));
+  acc_lo = fmaf(fmaf(-OFF, s0.x, b0.x), xs.x, fmaf(fmaf(-OFF, s0.y, b0.y), xs.y, acc_lo));
+  acc_hi = fmaf(s1.x, c[2], fmaf(s1.y, c[3], acc_hi));
+  acc_hi = fmaf(fmaf(-OFF, s1.x, b1.x), xs.x, fmaf(fmaf(-OFF, s1.y, b1.y), xs.y, acc_hi));
+}
+
+// The block's 16 row sums (8 gate/up pairs for SwiGLU) from its warps' partial
+// sums, through `red`, into out[base ...] with the epilogue: SwiGLU, or the
+// residual added. All threads of the block call it.
+template <typename T, int WARPS, int OUT, bool RESID, bool SWIGLU>
+__device__ __forceinline__ void qmv4_store(float (&red)[WARPS][16], int base, float acc_lo, float acc_hi,
+                                           const T* res, T* out) {
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int g = lane >> 2, tig = lane & 3;
+  // C columns 0 and 1 live in the lanes with tig == 0.
+  if (tig == 0) {
+    red[warp][g] = acc_lo;
+    red[warp][g + 8] = acc_hi;
+  }
+  __syncthreads();
+  if constexpr (SWIGLU) {
+    if (tid < 8 && base + tid < OUT) {
+      float gs = 0.f, us = 0.f;
+#pragma unroll
+      for (int i = 0; i < WARPS; ++i) {
+        gs += red[i][tid];
+        us += red[i][tid + 8];
+      }
+      // As silu(g) * u over T arrays: each op rounds to T.
+      const T gt = static_cast<T>(gs);
+      const T sig = static_cast<T>(1.f / (1.f + expf(-static_cast<float>(gt))));
+      out[base + tid] = (gt * sig) * static_cast<T>(us);
+    }
+  } else {
+    if (tid < 16 && base + tid < OUT) {
+      float sum = 0.f;
+#pragma unroll
+      for (int i = 0; i < WARPS; ++i) sum += red[i][tid];
+      if constexpr (RESID) {
+        out[base + tid] = __ldcg(res + base + tid) + static_cast<T>(sum);
+      } else {
+        out[base + tid] = static_cast<T>(sum);
+      }
+    }
+  }
+}
+
 // PERSIST: the block goes on with row groups block + gridDim.x, + 2 gridDim.x,
 // ... while there are any, the input staged once and each next group's first
 // loads issued before the current group's sums are reduced.
@@ -155,35 +238,9 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
       for (int u = 0; u < U; ++u) {
         const int tile = warp + (batch * U + u) * WARPS;
         if (EVEN || tile < TILES) {
-          const uint4* xq = reinterpret_cast<const uint4*>(xp + (tile * 4 + tig) * XS);
           unsigned xv[16];
-#pragma unroll
-          for (int q = 0; q < 4; ++q) {
-            const uint4 p = xq[q];
-            xv[4 * q] = feed ? p.x : 0u;
-            xv[4 * q + 1] = feed ? p.y : 0u;
-            xv[4 * q + 2] = feed ? p.z : 0u;
-            xv[4 * q + 3] = feed ? p.w : 0u;
-          }
-          const unsigned lw[4] = {wl[u].x, wl[u].y, wl[u].z, wl[u].w};
-          const unsigned hw[4] = {wh[u].x, wh[u].y, wh[u].z, wh[u].w};
-          float c[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-          for (int m = 0; m < 8; ++m) {
-            // Pairs 2m and 2m + 1: word m / 2, codes t and t + 1 (and + 4).
-            const int word = m >> 1, t = 2 * (m & 1);
-            const unsigned a[4] = {q4_pair<T>(lw[word], t), q4_pair<T>(hw[word], t), q4_pair<T>(lw[word], t + 1),
-                                   q4_pair<T>(hw[word], t + 1)};
-            mma_16816(c, a, xv[2 * m], xv[2 * m + 1], T());
-          }
-          const float2 xs = *reinterpret_cast<const float2*>(gsum + 2 * tile);
-          const float2 s0 = unpack2<T>(sl[u]), s1 = unpack2<T>(sh[u]);
-          const float2 b0 = unpack2<T>(bl[u]), b1 = unpack2<T>(bh[u]);
-          constexpr float OFF = Q4Magic<T>::offset;
-          acc_lo = fmaf(s0.x, c[0], fmaf(s0.y, c[1], acc_lo));
-          acc_lo = fmaf(fmaf(-OFF, s0.x, b0.x), xs.x, fmaf(fmaf(-OFF, s0.y, b0.y), xs.y, acc_lo));
-          acc_hi = fmaf(s1.x, c[2], fmaf(s1.y, c[3], acc_hi));
-          acc_hi = fmaf(fmaf(-OFF, s1.x, b1.x), xs.x, fmaf(fmaf(-OFF, s1.y, b1.y), xs.y, acc_hi));
+          qmv4_fragments(xp, tile, tig, feed, xv);
+          qmv4_tile<T>(xv, wl[u], wh[u], sl[u], sh[u], bl[u], bh[u], gsum, tile, acc_lo, acc_hi);
         }
       }
     }
@@ -194,37 +251,7 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
         load(0);
       }
     }
-    // C columns 0 and 1 live in the lanes with tig == 0.
-    if (tig == 0) {
-      red[warp][g] = acc_lo;
-      red[warp][g + 8] = acc_hi;
-    }
-    __syncthreads();
-    if constexpr (SWIGLU) {
-      if (tid < 8 && done + tid < OUT) {
-        float gs = 0.f, us = 0.f;
-#pragma unroll
-        for (int i = 0; i < WARPS; ++i) {
-          gs += red[i][tid];
-          us += red[i][tid + 8];
-        }
-        // As silu(g) * u over T arrays: each op rounds to T.
-        const T gt = static_cast<T>(gs);
-        const T sig = static_cast<T>(1.f / (1.f + expf(-static_cast<float>(gt))));
-        out[done + tid] = (gt * sig) * static_cast<T>(us);
-      }
-    } else {
-      if (tid < 16 && done + tid < OUT) {
-        float sum = 0.f;
-#pragma unroll
-        for (int i = 0; i < WARPS; ++i) sum += red[i][tid];
-        if constexpr (RESID) {
-          out[done + tid] = __ldcg(res + done + tid) + static_cast<T>(sum);
-        } else {
-          out[done + tid] = static_cast<T>(sum);
-        }
-      }
-    }
+    qmv4_store<T, WARPS, OUT, RESID, SWIGLU>(red, done, acc_lo, acc_hi, res, out);
     if (!PERSIST || group + static_cast<int>(gridDim.x) >= GROUPS) break;
     group += gridDim.x;
     __syncthreads();  // red is written again
