@@ -24,6 +24,9 @@ use crate::sampler::Sampler;
 
 /// The longest output one request may ask for.
 pub const MAX_NEW_TOKENS: usize = 32_768;
+/// Output positions a request's cache holds from its prefill on (~150 MB for
+/// the 8B in bf16); longer outputs grow it in steps as they go.
+const RESERVED_OUTPUT: usize = 1024;
 
 /// What produced a result: enough to tell two models apart and to say
 /// whether the weights were real.
@@ -326,6 +329,9 @@ impl Engine {
             }
         }
         let reuse = report.reused_tokens;
+        // Room for the output from the start (up to a bound on the memory
+        // held for output that may never come).
+        kv.reserve((len + req.max_tokens.min(RESERVED_OUTPUT)) as i32);
         marks.mark("prefix lookup");
 
         // Images whose placeholders all fall in the reused prefix are not needed.

@@ -110,7 +110,7 @@ bool same(const StepLaunch& x, const StepLaunch& y) {
          x.first_arg == y.first_arg && x.num_args == y.num_args;
 }
 
-cuda::Result launch_one(const cuda::Api& a, StepRunner& r, const StepLaunch& l) {
+cuda::Result launch_one(const cuda::Api& a, StepRunner& r, const StepLaunch& l, cuda::Handle stream) {
   cuda::LaunchAttribute attr{};
   attr.id = cuda::kAttrProgrammaticSerialization;
   attr.value = 1;
@@ -120,7 +120,7 @@ cuda::Result launch_one(const cuda::Api& a, StepRunner& r, const StepLaunch& l) 
   cfg.block[0] = l.block;
   cfg.block[1] = cfg.block[2] = 1;
   cfg.shared_bytes = l.shared;
-  cfg.stream = r.stream;
+  cfg.stream = stream;
   cfg.attrs = l.pdl ? &attr : nullptr;
   cfg.num_attrs = l.pdl ? 1 : 0;
   // Every parameter is passed as 8 bytes; 4-byte ones read the low half
@@ -138,15 +138,17 @@ void drop_graph(const cuda::Api& a, StepRunner& r) {
   r.captured_args.clear();
 }
 
-// Records the step's launches into a CUDA graph and instantiates it.
+// Records the step's launches into a CUDA graph and instantiates it, on the
+// capture stream: nothing runs there, so the host may do this while `stream`
+// runs the same launches.
 void capture(const cuda::Api& a, StepRunner& r) {
   drop_graph(a, r);
-  cuda::check(a.stream_begin_capture(r.stream, cuda::kCaptureRelaxed), "capturing a decoding step");
+  cuda::check(a.stream_begin_capture(r.capture_stream, cuda::kCaptureRelaxed), "capturing a decoding step");
   cuda::Result failed = 0;
   for (const auto& l : r.launches)
-    if ((failed = launch_one(a, r, l)) != 0) break;
+    if ((failed = launch_one(a, r, l, r.capture_stream)) != 0) break;
   cuda::Handle graph = nullptr;
-  cuda::Result ended = a.stream_end_capture(r.stream, &graph);
+  cuda::Result ended = a.stream_end_capture(r.capture_stream, &graph);
   r.graph = graph;
   if (failed != 0 || ended != 0) {
     drop_graph(a, r);
@@ -230,6 +232,7 @@ StepRunner::~StepRunner() {
     for (auto& e : events)
       if (e) a.event_destroy(e);
     if (stream) a.stream_destroy(stream);
+    if (capture_stream) a.stream_destroy(capture_stream);
     if (slots) a.mem_free_host(slots);
     return 0;
   });
@@ -241,6 +244,7 @@ std::unique_ptr<StepRunner> step_runner_new(bool use_graph) {
   r->use_graph = use_graph;
   in_context("creating the step runner", [&] {
     cuda::check(a.stream_create(&r->stream, cuda::kStreamNonBlocking), "creating a stream");
+    cuda::check(a.stream_create(&r->capture_stream, cuda::kStreamNonBlocking), "creating a capture stream");
     for (auto& e : r->events) cuda::check(a.event_create(&e, cuda::kEventDisableTiming), "creating an event");
     void* p = nullptr;
     cuda::check(a.mem_host_alloc(&p, sizeof(uint32_t) * StepRunner::kSlots, cuda::kHostAllocPortable),
@@ -279,12 +283,16 @@ void step_runner_add(StepRunner& r, const CudaKernel& k, uint32_t grid, uint32_t
 void step_runner_launch(StepRunner& r) {
   const cuda::Api& a = need_driver("launching a decoding step");
   in_context("launching a decoding step", [&] {
-    if (!r.use_graph) {
-      for (const auto& l : r.launches) cuda::check(launch_one(a, r, l), "launching a step kernel");
+    if (r.use_graph && matches_capture(r)) {
+      cuda::check(a.graph_launch(r.exec, r.stream), "launching the decoding step's graph");
       return;
     }
-    if (!matches_capture(r)) capture(a, r);
-    cuda::check(a.graph_launch(r.exec, r.stream), "launching the decoding step's graph");
+    // A step unlike the recorded one (a request's first: its caches are new
+    // buffers) is launched as it is, so that the GPU starts at once, and
+    // recorded for the next steps while it runs: recording and instantiating
+    // ~190 launches takes the host about a millisecond.
+    for (const auto& l : r.launches) cuda::check(launch_one(a, r, l, r.stream), "launching a step kernel");
+    if (r.use_graph) capture(a, r);
   });
 }
 

@@ -117,6 +117,8 @@ struct StepRunner {
   static constexpr size_t kSlots = 4;
   static constexpr size_t kMaxArgs = 32;  // parameters per launch
   void* stream = nullptr;
+  // Where new graphs are recorded while `stream` runs the same launches.
+  void* capture_stream = nullptr;
   bool use_graph = false;
   std::vector<StepLaunch> launches;
   std::vector<uint64_t> args;

@@ -102,7 +102,8 @@ impl StepRunner {
     pub const SLOTS: usize = 4;
 
     /// A runner on a new stream; with `use_graph`, steps are recorded into a
-    /// CUDA graph that is replayed while the launch list stays the same.
+    /// CUDA graph that is replayed while the launch list stays the same (a
+    /// new list is launched as it is, and recorded while it runs).
     pub fn new(use_graph: bool) -> Result<StepRunner> {
         let raw =
             ffi::step_runner_new(use_graph).map_err(|e| Error::from_cxx("step_runner_new", e))?;

@@ -1,6 +1,10 @@
 //! Per-layer key/value cache. Buffers grow in steps of `STEP` tokens and are
 //! updated in place with `slice_update` (MLX reuses the buffer when nothing
-//! else holds it), so decoding does not reallocate every token.
+//! else holds it), so decoding does not reallocate every token. A request
+//! reserves room for its output up front ([`KvCache::reserve`]): growing in
+//! the middle of decoding copies every layer's rows and, on the step runner,
+//! waits for the queued steps and records a new CUDA graph (2.4–6 ms at one
+//! step on the H100, bench/gpu/NOTES.md).
 //!
 //! The fused decoding kernel (`kernels::attention`) writes the new position
 //! straight into the buffers. That is only sound for buffers this cache made
@@ -21,6 +25,8 @@ pub struct LayerCache {
     len: i32,
     /// The buffers were allocated here and nothing else holds them.
     writable: bool,
+    /// Positions the next new buffers hold at least ([`KvCache::reserve`]).
+    reserved: i32,
 }
 
 impl LayerCache {
@@ -57,8 +63,10 @@ impl LayerCache {
         self.keys.as_ref().map_or(0, |a| a.dim(2))
     }
 
-    /// New buffers for at least `needed` positions holding the current ones.
+    /// New buffers for at least `needed` (and the reserved) positions,
+    /// holding the current ones.
     fn grow(&mut self, needed: i32, heads: i32, head_dim: i32, dtype: Dtype) -> Result<()> {
+        let needed = needed.max(self.reserved);
         let grow = ((needed - self.len + STEP - 1) / STEP) * STEP;
         let new_shape = [1, heads, grow, head_dim];
         let (zk, zv) = (
@@ -135,6 +143,7 @@ impl LayerCache {
             values: Some(v),
             len,
             writable: false,
+            reserved: 0,
         }
     }
 
@@ -162,6 +171,16 @@ impl KvCache {
     pub fn new(num_layers: usize) -> KvCache {
         KvCache {
             layers: (0..num_layers).map(|_| LayerCache::default()).collect(),
+        }
+    }
+
+    /// Makes the next new buffers of every layer hold at least `positions`
+    /// (the prompt plus the tokens a request may add), so that decoding
+    /// does not grow them. Buffers already made keep their size until they
+    /// grow.
+    pub fn reserve(&mut self, positions: i32) {
+        for l in &mut self.layers {
+            l.reserved = positions;
         }
     }
 
@@ -221,6 +240,35 @@ mod tests {
         let kept = wk.slice_axis(2, 0, 4).unwrap().to_vec::<f32>().unwrap();
         assert_eq!(kept, k.to_vec::<f32>().unwrap());
         assert_eq!(k.dim(2), 4);
+    }
+
+    #[test]
+    fn a_reservation_sizes_the_first_buffers_and_later_writes_keep_them() {
+        let mut kv = KvCache::new(1);
+        kv.reserve(3 + STEP);
+        let c = &mut kv.layers[0];
+        c.update(&rows(3, 0.0), &rows(3, 100.0)).unwrap();
+        // Room for the prompt and its reserved output, in whole steps.
+        assert_eq!(c.capacity(), 2 * STEP);
+        for _ in 0..STEP {
+            assert!(!c.write_needs_new_buffers());
+            c.advance(1);
+        }
+        assert_eq!(c.buffers_for_write().unwrap().0.dim(2), 2 * STEP);
+        // Past the reservation it grows as before, keeping the rows.
+        c.advance(STEP - 3);
+        assert!(c.write_needs_new_buffers());
+        let (k, _) = c.buffers_for_write().unwrap();
+        assert_eq!(k.dim(2), 3 * STEP);
+        let kept = k.slice_axis(2, 0, 3).unwrap().to_vec::<f32>().unwrap();
+        assert_eq!(kept, rows(3, 0.0).to_vec::<f32>().unwrap());
+    }
+
+    #[test]
+    fn a_reservation_also_sizes_the_copy_of_a_stored_prefix() {
+        let mut c = LayerCache::from_prefix(rows(4, 0.0), rows(4, 10.0));
+        c.reserved = 4 + 2 * STEP + 1;
+        assert_eq!(c.buffers_for_write().unwrap().0.dim(2), 4 + 3 * STEP);
     }
 
     #[test]
