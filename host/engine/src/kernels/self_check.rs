@@ -41,7 +41,7 @@ fn relative_error(reference: &Array, ours: &Array) -> Result<f32> {
     Ok(worst / scale)
 }
 
-fn check(what: &str, reference: &Array, ours: &Array) -> Result<()> {
+pub(crate) fn check(what: &str, reference: &Array, ours: &Array) -> Result<()> {
     check_within(what, reference, ours, TOLERANCE)
 }
 
