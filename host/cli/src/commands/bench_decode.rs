@@ -18,10 +18,10 @@ use crate::model_resolve;
 /// `mlx`, or `steps` with any of `-graph` (replayed as CUDA graphs),
 /// `-nopdl` (launches in strict order), `-splits` (the split attention),
 /// `-cN` (the attention in clusters of N blocks; sized by the caches without),
-/// `-cNv` (the same with the values brought in after the scores), `-cNvo`
-/// (and the o projection in the same launch).
+/// `-cNv` (the same with the values brought in after the scores).
 fn parse_path(name: &str) -> Result<DecodePath> {
-    const KNOWN: &str = "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv, -cNvo: steps-graph, steps-graph-c16v, ...";
+    const KNOWN: &str =
+        "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv: steps-graph, steps-graph-c16v, ...";
     if name == "mlx" {
         return Ok(DecodePath::Mlx);
     }
@@ -196,8 +196,7 @@ mod tests {
                 pdl: true,
                 attention: StepAttention::Cluster(ClusterLayout {
                     blocks: 8,
-                    late_values: true,
-                    fused_o: false
+                    late_values: true
                 })
             }
         );

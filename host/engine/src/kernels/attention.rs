@@ -183,11 +183,6 @@ pub struct ClusterLayout {
     /// wait for where blocks start late, and half the shared memory a
     /// position).
     pub late_values: bool,
-    /// The o projection and its residual in the same launch
-    /// (`attn_cluster_o.cu`): each block multiplies its share of o's rows by
-    /// the cluster's outputs, their weights copied into shared memory while
-    /// the attention runs; no o launch follows.
-    pub fused_o: bool,
 }
 
 impl ClusterLayout {
@@ -196,38 +191,25 @@ impl ClusterLayout {
         ClusterLayout {
             blocks,
             late_values: false,
-            fused_o: false,
         }
     }
 
-    /// `N` (blocks), then `v` (late values), then `o` (o fused), as paths
-    /// and the environment name layouts (and `Display` writes them); `None`
-    /// for anything else.
+    /// `N` (blocks) or `Nv` (late values), as paths and the environment
+    /// name layouts (and `Display` writes them); `None` for anything else.
     pub fn parse(s: &str) -> Option<ClusterLayout> {
-        let (s, fused_o) = s.strip_suffix('o').map_or((s, false), |n| (n, true));
         let (n, late_values) = s.strip_suffix('v').map_or((s, false), |n| (n, true));
         let blocks = n.parse().ok().filter(|&b| b > 0)?;
         Some(ClusterLayout {
             blocks,
             late_values,
-            fused_o,
         })
-    }
-
-    /// The same layout without the o projection.
-    pub fn attention_only(self) -> ClusterLayout {
-        ClusterLayout {
-            fused_o: false,
-            ..self
-        }
     }
 }
 
 impl std::fmt::Display for ClusterLayout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let late = if self.late_values { "v" } else { "" };
-        let o = if self.fused_o { "o" } else { "" };
-        write!(f, "{}{late}{o}", self.blocks)
+        write!(f, "{}{late}", self.blocks)
     }
 }
 
@@ -245,7 +227,6 @@ pub const DEFAULT_CLUSTER: ClusterLayout = ClusterLayout::of(8);
 pub const AUTO: ClusterLayout = ClusterLayout {
     blocks: 16,
     late_values: true,
-    fused_o: false,
 };
 /// Every layout [`auto_cluster`] may choose, in order of preference,
 /// compiled and checked before automatic steps use them.
@@ -262,7 +243,7 @@ pub fn auto_cluster(
 ) -> Option<ClusterLayout> {
     AUTO_LAYOUTS
         .into_iter()
-        .find(|&c| usable(c) && cluster_fits(heads, dtype, c, cap, 0))
+        .find(|&c| usable(c) && cluster_fits(heads, dtype, c, cap))
 }
 
 /// Threads per block of the cluster attention.
@@ -279,99 +260,41 @@ const MAX_SHARED_BYTES: u32 = 226 * 1024;
 /// groups' sums, every block's max and sum per head, an mbarrier) rounded to
 /// 16 bytes, then per position a key row, a value row (unless late) and G
 /// scores.
-pub fn cluster_shared_bytes(
-    heads: Heads,
-    dtype: Dtype,
-    layout: ClusterLayout,
-    cap: i32,
-    hidden: i32,
-) -> u32 {
+pub fn cluster_shared_bytes(heads: Heads, dtype: Dtype, layout: ClusterLayout, cap: i32) -> u32 {
     let (g, hd) = ((heads.heads / heads.kv_heads) as u32, heads.head_dim as u32);
     let groups = CLUSTER_THREADS / (hd / 2);
     let fixed = (4 * (g * hd * (2 + groups) + 2 * g * (MAX_CLUSTER + 1)) + 8).div_ceil(16) * 16;
     let positions = (cap.max(1) as u32).div_ceil(layout.blocks.max(1) as u32);
     let rows = if layout.late_values { 1 } else { 2 };
-    let o = if layout.fused_o {
-        fused_o_bytes(g * hd, (hidden / layout.blocks.max(1)) as u32, dtype)
-    } else {
-        0
-    };
-    fixed + o + positions * (rows * hd * dtype.size_of() as u32 + 4 * g)
-}
-
-/// The fused o projection's shared memory (`AclOLayout`): `rows` rows of
-/// o's codes for the cluster's `ghd` inputs (padded so that an A fragment's
-/// rows fall in other banks), their scales and biases, the staged input
-/// (`qmv4_shared_bytes`), the cluster's outputs in f32 and a flag (16 bytes).
-fn fused_o_bytes(ghd: u32, rows: u32, dtype: Dtype) -> u32 {
-    let row_bytes = ghd / 2;
-    let stride = row_bytes + if row_bytes.is_multiple_of(128) { 64 } else { 0 };
-    let sb = ghd / 64 * dtype.size_of() as u32;
-    let staged = ((ghd / 32) * 20 * 4 + (ghd / 64) * 4).div_ceil(16) * 16;
-    rows * (stride + 2 * sb) + staged + ghd * 4 + 16
+    fixed + positions * (rows * hd * dtype.size_of() as u32 + 4 * g)
 }
 
 /// Whether the cluster attention in `layout` runs a step with caches of
 /// `cap` positions: a supported head layout whose outputs divide among the
 /// cluster, and every block's rows fit in its shared memory (~3.3k positions
 /// for the 8B in clusters of 8, ~6.4k with late values).
-///
-/// The fused o projection (`hidden` rows) needs whole row groups of 16 a
-/// block and the cluster's inputs in 512s (scales in 16-byte copies).
-pub fn cluster_fits(
-    heads: Heads,
-    dtype: Dtype,
-    layout: ClusterLayout,
-    cap: i32,
-    hidden: i32,
-) -> bool {
-    let ghd = heads.heads / heads.kv_heads * heads.head_dim;
-    let o_fits =
-        !layout.fused_o || (hidden > 0 && hidden % (16 * layout.blocks) == 0 && ghd % 512 == 0);
+pub fn cluster_fits(heads: Heads, dtype: Dtype, layout: ClusterLayout, cap: i32) -> bool {
     matches!(layout.blocks, 2 | 4 | 8 | 16)
         && heads.supported(dtype)
-        && ghd % layout.blocks == 0
-        && o_fits
-        && cluster_shared_bytes(heads, dtype, layout, cap, hidden) <= MAX_SHARED_BYTES
+        && (heads.heads / heads.kv_heads * heads.head_dim) % layout.blocks == 0
+        && cluster_shared_bytes(heads, dtype, layout, cap) <= MAX_SHARED_BYTES
 }
 
 /// The cluster attention as a standalone kernel (`step.rs`, sm_90 on), with
 /// the launch of the largest caches it takes: a step launches it with
 /// [`cluster_shared_bytes`] of its caches. Parameters: `qkv, qn, kn, kc, vc,
-/// meta, out`, then the caches' capacity as an `int`; with the o projection
-/// fused, `qkv, qn, kn, kc, vc, meta, ow, os, ob, res, hout, opart, ocount,
-/// cache_cap` (o's `hidden` rows, `hout` = `res` + o; see `AclOArgs`).
-/// `VLM_BENCH_FUSED_O_AT=keys` has o's rows copied once the keys are in
-/// rather than before the wait (a measuring knob).
+/// meta, out`, then the caches' capacity as an `int`.
 pub fn cluster_step_kernel(
     heads: Heads,
     dtype: Dtype,
     layout: ClusterLayout,
     rms_eps: f32,
     rope_theta: f32,
-    hidden: i32,
 ) -> Result<super::step::StepKernel> {
-    use super::step::Param::{In, Int, Out};
+    use super::step::Param::{Int, Out};
     let mut params = step_inputs(dtype);
-    let mut parts = vec![("C", layout.blocks), ("LV", i32::from(layout.late_values))];
-    let body = if layout.fused_o {
-        params.extend([
-            In("ow", Dtype::U32),
-            In("os", dtype),
-            In("ob", dtype),
-            In("res", dtype),
-            Out("hout", dtype),
-            Out("opart", Dtype::F32),
-            Out("ocount", Dtype::I32),
-            Int("cache_cap"),
-        ]);
-        let early = std::env::var("VLM_BENCH_FUSED_O_AT").map_or(true, |v| v != "keys");
-        parts.extend([("HID", hidden), ("OE", i32::from(early))]);
-        include_str!("attn_cluster_o.cu")
-    } else {
-        params.extend([Out("out", dtype), Int("cache_cap")]);
-        include_str!("attn_cluster.cu")
-    };
+    params.extend([Out("out", dtype), Int("cache_cap")]);
+    let parts = [("C", layout.blocks), ("LV", i32::from(layout.late_values))];
     let template = template(heads, dtype, &parts, rms_eps, rope_theta);
     let dims = Dims {
         blocks: (heads.kv_heads * layout.blocks) as u32,
@@ -382,7 +305,6 @@ pub fn cluster_step_kernel(
         include_str!("q4_dot.cuh"),
         include_str!("phases.cuh"),
         include_str!("attn.cuh"),
-        include_str!("qmv4.cuh"),
         include_str!("attn_cluster.cuh"),
     ]);
     let placement = super::step::Placement {
@@ -393,7 +315,7 @@ pub fn cluster_step_kernel(
         "vlmbench_attn_cluster",
         placement,
         &header,
-        &super::compact(body),
+        &super::compact(include_str!("attn_cluster.cu")),
         &params,
         &template,
         dims,
@@ -498,58 +420,27 @@ mod tests {
             late_values: true,
             ..of(blocks)
         };
-        let fused = |blocks| ClusterLayout {
-            fused_o: true,
-            ..late(blocks)
-        };
         // AclFixed: 4 (512 (2 + 4) + 2 * 4 * 17) + 8 = 12,840 -> 12,848;
         // then a key row, a value row and 4 scores per position, or with
         // late values a key row and the scores.
+        assert_eq!(cluster_shared_bytes(h, bf, of(8), 2304), 12_848 + 288 * 528);
         assert_eq!(
-            cluster_shared_bytes(h, bf, of(8), 2304, 4096),
-            12_848 + 288 * 528
-        );
-        assert_eq!(
-            cluster_shared_bytes(h, bf, late(8), 2304, 4096),
+            cluster_shared_bytes(h, bf, late(8), 2304),
             12_848 + 288 * 272
         );
-        assert!(cluster_fits(h, bf, of(8), 3304, 4096) && !cluster_fits(h, bf, of(8), 3312, 4096));
-        assert!(
-            cluster_fits(h, bf, of(16), 6608, 4096) && !cluster_fits(h, bf, of(16), 6624, 4096)
-        );
-        assert!(
-            cluster_fits(h, bf, late(8), 6424, 4096) && !cluster_fits(h, bf, late(8), 6432, 4096)
-        );
-        assert!(
-            cluster_fits(h, bf, late(16), 12848, 4096)
-                && !cluster_fits(h, bf, late(16), 12864, 4096)
-        );
+        assert!(cluster_fits(h, bf, of(8), 3304) && !cluster_fits(h, bf, of(8), 3312));
+        assert!(cluster_fits(h, bf, of(16), 6608) && !cluster_fits(h, bf, of(16), 6624));
+        assert!(cluster_fits(h, bf, late(8), 6424) && !cluster_fits(h, bf, late(8), 6432));
+        assert!(cluster_fits(h, bf, late(16), 12848) && !cluster_fits(h, bf, late(16), 12864));
         // Sizes the kernel is not built for, outputs that do not divide.
-        assert!(!cluster_fits(h, bf, of(32), 256, 4096) && !cluster_fits(h, bf, of(3), 256, 4096));
-        assert!(!cluster_fits(h, Dtype::F32, of(8), 256, 4096));
-        // With o fused (8B: 256 of its rows a block, 512 inputs): codes at
-        // 320 bytes a row, 16 bytes each of scales and biases, the staged
-        // input (1,312), the outputs in f32 (2,048) and a flag (16).
-        assert_eq!(
-            cluster_shared_bytes(h, bf, fused(16), 2304, 4096),
-            12_848 + 256 * 352 + 1_312 + 2_048 + 16 + 144 * 272
-        );
-        assert!(cluster_fits(h, bf, fused(16), 7344, 4096));
-        assert!(!cluster_fits(h, bf, fused(16), 7360, 4096));
-        // o's rows in whole groups of 16 a block; 512 inputs a cluster.
-        assert!(!cluster_fits(h, bf, fused(16), 256, 4096 + 128));
-        let two_b = Heads { heads: 16, ..h };
-        assert!(!cluster_fits(two_b, bf, fused(16), 256, 2048));
-        assert!(cluster_fits(two_b, bf, late(16), 256, 2048));
-        assert_eq!(ClusterLayout::parse("16vo"), Some(fused(16)));
-        assert_eq!(late(16).attention_only(), late(16));
-        assert_eq!(fused(16).attention_only(), late(16));
+        assert!(!cluster_fits(h, bf, of(32), 256) && !cluster_fits(h, bf, of(3), 256));
+        assert!(!cluster_fits(h, Dtype::F32, of(8), 256));
         assert_eq!(ClusterLayout::parse("16"), Some(of(16)));
         assert_eq!(ClusterLayout::parse("8v"), Some(late(8)));
-        for name in ["8", "16v", "16vo", "8o"] {
+        for name in ["8", "16v"] {
             assert_eq!(ClusterLayout::parse(name).unwrap().to_string(), name);
         }
-        for bad in ["", "v", "o", "0", "-8", "8w", "8vv", "8ov", "x8"] {
+        for bad in ["", "v", "0", "-8", "8w", "8vv", "x8"] {
             assert_eq!(ClusterLayout::parse(bad), None, "{bad:?}");
         }
         // 16 blocks with late values while they fit (~12.8k positions); 8

@@ -48,31 +48,9 @@ struct AclFixed {
 // Positions a block holds at most for caches of `cap` positions.
 __host__ __device__ constexpr int acl_positions(int cap, int c) { return (cap + c - 1) / c; }
 
-// FO: the o projection fused (below): block `rank` of head h's cluster
-// multiplies o's rows [rank ROWS, (rank + 1) ROWS) by the cluster's G HD
-// outputs, its codes, scales and biases brought into shared memory by
-// cp.async (before the wait with OE, else once the keys are in) while the
-// attention runs. The region follows AclFixed; its offsets in bytes:
-template <typename T, int HD, int G, int C, int HID>
-struct AclOLayout {
-  static constexpr int GHD = G * HD;          // o's inputs from one cluster
-  static constexpr int ROWS = HID / C;        // o's rows per block
-  static constexpr int ROW_BYTES = GHD / 2;   // a row's codes for those inputs
-  // Rows g and g + 1 of an A fragment's loads in other bank halves.
-  static constexpr int STRIDE = ROW_BYTES % 128 == 0 ? ROW_BYTES + 64 : ROW_BYTES;
-  static constexpr int SB = GHD / 64 * static_cast<int>(sizeof(T));  // a row's scales (or biases)
-  static constexpr int SCALES = ROWS * STRIDE;
-  static constexpr int BIASES = SCALES + ROWS * SB;
-  static constexpr int XP = BIASES + ROWS * SB;
-  static constexpr int XO = XP + (qmv4_shared_bytes(GHD) + 15) / 16 * 16;  // the cluster's outputs, f32
-  static constexpr int FLAG = XO + GHD * 4;
-  static constexpr int BYTES = FLAG + 16;
-};
-
-template <typename T, int HD, int G, int C, int LV, int FO = 0, int HID = 0>
+template <typename T, int HD, int G, int C, int LV>
 __host__ __device__ constexpr unsigned attn_cluster_smem_bytes(int cap) {
   return static_cast<unsigned>((sizeof(AclFixed<HD, G>) + 15) / 16 * 16) +
-         (FO ? static_cast<unsigned>(AclOLayout<T, HD, G, C, HID>::BYTES) : 0u) +
          static_cast<unsigned>(acl_positions(cap, C)) * ((LV ? 1u : 2u) * HD * sizeof(T) + G * 4u);
 }
 
@@ -125,140 +103,13 @@ __device__ __forceinline__ void acl_remote_store(float* p, unsigned rank, float 
   asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(remote), "f"(v) : "memory");
 }
 
-// What the fused o projection reads and writes: o's codes (HID, NH HD / 8),
-// scales and biases (HID, NH HD / 64), the residual res and out = res + o
-// (HID), each cluster's share of o in part (NKV, HID, f32), and one arrival
-// count per block rank (C ints, left zero): the last of the NKV blocks of a
-// rank to arrive adds the shares in head order (the same bits every run).
-template <typename T>
-struct AclOArgs {
-  const uint32_t* w = nullptr;
-  const T* scales = nullptr;
-  const T* biases = nullptr;
-  const T* res = nullptr;
-  T* out = nullptr;
-  float* part = nullptr;
-  int* count = nullptr;
-};
-
-// 16 bytes from global `src` into shared `dst` (cp.async, completing with
-// this thread's cp.async.wait_all).
-__device__ __forceinline__ void acl_copy16(void* dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(acl_smem_addr(dst)), "l"(src) : "memory");
-}
-
-// This thread's share of the copies of o's rows for block `rank` of head h:
-// their codes, scales and biases for the cluster's inputs (o is NH HD wide),
-// 16 bytes a copy (a bulk copy a row piece was slower: 768 small ones a block).
-template <typename T, int HD, int NH, int G, int C, int HID>
-__device__ __forceinline__ void acl_o_issue(const AclOArgs<T>& o, unsigned char* region, int h, int rank) {
-  using L = AclOLayout<T, HD, G, C, HID>;
-  constexpr size_t K = static_cast<size_t>(NH) * HD;
-  constexpr int PIECES = L::ROW_BYTES / 16, SPIECES = L::SB / 16;
-  const unsigned char* w = reinterpret_cast<const unsigned char*>(o.w) + static_cast<size_t>(h) * L::ROW_BYTES;
-  const unsigned char* sc = reinterpret_cast<const unsigned char*>(o.scales) + static_cast<size_t>(h) * L::SB;
-  const unsigned char* bi = reinterpret_cast<const unsigned char*>(o.biases) + static_cast<size_t>(h) * L::SB;
-  const size_t first = static_cast<size_t>(rank) * L::ROWS;
-#pragma unroll 4
-  for (int i = threadIdx.x; i < L::ROWS * PIECES; i += ACL_THREADS) {
-    const int row = i / PIECES, piece = i % PIECES;
-    acl_copy16(region + row * L::STRIDE + piece * 16, w + (first + row) * (K / 2) + piece * 16);
-  }
-  for (int i = threadIdx.x; i < L::ROWS * SPIECES; i += ACL_THREADS) {
-    const int row = i / SPIECES, piece = i % SPIECES;
-    const size_t at = (first + row) * (K / 64) * sizeof(T) + piece * 16;
-    acl_copy16(region + L::SCALES + row * L::SB + piece * 16, sc + at);
-    acl_copy16(region + L::BIASES + row * L::SB + piece * 16, bi + at);
-  }
-  asm volatile("cp.async.commit_group;" ::: "memory");
-}
-
-// The fused o projection, after the cluster's outputs are in every block's
-// XO: staged as qmv4_rows stages its input (rounded to T, pairs in the A
-// fragments' order, group sums), each warp's row groups multiplied over the
-// cluster's inputs on tensor cores (qmv4_tile), the shares stored in part,
-// and the last block of this rank to arrive adds them to the residual.
-template <typename T, int HD, int NH, int NKV, int C, int HID>
-__device__ __forceinline__ void acl_o_project(const AclOArgs<T>& o, unsigned char* region, int h, int rank) {
-  constexpr int G = NH / NKV;
-  using L = AclOLayout<T, HD, G, C, HID>;
-  static_assert(HID % (16 * C) == 0 && L::GHD % 512 == 0, "fused o layout");
-  constexpr int XS = QMV4_XS;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  unsigned* xp = reinterpret_cast<unsigned*>(region + L::XP);
-  float* gsum = reinterpret_cast<float*>(xp + (L::GHD / 32) * XS);
-  const float* xo = reinterpret_cast<const float*>(region + L::XO);
-  constexpr int XV = L::GHD / 8;
-  static_assert(XV % 32 == 0 && XV <= ACL_THREADS, "one vector of 8 inputs a thread, whole warps");
-  if (tid < XV) {
-    T y[8];
-    float s = 0.f;
-#pragma unroll
-    for (int t = 0; t < 8; ++t) {
-      y[t] = static_cast<T>(xo[8 * tid + t]);
-      s += static_cast<float>(y[t]);
-    }
-    s += __shfl_xor_sync(0xffffffffu, s, 1);
-    s += __shfl_xor_sync(0xffffffffu, s, 2);
-    s += __shfl_xor_sync(0xffffffffu, s, 4);
-    reinterpret_cast<uint4*>(xp + (tid >> 2) * XS)[tid & 3] =
-        make_uint4(pack2(y[0], y[4]), pack2(y[1], y[5]), pack2(y[2], y[6]), pack2(y[3], y[7]));
-    if ((tid & 7) == 0) gsum[tid >> 3] = s;
-  }
-  asm volatile("cp.async.wait_all;" ::: "memory");
-  __syncthreads();
-
-  const int g = lane >> 2, tig = lane & 3;
-  const bool feed = g == (tig >> 1);
-  for (int rg = warp; rg < L::ROWS / 16; rg += ACL_WARPS) {
-    const unsigned char* lo = region + (rg * 16 + g) * L::STRIDE + tig * 16;
-    const unsigned char* hi = lo + 8 * L::STRIDE;
-    const unsigned* slo = reinterpret_cast<const unsigned*>(region + L::SCALES + (rg * 16 + g) * L::SB);
-    const unsigned* shi = slo + 8 * L::SB / 4;
-    const unsigned* blo = reinterpret_cast<const unsigned*>(region + L::BIASES + (rg * 16 + g) * L::SB);
-    const unsigned* bhi = blo + 8 * L::SB / 4;
-    float acc_lo = 0.f, acc_hi = 0.f;
-#pragma unroll
-    for (int t = 0; t < L::GHD / 128; ++t) {
-      unsigned xv[16];
-      qmv4_fragments(xp, t, tig, feed, xv);
-      qmv4_tile<T>(xv, *reinterpret_cast<const uint4*>(lo + 64 * t), *reinterpret_cast<const uint4*>(hi + 64 * t),
-                   slo[t], shi[t], blo[t], bhi[t], gsum, t, acc_lo, acc_hi);
-    }
-    if (tig == 0) {
-      float* dst = o.part + static_cast<size_t>(h) * HID + rank * L::ROWS + rg * 16 + g;
-      dst[0] = acc_lo;
-      dst[8] = acc_hi;
-    }
-  }
-  // As attn.cuh's split join: the barrier orders the block's stores before
-  // thread 0's release, and the last block's reads after its acquire.
-  int* last = reinterpret_cast<int*>(region + L::FLAG);
-  __syncthreads();
-  if (tid == 0) {
-    *last = atomic_add_acq_rel_gpu(o.count + rank, 1) == NKV - 1;
-    if (*last) o.count[rank] = 0;
-  }
-  __syncthreads();
-  if (!*last) return;
-  for (int i = tid; i < L::ROWS; i += ACL_THREADS) {
-    const int row = rank * L::ROWS + i;
-    float s = 0.f;
-#pragma unroll
-    for (int c = 0; c < NKV; ++c) s += __ldcg(o.part + static_cast<size_t>(c) * HID + row);
-    o.out[row] = __ldcg(o.res + row) + static_cast<T>(s);
-  }
-}
-
 // `mark(i)` stamps the timeline's phases (timeline.cuh): 0 the rows in shared
 // memory, 1 the scores made, 2 the weights (and late values) ready, 3 the
 // block's sums stored into their owners.
-template <typename T, int HD, int NH, int NKV, int C, int LV, int FO = 0, int OE = 1, int HID = 0, typename Wait,
-          typename Mark>
+template <typename T, int HD, int NH, int NKV, int C, int LV, typename Wait, typename Mark>
 __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, const T* qn, const T* kn, T* kc, T* vc,
                                                    int cap, const int* meta, T* out, float eps, float log2_base,
-                                                   float scale, unsigned char* smem, Wait wait, Mark mark,
-                                                   const AclOArgs<T>& oargs = AclOArgs<T>{}) {
+                                                   float scale, unsigned char* smem, Wait wait, Mark mark) {
   constexpr int G = NH / NKV;
   constexpr int HALF = HD / 2;
   constexpr int PER = HD / 32;  // elements of a row per lane in the norms
@@ -274,8 +125,7 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   };
   AclFixed<HD, G>& fx = *reinterpret_cast<AclFixed<HD, G>*>(smem);
   const int pmax = acl_positions(cap, C);
-  unsigned char* oregion = smem + (sizeof(AclFixed<HD, G>) + 15) / 16 * 16;
-  T* ks = reinterpret_cast<T*>(oregion + (FO ? AclOLayout<T, HD, G, C, HID>::BYTES : 0));
+  T* ks = reinterpret_cast<T*>(smem + (sizeof(AclFixed<HD, G>) + 15) / 16 * 16);
   T* vs = LV ? ks : ks + static_cast<size_t>(pmax) * HD;                      // late values replace the keys
   float* sc = reinterpret_cast<float*>(vs + static_cast<size_t>(pmax) * HD);  // [position][G]
 
@@ -302,7 +152,7 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   if (tid == 0) {
     unsigned dyn;
     asm volatile("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dyn));
-    if (dyn < attn_cluster_smem_bytes<T, HD, G, C, LV, FO, HID>(cap) || chunk > pmax) __trap();
+    if (dyn < attn_cluster_smem_bytes<T, HD, G, C, LV>(cap) || chunk > pmax) __trap();
     asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     acl_expect(bar, (LV ? 1 : 2) * bytes);
@@ -313,9 +163,6 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
       else
         acl_bulk_copy(vs, vsrc, bytes, bar);
     }
-  }
-  if constexpr (FO != 0) {
-    if (OE) acl_o_issue<T, HD, NH, G, C, HID>(oargs, oregion, h, rank);
   }
   wait();
 
@@ -360,9 +207,6 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   __syncthreads();
   acl_wait_phase(bar, 0);
   mark(0);
-  if constexpr (FO != 0) {
-    if (!OE) acl_o_issue<T, HD, NH, G, C, HID>(oargs, oregion, h, rank);
-  }
 
   // 2. Scores: LP lanes per position, a lane taking the 8-element chunks
   // sub and sub + LP of the row (each quarter-warp reads 128 contiguous bytes
@@ -521,19 +365,6 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
       lsum = fmaf(ls[r], w, lsum);
       o_sum = fmaf(ps[r], w, o_sum);
     }
-    const T y = static_cast<T>(o_sum * (1.f / lsum));
-    if constexpr (FO != 0) {
-      // Every block multiplies all of the cluster's outputs by its o rows.
-      float* xo = reinterpret_cast<float*>(oregion + AclOLayout<T, HD, G, C, HID>::XO);
-#pragma unroll 1
-      for (int r = 0; r < C; ++r) acl_remote_store(&xo[rank * OUTS + o], r, static_cast<float>(y));
-    } else {
-      out[(h * G + g) * HD + d] = y;
-    }
-  }
-  if constexpr (FO != 0) {
-    acl_cluster_arrive_release();
-    acl_cluster_wait();
-    acl_o_project<T, HD, NH, NKV, C, HID>(oargs, oregion, h, rank);
+    out[(h * G + g) * HD + d] = static_cast<T>(o_sum * (1.f / lsum));
   }
 }

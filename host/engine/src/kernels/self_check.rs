@@ -41,7 +41,7 @@ fn relative_error(reference: &Array, ours: &Array) -> Result<f32> {
     Ok(worst / scale)
 }
 
-pub(crate) fn check(what: &str, reference: &Array, ours: &Array) -> Result<()> {
+fn check(what: &str, reference: &Array, ours: &Array) -> Result<()> {
     check_within(what, reference, ours, TOLERANCE)
 }
 

@@ -114,8 +114,7 @@ pub(crate) struct StepDecoder {
     /// every step and request: `h0` (a layer's input and output), `h1`
     /// (after attention), `qkv`, `part` (attention partials), `attn`, `act`
     /// (after SwiGLU), `logits`, `tok` (the step's input token, then its
-    /// output), `meta` (`[len, pos, 0, 0]` of the next step), `opart` and
-    /// `ocount` (the fused o projection's shares and arrival counts).
+    /// output), `meta` (`[len, pos, 0, 0]` of the next step).
     buffers: HashMap<&'static str, (Array, u64)>,
     layers: Vec<LayerPtrs>,
     embed: Matrix,
@@ -123,8 +122,6 @@ pub(crate) struct StepDecoder {
     final_norm: u64,
     counters: u64,
     heads: Heads,
-    /// The model's hidden size (o's rows).
-    hidden: i32,
     dtype: Dtype,
     pdl: bool,
     /// Cluster layouts of the attention tried: compiled and checked (sm_90
@@ -351,8 +348,6 @@ impl StepDecoder {
             ("logits", vocab, dtype),
             ("tok", 1, Dtype::U32),
             ("meta", 4, Dtype::I32),
-            ("opart", heads.kv_heads * h, Dtype::F32),
-            ("ocount", 16, Dtype::I32),
         ];
         let arrays = sizes
             .iter()
@@ -374,7 +369,6 @@ impl StepDecoder {
             final_norm: model.norm.device_ptr()?,
             counters: fused.counters.device_ptr()?,
             heads,
-            hidden: h,
             dtype,
             pdl: true,
             clusters: HashMap::new(),
@@ -433,16 +427,10 @@ impl StepDecoder {
     /// Compiles and checks the cluster attention in `layout`; a failure
     /// (clusters need sm_90) leaves that layout unused.
     fn prepare_cluster(&mut self, model: &TextModel, layout: ClusterLayout) {
-        let usable = attention::cluster_fits(self.heads, self.dtype, layout, 1, self.hidden);
+        let usable = attention::cluster_fits(self.heads, self.dtype, layout, 1);
         let checked = if usable {
             self.kernel(model, Key::ClusterAttention(layout))
-                .and_then(|()| {
-                    if layout.fused_o {
-                        self.check_fused_o(model, layout)
-                    } else {
-                        self.check_cluster_attention(model, layout)
-                    }
-                })
+                .and_then(|()| self.check_cluster_attention(model, layout))
         } else {
             Err(Error::Model(format!(
                 "clusters of {} do not fit this model's heads",
@@ -462,9 +450,8 @@ impl StepDecoder {
         let usable = |c| self.clusters.get(&c) == Some(&true);
         match self.attention {
             StepAttention::Split => None,
-            StepAttention::Cluster(c) => Some(c).filter(|&c| {
-                usable(c) && attention::cluster_fits(self.heads, self.dtype, c, cap, self.hidden)
-            }),
+            StepAttention::Cluster(c) => Some(c)
+                .filter(|&c| usable(c) && attention::cluster_fits(self.heads, self.dtype, c, cap)),
             StepAttention::Auto => attention::auto_cluster(self.heads, self.dtype, cap, usable),
         }
     }
@@ -499,13 +486,7 @@ impl StepDecoder {
                 args.extend([t.ptr, 0]);
             }
             let dims = Dims {
-                shared_bytes: attention::cluster_shared_bytes(
-                    self.heads,
-                    self.dtype,
-                    layout,
-                    cap,
-                    self.hidden,
-                ),
+                shared_bytes: attention::cluster_shared_bytes(self.heads, self.dtype, layout, cap),
                 ..*own
             };
             self.runner.clear();
@@ -520,113 +501,6 @@ impl StepDecoder {
             })?;
         }
         Ok(())
-    }
-
-    /// The cluster attention with the o projection fused against the
-    /// attention and the o launch apart (the attention checked against MLX
-    /// first): layer 0's o weights, a random residual, a cache of 300
-    /// positions. o's shares add in another order than the o launch's warps
-    /// sum, so the two agree to rounding, not bit for bit; the arrival counts
-    /// must be left zero.
-    fn check_fused_o(&mut self, model: &TextModel, layout: ClusterLayout) -> Result<()> {
-        let plain = layout.attention_only();
-        self.kernel(model, Key::ClusterAttention(plain))?;
-        self.check_cluster_attention(model, plain)?;
-        let shape = CaseShape {
-            heads: self.heads,
-            dtype: self.dtype,
-            rms_eps: model.cfg.rms_norm_eps,
-            rope_theta: model.cfg.rope_theta,
-        };
-        let (cap, len, pos) = (320, 300, 307);
-        let res = mlx::random::normal(&[self.hidden], self.dtype, 0.0, 1.0, &mlx::random::key(5)?)?
-            .contiguous()?;
-        let attn = buffer(self.heads.heads * self.heads.head_dim, self.dtype)?;
-        let (apart, fused) = (
-            buffer(self.hidden, self.dtype)?,
-            buffer(self.hidden, self.dtype)?,
-        );
-        mlx::eval(&[&res, &attn, &apart, &fused])?;
-        let ptr = |a: &Array| a.device_ptr();
-        let o = self.layers[0].o;
-        let (opart, ocount) = (self.ptr("opart"), self.ptr("ocount"));
-        let timeline = self.timeline.as_ref().map(|t| [t.ptr, 0]);
-        let dims = |this: &Self, layout| Dims {
-            shared_bytes: attention::cluster_shared_bytes(
-                this.heads,
-                this.dtype,
-                layout,
-                cap,
-                this.hidden,
-            ),
-            ..this.kernels[&Key::ClusterAttention(layout)].1
-        };
-        // Apart, then fused, each on a fresh copy of the same case.
-        let case = AttentionCase::new(shape, cap, len, pos, 11)?;
-        let mut first = vec![
-            ptr(&case.qkv)?,
-            ptr(&case.q_norm)?,
-            ptr(&case.k_norm)?,
-            ptr(&case.keys)?,
-            ptr(&case.values)?,
-            ptr(&case.meta)?,
-        ];
-        let mut attention = first.clone();
-        attention.extend([ptr(&attn)?, cap as u64]);
-        let mut o_launch = vec![
-            ptr(&attn)?,
-            o.w,
-            o.scales,
-            o.biases,
-            ptr(&res)?,
-            ptr(&apart)?,
-        ];
-        let case = AttentionCase::new(shape, cap, len, pos, 11)?;
-        first = vec![
-            ptr(&case.qkv)?,
-            ptr(&case.q_norm)?,
-            ptr(&case.k_norm)?,
-            ptr(&case.keys)?,
-            ptr(&case.values)?,
-            ptr(&case.meta)?,
-        ];
-        first.extend([
-            o.w,
-            o.scales,
-            o.biases,
-            ptr(&res)?,
-            ptr(&fused)?,
-            opart,
-            ocount,
-            cap as u64,
-        ]);
-        for args in [&mut attention, &mut o_launch, &mut first] {
-            args.extend(timeline.iter().flatten());
-        }
-        let (plain_dims, fused_dims) = (dims(self, plain), dims(self, layout));
-        let (kernels, runner) = (&self.kernels, &mut self.runner);
-        runner.clear();
-        let k = |key| &kernels[&key].0;
-        runner.add(
-            k(Key::ClusterAttention(plain)),
-            plain_dims,
-            false,
-            &attention,
-        )?;
-        runner.add(k(Key::O), kernels[&Key::O].1, false, &o_launch)?;
-        runner.add(k(Key::ClusterAttention(layout)), fused_dims, false, &first)?;
-        runner.launch()?;
-        self.runner.synchronize()?;
-        self.runner.clear();
-        let mut counts = vec![0u8; 16 * 4];
-        self.runner.download(ocount, &mut counts)?;
-        if counts.iter().any(|&b| b != 0) {
-            return Err(Error::Model(format!(
-                "cluster attention (clusters {layout}): o's arrival counts not left zero"
-            )));
-        }
-        crate::kernels::self_check::check("o fused into the attention", &apart, &fused)
-            .map_err(|e| Error::Model(format!("cluster attention (clusters {layout}): {e}")))
     }
 
     fn ptr(&self, buffer: &str) -> u64 {
@@ -651,15 +525,7 @@ impl StepDecoder {
                 attention::step_kernel(self.heads, self.dtype, splits, eps, cfg.rope_theta)
             }
             Key::ClusterAttention(layout) => {
-                let hidden = self.hidden;
-                attention::cluster_step_kernel(
-                    self.heads,
-                    self.dtype,
-                    layout,
-                    eps,
-                    cfg.rope_theta,
-                    hidden,
-                )
+                attention::cluster_step_kernel(self.heads, self.dtype, layout, eps, cfg.rope_theta)
             }
         }
     }
@@ -785,7 +651,7 @@ impl StepSession<'_> {
         let (attention_key, attention_dims) = if let Some(c) = d.cluster_for(cap) {
             let key = Key::ClusterAttention(c);
             let mut dims = d.kernels[&key].1;
-            dims.shared_bytes = attention::cluster_shared_bytes(d.heads, d.dtype, c, cap, d.hidden);
+            dims.shared_bytes = attention::cluster_shared_bytes(d.heads, d.dtype, c, cap);
             (key, dims)
         } else {
             let key = Key::Attention(attention::step_splits(len));
@@ -804,8 +670,6 @@ impl StepSession<'_> {
             p("tok"),
             p("meta"),
         );
-        let (opart, ocount) = (p("opart"), p("ocount"));
-        let fused_o = matches!(attention_key, Key::ClusterAttention(c) if c.fused_o);
         let StepDecoder {
             runner,
             kernels,
@@ -850,14 +714,7 @@ impl StepSession<'_> {
             let m = |m: &Matrix| [m.w, m.scales, m.biases];
             let [w, s, b] = m(&l.qkv);
             add(Key::Qkv, *pdl, &[h0, l.input_norm, w, s, b, qkv])?;
-            if fused_o {
-                let o = &l.o;
-                let attention = [
-                    qkv, l.q_norm, l.k_norm, kc, vc, meta, o.w, o.scales, o.biases, h0, h1, opart,
-                    ocount, cap as u64,
-                ];
-                add(attention_key, *pdl, &attention)?;
-            } else if matches!(attention_key, Key::ClusterAttention(_)) {
+            if matches!(attention_key, Key::ClusterAttention(_)) {
                 let attention = [qkv, l.q_norm, l.k_norm, kc, vc, meta, attn, cap as u64];
                 add(attention_key, *pdl, &attention)?;
             } else {
@@ -866,10 +723,8 @@ impl StepSession<'_> {
                 ];
                 add(attention_key, *pdl, &attention)?;
             }
-            if !fused_o {
-                let [w, s, b] = m(&l.o);
-                add(Key::O, *pdl, &[attn, w, s, b, h0, h1])?;
-            }
+            let [w, s, b] = m(&l.o);
+            add(Key::O, *pdl, &[attn, w, s, b, h0, h1])?;
             let [w, s, b] = m(&l.gate_up);
             add(Key::GateUp, *pdl, &[h1, l.post_norm, w, s, b, act])?;
             let [w, s, b] = m(&l.down);
