@@ -3,8 +3,8 @@
 //! else holds it), so decoding does not reallocate every token. A request
 //! reserves room for its output up front ([`KvCache::reserve`]): growing in
 //! the middle of decoding copies every layer's rows and, on the step runner,
-//! waits for the queued steps and records a new CUDA graph (2.4–6 ms at one
-//! step on the H100, bench/gpu/NOTES.md).
+//! waits for the queued steps and records a new CUDA graph (one step took
+//! 4.5–8.3 ms instead of ~2.1 on the H100: bench/gpu/NOTES.md, stop 25).
 //!
 //! The fused decoding kernel (`kernels::attention`) writes the new position
 //! straight into the buffers. That is only sound for buffers this cache made
