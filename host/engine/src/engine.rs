@@ -24,8 +24,9 @@ use crate::sampler::Sampler;
 
 /// The longest output one request may ask for.
 pub const MAX_NEW_TOKENS: usize = 32_768;
-/// Output positions a request's cache holds from its prefill on (~150 MB for
-/// the 8B in bf16); longer outputs grow it in steps as they go.
+/// Output positions a request's cache holds from its prefill on (151 MB of
+/// keys and values for the 8B in bf16, by its shapes); longer outputs grow
+/// it in steps as they go.
 const RESERVED_OUTPUT: usize = 1024;
 
 /// What produced a result: enough to tell two models apart and to say

@@ -289,8 +289,9 @@ void step_runner_launch(StepRunner& r) {
     }
     // A step unlike the recorded one (a request's first: its caches are new
     // buffers) is launched as it is, so that the GPU starts at once, and
-    // recorded for the next steps while it runs: recording and instantiating
-    // ~190 launches takes the host about a millisecond.
+    // recorded for the next steps while it runs (the H100's first
+    // inter-token gap fell from 3.3-4.3 to 2.4-3.0 ms: bench/gpu/NOTES.md,
+    // stop 25).
     for (const auto& l : r.launches) cuda::check(launch_one(a, r, l, r.stream), "launching a step kernel");
     if (r.use_graph) capture(a, r);
   });

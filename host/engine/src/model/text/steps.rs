@@ -11,8 +11,8 @@
 //! How steps run is a [`DecodePath`]: by default each step is replayed as a
 //! CUDA graph while its launches stay the same (a new request's caches are
 //! new buffers, so its first step is launched as it is and recorded while it
-//! runs), with programmatic dependent
-//! launch, and the attention as one thread-block cluster per key/value head
+//! runs), with programmatic dependent launch, and the attention as one
+//! thread-block cluster per key/value head
 //! where its caches fit (`kernels/attn_cluster.cuh`, [`StepAttention`]; else
 //! the split attention of `kernels/attn.cuh`). The environment can say
 //! otherwise:
