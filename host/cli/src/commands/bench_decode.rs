@@ -18,10 +18,10 @@ use crate::model_resolve;
 /// `mlx`, or `steps` with any of `-graph` (replayed as CUDA graphs),
 /// `-nopdl` (launches in strict order), `-splits` (the split attention),
 /// `-cN` (the attention in clusters of N blocks; sized by the caches without),
-/// `-cNv` (the same with the values brought in after the scores).
+/// `-cNv` (the same with the values brought in after the scores), `-cNvqS`
+/// (S clusters a key/value head, each for its share of the query heads).
 fn parse_path(name: &str) -> Result<DecodePath> {
-    const KNOWN: &str =
-        "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv: steps-graph, steps-graph-c16v, ...";
+    const KNOWN: &str = "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv, -cNvqS: steps-graph, steps-graph-c16v, ...";
     if name == "mlx" {
         return Ok(DecodePath::Mlx);
     }
@@ -196,7 +196,20 @@ mod tests {
                 pdl: true,
                 attention: StepAttention::Cluster(ClusterLayout {
                     blocks: 8,
-                    late_values: true
+                    late_values: true,
+                    query_splits: 1
+                })
+            }
+        );
+        assert_eq!(
+            parse_path("steps-graph-c16vq2").unwrap(),
+            DecodePath::Steps {
+                graph: true,
+                pdl: true,
+                attention: StepAttention::Cluster(ClusterLayout {
+                    blocks: 16,
+                    late_values: true,
+                    query_splits: 2
                 })
             }
         );

@@ -172,8 +172,8 @@ pub fn step_kernel(
     )
 }
 
-/// How the step runner's attention (`attn_cluster.cu`, one thread-block
-/// cluster per key/value head) holds a head's cached rows.
+/// How the step runner's attention (`attn_cluster.cu`, thread-block
+/// clusters per key/value head) holds a head's cached rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ClusterLayout {
     /// Blocks per cluster: 2, 4, 8 or 16 (past 8 the kernel is allowed to).
@@ -183,33 +183,53 @@ pub struct ClusterLayout {
     /// wait for where blocks start late, and half the shared memory a
     /// position).
     pub late_values: bool,
+    /// Clusters per key/value head, each for an equal share of its query
+    /// heads: 1, or 2 (each block's scores and sums half as long, the rows
+    /// read twice).
+    pub query_splits: i32,
 }
 
 impl ClusterLayout {
-    /// `blocks` blocks, keys and values before the wait.
+    /// `blocks` blocks, keys and values before the wait, one cluster a head.
     pub const fn of(blocks: i32) -> ClusterLayout {
         ClusterLayout {
             blocks,
             late_values: false,
+            query_splits: 1,
         }
     }
 
-    /// `N` (blocks) or `Nv` (late values), as paths and the environment
-    /// name layouts (and `Display` writes them); `None` for anything else.
+    /// `N` (blocks), then `v` (late values), then `qS` (S clusters a head),
+    /// as paths and the environment name layouts (and `Display` writes
+    /// them): `16`, `16v`, `16vq2`; `None` for anything else.
     pub fn parse(s: &str) -> Option<ClusterLayout> {
+        let (s, query_splits) = match s.split_once('q') {
+            Some((s, q)) => (s, q.parse().ok().filter(|&q| q > 1)?),
+            None => (s, 1),
+        };
         let (n, late_values) = s.strip_suffix('v').map_or((s, false), |n| (n, true));
         let blocks = n.parse().ok().filter(|&b| b > 0)?;
         Some(ClusterLayout {
             blocks,
             late_values,
+            query_splits,
         })
+    }
+
+    /// Blocks a launch takes for `kv_heads` key/value heads.
+    pub fn launched_blocks(&self, kv_heads: i32) -> i32 {
+        kv_heads * self.query_splits * self.blocks
     }
 }
 
 impl std::fmt::Display for ClusterLayout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let late = if self.late_values { "v" } else { "" };
-        write!(f, "{}{late}", self.blocks)
+        write!(f, "{}{late}", self.blocks)?;
+        match self.query_splits {
+            1 => Ok(()),
+            q => write!(f, "q{q}"),
+        }
     }
 }
 
@@ -227,23 +247,33 @@ pub const DEFAULT_CLUSTER: ClusterLayout = ClusterLayout::of(8);
 pub const AUTO: ClusterLayout = ClusterLayout {
     blocks: 16,
     late_values: true,
+    query_splits: 1,
 };
+/// The automatic layout for caches of [`LONG_CAP`] positions or more: two
+/// clusters of 16 per key/value head, each for half its query heads.
+pub const AUTO_LONG: ClusterLayout = ClusterLayout {
+    query_splits: 2,
+    ..AUTO
+};
+/// Caches from which [`AUTO_LONG`] is chosen: the 8B's 1920x1080 requests
+/// (2,062 prompt positions), not its 1024x1024 ones (1,046).
+pub const LONG_CAP: i32 = 1536;
 /// Every layout [`auto_cluster`] may choose, in order of preference,
 /// compiled and checked before automatic steps use them.
-pub const AUTO_LAYOUTS: [ClusterLayout; 2] = [AUTO, DEFAULT_CLUSTER];
+pub const AUTO_LAYOUTS: [ClusterLayout; 3] = [AUTO_LONG, AUTO, DEFAULT_CLUSTER];
 
 /// The cluster layout for caches of `cap` positions when none is asked: the
-/// first of [`AUTO_LAYOUTS`] that is `usable` (compiled and checked) and
-/// whose rows fit, if any.
+/// first of [`AUTO_LAYOUTS`] that is `usable` (compiled and checked), whose
+/// rows fit, and that is meant for caches of this size, if any.
 pub fn auto_cluster(
     heads: Heads,
     dtype: Dtype,
     cap: i32,
     usable: impl Fn(ClusterLayout) -> bool,
 ) -> Option<ClusterLayout> {
-    AUTO_LAYOUTS
-        .into_iter()
-        .find(|&c| usable(c) && cluster_fits(heads, dtype, c, cap))
+    AUTO_LAYOUTS.into_iter().find(|&c| {
+        (c.query_splits == 1 || cap >= LONG_CAP) && usable(c) && cluster_fits(heads, dtype, c, cap)
+    })
 }
 
 /// Threads per block of the cluster attention.
@@ -259,9 +289,10 @@ const MAX_SHARED_BYTES: u32 = 226 * 1024;
 /// the fixed part (`AclFixed`: queries, the join's inbox, the position
 /// groups' sums, every block's max and sum per head, an mbarrier) rounded to
 /// 16 bytes, then per position a key row, a value row (unless late) and G
-/// scores.
+/// scores, for the G query heads of a cluster.
 pub fn cluster_shared_bytes(heads: Heads, dtype: Dtype, layout: ClusterLayout, cap: i32) -> u32 {
-    let (g, hd) = ((heads.heads / heads.kv_heads) as u32, heads.head_dim as u32);
+    let g = (heads.heads / heads.kv_heads / layout.query_splits.max(1)) as u32;
+    let hd = heads.head_dim as u32;
     let groups = CLUSTER_THREADS / (hd / 2);
     let fixed = (4 * (g * hd * (2 + groups) + 2 * g * (MAX_CLUSTER + 1)) + 8).div_ceil(16) * 16;
     let positions = (cap.max(1) as u32).div_ceil(layout.blocks.max(1) as u32);
@@ -271,12 +302,16 @@ pub fn cluster_shared_bytes(heads: Heads, dtype: Dtype, layout: ClusterLayout, c
 
 /// Whether the cluster attention in `layout` runs a step with caches of
 /// `cap` positions: a supported head layout whose outputs divide among the
-/// cluster, and every block's rows fit in its shared memory (~3.3k positions
-/// for the 8B in clusters of 8, ~6.4k with late values).
+/// cluster, query heads that divide among a head's clusters, and every
+/// block's rows fit in its shared memory (~3.3k positions for the 8B in
+/// clusters of 8, ~6.4k with late values).
 pub fn cluster_fits(heads: Heads, dtype: Dtype, layout: ClusterLayout, cap: i32) -> bool {
+    let g = heads.heads / heads.kv_heads.max(1);
     matches!(layout.blocks, 2 | 4 | 8 | 16)
+        && matches!(layout.query_splits, 1 | 2 | 4)
         && heads.supported(dtype)
-        && (heads.heads / heads.kv_heads * heads.head_dim) % layout.blocks == 0
+        && g % layout.query_splits == 0
+        && (g / layout.query_splits * heads.head_dim) % layout.blocks == 0
         && cluster_shared_bytes(heads, dtype, layout, cap) <= MAX_SHARED_BYTES
 }
 
@@ -294,10 +329,14 @@ pub fn cluster_step_kernel(
     use super::step::Param::{Int, Out};
     let mut params = step_inputs(dtype);
     params.extend([Out("out", dtype), Int("cache_cap")]);
-    let parts = [("C", layout.blocks), ("LV", i32::from(layout.late_values))];
+    let parts = [
+        ("C", layout.blocks),
+        ("LV", i32::from(layout.late_values)),
+        ("QS", layout.query_splits),
+    ];
     let template = template(heads, dtype, &parts, rms_eps, rope_theta);
     let dims = Dims {
-        blocks: (heads.kv_heads * layout.blocks) as u32,
+        blocks: layout.launched_blocks(heads.kv_heads) as u32,
         threads: CLUSTER_THREADS,
         shared_bytes: MAX_SHARED_BYTES,
     };
@@ -437,23 +476,60 @@ mod tests {
         assert!(!cluster_fits(h, Dtype::F32, of(8), 256));
         assert_eq!(ClusterLayout::parse("16"), Some(of(16)));
         assert_eq!(ClusterLayout::parse("8v"), Some(late(8)));
-        for name in ["8", "16v"] {
+        let halves = |c: ClusterLayout| ClusterLayout {
+            query_splits: 2,
+            ..c
+        };
+        assert_eq!(ClusterLayout::parse("16vq2"), Some(halves(late(16))));
+        assert_eq!(ClusterLayout::parse("8q2"), Some(halves(of(8))));
+        for name in ["8", "16v", "16vq2", "8q4"] {
             assert_eq!(ClusterLayout::parse(name).unwrap().to_string(), name);
         }
-        for bad in ["", "v", "0", "-8", "8w", "8vv", "x8"] {
+        for bad in [
+            "", "v", "0", "-8", "8w", "8vv", "x8", "8q", "8q1", "8q0", "8qv", "q2", "8vq2v",
+        ] {
             assert_eq!(ClusterLayout::parse(bad), None, "{bad:?}");
         }
-        // 16 blocks with late values while they fit (~12.8k positions); 8
-        // with both where 16 failed its check; past both's room none (the
-        // split kernel: 8 without late values hold ~3.3k).
+        // Two clusters a head: each block holds a key row and the scores of
+        // 2 query heads a position, its fixed part sized for 2 heads. A
+        // head's 4 query heads split 1, 2 or 4 ways, not 3 or 8.
+        assert_eq!(
+            cluster_shared_bytes(h, bf, halves(late(16)), 2304),
+            (4 * (256 * (2 + 4) + 2 * 2 * 17) + 8u32).div_ceil(16) * 16 + 144 * (256 + 8)
+        );
+        assert_eq!(halves(late(16)).launched_blocks(8), 256);
+        assert!(cluster_fits(
+            h,
+            bf,
+            ClusterLayout::parse("16vq4").unwrap(),
+            2304
+        ));
+        for bad in ["16vq3", "16vq8"] {
+            assert!(
+                !cluster_fits(h, bf, ClusterLayout::parse(bad).unwrap(), 256),
+                "{bad}"
+            );
+        }
+        // 16 blocks with late values while they fit, in two clusters a head
+        // from LONG_CAP on; 8 with both where 16 failed
+        // its check; past both's room none (the split kernel: 8 without late
+        // values hold ~3.3k).
         let any = |_| true;
         assert_eq!(auto_cluster(h, bf, 256, any), Some(late(16)));
-        assert_eq!(auto_cluster(h, bf, 2304, any), Some(late(16)));
-        assert_eq!(auto_cluster(h, bf, 12848, any), Some(late(16)));
-        assert_eq!(auto_cluster(h, bf, 12864, any), None);
-        assert_eq!(auto_cluster(h, bf, 256, |c| c != AUTO), Some(of(8)));
-        assert_eq!(auto_cluster(h, bf, 3304, |c| c != AUTO), Some(of(8)));
-        assert_eq!(auto_cluster(h, bf, 3312, |c| c != AUTO), None);
+        assert_eq!(auto_cluster(h, bf, LONG_CAP - 1, any), Some(late(16)));
+        assert_eq!(auto_cluster(h, bf, LONG_CAP, any), Some(AUTO_LONG));
+        assert_eq!(auto_cluster(h, bf, 2304, any), Some(halves(late(16))));
+        // (Two scores a position instead of 4: room for ~13.6k positions.)
+        assert_eq!(auto_cluster(h, bf, 13632, any), Some(AUTO_LONG));
+        assert_eq!(auto_cluster(h, bf, 13648, any), None);
+        assert_eq!(
+            auto_cluster(h, bf, 2304, |c| c != AUTO_LONG),
+            Some(late(16))
+        );
+        let portable = |c| c == DEFAULT_CLUSTER;
+        assert_eq!(auto_cluster(h, bf, 256, portable), Some(of(8)));
+        assert_eq!(auto_cluster(h, bf, 3304, portable), Some(of(8)));
+        assert_eq!(auto_cluster(h, bf, 3312, portable), None);
     }
 
     #[test]

@@ -49,19 +49,20 @@ struct AttnShared {
 };
 
 // Step 1 of both decode attentions (this file's and attn_cluster.cuh's): the
-// rows a warp normalises are rows warp + k NW (k < RPW) of the head's G query
-// rows and, as row G, the new key; a lane holds elements lane + 32 j, so both
-// halves of each rotated pair are in its registers. Loads past L1 (q/k/v may
-// come from the same launch, after its wait).
-template <typename T, int HD, int NH, int NKV, int NW, int RPW>
-__device__ __forceinline__ void attn_load_qk(const T* qkv, const T* qn, const T* kn, int h, int warp, int lane,
-                                             float (&xv)[RPW][HD / 32], T (&wv)[RPW][HD / 32]) {
-  constexpr int G = NH / NKV, PER = HD / 32;
+// rows a warp normalises are rows warp + k NW (k < RPW) of G query rows from
+// query head q0 on and, as row G, key/value head h's new key; a lane holds
+// elements lane + 32 j, so both halves of each rotated pair are in its
+// registers. Loads past L1 (q/k/v may come from the same launch, after its
+// wait).
+template <typename T, int HD, int NH, int G, int NW, int RPW>
+__device__ __forceinline__ void attn_load_qk(const T* qkv, const T* qn, const T* kn, int h, int q0, int warp,
+                                             int lane, float (&xv)[RPW][HD / 32], T (&wv)[RPW][HD / 32]) {
+  constexpr int PER = HD / 32;
   #pragma unroll
   for (int k = 0; k < RPW; ++k) {
     const int r = warp + k * NW;
     if (r <= G) {
-      const T* src = r < G ? qkv + (h * G + r) * HD : qkv + NH * HD + h * HD;
+      const T* src = r < G ? qkv + (q0 + r) * HD : qkv + NH * HD + h * HD;
       const T* nw = r < G ? qn : kn;
   #pragma unroll
       for (int j = 0; j < PER; ++j) {
@@ -152,7 +153,7 @@ __device__ __forceinline__ bool attn_decode_block(int block, const T* qkv, const
   constexpr int RPW = (G + NWARPS) / NWARPS;
   float xv[RPW][PER];
   T wv[RPW][PER];
-  attn_load_qk<T, HD, NH, NKV, NWARPS, RPW>(qkv, qn, kn, h, warp, lane, xv, wv);
+  attn_load_qk<T, HD, NH, G, NWARPS, RPW>(qkv, qn, kn, h, h * G, warp, lane, xv, wv);
   Vec vnew;
   {
   const uint32_t* vw = reinterpret_cast<const uint32_t*>(qkv + (NH + NKV + h) * HD) + lane * (PER / 2);

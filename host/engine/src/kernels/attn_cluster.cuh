@@ -1,7 +1,8 @@
 // One decoding step of attention for one key/value head by a thread-block
 // cluster of C blocks of 256 threads (sm_90), block `rank` of the cluster
-// taking the rank-th of C equal runs of the positions: RMSNorm and RoPE of the
-// group's G query heads and of the new key (rounded as MLX's rms_norm and rope
+// taking the rank-th of C equal runs of the positions (with QS > 1, QS
+// clusters per key/value head, each for its QS-th of the head's query
+// heads): RMSNorm and RoPE of the cluster's G query heads and of the new key (rounded as MLX's rms_norm and rope
 // round, as attn.cuh does), the new key and value written into the caches at
 // position `len` (by rank 0), then each block's softmax-weighted sums in its
 // shared memory, joined across the cluster through distributed shared memory:
@@ -23,7 +24,13 @@
 // once q/k/v's blocks drain, so their copies run after the wait: this halves
 // what the scores wait for (and the shared memory a position).
 //
-// Template constants: T, HD (% 64 == 0), NH, NKV, C (cluster size), LV (0/1).
+// With QS = 2 a key/value head's rows are read by two clusters (the second
+// read mostly from L2), each block scoring and summing for half the query
+// heads: at long contexts the scores and sums are latency-bound loops on one
+// block of 8 warps an SM, and two blocks an SM halve each one's chain.
+//
+// Template constants: T, HD (% 64 == 0), NH, NKV, C (cluster size), LV (0/1),
+// QS (clusters per key/value head).
 // qkv: (NH + 2 NKV) * HD, read past L1; kc, vc: (1, NKV, cap, HD) caches,
 // written in place; meta: [len, pos, ...] (len + 1 <= cap). out: NH * HD.
 // smem: attn_cluster_smem_bytes<T, HD, G, C, LV>(cap) bytes of dynamic shared
@@ -106,18 +113,18 @@ __device__ __forceinline__ void acl_remote_store(float* p, unsigned rank, float 
 // `mark(i)` stamps the timeline's phases (timeline.cuh): 0 the rows in shared
 // memory, 1 the scores made, 2 the weights (and late values) ready, 3 the
 // block's sums stored into their owners.
-template <typename T, int HD, int NH, int NKV, int C, int LV, typename Wait, typename Mark>
+template <typename T, int HD, int NH, int NKV, int C, int LV, int QS, typename Wait, typename Mark>
 __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, const T* qn, const T* kn, T* kc, T* vc,
                                                    int cap, const int* meta, T* out, float eps, float log2_base,
                                                    float scale, unsigned char* smem, Wait wait, Mark mark) {
-  constexpr int G = NH / NKV;
+  constexpr int G = NH / NKV / QS;  // query heads of this cluster
   constexpr int HALF = HD / 2;
   constexpr int PER = HD / 32;  // elements of a row per lane in the norms
   constexpr int LP = HD / 16;   // lanes per position in the scores: 16 elements each
   constexpr int PPW = 32 / LP;  // positions a warp scores at once
   constexpr int DP = HD / 2;    // value elements in pairs, one pair per thread
   constexpr int VQ = ACL_THREADS / DP;  // groups of positions in the sums
-  static_assert(HD % 64 == 0 && G >= 1 && G <= 8 && (G * HD) % C == 0 && ACL_THREADS % DP == 0 &&
+  static_assert(HD % 64 == 0 && (NH / NKV) % QS == 0 && G >= 1 && G <= 8 && (G * HD) % C == 0 && ACL_THREADS % DP == 0 &&
                     C <= ACL_MAX_CLUSTER,
                 "layout");
   struct alignas(PER * sizeof(T)) Vec {
@@ -130,7 +137,9 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   float* sc = reinterpret_cast<float*>(vs + static_cast<size_t>(pmax) * HD);  // [position][G]
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int h = block / C, rank = block % C;
+  const int h = block / (C * QS), part = block / C % QS, rank = block % C;
+  const int q0 = h * (NH / NKV) + part * G;  // the cluster's first query head
+  const bool writer = rank == 0 && part == 0;  // of the new key and value into the caches
   const int len = meta[0], pos = meta[1];
   const float neg_inf = __int_as_float(0xff800000);
   const int total = len + 1;
@@ -167,21 +176,21 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   wait();
 
   // 1. Norm and RoPE of G query rows and the new key (attn.cuh's helpers). The block holding position `len`
-  // puts the new key and value in its rows; rank 0 writes them to the caches.
+  // puts the new key and value in its rows; rank 0 (of the first cluster) writes them to the caches.
   constexpr int RPW = (G + ACL_WARPS) / ACL_WARPS;
   float xv[RPW][PER];
   T wv[RPW][PER];
-  attn_load_qk<T, HD, NH, NKV, ACL_WARPS, RPW>(qkv, qn, kn, h, warp, lane, xv, wv);
+  attn_load_qk<T, HD, NH, G, ACL_WARPS, RPW>(qkv, qn, kn, h, q0, warp, lane, xv, wv);
   const bool owns_new = len >= begin && len < begin + n;
   T* knew = ks + static_cast<size_t>(len - begin) * HD;  // valid if owns_new
   Vec vnew;                                              // warp 0's, if owns_new or rank 0
-  if (warp == 0 && (owns_new || rank == 0)) {
+  if (warp == 0 && (owns_new || writer)) {
     const uint32_t* vw = reinterpret_cast<const uint32_t*>(qkv + (NH + NKV + h) * HD) + lane * (PER / 2);
     uint32_t* dw = reinterpret_cast<uint32_t*>(&vnew);
 #pragma unroll
     for (int j = 0; j < PER / 2; ++j) dw[j] = __ldcg(vw + j);
     if (owns_new && !LV) reinterpret_cast<Vec*>(vs + static_cast<size_t>(len - begin) * HD)[lane] = vnew;
-    if (rank == 0) reinterpret_cast<Vec*>(vc + (head_row + len) * HD)[lane] = vnew;
+    if (writer) reinterpret_cast<Vec*>(vc + (head_row + len) * HD)[lane] = vnew;
   }
 #pragma unroll
   for (int k = 0; k < RPW; ++k) {
@@ -196,7 +205,7 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
           knew[i] = r1;
           knew[i + HALF] = r2;
         }
-        if (rank == 0) {
+        if (writer) {
           T* dst = kc + (head_row + len) * HD;
           dst[i] = r1;
           dst[i + HALF] = r2;
@@ -220,9 +229,13 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
       qf[g][j] = fx.qs[g][sub * 8 + j];
       qf[g][8 + j] = fx.qs[g][(sub + LP) * 8 + j];
     }
-  // Two rounds of positions at once (SU), so that a warp has two rows'
-  // loads and shuffles in flight: at 8 warps an SM the loop is latency-bound.
-  constexpr int STRIDE = ACL_WARPS * PPW, SU = 2;
+  // Rounds of positions at once (SU), so that a warp has several rows'
+  // loads and shuffles in flight: at 8 warps an SM the loop is latency-bound
+  // and each round costs a chain of loads, products and shuffles. With 4
+  // query heads 2 (96 registers, 118 at 3 by ptxas: too many for the blocks
+  // to start beside q/k/v's); with 2 (two clusters a head) 5, 160 positions
+  // a round (64 registers): a block of a 2.6k-position cache in one round.
+  constexpr int STRIDE = ACL_WARPS * PPW, SU = G <= 2 ? 5 : 2;
   for (int p0 = warp * PPW; p0 < n; p0 += SU * STRIDE) {
     uint4 lo[SU], hi[SU];
 #pragma unroll
@@ -365,6 +378,6 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
       lsum = fmaf(ls[r], w, lsum);
       o_sum = fmaf(ps[r], w, o_sum);
     }
-    out[(h * G + g) * HD + d] = static_cast<T>(o_sum * (1.f / lsum));
+    out[(q0 + g) * HD + d] = static_cast<T>(o_sum * (1.f / lsum));
   }
 }

@@ -20,7 +20,8 @@
 //! launch issued by the host), `VLM_BENCH_NO_PDL=1` (launches in strict
 //! order), `VLM_BENCH_SPLIT_ATTENTION=1` (the split attention always),
 //! `VLM_BENCH_ATTN_CLUSTER=N` (clusters of N blocks always; `Nv`: with the
-//! values brought in after the scores, [`ClusterLayout`]),
+//! values brought in after the scores; `NvqS`: S clusters a key/value head,
+//! [`ClusterLayout`]),
 //! `VLM_BENCH_SHARED_CARVEOUT=P` (q/k/v and the cluster attention prefer P% of
 //! L1 as shared memory), `VLM_BENCH_QMV_SHAPES=KxN=WxU[xM],...` (the 4-bit
 //! products of K-wide inputs and N rows in blocks of W warps, U k-tiles at
@@ -243,8 +244,9 @@ pub enum StepAttention {
     /// A thread-block cluster per key/value head in this layout where its
     /// caches fit, else split.
     Cluster(ClusterLayout),
-    /// Clusters of 16 with late values while their rows fit, then of 8,
-    /// then split ([`attention::auto_cluster`]).
+    /// Clusters of 16 with late values while their rows fit (two a
+    /// key/value head for long caches), then of 8, then split
+    /// ([`attention::auto_cluster`]).
     Auto,
 }
 
