@@ -250,13 +250,17 @@ pub const AUTO: ClusterLayout = ClusterLayout {
     query_splits: 1,
 };
 /// The automatic layout for caches of [`LONG_CAP`] positions or more: two
-/// clusters of 16 per key/value head, each for half its query heads.
+/// clusters of 16 per key/value head, each for half its query heads. On the
+/// H100 (bench/gpu/NOTES.md, stop 26, alternating processes) +1.1% at
+/// 1920x1080 against [`AUTO`], but −1.4% at 448x448 and −0.5 to +0.2% at
+/// 1280x720 and 1024x1024.
 pub const AUTO_LONG: ClusterLayout = ClusterLayout {
     query_splits: 2,
     ..AUTO
 };
 /// Caches from which [`AUTO_LONG`] is chosen: the 8B's 1920x1080 requests
-/// (2,062 prompt positions), not its 1024x1024 ones (1,046).
+/// (2,062 prompt positions), not its 1024x1024 ones (1,046), where it gained
+/// nothing.
 pub const LONG_CAP: i32 = 1536;
 /// Every layout [`auto_cluster`] may choose, in order of preference,
 /// compiled and checked before automatic steps use them.
