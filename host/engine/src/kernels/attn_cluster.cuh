@@ -2,9 +2,10 @@
 // cluster of C blocks of 256 threads (sm_90), block `rank` of the cluster
 // taking the rank-th of C equal runs of the positions (with QS > 1, QS
 // clusters per key/value head, each for its QS-th of the head's query
-// heads): RMSNorm and RoPE of the cluster's G query heads and of the new key (rounded as MLX's rms_norm and rope
-// round, as attn.cuh does), the new key and value written into the caches at
-// position `len` (by rank 0), then each block's softmax-weighted sums in its
+// heads): RMSNorm and RoPE of the cluster's G query heads and of the new key
+// (rounded as MLX's rms_norm and rope round, as attn.cuh does), the new key
+// and value written into the caches at position `len` (by rank 0 of the
+// head's first cluster), then each block's softmax-weighted sums in its
 // shared memory, joined across the cluster through distributed shared memory:
 // every block stores into each block the sums of the outputs that block writes.
 //
@@ -22,14 +23,18 @@
 // values go to L2 before the wait and into the keys' rows once the scores are
 // made, their copy from L2 overlapping the softmax. Clusters of 16 start only
 // once q/k/v's blocks drain, so their copies run after the wait: this halves
-// what the scores wait for (and the shared memory a position).
+// what the scores wait for (and the shared memory a position). With LV = 2
+// the values come from L2 into rows of their own as soon as the keys are in,
+// their copy overlapping the scores instead.
 //
 // With QS = 2 a key/value head's rows are read by two clusters (the second
 // read mostly from L2), each block scoring and summing for half the query
-// heads: at long contexts the scores and sums are latency-bound loops on one
-// block of 8 warps an SM, and two blocks an SM halve each one's chain.
+// heads in 64 registers (96 for all 4), two blocks an SM. Meant to shorten
+// the latency-bound scores and sums at long contexts; on the H100 the scores
+// took as long, the sums ~0.2 µs less, and 1920x1080 decoded 1.1% faster
+// (bench/gpu/NOTES.md, stop 26).
 //
-// Template constants: T, HD (% 64 == 0), NH, NKV, C (cluster size), LV (0/1),
+// Template constants: T, HD (% 64 == 0), NH, NKV, C (cluster size), LV (0-2),
 // QS (clusters per key/value head).
 // qkv: (NH + 2 NKV) * HD, read past L1; kc, vc: (1, NKV, cap, HD) caches,
 // written in place; meta: [len, pos, ...] (len + 1 <= cap). out: NH * HD.
@@ -58,7 +63,7 @@ __host__ __device__ constexpr int acl_positions(int cap, int c) { return (cap + 
 template <typename T, int HD, int G, int C, int LV>
 __host__ __device__ constexpr unsigned attn_cluster_smem_bytes(int cap) {
   return static_cast<unsigned>((sizeof(AclFixed<HD, G>) + 15) / 16 * 16) +
-         static_cast<unsigned>(acl_positions(cap, C)) * ((LV ? 1u : 2u) * HD * sizeof(T) + G * 4u);
+         static_cast<unsigned>(acl_positions(cap, C)) * ((LV == 1 ? 1u : 2u) * HD * sizeof(T) + G * 4u);
 }
 
 __device__ __forceinline__ unsigned acl_smem_addr(const void* p) {
@@ -124,8 +129,8 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   constexpr int PPW = 32 / LP;  // positions a warp scores at once
   constexpr int DP = HD / 2;    // value elements in pairs, one pair per thread
   constexpr int VQ = ACL_THREADS / DP;  // groups of positions in the sums
-  static_assert(HD % 64 == 0 && (NH / NKV) % QS == 0 && G >= 1 && G <= 8 && (G * HD) % C == 0 && ACL_THREADS % DP == 0 &&
-                    C <= ACL_MAX_CLUSTER,
+  static_assert(HD % 64 == 0 && (NH / NKV) % QS == 0 && G >= 1 && G <= 8 && (G * HD) % C == 0 &&
+                    ACL_THREADS % DP == 0 && C <= ACL_MAX_CLUSTER,
                 "layout");
   struct alignas(PER * sizeof(T)) Vec {
     T e[PER];
@@ -133,7 +138,7 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   AclFixed<HD, G>& fx = *reinterpret_cast<AclFixed<HD, G>*>(smem);
   const int pmax = acl_positions(cap, C);
   T* ks = reinterpret_cast<T*>(smem + (sizeof(AclFixed<HD, G>) + 15) / 16 * 16);
-  T* vs = LV ? ks : ks + static_cast<size_t>(pmax) * HD;                      // late values replace the keys
+  T* vs = LV == 1 ? ks : ks + static_cast<size_t>(pmax) * HD;                 // late values replace the keys
   float* sc = reinterpret_cast<float*>(vs + static_cast<size_t>(pmax) * HD);  // [position][G]
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -189,7 +194,7 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
     uint32_t* dw = reinterpret_cast<uint32_t*>(&vnew);
 #pragma unroll
     for (int j = 0; j < PER / 2; ++j) dw[j] = __ldcg(vw + j);
-    if (owns_new && !LV) reinterpret_cast<Vec*>(vs + static_cast<size_t>(len - begin) * HD)[lane] = vnew;
+    if (owns_new && LV != 1) reinterpret_cast<Vec*>(vs + static_cast<size_t>(len - begin) * HD)[lane] = vnew;
     if (writer) reinterpret_cast<Vec*>(vc + (head_row + len) * HD)[lane] = vnew;
   }
 #pragma unroll
@@ -215,6 +220,16 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   }
   __syncthreads();
   acl_wait_phase(bar, 0);
+  if (LV == 2) {
+    // The keys are in: the values follow into their own rows (phase 1), from
+    // L2, while the scores run. Phase 1 is armed once every thread has seen
+    // phase 0 complete.
+    __syncthreads();
+    if (tid == 0) {
+      acl_expect(bar, bytes);
+      if (bytes > 0) acl_bulk_copy(vs, vsrc, bytes, bar);
+    }
+  }
   mark(0);
 
   // 2. Scores: LP lanes per position, a lane taking the 8-element chunks
@@ -234,7 +249,8 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   // and each round costs a chain of loads, products and shuffles. With 4
   // query heads 2 (96 registers, 118 at 3 by ptxas: too many for the blocks
   // to start beside q/k/v's); with 2 (two clusters a head) 5, 160 positions
-  // a round (64 registers): a block of a 2.6k-position cache in one round.
+  // a round in 64 registers (stop 26 measured 5, +1.1% at 1920x1080; 2 had
+  // gained nothing there, on another machine).
   constexpr int STRIDE = ACL_WARPS * PPW, SU = G <= 2 ? 5 : 2;
   for (int p0 = warp * PPW; p0 < n; p0 += SU * STRIDE) {
     uint4 lo[SU], hi[SU];
@@ -278,7 +294,7 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   }
   __syncthreads();
   mark(1);
-  if (LV) {
+  if (LV == 1) {
     // The keys are read: the values take their rows (phase 1), from L2, while
     // the softmax runs. The proxy fence orders the threads' reads and writes
     // of these rows before the copy's writes; the new row is no part of it.
