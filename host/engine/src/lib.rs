@@ -18,6 +18,6 @@ pub use engine::{
 };
 pub use error::{Error, Result};
 pub use generate::{CancelToken, Event, FinishReason, GenerateRequest, GenerateResponse, Timings};
-pub use kernels::attention::{ClusterLayout, ValueCopy};
+pub use kernels::attention::ClusterLayout;
 pub use model::{DecodePath, StepAttention};
 pub use sampler::Sampling;

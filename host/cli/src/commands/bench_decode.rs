@@ -18,11 +18,10 @@ use crate::model_resolve;
 /// `mlx`, or `steps` with any of `-graph` (replayed as CUDA graphs),
 /// `-nopdl` (launches in strict order), `-splits` (the split attention),
 /// `-cN` (the attention in clusters of N blocks; sized by the caches without),
-/// `-cNv` (the same with the values brought in after the scores; `-cNk`
-/// after the keys), `-cNvqS` (S clusters a key/value head, each for its share
-/// of the query heads).
+/// `-cNv` (the same with the values brought in after the scores), `-cNvqS`
+/// (S clusters a key/value head, each for its share of the query heads).
 fn parse_path(name: &str) -> Result<DecodePath> {
-    const KNOWN: &str = "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv, -cNk, -cNvqS: steps-graph, steps-graph-c16v, ...";
+    const KNOWN: &str = "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv, -cNvqS: steps-graph, steps-graph-c16v, ...";
     if name == "mlx" {
         return Ok(DecodePath::Mlx);
     }
@@ -162,7 +161,6 @@ pub fn run(args: BenchDecodeArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engine::ValueCopy;
 
     #[test]
     fn paths_and_sizes_parse_or_say_why_not() {
@@ -198,7 +196,7 @@ mod tests {
                 pdl: true,
                 attention: StepAttention::Cluster(ClusterLayout {
                     blocks: 8,
-                    values: ValueCopy::AfterScores,
+                    late_values: true,
                     query_splits: 1
                 })
             }
@@ -210,7 +208,7 @@ mod tests {
                 pdl: true,
                 attention: StepAttention::Cluster(ClusterLayout {
                     blocks: 16,
-                    values: ValueCopy::AfterScores,
+                    late_values: true,
                     query_splits: 2
                 })
             }

@@ -178,38 +178,15 @@ pub fn step_kernel(
 pub struct ClusterLayout {
     /// Blocks per cluster: 2, 4, 8 or 16 (past 8 the kernel is allowed to).
     pub blocks: i32,
-    /// When the cached values come into shared memory.
-    pub values: ValueCopy,
+    /// Only the keys in shared memory before the wait, the values brought
+    /// into their rows after the scores, from L2 (half the bytes the scores
+    /// wait for where blocks start late, and half the shared memory a
+    /// position).
+    pub late_values: bool,
     /// Clusters per key/value head, each for an equal share of its query
     /// heads: 1, 2 or 4 (a block scores and sums for fewer heads, in fewer
     /// registers; every cluster reads the head's rows).
     pub query_splits: i32,
-}
-
-/// When a cluster attention block's cached value rows come into its shared
-/// memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ValueCopy {
-    /// With the keys, before the wait (`N`).
-    WithKeys,
-    /// Into L2 before the wait, then into rows of their own once the keys
-    /// are in, while the scores run (`Nk`).
-    AfterKeys,
-    /// Into L2 before the wait, then into the keys' rows once the scores are
-    /// made, while the softmax runs (`Nv`): half the bytes the scores wait
-    /// for where blocks start late, and half the shared memory a position.
-    AfterScores,
-}
-
-impl ValueCopy {
-    /// The kernel's `LV`.
-    pub(crate) fn template_value(self) -> i32 {
-        match self {
-            ValueCopy::WithKeys => 0,
-            ValueCopy::AfterScores => 1,
-            ValueCopy::AfterKeys => 2,
-        }
-    }
 }
 
 impl ClusterLayout {
@@ -217,29 +194,24 @@ impl ClusterLayout {
     pub const fn of(blocks: i32) -> ClusterLayout {
         ClusterLayout {
             blocks,
-            values: ValueCopy::WithKeys,
+            late_values: false,
             query_splits: 1,
         }
     }
 
-    /// `N` (blocks), then `v` or `k` (the values after the scores or after
-    /// the keys), then `qS` (S clusters a head), as paths and the
-    /// environment name layouts (and `Display` writes them): `16`, `16v`,
-    /// `16vq2`; `None` for anything else.
+    /// `N` (blocks), then `v` (late values), then `qS` (S clusters a head),
+    /// as paths and the environment name layouts (and `Display` writes
+    /// them): `16`, `16v`, `16vq2`; `None` for anything else.
     pub fn parse(s: &str) -> Option<ClusterLayout> {
         let (s, query_splits) = match s.split_once('q') {
             Some((s, q)) => (s, q.parse().ok().filter(|&q| q > 1)?),
             None => (s, 1),
         };
-        let (n, values) = match s.as_bytes().last() {
-            Some(b'v') => (&s[..s.len() - 1], ValueCopy::AfterScores),
-            Some(b'k') => (&s[..s.len() - 1], ValueCopy::AfterKeys),
-            _ => (s, ValueCopy::WithKeys),
-        };
+        let (n, late_values) = s.strip_suffix('v').map_or((s, false), |n| (n, true));
         let blocks = n.parse().ok().filter(|&b| b > 0)?;
         Some(ClusterLayout {
             blocks,
-            values,
+            late_values,
             query_splits,
         })
     }
@@ -252,12 +224,8 @@ impl ClusterLayout {
 
 impl std::fmt::Display for ClusterLayout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let values = match self.values {
-            ValueCopy::WithKeys => "",
-            ValueCopy::AfterKeys => "k",
-            ValueCopy::AfterScores => "v",
-        };
-        write!(f, "{}{values}", self.blocks)?;
+        let late = if self.late_values { "v" } else { "" };
+        write!(f, "{}{late}", self.blocks)?;
         match self.query_splits {
             1 => Ok(()),
             q => write!(f, "q{q}"),
@@ -278,7 +246,7 @@ pub const DEFAULT_CLUSTER: ClusterLayout = ClusterLayout::of(8);
 /// 8 were slower at every context (0.1–4%).
 pub const AUTO: ClusterLayout = ClusterLayout {
     blocks: 16,
-    values: ValueCopy::AfterScores,
+    late_values: true,
     query_splits: 1,
 };
 /// The automatic layout for caches of [`LONG_CAP`] positions or more: two
@@ -332,11 +300,7 @@ pub fn cluster_shared_bytes(heads: Heads, dtype: Dtype, layout: ClusterLayout, c
     let groups = CLUSTER_THREADS / (hd / 2);
     let fixed = (4 * (g * hd * (2 + groups) + 2 * g * (MAX_CLUSTER + 1)) + 8).div_ceil(16) * 16;
     let positions = (cap.max(1) as u32).div_ceil(layout.blocks.max(1) as u32);
-    let rows = if layout.values == ValueCopy::AfterScores {
-        1
-    } else {
-        2
-    };
+    let rows = if layout.late_values { 1 } else { 2 };
     fixed + positions * (rows * hd * dtype.size_of() as u32 + 4 * g)
 }
 
@@ -371,7 +335,7 @@ pub fn cluster_step_kernel(
     params.extend([Out("out", dtype), Int("cache_cap")]);
     let parts = [
         ("C", layout.blocks),
-        ("LV", layout.values.template_value()),
+        ("LV", i32::from(layout.late_values)),
         ("QS", layout.query_splits),
     ];
     let template = template(heads, dtype, &parts, rms_eps, rope_theta);
@@ -496,7 +460,7 @@ mod tests {
         };
         let of = ClusterLayout::of;
         let late = |blocks| ClusterLayout {
-            values: ValueCopy::AfterScores,
+            late_values: true,
             ..of(blocks)
         };
         // AclFixed: 4 (512 (2 + 4) + 2 * 4 * 17) + 8 = 12,840 -> 12,848;
@@ -522,23 +486,11 @@ mod tests {
         };
         assert_eq!(ClusterLayout::parse("16vq2"), Some(halves(late(16))));
         assert_eq!(ClusterLayout::parse("8q2"), Some(halves(of(8))));
-        let after_keys = |blocks| ClusterLayout {
-            values: ValueCopy::AfterKeys,
-            ..of(blocks)
-        };
-        assert_eq!(ClusterLayout::parse("16k"), Some(after_keys(16)));
-        assert_eq!(ClusterLayout::parse("16kq2"), Some(halves(after_keys(16))));
-        // Values after the keys take rows of their own, as with the keys.
-        assert_eq!(
-            cluster_shared_bytes(h, bf, after_keys(8), 2304),
-            cluster_shared_bytes(h, bf, of(8), 2304)
-        );
-        for name in ["8", "16v", "16vq2", "8q4", "16k", "16kq2"] {
+        for name in ["8", "16v", "16vq2", "8q4"] {
             assert_eq!(ClusterLayout::parse(name).unwrap().to_string(), name);
         }
         for bad in [
-            "", "v", "0", "-8", "8w", "8vv", "x8", "8q", "8q1", "8q0", "8qv", "q2", "8vq2v", "k",
-            "8kv", "8vk",
+            "", "v", "0", "-8", "8w", "8vv", "x8", "8q", "8q1", "8q0", "8qv", "q2", "8vq2v",
         ] {
             assert_eq!(ClusterLayout::parse(bad), None, "{bad:?}");
         }

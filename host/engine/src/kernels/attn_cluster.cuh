@@ -23,9 +23,7 @@
 // values go to L2 before the wait and into the keys' rows once the scores are
 // made, their copy from L2 overlapping the softmax. Clusters of 16 start only
 // once q/k/v's blocks drain, so their copies run after the wait: this halves
-// what the scores wait for (and the shared memory a position). With LV = 2
-// the values come from L2 into rows of their own as soon as the keys are in,
-// their copy overlapping the scores instead.
+// what the scores wait for (and the shared memory a position).
 //
 // With QS = 2 a key/value head's rows are read by two clusters (the second
 // read mostly from L2), each block scoring and summing for half the query
@@ -34,7 +32,7 @@
 // took as long, the sums ~0.2 µs less, and 1920x1080 decoded 1.1% faster
 // (bench/gpu/NOTES.md, stop 26).
 //
-// Template constants: T, HD (% 64 == 0), NH, NKV, C (cluster size), LV (0-2),
+// Template constants: T, HD (% 64 == 0), NH, NKV, C (cluster size), LV (0/1),
 // QS (clusters per key/value head).
 // qkv: (NH + 2 NKV) * HD, read past L1; kc, vc: (1, NKV, cap, HD) caches,
 // written in place; meta: [len, pos, ...] (len + 1 <= cap). out: NH * HD.
@@ -63,7 +61,7 @@ __host__ __device__ constexpr int acl_positions(int cap, int c) { return (cap + 
 template <typename T, int HD, int G, int C, int LV>
 __host__ __device__ constexpr unsigned attn_cluster_smem_bytes(int cap) {
   return static_cast<unsigned>((sizeof(AclFixed<HD, G>) + 15) / 16 * 16) +
-         static_cast<unsigned>(acl_positions(cap, C)) * ((LV == 1 ? 1u : 2u) * HD * sizeof(T) + G * 4u);
+         static_cast<unsigned>(acl_positions(cap, C)) * ((LV ? 1u : 2u) * HD * sizeof(T) + G * 4u);
 }
 
 __device__ __forceinline__ unsigned acl_smem_addr(const void* p) {
@@ -138,7 +136,7 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   AclFixed<HD, G>& fx = *reinterpret_cast<AclFixed<HD, G>*>(smem);
   const int pmax = acl_positions(cap, C);
   T* ks = reinterpret_cast<T*>(smem + (sizeof(AclFixed<HD, G>) + 15) / 16 * 16);
-  T* vs = LV == 1 ? ks : ks + static_cast<size_t>(pmax) * HD;                 // late values replace the keys
+  T* vs = LV ? ks : ks + static_cast<size_t>(pmax) * HD;                      // late values replace the keys
   float* sc = reinterpret_cast<float*>(vs + static_cast<size_t>(pmax) * HD);  // [position][G]
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -194,7 +192,7 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
     uint32_t* dw = reinterpret_cast<uint32_t*>(&vnew);
 #pragma unroll
     for (int j = 0; j < PER / 2; ++j) dw[j] = __ldcg(vw + j);
-    if (owns_new && LV != 1) reinterpret_cast<Vec*>(vs + static_cast<size_t>(len - begin) * HD)[lane] = vnew;
+    if (owns_new && !LV) reinterpret_cast<Vec*>(vs + static_cast<size_t>(len - begin) * HD)[lane] = vnew;
     if (writer) reinterpret_cast<Vec*>(vc + (head_row + len) * HD)[lane] = vnew;
   }
 #pragma unroll
@@ -220,16 +218,6 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   }
   __syncthreads();
   acl_wait_phase(bar, 0);
-  if (LV == 2) {
-    // The keys are in: the values follow into their own rows (phase 1), from
-    // L2, while the scores run. Phase 1 is armed once every thread has seen
-    // phase 0 complete.
-    __syncthreads();
-    if (tid == 0) {
-      acl_expect(bar, bytes);
-      if (bytes > 0) acl_bulk_copy(vs, vsrc, bytes, bar);
-    }
-  }
   mark(0);
 
   // 2. Scores: LP lanes per position, a lane taking the 8-element chunks
@@ -294,7 +282,7 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   }
   __syncthreads();
   mark(1);
-  if (LV == 1) {
+  if (LV) {
     // The keys are read: the values take their rows (phase 1), from L2, while
     // the softmax runs. The proxy fence orders the threads' reads and writes
     // of these rows before the copy's writes; the new row is no part of it.
