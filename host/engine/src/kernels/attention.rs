@@ -497,9 +497,11 @@ mod tests {
         // Two clusters a head: each block holds a key row and the scores of
         // 2 query heads a position, its fixed part sized for 2 heads. A
         // head's 4 query heads split 1, 2 or 4 ways, not 3 or 8.
+        // AclFixed for 2 heads: 4 (256 (2 + 4) + 2 * 2 * 17) + 8 = 6,424 ->
+        // 6,432; then a key row and 2 scores for each of 144 positions.
         assert_eq!(
             cluster_shared_bytes(h, bf, halves(late(16)), 2304),
-            (4 * (256 * (2 + 4) + 2 * 2 * 17) + 8u32).div_ceil(16) * 16 + 144 * (256 + 8)
+            6_432 + 144 * 264
         );
         assert_eq!(halves(late(16)).launched_blocks(8), 256);
         assert!(cluster_fits(

@@ -26,11 +26,11 @@
 // what the scores wait for (and the shared memory a position).
 //
 // With QS = 2 a key/value head's rows are read by two clusters (the second
-// read mostly from L2), each block scoring and summing for half the query
-// heads in 64 registers (96 for all 4), two blocks an SM. Meant to shorten
-// the latency-bound scores and sums at long contexts; on the H100 the scores
-// took as long, the sums ~0.2 µs less, and 1920x1080 decoded 1.1% faster
-// (bench/gpu/NOTES.md, stop 26).
+// read, by our reading, from L2: not measured), each block scoring and
+// summing for half the query heads in 64 registers (96 for all 4), two
+// blocks an SM. Meant to shorten the latency-bound scores and sums at long
+// contexts; on the H100 the scores took as long, the sums ~0.2 µs less, and
+// 1920x1080 decoded 1.1% faster (bench/gpu/NOTES.md, stop 26).
 //
 // Template constants: T, HD (% 64 == 0), NH, NKV, C (cluster size), LV (0/1),
 // QS (clusters per key/value head).

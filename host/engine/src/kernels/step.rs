@@ -302,7 +302,15 @@ mod tests {
         for splits in [1, 16, 64] {
             all.push(attention::step_kernel(heads, bf, splits, 1e-6, 5e6).unwrap());
         }
-        for name in ["8", "16", "8v", "16v", "16vq2"] {
+        // Each layout with the blocks its launch takes for 8 key/value heads.
+        for (name, launched) in [
+            ("8", 64),
+            ("16", 128),
+            ("8v", 64),
+            ("16v", 128),
+            ("16vq2", 256),
+            ("16vq4", 512),
+        ] {
             let layout = attention::ClusterLayout::parse(name).unwrap();
             let (blocks, late_values) = (layout.blocks, layout.late_values);
             let k = attention::cluster_step_kernel(heads, bf, layout, 1e-6, 5e6).unwrap();
@@ -311,7 +319,7 @@ mod tests {
             let lv = format!("constexpr int LV = {};", i32::from(late_values));
             let qs = format!("constexpr int QS = {};", layout.query_splits);
             assert!(k.source.contains(&lv) && k.source.contains(&qs), "{name}");
-            assert_eq!(k.dims.blocks as i32, layout.launched_blocks(8), "{name}");
+            assert_eq!(k.dims.blocks, launched, "{name}");
             all.push(k);
         }
         for k in &all {
