@@ -142,7 +142,7 @@ def main():
             ok = False
         for f in files:
             src = f.read_text()
-            name = re.search(r'extern "C" __global__ void (?:__cluster_dims__\([^)]*\) )?(\w+)\(', src).group(1)
+            name = re.search(r'extern "C" __global__ void (?:__launch_bounds__\([^)]*\) )?(?:__cluster_dims__\([^)]*\) )?(\w+)\(', src).group(1)
             ok &= compile_one(f"step kernel {name} ({f.name})", src)
     sys.exit(0 if ok else 1)
 
