@@ -75,10 +75,8 @@ pub struct BenchDecodeArgs {
     /// Paths, comma-separated: mlx, or steps with any of -graph (CUDA graphs),
     /// -nopdl (no programmatic dependent launch), -splits (the split
     /// attention, not the cluster one), -cN (clusters of N blocks; sized by
-    /// the caches without), -cNv (the same, values after the scores), -cNvqS
-    /// (S clusters a key/value head), -mlp2 (gate/up and down as two
-    /// launches), -mlpCxU (the MLP as one launch in C chunks): e.g.
-    /// steps-graph, steps-graph-splits, steps-graph-c16v, steps-graph-mlp2
+    /// the caches without), -cNv (the same, values after the scores): e.g.
+    /// steps-graph, steps-graph-splits, steps-graph-c16v
     #[arg(
         long,
         value_delimiter = ',',

@@ -19,6 +19,5 @@ pub use engine::{
 pub use error::{Error, Result};
 pub use generate::{CancelToken, Event, FinishReason, GenerateRequest, GenerateResponse, Timings};
 pub use kernels::attention::ClusterLayout;
-pub use kernels::mlp::MlpShape;
-pub use model::{DecodePath, StepAttention, StepMlp};
+pub use model::{DecodePath, StepAttention};
 pub use sampler::Sampling;

@@ -73,7 +73,6 @@ struct Api {
   Result (*module_unload)(Handle) = nullptr;
   Result (*module_get_function)(Handle*, Handle, const char*) = nullptr;
   Result (*func_set_attribute)(Handle, int, int) = nullptr;
-  Result (*occupancy_max_blocks)(int*, Handle, int, size_t) = nullptr;
   Result (*stream_create)(Handle*, unsigned) = nullptr;
   Result (*stream_destroy)(Handle) = nullptr;
   Result (*stream_synchronize)(Handle) = nullptr;
@@ -103,7 +102,6 @@ struct Api {
 
   Handle ctx = nullptr;  // the device's primary context, MLX's
   int cc_major = 0, cc_minor = 0;
-  int sm_count = 0;  // streaming multiprocessors
   bool driver = false;  // every driver call above was found and the context retained
   bool nvrtc = false;   // every NVRTC call too
 };

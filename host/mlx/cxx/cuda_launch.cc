@@ -223,16 +223,6 @@ std::unique_ptr<CudaKernel> cuda_kernel_compile(rust::Str name, rust::Str source
   return k;
 }
 
-uint32_t cuda_kernel_resident_blocks(const CudaKernel& k, uint32_t block, uint32_t shared) {
-  const cuda::Api& a = need_driver("counting a kernel's resident blocks");
-  int per_sm = 0;
-  cuda::check(cuda::in_context([&] {
-                return a.occupancy_max_blocks(&per_sm, k.function, static_cast<int>(block), shared);
-              }),
-              "counting a kernel's resident blocks");
-  return static_cast<uint32_t>(per_sm) * static_cast<uint32_t>(a.sm_count);
-}
-
 StepRunner::~StepRunner() {
   const cuda::Api& a = cuda::api();
   if (!a.driver) return;

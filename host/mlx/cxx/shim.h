@@ -133,9 +133,6 @@ struct StepRunner {
 bool cuda_launch_available();
 std::unique_ptr<CudaKernel> cuda_kernel_compile(rust::Str name, rust::Str source, uint32_t shared_bytes,
                                                 uint32_t cluster_blocks, int32_t shared_carveout);
-// Blocks of `block` threads and `shared` bytes of dynamic shared memory that
-// the whole GPU holds at once.
-uint32_t cuda_kernel_resident_blocks(const CudaKernel& k, uint32_t block, uint32_t shared);
 std::unique_ptr<StepRunner> step_runner_new(bool use_graph);
 void step_runner_set_graph(StepRunner& r, bool use_graph);
 void step_runner_clear(StepRunner& r);

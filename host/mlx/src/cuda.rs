@@ -53,15 +53,6 @@ impl CudaKernel {
         .map_err(|e| Error::from_cxx("cuda_kernel_compile", e))?;
         Ok(CudaKernel { raw })
     }
-
-    /// Blocks of `threads` threads with `shared_bytes` of dynamic shared
-    /// memory that the whole GPU holds at once (the driver's occupancy for
-    /// this kernel, times the SMs): a launch that waits inside for its own
-    /// blocks must not have more.
-    pub fn resident_blocks(&self, threads: u32, shared_bytes: u32) -> Result<u32> {
-        ffi::cuda_kernel_resident_blocks(&self.raw, threads, shared_bytes)
-            .map_err(|e| Error::from_cxx("cuda_kernel_resident_blocks", e))
-    }
 }
 
 /// How a kernel is loaded.

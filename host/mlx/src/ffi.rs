@@ -153,7 +153,6 @@ pub(crate) mod bridge {
             cluster_blocks: u32,
             shared_carveout: i32,
         ) -> Result<UniquePtr<CudaKernel>>;
-        fn cuda_kernel_resident_blocks(k: &CudaKernel, block: u32, shared: u32) -> Result<u32>;
         fn step_runner_new(use_graph: bool) -> Result<UniquePtr<StepRunner>>;
         fn step_runner_set_graph(r: Pin<&mut StepRunner>, use_graph: bool) -> Result<()>;
         fn step_runner_clear(r: Pin<&mut StepRunner>);

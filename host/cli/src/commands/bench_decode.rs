@@ -8,8 +8,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use engine::image::{Pattern, synth_image};
 use engine::{
-    ClusterLayout, DecodePath, Engine, EngineOptions, GenerateRequest, GenerateResponse, MlpShape,
-    StepAttention, StepMlp,
+    ClusterLayout, DecodePath, Engine, EngineOptions, GenerateRequest, GenerateResponse,
+    StepAttention,
 };
 
 use crate::cli::BenchDecodeArgs;
@@ -19,11 +19,9 @@ use crate::model_resolve;
 /// `-nopdl` (launches in strict order), `-splits` (the split attention),
 /// `-cN` (the attention in clusters of N blocks; sized by the caches without),
 /// `-cNv` (the same with the values brought in after the scores), `-cNvqS`
-/// (S clusters a key/value head, each for its share of the query heads),
-/// `-mlp2` (gate/up and down as two launches) or `-mlpCxU` (one launch in C
-/// chunks, U k-tiles a warp loads at once); without either, the default.
+/// (S clusters a key/value head, each for its share of the query heads).
 fn parse_path(name: &str) -> Result<DecodePath> {
-    const KNOWN: &str = "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv, -cNvqS, -mlp2, -mlpCxU: steps-graph, steps-graph-c16v-mlp4x2, ...";
+    const KNOWN: &str = "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv, -cNvqS: steps-graph, steps-graph-c16v, ...";
     if name == "mlx" {
         return Ok(DecodePath::Mlx);
     }
@@ -32,25 +30,20 @@ fn parse_path(name: &str) -> Result<DecodePath> {
         .filter(|r| r.is_empty() || r.starts_with('-'))
         .with_context(|| format!("unknown decode path {name:?} ({KNOWN})"))?;
     let (mut graph, mut pdl, mut attention) = (false, true, StepAttention::Auto);
-    let mut mlp = StepMlp::Auto;
     for part in rest.split('-').skip(1) {
         let layout = part.strip_prefix('c').and_then(ClusterLayout::parse);
-        let shape = part.strip_prefix("mlp").and_then(MlpShape::parse);
-        match (part, layout, shape) {
-            ("graph", ..) => graph = true,
-            ("nopdl", ..) => pdl = false,
-            ("splits", ..) => attention = StepAttention::Split,
-            ("mlp2", ..) => mlp = StepMlp::Split,
-            (_, Some(layout), _) => attention = StepAttention::Cluster(layout),
-            (.., Some(shape)) => mlp = StepMlp::Fused(shape),
-            (other, ..) => bail!("unknown decode path {name:?}: {other:?} ({KNOWN})"),
+        match (part, layout) {
+            ("graph", _) => graph = true,
+            ("nopdl", _) => pdl = false,
+            ("splits", _) => attention = StepAttention::Split,
+            (_, Some(layout)) => attention = StepAttention::Cluster(layout),
+            (other, _) => bail!("unknown decode path {name:?}: {other:?} ({KNOWN})"),
         }
     }
     Ok(DecodePath::Steps {
         graph,
         pdl,
         attention,
-        mlp,
     })
 }
 
@@ -175,7 +168,6 @@ mod tests {
         assert_eq!(
             parse_path("steps-graph").unwrap(),
             DecodePath::Steps {
-                mlp: StepMlp::Auto,
                 graph: true,
                 pdl: true,
                 attention: StepAttention::Auto
@@ -184,7 +176,6 @@ mod tests {
         assert_eq!(
             parse_path("steps-graph-nopdl-splits").unwrap(),
             DecodePath::Steps {
-                mlp: StepMlp::Auto,
                 graph: true,
                 pdl: false,
                 attention: StepAttention::Split
@@ -193,7 +184,6 @@ mod tests {
         assert_eq!(
             parse_path("steps-graph-c16").unwrap(),
             DecodePath::Steps {
-                mlp: StepMlp::Auto,
                 graph: true,
                 pdl: true,
                 attention: StepAttention::Cluster(ClusterLayout::of(16))
@@ -202,7 +192,6 @@ mod tests {
         assert_eq!(
             parse_path("steps-c8v").unwrap(),
             DecodePath::Steps {
-                mlp: StepMlp::Auto,
                 graph: false,
                 pdl: true,
                 attention: StepAttention::Cluster(ClusterLayout {
@@ -215,7 +204,6 @@ mod tests {
         assert_eq!(
             parse_path("steps-graph-c16vq2").unwrap(),
             DecodePath::Steps {
-                mlp: StepMlp::Auto,
                 graph: true,
                 pdl: true,
                 attention: StepAttention::Cluster(ClusterLayout {
@@ -225,29 +213,6 @@ mod tests {
                 })
             }
         );
-        assert_eq!(
-            parse_path("steps-graph-mlp2").unwrap(),
-            DecodePath::Steps {
-                graph: true,
-                pdl: true,
-                attention: StepAttention::Auto,
-                mlp: StepMlp::Split,
-            }
-        );
-        let fused = MlpShape {
-            chunks: 2,
-            tiles_at_once: 3,
-        };
-        assert_eq!(
-            parse_path("steps-mlp2x3-c16").unwrap(),
-            DecodePath::Steps {
-                graph: false,
-                pdl: true,
-                attention: StepAttention::Cluster(ClusterLayout::of(16)),
-                mlp: StepMlp::Fused(fused),
-            }
-        );
-        assert!(parse_path("steps-mlp0x2").is_err());
         assert!(parse_path("steps-c8w").is_err());
         assert!(parse_path("steps-c0").is_err());
         assert!(parse_path("stepsgraph").is_err());

@@ -3,7 +3,6 @@
 //! measurements; `bench/gpu/nvrtc_check.py` compiles every variant without a GPU.
 //!
 //! - `qmv`: 4-bit matrix-vector products, with RMSNorm, residual or SwiGLU fused.
-//! - `mlp`: a decoding step's MLP (gate/up and down) in one persistent launch.
 //! - `attention`: one step of attention over the KV cache, RoPE and cache
 //!   writes included.
 //! - `prefill`: element-wise kernels for prefill and the vision tower (vision
@@ -13,7 +12,6 @@
 //! operations on random data; a mismatch leaves them off.
 
 pub mod attention;
-pub mod mlp;
 pub mod prefill;
 pub mod qmv;
 pub(crate) mod self_check;

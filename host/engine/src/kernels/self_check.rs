@@ -41,12 +41,6 @@ fn relative_error(reference: &Array, ours: &Array) -> Result<f32> {
     Ok(worst / scale)
 }
 
-/// `ours` within the kernels' tolerance of `reference` (relative to its
-/// largest magnitude).
-pub(crate) fn check_close(what: &str, reference: &Array, ours: &Array) -> Result<()> {
-    check(what, reference, ours)
-}
-
 fn check(what: &str, reference: &Array, ours: &Array) -> Result<()> {
     check_within(what, reference, ours, TOLERANCE)
 }

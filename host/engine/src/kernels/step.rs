@@ -284,13 +284,6 @@ mod tests {
         ] {
             all.push(v.step_kernel(k, n, bf, 1e-6).unwrap());
         }
-        for chunks in [4, 2] {
-            let shape = crate::kernels::mlp::MlpShape {
-                chunks,
-                tiles_at_once: 2,
-            };
-            all.push(crate::kernels::mlp::step_kernel(4096, 12288, bf, 1e-6, shape).unwrap());
-        }
         // A launch shape asked to fit 3 blocks an SM (`VLM_BENCH_QMV_SHAPES`'s M).
         let bounded = Variant::Norm
             .bounded_step_kernel(4096, 6144, bf, 1e-6, 3)

@@ -16,7 +16,7 @@ use mlx::Array;
 pub use kv_cache::KvCache;
 pub use positions::Positions;
 pub(crate) use text::StepSession;
-pub use text::{DecodePath, Rope, StepAttention, StepMlp, TextModel, Visual};
+pub use text::{DecodePath, Rope, StepAttention, TextModel, Visual};
 pub use vision::{VisionFeatures, VisionTower};
 
 use crate::config::ModelConfig;

@@ -11,7 +11,7 @@ mod steps;
 
 pub(crate) use steps::StepSession;
 use steps::StepState;
-pub use steps::{DecodePath, StepAttention, StepMlp};
+pub use steps::{DecodePath, StepAttention};
 
 use super::kv_cache::{KvCache, LayerCache};
 use super::linear::{Linear, Projections, dense_bytes, dense_copy};
@@ -412,7 +412,6 @@ impl TextModel {
                 graph,
                 pdl,
                 attention,
-                mlp,
             },
         ) = (&self.fused, self.decode_path)
         else {
@@ -434,7 +433,7 @@ impl TextModel {
         let StepState::Ready(decoder) = &mut *state else {
             return Ok(None);
         };
-        decoder.configure(self, graph, pdl, attention, mlp)?;
+        decoder.configure(self, graph, pdl, attention)?;
         Ok(Some(StepSession::start(state, self, token, kv, pos)?))
     }
 

@@ -22,8 +22,6 @@
 //! `VLM_BENCH_ATTN_CLUSTER=N` (clusters of N blocks always; `Nv`: with the
 //! values brought in after the scores; `NvqS`: S clusters a key/value head,
 //! [`ClusterLayout`]),
-//! `VLM_BENCH_FUSED_MLP=0` (gate/up and down as two launches) or `=CxU`
-//! (one launch in C chunks, [`MlpShape`]),
 //! `VLM_BENCH_SHARED_CARVEOUT=P` (q/k/v and the cluster attention prefer P% of
 //! L1 as shared memory), `VLM_BENCH_QMV_SHAPES=KxN=WxU[xM],...` (the 4-bit
 //! products of K-wide inputs and N rows in blocks of W warps, U k-tiles at
@@ -46,9 +44,8 @@ use mlx::{Array, Dtype, Quantized};
 use super::{FusedDecode, TextModel};
 use crate::error::{Error, Result};
 use crate::kernels::attention::{self, ClusterLayout, Heads};
-use crate::kernels::mlp::{self, MlpShape};
 use crate::kernels::qmv::{self, Variant};
-use crate::kernels::self_check::{self, AttentionCase, CaseShape};
+use crate::kernels::self_check::{AttentionCase, CaseShape};
 use crate::kernels::step;
 use crate::model::kv_cache::KvCache;
 
@@ -63,8 +60,6 @@ enum Key {
     O,
     GateUp,
     Down,
-    /// Gate/up and down in one persistent launch.
-    Mlp(MlpShape),
     Head,
     Argmax,
 }
@@ -74,7 +69,6 @@ impl Key {
     fn label(&self) -> String {
         match self {
             Key::ClusterAttention(layout) => format!("ClusterAttention({layout})"),
-            Key::Mlp(s) => format!("Mlp({}x{})", s.chunks, s.tiles_at_once),
             other => format!("{other:?}"),
         }
     }
@@ -121,8 +115,7 @@ pub(crate) struct StepDecoder {
     /// every step and request: `h0` (a layer's input and output), `h1`
     /// (after attention), `qkv`, `part` (attention partials), `attn`, `act`
     /// (after SwiGLU), `logits`, `tok` (the step's input token, then its
-    /// output), `meta` (`[len, pos, 0, 0]` of the next step), and for the
-    /// fused MLP `mlp_part` (down's partial sums) and `mlp_counters`.
+    /// output), `meta` (`[len, pos, 0, 0]` of the next step).
     buffers: HashMap<&'static str, (Array, u64)>,
     layers: Vec<LayerPtrs>,
     embed: Matrix,
@@ -136,11 +129,6 @@ pub(crate) struct StepDecoder {
     /// on) or not.
     clusters: HashMap<ClusterLayout, bool>,
     attention: StepAttention,
-    /// The MLP as one launch in this shape (compiled and checked), or as
-    /// gate/up and down.
-    mlp: Option<MlpShape>,
-    /// MLP shapes tried: compiled and checked, or not.
-    mlp_checked: HashMap<MlpShape, bool>,
     /// The shared-memory carveout (percent) q/k/v and the cluster attention
     /// prefer, so that the attention's blocks (up to 226 KB) may start on SMs
     /// still running q/k/v's; else the driver's.
@@ -245,32 +233,7 @@ pub enum DecodePath {
         /// Let each launch start while the previous one drains.
         pdl: bool,
         attention: StepAttention,
-        mlp: StepMlp,
     },
-}
-
-/// How the step runner launches a layer's MLP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StepMlp {
-    /// Gate/up and down as two launches.
-    Split,
-    /// One persistent launch in this shape where it fits and passes its
-    /// check, else two.
-    Fused(MlpShape),
-    /// One launch in the default shape where it fits and passes, else two.
-    Auto,
-}
-
-impl StepMlp {
-    /// `VLM_BENCH_FUSED_MLP`: `0` two launches, `CxU` one in that shape
-    /// ([`MlpShape::parse`]); unset or anything else, the default.
-    fn from_env() -> StepMlp {
-        match std::env::var("VLM_BENCH_FUSED_MLP") {
-            Ok(v) if v == "0" => StepMlp::Split,
-            Ok(v) => MlpShape::parse(&v).map_or(StepMlp::Auto, StepMlp::Fused),
-            Err(_) => StepMlp::Auto,
-        }
-    }
 }
 
 /// How the step runner computes a step's attention.
@@ -305,7 +268,6 @@ impl DecodePath {
                     .and_then(|v| ClusterLayout::parse(&v))
                     .map_or(StepAttention::Auto, StepAttention::Cluster)
             },
-            mlp: StepMlp::from_env(),
         }
     }
 }
@@ -388,12 +350,6 @@ impl StepDecoder {
             ("logits", vocab, dtype),
             ("tok", 1, Dtype::U32),
             ("meta", 4, Dtype::I32),
-            ("mlp_part", mlp::part_len(h, MlpShape::LARGEST), Dtype::F32),
-            (
-                "mlp_counters",
-                mlp::counters_len(h, MlpShape::LARGEST),
-                Dtype::U32,
-            ),
         ];
         let arrays = sizes
             .iter()
@@ -419,8 +375,6 @@ impl StepDecoder {
             pdl: true,
             clusters: HashMap::new(),
             attention: StepAttention::Split,
-            mlp: None,
-            mlp_checked: HashMap::new(),
             carveout: std::env::var("VLM_BENCH_SHARED_CARVEOUT")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -450,16 +404,9 @@ impl StepDecoder {
         graph: bool,
         pdl: bool,
         attention: StepAttention,
-        mlp: StepMlp,
     ) -> Result<()> {
         self.pdl = pdl;
         self.attention = attention;
-        let inter = self.layers.first().map_or(0, |l| l.down.k);
-        let shape = match mlp {
-            StepMlp::Split => None,
-            StepMlp::Fused(s) => s.fitted(inter),
-            StepMlp::Auto => MlpShape::default_for(inter),
-        };
         let layouts = match attention {
             StepAttention::Split => vec![],
             StepAttention::Cluster(c) => vec![c],
@@ -469,18 +416,13 @@ impl StepDecoder {
             .into_iter()
             .filter(|c| !self.clusters.contains_key(c))
             .collect();
-        let mlp_untried = shape.filter(|s| !self.mlp_checked.contains_key(s));
-        if !untried.is_empty() || mlp_untried.is_some() {
+        if !untried.is_empty() {
             // The checks launch directly, not into a graph.
             self.runner.set_use_graph(false)?;
             for layout in untried {
                 self.prepare_cluster(model, layout);
             }
-            if let Some(s) = mlp_untried {
-                self.prepare_mlp(model, s);
-            }
         }
-        self.mlp = shape.filter(|s| self.mlp_checked.get(s) == Some(&true));
         Ok(self.runner.set_use_graph(graph)?)
     }
 
@@ -501,91 +443,6 @@ impl StepDecoder {
             eprintln!("warning: decode attention stays split: {e}");
         }
         self.clusters.insert(layout, checked.is_ok());
-    }
-
-    /// Compiles the fused MLP in `shape` and checks it against gate/up and
-    /// down launched apart; a failure leaves the MLP as two launches.
-    fn prepare_mlp(&mut self, model: &TextModel, shape: MlpShape) {
-        let checked = self
-            .kernel(model, Key::Mlp(shape))
-            .and_then(|()| self.check_mlp(shape));
-        if let Err(e) = &checked {
-            eprintln!("warning: the MLP stays two launches: {e}");
-        }
-        self.mlp_checked.insert(shape, checked.is_ok());
-    }
-
-    /// The fused MLP against gate/up and down apart on the first layer's
-    /// weights and a random input: their outputs within the kernels' own
-    /// self-check tolerance, and the counters left at zero.
-    fn check_mlp(&mut self, shape: MlpShape) -> Result<()> {
-        let l = &self.layers[0];
-        let (h, inter) = (l.down.n, l.down.k);
-        let x =
-            mlx::random::normal(&[h], self.dtype, 0.0, 1.0, &mlx::random::key(5)?)?.contiguous()?;
-        let outs = [
-            buffer(inter, self.dtype)?,
-            buffer(h, self.dtype)?,
-            buffer(inter, self.dtype)?,
-            buffer(h, self.dtype)?,
-        ];
-        mlx::eval(&[&x, &outs[0], &outs[1], &outs[2], &outs[3]])?;
-        let p = |a: &Array| a.device_ptr();
-        let (xp, act2, out2, act1, out1) = (
-            p(&x)?,
-            p(&outs[0])?,
-            p(&outs[1])?,
-            p(&outs[2])?,
-            p(&outs[3])?,
-        );
-        let (g, d) = (l.gate_up, l.down);
-        let mut launches = vec![
-            (
-                Key::GateUp,
-                vec![xp, l.post_norm, g.w, g.scales, g.biases, act1],
-            ),
-            (Key::Down, vec![act1, d.w, d.scales, d.biases, xp, out1]),
-        ];
-        let fused = vec![
-            xp,
-            l.post_norm,
-            g.w,
-            g.scales,
-            g.biases,
-            act2,
-            d.w,
-            d.scales,
-            d.biases,
-            out2,
-            self.ptr("mlp_part"),
-            self.ptr("mlp_counters"),
-        ];
-        launches.push((Key::Mlp(shape), fused));
-        self.runner.clear();
-        for (key, mut args) in launches {
-            let (kernel, dims) = &self.kernels[&key];
-            if let Some(t) = &self.timeline {
-                args.extend([t.ptr, 0]);
-            }
-            self.runner.add(kernel, *dims, false, &args)?;
-        }
-        self.runner.launch()?;
-        self.runner.synchronize()?;
-        self.runner.clear();
-        let counters = self.ptr("mlp_counters");
-        let mut raw = vec![0u8; self.buffers["mlp_counters"].0.nbytes()];
-        self.runner.download(counters, &mut raw)?;
-        let what = |e: Error| {
-            Error::Model(format!(
-                "fused MLP ({}x{}): {e}",
-                shape.chunks, shape.tiles_at_once
-            ))
-        };
-        if raw.iter().any(|&b| b != 0) {
-            return Err(what(Error::Model("counters left non-zero".into())));
-        }
-        self_check::check_close("its SwiGLU output", &outs[2], &outs[0]).map_err(what)?;
-        self_check::check_close("its output", &outs[3], &outs[1]).map_err(what)
     }
 
     /// The cluster layout of a step with caches of `cap` positions, if any:
@@ -664,7 +521,6 @@ impl StepDecoder {
             Key::O => qmv(Variant::Residual, &l.o),
             Key::GateUp => qmv(Variant::NormSwiGlu, &l.gate_up),
             Key::Down => qmv(Variant::Residual, &l.down),
-            Key::Mlp(shape) => mlp::step_kernel(l.down.n, l.down.k, self.dtype, eps, shape),
             Key::Head => qmv(Variant::Norm, &self.head),
             Key::Argmax => step::argmax(self.dtype, self.head.n),
             Key::Attention(splits) => {
@@ -697,15 +553,6 @@ impl StepDecoder {
         };
         let k = CudaKernel::compile_with(name, &source, &options)
             .map_err(|e| Error::Model(format!("step kernel {key:?}: {e}")))?;
-        let mut dims = dims;
-        if let Key::Mlp(_) = key {
-            // Its blocks wait for each other: all must be resident at once.
-            let resident = k.resident_blocks(dims.threads, dims.shared_bytes)?;
-            if resident == 0 {
-                return Err(Error::Model("step kernel Mlp: no block fits an SM".into()));
-            }
-            dims.blocks = dims.blocks.min(resident);
-        }
         self.kernels.insert(key, (k, dims));
         Ok(())
     }
@@ -825,7 +672,6 @@ impl StepSession<'_> {
             p("tok"),
             p("meta"),
         );
-        let (mlp_part, mlp_counters, fused_mlp) = (p("mlp_part"), p("mlp_counters"), d.mlp);
         let StepDecoder {
             runner,
             kernels,
@@ -881,31 +727,10 @@ impl StepSession<'_> {
             }
             let [w, s, b] = m(&l.o);
             add(Key::O, *pdl, &[attn, w, s, b, h0, h1])?;
-            let (g, dn) = (&l.gate_up, &l.down);
-            if let Some(shape) = fused_mlp {
-                let args = [
-                    h1,
-                    l.post_norm,
-                    g.w,
-                    g.scales,
-                    g.biases,
-                    act,
-                    dn.w,
-                    dn.scales,
-                    dn.biases,
-                    h0,
-                    mlp_part,
-                    mlp_counters,
-                ];
-                add(Key::Mlp(shape), *pdl, &args)?;
-            } else {
-                add(
-                    Key::GateUp,
-                    *pdl,
-                    &[h1, l.post_norm, g.w, g.scales, g.biases, act],
-                )?;
-                add(Key::Down, *pdl, &[act, dn.w, dn.scales, dn.biases, h1, h0])?;
-            }
+            let [w, s, b] = m(&l.gate_up);
+            add(Key::GateUp, *pdl, &[h1, l.post_norm, w, s, b, act])?;
+            let [w, s, b] = m(&l.down);
+            add(Key::Down, *pdl, &[act, w, s, b, h1, h0])?;
         }
         let head = [h0, *final_norm, hm.w, hm.scales, hm.biases, logits];
         add(Key::Head, *pdl, &head)?;
