@@ -67,25 +67,6 @@ fn shape_override(k: i32, n: i32) -> Option<(i32, i32, i32)> {
     shapes.iter().find(|(m, _)| *m == (k, n)).map(|&(_, s)| s)
 }
 
-/// How the step runner's products load their weights
-/// (`VLM_BENCH_QMV_LOAD=0..5`, qmv4.cuh's QMV4_LOAD), for measuring: the
-/// `#define` ahead of their header, or nothing for plain loads.
-fn load_define() -> String {
-    static LOAD: OnceLock<i32> = OnceLock::new();
-    let load = *LOAD.get_or_init(|| {
-        std::env::var("VLM_BENCH_QMV_LOAD")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|v| (1..=5).contains(v))
-            .unwrap_or(0)
-    });
-    if load == 0 {
-        String::new()
-    } else {
-        format!("#define QMV4_LOAD {load}\n")
-    }
-}
-
 /// Persistent launches asked for in `VLM_BENCH_QMV_GRID`, for measuring
 /// them: `KxN=G` entries (input width, rows; blocks), comma-separated, e.g.
 /// `4096x24576=512`: G blocks (fewer than the matrix's row groups) each take
@@ -327,7 +308,7 @@ impl Variant {
         super::step::standalone(
             self.name(),
             placement,
-            &format!("{}{}", load_define(), Self::header()),
+            &Self::header(),
             &self.body(),
             &params,
             &template,

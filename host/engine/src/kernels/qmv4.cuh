@@ -24,54 +24,6 @@
 // others zeros), so C column 0 and 1 are per-group sums and the group scales
 // apply after the mma.
 
-// How the weights, scales and biases are loaded (QMV4_LOAD, defined ahead of
-// the header to measure): 0 plainly; 1 read-only without an L1 line; 2 and 3
-// as 1, with L2 fetching the 128 or 256 bytes around each load; 4 through
-// __ldg (read-only, the compiler free to schedule it); 5 coherent, with L2
-// fetching 256 bytes (not volatile: the compiler schedules it as a load).
-#ifndef QMV4_LOAD
-#define QMV4_LOAD 0
-#endif
-#if QMV4_LOAD == 2
-#define QMV4_LD "ld.global.nc.L1::no_allocate.L2::128B"
-#elif QMV4_LOAD == 3
-#define QMV4_LD "ld.global.nc.L1::no_allocate.L2::256B"
-#elif QMV4_LOAD == 5
-#define QMV4_LD "ld.global.L2::256B"
-#else
-#define QMV4_LD "ld.global.nc.L1::no_allocate"
-#endif
-__device__ __forceinline__ uint4 qmv4_ld(const uint4* p) {
-#if QMV4_LOAD == 0
-  return *p;
-#elif QMV4_LOAD == 4
-  return __ldg(p);
-#else
-  uint4 v;
-#if QMV4_LOAD == 5
-  asm(QMV4_LD ".v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-#else
-  asm volatile(QMV4_LD ".v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-#endif
-  return v;
-#endif
-}
-__device__ __forceinline__ unsigned qmv4_ld(const unsigned* p) {
-#if QMV4_LOAD == 0
-  return *p;
-#elif QMV4_LOAD == 4
-  return __ldg(p);
-#else
-  unsigned v;
-#if QMV4_LOAD == 5
-  asm(QMV4_LD ".u32 %0, [%1];" : "=r"(v) : "l"(p));
-#else
-  asm volatile(QMV4_LD ".u32 %0, [%1];" : "=r"(v) : "l"(p));
-#endif
-  return v;
-#endif
-}
-
 constexpr int QMV4_XS = 20;  // words per 32-code chunk slot in shared memory: 16 used, padded for banks
 
 __host__ __device__ constexpr int qmv4_shared_bytes(int k) { return (k / 32) * QMV4_XS * 4 + (k / 64) * 4; }
@@ -202,12 +154,12 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
     for (int u = 0; u < U; ++u) {
       const int tile = warp + (batch * U + u) * WARPS;
       if (EVEN || tile < TILES) {
-        wl[u] = qmv4_ld(wlo + tile * 4);
-        wh[u] = qmv4_ld(whi + tile * 4);
-        sl[u] = qmv4_ld(slo + tile);
-        sh[u] = qmv4_ld(shi + tile);
-        bl[u] = qmv4_ld(blo + tile);
-        bh[u] = qmv4_ld(bhi + tile);
+        wl[u] = wlo[tile * 4];
+        wh[u] = whi[tile * 4];
+        sl[u] = slo[tile];
+        sh[u] = shi[tile];
+        bl[u] = blo[tile];
+        bh[u] = bhi[tile];
       }
     }
   };
