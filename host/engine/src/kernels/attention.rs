@@ -262,22 +262,26 @@ pub const AUTO_LONG: ClusterLayout = ClusterLayout {
 /// (2,062 prompt positions), not its 1024x1024 ones (1,046), where it gained
 /// nothing.
 pub const LONG_CAP: i32 = 1536;
-/// Every layout [`auto_cluster`] may choose, in order of preference,
-/// compiled and checked before automatic steps use them.
-pub const AUTO_LAYOUTS: [ClusterLayout; 3] = [AUTO_LONG, AUTO, DEFAULT_CLUSTER];
+/// Every layout [`auto_cluster`] may choose, in order of preference, each
+/// with the smallest cache it is meant for; compiled and checked before
+/// automatic steps use them.
+pub const AUTO_LAYOUTS: [(ClusterLayout, i32); 3] =
+    [(AUTO_LONG, LONG_CAP), (AUTO, 0), (DEFAULT_CLUSTER, 0)];
 
 /// The cluster layout for caches of `cap` positions when none is asked: the
-/// first of [`AUTO_LAYOUTS`] that is `usable` (compiled and checked), whose
-/// rows fit, and that is meant for caches of this size, if any.
+/// first of [`AUTO_LAYOUTS`] meant for caches of this size that is `usable`
+/// (compiled and checked) and whose rows fit, if any.
 pub fn auto_cluster(
     heads: Heads,
     dtype: Dtype,
     cap: i32,
     usable: impl Fn(ClusterLayout) -> bool,
 ) -> Option<ClusterLayout> {
-    AUTO_LAYOUTS.into_iter().find(|&c| {
-        (c.query_splits == 1 || cap >= LONG_CAP) && usable(c) && cluster_fits(heads, dtype, c, cap)
-    })
+    AUTO_LAYOUTS
+        .into_iter()
+        .filter(|&(_, from)| cap >= from)
+        .map(|(c, _)| c)
+        .find(|&c| usable(c) && cluster_fits(heads, dtype, c, cap))
 }
 
 /// Threads per block of the cluster attention.

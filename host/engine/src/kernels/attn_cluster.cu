@@ -6,6 +6,6 @@
 pdl_trigger();
 extern __shared__ __align__(128) unsigned char acl_smem[];
 attn_cluster_block<T, HD, NH, NKV, C, LV, QS>(blockIdx.x, qkv, qn, kn, const_cast<T*>(kc), const_cast<T*>(vc),
-                                          cache_cap, meta, out, __int_as_float(EPS_BITS),
-                                          __int_as_float(LOG2_THETA_BITS), __int_as_float(SCALE_BITS), acl_smem,
-                                          GridWait{}, VLM_TL_PHASES);
+                                              cache_cap, meta, out, __int_as_float(EPS_BITS),
+                                              __int_as_float(LOG2_THETA_BITS), __int_as_float(SCALE_BITS), acl_smem,
+                                              GridWait{}, VLM_TL_PHASES);

@@ -235,10 +235,10 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   // Rounds of positions at once (SU), so that a warp has several rows'
   // loads and shuffles in flight: at 8 warps an SM the loop is latency-bound
   // and each round costs a chain of loads, products and shuffles. With 4
-  // query heads 2 (96 registers, 118 at 3 by ptxas: too many for the blocks
-  // to start beside q/k/v's); with 2 (two clusters a head) 5, 160 positions
-  // a round in 64 registers (stop 26 measured 5, +1.1% at 1920x1080; 2 had
-  // gained nothing there, on another machine).
+  // query heads 2 (96 registers, 118 at 3 by ptxas: by our reading too many
+  // for the blocks to start beside q/k/v's); with 2 (two clusters a head) 5,
+  // 160 positions a round in 64 registers (stop 26 measured 5, +1.1% at
+  // 1920x1080; 2 had gained nothing there, on another machine).
   constexpr int STRIDE = ACL_WARPS * PPW, SU = G <= 2 ? 5 : 2;
   for (int p0 = warp * PPW; p0 < n; p0 += SU * STRIDE) {
     uint4 lo[SU], hi[SU];

@@ -410,7 +410,7 @@ impl StepDecoder {
         let layouts = match attention {
             StepAttention::Split => vec![],
             StepAttention::Cluster(c) => vec![c],
-            StepAttention::Auto => attention::AUTO_LAYOUTS.to_vec(),
+            StepAttention::Auto => attention::AUTO_LAYOUTS.iter().map(|&(c, _)| c).collect(),
         };
         let untried: Vec<ClusterLayout> = layouts
             .into_iter()
