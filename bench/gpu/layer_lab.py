@@ -73,7 +73,7 @@ _kernels = {}
 def qmv_kernel(k, norm, resid, swiglu):
     key = ("qmv", k, norm, resid, swiglu)
     if key not in _kernels:
-        src = compact(f"#define NORM {norm}\n#define RESID {resid}\n#define SWIGLU {swiglu}\n"
+        src = compact(f"#define NORM {norm}\n#define RESID {resid}\n#define SWIGLU {swiglu}\n#define ARGMAX 0\n"
                       + (KDIR / "qmv4.cu").read_text())
         ins = ["x"] + (["nw"] if norm else []) + ["w", "scales", "biases"] + (["res"] if resid else [])
         _kernels[key] = mx.fast.cuda_kernel(

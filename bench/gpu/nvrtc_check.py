@@ -93,7 +93,7 @@ def main():
                 src = wrap("qmv", qmv_header, qmv, ins, [("out", t)],
                            [("T", t), ("K", k), ("N", n), ("WARPS", warps), ("U", u), ("PERSIST", 0)]
                            + ([("EPS_BITS", 897988541)] if norm else []),
-                           {"NORM": norm, "RESID": resid, "SWIGLU": swiglu})
+                           {"NORM": norm, "RESID": resid, "SWIGLU": swiglu, "ARGMAX": 0})
                 ok &= compile_one(f"qmv4 {t} norm={norm} resid={resid} swiglu={swiglu} K={k} N={n}", src)
     consts = [("T", bf), ("HD", 128), ("NH", 32), ("NKV", 8), ("SPLITS", 16), ("EPS_BITS", 897988541),
               ("LOG2_THETA_BITS", 1102651709), ("SCALE_BITS", 1035098684)]

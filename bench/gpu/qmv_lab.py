@@ -41,7 +41,7 @@ _kernels = {}
 def kernel(name, body_file, norm, resid, swiglu, smem):
     key = (name, smem)
     if key not in _kernels:
-        src = compact(f"#define NORM {norm}\n#define RESID {resid}\n#define SWIGLU {swiglu}\n"
+        src = compact(f"#define NORM {norm}\n#define RESID {resid}\n#define SWIGLU {swiglu}\n#define ARGMAX 0\n"
                       + (KDIR / body_file).read_text())
         ins = ["x"] + (["nw"] if norm else []) + ["w", "scales", "biases"] + (["res"] if resid else [])
         _kernels[key] = mx.fast.cuda_kernel(name=name, input_names=ins, output_names=["out"], source=src,

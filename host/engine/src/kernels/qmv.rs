@@ -220,13 +220,16 @@ impl Variant {
         inputs
     }
 
-    fn body(self) -> String {
+    /// The kernel's body; with `argmax`, the argmax of its outputs follows
+    /// ([`argmax_step_kernel`]).
+    fn body(self, argmax: bool) -> String {
         let (norm, resid, swiglu) = self.flags();
         super::compact(&format!(
-            "#define NORM {}\n#define RESID {}\n#define SWIGLU {}\n{}",
+            "#define NORM {}\n#define RESID {}\n#define SWIGLU {}\n#define ARGMAX {}\n{}",
             norm as i32,
             resid as i32,
             swiglu as i32,
+            argmax as i32,
             include_str!("qmv4.cu")
         ))
     }
@@ -245,7 +248,7 @@ impl Variant {
             name: self.name(),
             inputs: &names,
             outputs: &["out"],
-            source: &self.body(),
+            source: &self.body(false),
             header: &Self::header(),
             ensure_row_contiguous: true,
         };
@@ -255,12 +258,14 @@ impl Variant {
     /// The standalone kernel (`step.rs`) for a `n x k` matrix and its launch:
     /// parameters are the inputs in order, then `out`.
     pub fn step_kernel(self, k: i32, n: i32, dtype: Dtype, eps: f32) -> Result<StepKernel> {
-        let mut launch = LaunchShape::of(k, n, self.flags().2);
-        launch.grid = grid_override(k, n).map_or_else(
-            || persistent_grid(launch.blocks, launch.warps),
-            |g| g.min(launch.blocks),
-        );
-        self.step_kernel_as(launch, k, n, dtype, eps)
+        self.step_kernel_as(
+            LaunchShape::step(k, n, self.flags().2),
+            k,
+            n,
+            dtype,
+            eps,
+            false,
+        )
     }
 
     /// As [`Variant::step_kernel`], compiled to fit `min_blocks` blocks an
@@ -278,7 +283,7 @@ impl Variant {
             min_blocks,
             ..LaunchShape::of(k, n, self.flags().2)
         };
-        self.step_kernel_as(launch, k, n, dtype, eps)
+        self.step_kernel_as(launch, k, n, dtype, eps, false)
     }
 
     fn step_kernel_as(
@@ -288,6 +293,7 @@ impl Variant {
         n: i32,
         dtype: Dtype,
         eps: f32,
+        argmax: bool,
     ) -> Result<StepKernel> {
         let mut params: Vec<Param> = self
             .inputs(dtype)
@@ -295,6 +301,13 @@ impl Variant {
             .map(|(name, d)| Param::In(name, d))
             .collect();
         params.push(Param::Out("out", dtype));
+        if argmax {
+            params.extend([
+                Param::Out("tok", Dtype::U32),
+                Param::Out("meta", Dtype::I32),
+                Param::Out("pick", Dtype::U32),
+            ]);
+        }
         let template = template(dtype, k, n, &launch, self.flags().0.then_some(eps));
         let dims = Dims {
             blocks: launch.launched_blocks() as u32,
@@ -309,12 +322,22 @@ impl Variant {
             self.name(),
             placement,
             &Self::header(),
-            &self.body(),
+            &self.body(argmax),
             &params,
             &template,
             dims,
         )
     }
+}
+
+/// The LM head's step kernel: RMSNorm and the product as
+/// [`Variant::Norm`]'s, then the first index of the largest output (MLX's
+/// argmax; NaNs never win) written to the step's token and its `[len, pos]`
+/// advanced, by the last block to finish: parameters `x, nw, w, scales,
+/// biases, out, tok, meta, pick`, `pick` four `u32` of zeros, left zero.
+/// Saves the argmax's own launch, one block reading every logit.
+pub fn argmax_step_kernel(k: i32, n: i32, dtype: Dtype, eps: f32) -> Result<StepKernel> {
+    Variant::Norm.step_kernel_as(LaunchShape::step(k, n, false), k, n, dtype, eps, true)
 }
 
 /// Blocks, warps per block and k-tiles in flight for an `n x k` matrix.
@@ -337,6 +360,17 @@ impl LaunchShape {
         } else {
             self.blocks
         }
+    }
+
+    /// The step runner's launch: [`LaunchShape::of`], persistent where
+    /// [`persistent_grid`] or `VLM_BENCH_QMV_GRID` says.
+    fn step(k: i32, n: i32, swiglu: bool) -> LaunchShape {
+        let mut launch = LaunchShape::of(k, n, swiglu);
+        launch.grid = grid_override(k, n).map_or_else(
+            || persistent_grid(launch.blocks, launch.warps),
+            |g| g.min(launch.blocks),
+        );
+        launch
     }
 
     fn of(k: i32, n: i32, swiglu: bool) -> LaunchShape {

@@ -71,12 +71,23 @@ __device__ __forceinline__ void qmv4_tile(const unsigned (&xv)[16], uint4 wl, ui
   acc_hi = fmaf(fmaf(-OFF, s1.x, b1.x), xs.x, fmaf(fmaf(-OFF, s1.y, b1.y), xs.y, acc_hi));
 }
 
+// The key under which out[i] = f competes for the argmax (qmv4_pick_done):
+// larger values win, then lower indices; NaNs and -inf never win (key 0),
+// and -0 equals +0, as MLX's argmax compares them.
+__device__ __forceinline__ unsigned long long qmv4_pick_key(float f, int i) {
+  if (!(f > __int_as_float(0xff800000))) return 0ull;
+  const unsigned u = f == 0.f ? 0u : __float_as_uint(f);
+  const unsigned ord = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<unsigned long long>(ord) << 32) | (0xFFFFFFFFu - static_cast<unsigned>(i));
+}
+
 // The block's 16 row sums (8 gate/up pairs for SwiGLU) from its warps' partial
 // sums, through `red`, into out[base ...] with the epilogue: SwiGLU, or the
-// residual added. All threads of the block call it.
-template <typename T, int WARPS, int OUT, bool RESID, bool SWIGLU>
+// residual added. With PICK, the largest of them joins pick[0] (an atomic
+// max of qmv4_pick_key). All threads of the block call it.
+template <typename T, int WARPS, int OUT, bool RESID, bool SWIGLU, bool PICK = false>
 __device__ __forceinline__ void qmv4_store(float (&red)[WARPS][16], int base, float acc_lo, float acc_hi,
-                                           const T* res, T* out) {
+                                           const T* res, T* out, unsigned long long* pick = nullptr) {
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, tig = lane & 3;
   // C columns 0 and 1 live in the lanes with tig == 0.
@@ -99,6 +110,7 @@ __device__ __forceinline__ void qmv4_store(float (&red)[WARPS][16], int base, fl
       out[base + tid] = (gt * sig) * static_cast<T>(us);
     }
   } else {
+    unsigned long long key = 0ull;
     if (tid < 16 && base + tid < OUT) {
       float sum = 0.f;
 #pragma unroll
@@ -106,20 +118,51 @@ __device__ __forceinline__ void qmv4_store(float (&red)[WARPS][16], int base, fl
       if constexpr (RESID) {
         out[base + tid] = __ldcg(res + base + tid) + static_cast<T>(sum);
       } else {
-        out[base + tid] = static_cast<T>(sum);
+        const T v = static_cast<T>(sum);
+        out[base + tid] = v;
+        if constexpr (PICK) key = qmv4_pick_key(static_cast<float>(v), base + tid);
+      }
+    }
+    if constexpr (PICK) {
+      // Rows base .. base + 15 are lanes 0-15 of warp 0.
+      if (warp == 0) {
+#pragma unroll
+        for (int off = 8; off > 0; off >>= 1) {
+          const unsigned long long other = __shfl_xor_sync(0xffffffffu, key, off);
+          key = other > key ? other : key;
+        }
+        if (lane == 0 && key != 0ull) atomicMax(pick, key);
       }
     }
   }
 }
 
+// After every row's qmv4_store with PICK: the last block to get here writes
+// the winning row's index to tok[0] (0 if none won), advances the step's
+// [len, pos] in meta, and leaves pick[0] and the count pick[1] at 0 for the
+// next launch (the pattern of CUDA's threadFenceReduction sample).
+__device__ __forceinline__ void qmv4_pick_done(unsigned long long* pick, uint32_t* tok, int32_t* meta) {
+  // Thread 0 made the block's atomic maxima (warp 0, lane 0).
+  if (threadIdx.x != 0) return;
+  __threadfence();
+  if (atomicAdd(pick + 1, 1ull) != gridDim.x - 1) return;
+  __threadfence();
+  const unsigned long long key = atomicExch(pick, 0ull);
+  atomicExch(pick + 1, 0ull);
+  tok[0] = key != 0ull ? 0xFFFFFFFFu - static_cast<unsigned>(key) : 0u;
+  meta[0] += 1;
+  meta[1] += 1;
+}
+
 // PERSIST: the block goes on with row groups block + gridDim.x, + 2 gridDim.x,
 // ... while there are any, the input staged once and each next group's first
-// loads issued before the current group's sums are reduced.
+// loads issued before the current group's sums are reduced. PICK: each
+// group's largest output joins pick[0] (qmv4_store).
 template <typename T, int K, int N, int WARPS, int U, bool NORM, bool RESID, bool SWIGLU, bool PERSIST,
-          typename Wait>
+          typename Wait, bool PICK = false>
 __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, float eps, const uint32_t* w,
                                           const T* scales, const T* biases, const T* res, T* out, unsigned* xp,
-                                          Wait wait) {
+                                          Wait wait, unsigned long long* pick = nullptr) {
   constexpr int TILES = K / 128;
   constexpr int XS = QMV4_XS;
   float* gsum = reinterpret_cast<float*>(xp + (K / 32) * XS);
@@ -251,7 +294,7 @@ __device__ __forceinline__ void qmv4_rows(int block, const T* x, const T* nw, fl
         load(0);
       }
     }
-    qmv4_store<T, WARPS, OUT, RESID, SWIGLU>(red, done, acc_lo, acc_hi, res, out);
+    qmv4_store<T, WARPS, OUT, RESID, SWIGLU, PICK>(red, done, acc_lo, acc_hi, res, out, pick);
     if (!PERSIST || group + static_cast<int>(gridDim.x) >= GROUPS) break;
     group += gridDim.x;
     __syncthreads();  // red is written again

@@ -284,6 +284,18 @@ mod tests {
         ] {
             all.push(v.step_kernel(k, n, bf, 1e-6).unwrap());
         }
+        // The LM head with the argmax: the same launch, three more parameters.
+        let head = crate::kernels::qmv::argmax_step_kernel(4096, 151936, bf, 1e-6).unwrap();
+        let plain_head = Variant::Norm.step_kernel(4096, 151936, bf, 1e-6).unwrap();
+        assert_eq!(head.dims, plain_head.dims);
+        for p in [
+            "#define ARGMAX 1",
+            "__nv_bfloat16* out, uint32_t* tok, int32_t* meta, uint32_t* pick",
+        ] {
+            assert!(head.source.contains(p), "{p}");
+        }
+        assert!(plain_head.source.contains("#define ARGMAX 0"));
+        all.push(head);
         // A launch shape asked to fit 3 blocks an SM (`VLM_BENCH_QMV_SHAPES`'s M).
         let bounded = Variant::Norm
             .bounded_step_kernel(4096, 6144, bf, 1e-6, 3)

@@ -1,6 +1,6 @@
 //! Greedy decoding steps launched outside MLX's graph (`mlx::cuda`): the
-//! fused path's kernels (five per layer), plus the embedding lookup, the LM
-//! head with the final norm, and the argmax, as one launch list per step on
+//! fused path's kernels (five per layer), plus the embedding lookup and the LM
+//! head with the final norm and the argmax, as one launch list per step on
 //! a stream of our own. MLX's host cost per launch (~13 µs: graph node,
 //! kernel-source hash, CUDA graph node) made building and dispatching a step
 //! take about as long as the GPU took to run it (bench/gpu/NOTES.md); here
@@ -115,7 +115,8 @@ pub(crate) struct StepDecoder {
     /// every step and request: `h0` (a layer's input and output), `h1`
     /// (after attention), `qkv`, `part` (attention partials), `attn`, `act`
     /// (after SwiGLU), `logits`, `tok` (the step's input token, then its
-    /// output), `meta` (`[len, pos, 0, 0]` of the next step).
+    /// output), `meta` (`[len, pos, 0, 0]` of the next step), `pick` (the
+    /// head's argmax so far and its count of blocks done, zero between steps).
     buffers: HashMap<&'static str, (Array, u64)>,
     layers: Vec<LayerPtrs>,
     embed: Matrix,
@@ -134,6 +135,9 @@ pub(crate) struct StepDecoder {
     /// still running q/k/v's; else the driver's.
     carveout: Option<u8>,
     timeline: Option<Timeline>,
+    /// The argmax as a launch of its own after the LM head's
+    /// (`VLM_BENCH_SEPARATE_ARGMAX`, to measure against the head's own).
+    separate_argmax: bool,
 }
 
 /// Where the kernels record a step's timeline (`VLM_BENCH_TIMELINE`).
@@ -350,6 +354,7 @@ impl StepDecoder {
             ("logits", vocab, dtype),
             ("tok", 1, Dtype::U32),
             ("meta", 4, Dtype::I32),
+            ("pick", 4, Dtype::U32),
         ];
         let arrays = sizes
             .iter()
@@ -380,6 +385,7 @@ impl StepDecoder {
                 .and_then(|v| v.parse().ok())
                 .filter(|&p| p <= 100),
             timeline: Timeline::from_env()?,
+            separate_argmax: std::env::var_os("VLM_BENCH_SEPARATE_ARGMAX").is_some(),
         };
         // Every kernel but the attention's split counts, compiled up front so
         // that a failure turns the runner off before any request uses it.
@@ -390,9 +396,11 @@ impl StepDecoder {
             Key::GateUp,
             Key::Down,
             Key::Head,
-            Key::Argmax,
         ] {
             decoder.kernel(model, key)?;
+        }
+        if decoder.separate_argmax {
+            decoder.kernel(model, Key::Argmax)?;
         }
         Ok(decoder)
     }
@@ -521,7 +529,11 @@ impl StepDecoder {
             Key::O => qmv(Variant::Residual, &l.o),
             Key::GateUp => qmv(Variant::NormSwiGlu, &l.gate_up),
             Key::Down => qmv(Variant::Residual, &l.down),
-            Key::Head => qmv(Variant::Norm, &self.head),
+            Key::Head if self.separate_argmax => qmv(Variant::Norm, &self.head),
+            Key::Head => {
+                let m = &self.head;
+                qmv::argmax_step_kernel(m.k, m.n, self.dtype, eps)
+            }
             Key::Argmax => step::argmax(self.dtype, self.head.n),
             Key::Attention(splits) => {
                 attention::step_kernel(self.heads, self.dtype, splits, eps, cfg.rope_theta)
@@ -661,7 +673,7 @@ impl StepSession<'_> {
             (key, d.kernels[&key].1)
         };
         let p = |name: &str| d.ptr(name);
-        let (h0, h1, qkv, part, attn, act, logits, tok, meta) = (
+        let (h0, h1, qkv, part, attn, act, logits, tok, meta, pick) = (
             p("h0"),
             p("h1"),
             p("qkv"),
@@ -671,6 +683,7 @@ impl StepSession<'_> {
             p("logits"),
             p("tok"),
             p("meta"),
+            p("pick"),
         );
         let StepDecoder {
             runner,
@@ -682,6 +695,7 @@ impl StepSession<'_> {
             counters,
             pdl,
             timeline,
+            separate_argmax,
             ..
         } = d;
         runner.clear();
@@ -733,8 +747,12 @@ impl StepSession<'_> {
             add(Key::Down, *pdl, &[act, w, s, b, h1, h0])?;
         }
         let head = [h0, *final_norm, hm.w, hm.scales, hm.biases, logits];
-        add(Key::Head, *pdl, &head)?;
-        add(Key::Argmax, *pdl, &[logits, tok, meta])?;
+        if *separate_argmax {
+            add(Key::Head, *pdl, &head)?;
+            add(Key::Argmax, *pdl, &[logits, tok, meta])?;
+        } else {
+            add(Key::Head, *pdl, &[&head[..], &[tok, meta, pick]].concat())?;
+        }
         runner.launch()?;
         runner.read_u32(tok, slot)?;
         self.next_slot = (slot + 1) % StepRunner::SLOTS;
