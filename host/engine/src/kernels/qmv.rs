@@ -303,7 +303,6 @@ impl Variant {
         params.push(Param::Out("out", dtype));
         if argmax {
             params.extend([
-                Param::Out("tok", Dtype::U32),
                 Param::Out("meta", Dtype::I32),
                 Param::Out("pick", Dtype::U32),
             ]);
@@ -331,11 +330,13 @@ impl Variant {
 }
 
 /// The LM head's step kernel: RMSNorm and the product as
-/// [`Variant::Norm`]'s, then the first index of the largest output (MLX's
-/// argmax; NaNs never win) written to the step's token and its `[len, pos]`
-/// advanced, by the last block to finish: parameters `x, nw, w, scales,
-/// biases, out, tok, meta, pick`, `pick` four `u32` of zeros, left zero.
-/// Saves the argmax's own launch, one block reading every logit.
+/// [`Variant::Norm`]'s, and the step's `[len, pos]` advanced; each block's
+/// largest output joins an atomic maximum in `pick` (two `u32`, zero before)
+/// whose low half is `0xFFFFFFFF -` the first index of the largest output
+/// (MLX's argmax; NaNs never win). The next step's embedding lookup takes
+/// its token from there ([`super::step::embed4`]). Parameters `x, nw, w,
+/// scales, biases, out, meta, pick`. Saves the argmax's own launch, one
+/// block reading every logit.
 pub fn argmax_step_kernel(k: i32, n: i32, dtype: Dtype, eps: f32) -> Result<StepKernel> {
     Variant::Norm.step_kernel_as(LaunchShape::step(k, n, false), k, n, dtype, eps, true)
 }

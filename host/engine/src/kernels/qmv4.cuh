@@ -71,20 +71,24 @@ __device__ __forceinline__ void qmv4_tile(const unsigned (&xv)[16], uint4 wl, ui
   acc_hi = fmaf(fmaf(-OFF, s1.x, b1.x), xs.x, fmaf(fmaf(-OFF, s1.y, b1.y), xs.y, acc_hi));
 }
 
-// The key under which out[i] = f competes for the argmax (qmv4_pick_done):
-// larger values win, then lower indices; NaNs and -inf never win (key 0),
-// and -0 equals +0, as MLX's argmax compares them.
+// The key under which out[i] = f competes for the argmax: larger values win,
+// then lower indices; NaNs and -inf lose to every other value (and among
+// themselves the lowest index wins, index 0 if nothing else does), and -0
+// equals +0, as in MLX's argmax. Never 0. The winner is 0xFFFFFFFF - the
+// key's low half.
 __device__ __forceinline__ unsigned long long qmv4_pick_key(float f, int i) {
-  if (!(f > __int_as_float(0xff800000))) return 0ull;
+  const unsigned long long low = 0xFFFFFFFFu - static_cast<unsigned>(i);
+  if (!(f > __int_as_float(0xff800000))) return low;
   const unsigned u = f == 0.f ? 0u : __float_as_uint(f);
   const unsigned ord = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-  return (static_cast<unsigned long long>(ord) << 32) | (0xFFFFFFFFu - static_cast<unsigned>(i));
+  return (static_cast<unsigned long long>(ord) << 32) | low;
 }
 
 // The block's 16 row sums (8 gate/up pairs for SwiGLU) from its warps' partial
 // sums, through `red`, into out[base ...] with the epilogue: SwiGLU, or the
 // residual added. With PICK, the largest of them joins pick[0] (an atomic
-// max of qmv4_pick_key). All threads of the block call it.
+// max of qmv4_pick_key, nothing waiting for it). All threads of the block
+// call it.
 template <typename T, int WARPS, int OUT, bool RESID, bool SWIGLU, bool PICK = false>
 __device__ __forceinline__ void qmv4_store(float (&red)[WARPS][16], int base, float acc_lo, float acc_hi,
                                            const T* res, T* out, unsigned long long* pick = nullptr) {
@@ -135,23 +139,6 @@ __device__ __forceinline__ void qmv4_store(float (&red)[WARPS][16], int base, fl
       }
     }
   }
-}
-
-// After every row's qmv4_store with PICK: the last block to get here writes
-// the winning row's index to tok[0] (0 if none won), advances the step's
-// [len, pos] in meta, and leaves pick[0] and the count pick[1] at 0 for the
-// next launch (the pattern of CUDA's threadFenceReduction sample).
-__device__ __forceinline__ void qmv4_pick_done(unsigned long long* pick, uint32_t* tok, int32_t* meta) {
-  // Thread 0 made the block's atomic maxima (warp 0, lane 0).
-  if (threadIdx.x != 0) return;
-  __threadfence();
-  if (atomicAdd(pick + 1, 1ull) != gridDim.x - 1) return;
-  __threadfence();
-  const unsigned long long key = atomicExch(pick, 0ull);
-  atomicExch(pick + 1, 0ull);
-  tok[0] = key != 0ull ? 0xFFFFFFFFu - static_cast<unsigned>(key) : 0u;
-  meta[0] += 1;
-  meta[1] += 1;
 }
 
 // PERSIST: the block goes on with row groups block + gridDim.x, + 2 gridDim.x,

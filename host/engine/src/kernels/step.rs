@@ -172,7 +172,9 @@ fn one_block(
 }
 
 /// The embedding row of the step's token from a 4-bit, group-64 table of
-/// width `h`: parameters `tok, w, scales, biases, out`.
+/// width `h`: parameters `tok, w, scales, biases, out, pick`; the token is
+/// the one the LM head left in `pick` (two `u32`, cleared), or `tok` where
+/// `pick` is zero.
 pub fn embed4(dtype: Dtype, h: i32) -> Result<StepKernel> {
     let params = [
         Param::In("tok", Dtype::U32),
@@ -180,6 +182,7 @@ pub fn embed4(dtype: Dtype, h: i32) -> Result<StepKernel> {
         Param::In("scales", dtype),
         Param::In("biases", dtype),
         Param::Out("out", dtype),
+        Param::Out("pick", Dtype::U32),
     ];
     let template = [("T", TemplateArg::Dtype(dtype)), ("H", TemplateArg::Int(h))];
     let body = include_str!("embed4.cu");
@@ -258,6 +261,7 @@ mod tests {
             "const uint32_t* tok",
             "const uint32_t* w",
             "__nv_bfloat16* out",
+            "uint32_t* pick",
         ] {
             assert!(embed.source.contains(p), "{p}");
         }
@@ -290,7 +294,7 @@ mod tests {
         assert_eq!(head.dims, plain_head.dims);
         for p in [
             "#define ARGMAX 1",
-            "__nv_bfloat16* out, uint32_t* tok, int32_t* meta, uint32_t* pick",
+            "__nv_bfloat16* out, int32_t* meta, uint32_t* pick",
         ] {
             assert!(head.source.contains(p), "{p}");
         }

@@ -115,8 +115,9 @@ pub(crate) struct StepDecoder {
     /// every step and request: `h0` (a layer's input and output), `h1`
     /// (after attention), `qkv`, `part` (attention partials), `attn`, `act`
     /// (after SwiGLU), `logits`, `tok` (the step's input token, then its
-    /// output), `meta` (`[len, pos, 0, 0]` of the next step), `pick` (the
-    /// head's argmax so far and its count of blocks done, zero between steps).
+    /// output), `meta` (`[len, pos, 0, 0]` of the next step), `pick` (a
+    /// `u64`: the LM head's argmax key for the next step's embedding lookup,
+    /// which clears it; zero at a request's start).
     buffers: HashMap<&'static str, (Array, u64)>,
     layers: Vec<LayerPtrs>,
     embed: Matrix,
@@ -612,10 +613,12 @@ impl<'a> StepSession<'a> {
         let StepState::Ready(decoder) = &mut *state else {
             return Err(Error::Model("step runner: not ready".into()));
         };
-        let (tok, meta_at) = (decoder.ptr("tok"), decoder.ptr("meta"));
+        let (tok, meta_at, pick) = (decoder.ptr("tok"), decoder.ptr("meta"), decoder.ptr("pick"));
         let r = &mut decoder.runner;
         r.copy(tok, token.device_ptr()?, 4)?;
         r.upload(meta_at, &meta)?;
+        // The last request's argmax: the first step takes `tok`.
+        r.upload(pick, &[0; 16])?;
         // The token's buffer is MLX's: done with it before returning.
         r.synchronize()?;
         Ok(StepSession {
@@ -725,7 +728,7 @@ impl StepSession<'_> {
             all.extend([t.ptr, u64::from(base)]);
             Ok(runner.add(kernel, *dims, pdl, &all)?)
         };
-        add(Key::Embed, false, &[tok, e.w, e.scales, e.biases, h0])?;
+        add(Key::Embed, false, &[tok, e.w, e.scales, e.biases, h0, pick])?;
         for (l, &(kc, vc, cap)) in layers.iter().zip(&caches) {
             let m = |m: &Matrix| [m.w, m.scales, m.biases];
             let [w, s, b] = m(&l.qkv);
@@ -751,10 +754,11 @@ impl StepSession<'_> {
             add(Key::Head, *pdl, &head)?;
             add(Key::Argmax, *pdl, &[logits, tok, meta])?;
         } else {
-            add(Key::Head, *pdl, &[&head[..], &[tok, meta, pick]].concat())?;
+            add(Key::Head, *pdl, &[&head[..], &[meta, pick]].concat())?;
         }
         runner.launch()?;
-        runner.read_u32(tok, slot)?;
+        // The token, or (the head's argmax) the low half of its key.
+        runner.read_u32(if *separate_argmax { tok } else { pick }, slot)?;
         self.next_slot = (slot + 1) % StepRunner::SLOTS;
         self.caches = caches;
         for lc in &mut kv.layers {
@@ -765,7 +769,9 @@ impl StepSession<'_> {
 
     /// The token of the step queued with `slot` (waits for it).
     pub(crate) fn token(&mut self, slot: usize) -> Result<u32> {
-        Ok(self.decoder().runner.slot(slot)?)
+        let d = self.decoder();
+        let v = d.runner.slot(slot)?;
+        Ok(if d.separate_argmax { v } else { u32::MAX - v })
     }
 
     /// Waits for every queued step, so that MLX may read the caches (and
