@@ -2,7 +2,7 @@
 // (group 64), dequantized as MLX's affine_dequantize rounds it (scale * q +
 // bias in T). The token: the previous step's argmax as the LM head left it
 // in pick (qmv4_pick_key; cleared here), or tok[0] where pick is 0 (a
-// request's first step, or the argmax as a launch of its own). One block; a
+// request's first step: the prefill's token). One block; a
 // thread turns 32-bit words (8 codes) into 8 values. The first launch of a
 // step: the next may start early (phases.cuh). Template constants: T, H (row
 // width, % 64 == 0).

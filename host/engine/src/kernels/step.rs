@@ -1,6 +1,6 @@
 //! Kernels of a decoding step launched by `mlx::cuda::StepRunner`, outside
 //! MLX's graph: the bodies MLX's custom-kernel API receives (`qmv4.cu`,
-//! `attn_decode.cu`), and the step's embedding lookup and argmax, each wrapped
+//! `attn_decode.cu`), and the step's embedding lookup, each wrapped
 //! as a standalone `extern "C"` kernel the way MLX wraps them (parameters in
 //! order, template constants declared first in the body).
 
@@ -140,8 +140,6 @@ pub fn standalone(
 /// slots after them hold the phases kernels mark (`timeline.cuh`).
 pub const TIMELINE_BLOCKS: u32 = 1 << 17;
 
-/// Threads of the argmax's single block.
-const ARGMAX_THREADS: u32 = 1024;
 /// Threads of the embedding's single block.
 const EMBED_THREADS: u32 = 512;
 
@@ -187,23 +185,6 @@ pub fn embed4(dtype: Dtype, h: i32) -> Result<StepKernel> {
     let template = [("T", TemplateArg::Dtype(dtype)), ("H", TemplateArg::Int(h))];
     let body = include_str!("embed4.cu");
     one_block("vlmbench_embed4", body, &params, &template, EMBED_THREADS)
-}
-
-/// The argmax of `vocab` logits into the token, and the step's `[len, pos]`
-/// advanced: parameters `logits, tok, meta`.
-pub fn argmax(dtype: Dtype, vocab: i32) -> Result<StepKernel> {
-    let params = [
-        Param::In("logits", dtype),
-        Param::Out("tok", Dtype::U32),
-        Param::Out("meta", Dtype::I32),
-    ];
-    let template = [
-        ("T", TemplateArg::Dtype(dtype)),
-        ("V", TemplateArg::Int(vocab)),
-        ("THREADS", TemplateArg::Int(ARGMAX_THREADS as i32)),
-    ];
-    let body = include_str!("argmax.cu");
-    one_block("vlmbench_argmax", body, &params, &template, ARGMAX_THREADS)
 }
 
 #[cfg(test)]
@@ -266,8 +247,6 @@ mod tests {
             assert!(embed.source.contains(p), "{p}");
         }
         assert_eq!(embed.dims.blocks, 1);
-        let arg = argmax(Dtype::BF16, 151936).unwrap().source;
-        assert!(arg.contains("constexpr int V = 151936;") && arg.contains("int32_t* meta"));
     }
 
     /// Every step kernel at the 8B's shapes, written to the directory in
@@ -278,7 +257,7 @@ mod tests {
         use crate::kernels::attention::{self, Heads};
         use crate::kernels::qmv::Variant;
         let bf = Dtype::BF16;
-        let mut all = vec![embed4(bf, 4096).unwrap(), argmax(bf, 151936).unwrap()];
+        let mut all = vec![embed4(bf, 4096).unwrap()];
         for (v, k, n) in [
             (Variant::Norm, 4096, 6144),
             (Variant::Residual, 4096, 4096),

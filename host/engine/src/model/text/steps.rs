@@ -61,7 +61,6 @@ enum Key {
     GateUp,
     Down,
     Head,
-    Argmax,
 }
 
 impl Key {
@@ -114,8 +113,8 @@ pub(crate) struct StepDecoder {
     /// The step's device buffers by name, with their addresses, reused by
     /// every step and request: `h0` (a layer's input and output), `h1`
     /// (after attention), `qkv`, `part` (attention partials), `attn`, `act`
-    /// (after SwiGLU), `logits`, `tok` (the step's input token, then its
-    /// output), `meta` (`[len, pos, 0, 0]` of the next step), `pick` (a
+    /// (after SwiGLU), `logits`, `tok` (the prefill's token, the first
+    /// step's input), `meta` (`[len, pos, 0, 0]` of the next step), `pick` (a
     /// `u64`: the LM head's argmax key for the next step's embedding lookup,
     /// which clears it; zero at a request's start).
     buffers: HashMap<&'static str, (Array, u64)>,
@@ -136,9 +135,6 @@ pub(crate) struct StepDecoder {
     /// still running q/k/v's; else the driver's.
     carveout: Option<u8>,
     timeline: Option<Timeline>,
-    /// The argmax as a launch of its own after the LM head's
-    /// (`VLM_BENCH_SEPARATE_ARGMAX`, to measure against the head's own).
-    separate_argmax: bool,
 }
 
 /// Where the kernels record a step's timeline (`VLM_BENCH_TIMELINE`).
@@ -386,7 +382,6 @@ impl StepDecoder {
                 .and_then(|v| v.parse().ok())
                 .filter(|&p| p <= 100),
             timeline: Timeline::from_env()?,
-            separate_argmax: std::env::var_os("VLM_BENCH_SEPARATE_ARGMAX").is_some(),
         };
         // Every kernel but the attention's split counts, compiled up front so
         // that a failure turns the runner off before any request uses it.
@@ -399,9 +394,6 @@ impl StepDecoder {
             Key::Head,
         ] {
             decoder.kernel(model, key)?;
-        }
-        if decoder.separate_argmax {
-            decoder.kernel(model, Key::Argmax)?;
         }
         Ok(decoder)
     }
@@ -530,12 +522,10 @@ impl StepDecoder {
             Key::O => qmv(Variant::Residual, &l.o),
             Key::GateUp => qmv(Variant::NormSwiGlu, &l.gate_up),
             Key::Down => qmv(Variant::Residual, &l.down),
-            Key::Head if self.separate_argmax => qmv(Variant::Norm, &self.head),
             Key::Head => {
                 let m = &self.head;
                 qmv::argmax_step_kernel(m.k, m.n, self.dtype, eps)
             }
-            Key::Argmax => step::argmax(self.dtype, self.head.n),
             Key::Attention(splits) => {
                 attention::step_kernel(self.heads, self.dtype, splits, eps, cfg.rope_theta)
             }
@@ -698,7 +688,6 @@ impl StepSession<'_> {
             counters,
             pdl,
             timeline,
-            separate_argmax,
             ..
         } = d;
         runner.clear();
@@ -749,16 +738,20 @@ impl StepSession<'_> {
             let [w, s, b] = m(&l.down);
             add(Key::Down, *pdl, &[act, w, s, b, h1, h0])?;
         }
-        let head = [h0, *final_norm, hm.w, hm.scales, hm.biases, logits];
-        if *separate_argmax {
-            add(Key::Head, *pdl, &head)?;
-            add(Key::Argmax, *pdl, &[logits, tok, meta])?;
-        } else {
-            add(Key::Head, *pdl, &[&head[..], &[meta, pick]].concat())?;
-        }
+        let head = [
+            h0,
+            *final_norm,
+            hm.w,
+            hm.scales,
+            hm.biases,
+            logits,
+            meta,
+            pick,
+        ];
+        add(Key::Head, *pdl, &head)?;
         runner.launch()?;
-        // The token, or (the head's argmax) the low half of its key.
-        runner.read_u32(if *separate_argmax { tok } else { pick }, slot)?;
+        // The low half of the head's argmax key (`token` decodes it).
+        runner.read_u32(pick, slot)?;
         self.next_slot = (slot + 1) % StepRunner::SLOTS;
         self.caches = caches;
         for lc in &mut kv.layers {
@@ -769,9 +762,8 @@ impl StepSession<'_> {
 
     /// The token of the step queued with `slot` (waits for it).
     pub(crate) fn token(&mut self, slot: usize) -> Result<u32> {
-        let d = self.decoder();
-        let v = d.runner.slot(slot)?;
-        Ok(if d.separate_argmax { v } else { u32::MAX - v })
+        // The key's low half is `u32::MAX -` the token (`qmv4_pick_key`).
+        Ok(u32::MAX - self.decoder().runner.slot(slot)?)
     }
 
     /// Waits for every queued step, so that MLX may read the caches (and
