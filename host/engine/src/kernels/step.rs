@@ -267,7 +267,7 @@ mod tests {
         ] {
             all.push(v.step_kernel(k, n, bf, 1e-6).unwrap());
         }
-        // The LM head with the argmax: the same launch, three more parameters.
+        // The LM head with the argmax: the same launch, two more parameters.
         let head = crate::kernels::qmv::argmax_step_kernel(4096, 151936, bf, 1e-6).unwrap();
         let plain_head = Variant::Norm.step_kernel(4096, 151936, bf, 1e-6).unwrap();
         assert_eq!(head.dims, plain_head.dims);

@@ -351,7 +351,7 @@ impl StepDecoder {
             ("logits", vocab, dtype),
             ("tok", 1, Dtype::U32),
             ("meta", 4, Dtype::I32),
-            ("pick", 4, Dtype::U32),
+            ("pick", 2, Dtype::U32),
         ];
         let arrays = sizes
             .iter()
@@ -608,7 +608,7 @@ impl<'a> StepSession<'a> {
         r.copy(tok, token.device_ptr()?, 4)?;
         r.upload(meta_at, &meta)?;
         // The last request's argmax: the first step takes `tok`.
-        r.upload(pick, &[0; 16])?;
+        r.upload(pick, &[0; 8])?;
         // The token's buffer is MLX's: done with it before returning.
         r.synchronize()?;
         Ok(StepSession {
