@@ -255,7 +255,7 @@ mod tests {
     #[test]
     fn step_kernels_for_nvrtc() {
         use crate::kernels::attention::{self, Heads};
-        use crate::kernels::qmv::Variant;
+        use crate::kernels::qmv::{Variant, argmax_step_kernel};
         let bf = Dtype::BF16;
         let mut all = vec![embed4(bf, 4096).unwrap()];
         for (v, k, n) in [
@@ -268,7 +268,7 @@ mod tests {
             all.push(v.step_kernel(k, n, bf, 1e-6).unwrap());
         }
         // The LM head with the argmax: the same launch, two more parameters.
-        let head = crate::kernels::qmv::argmax_step_kernel(4096, 151936, bf, 1e-6).unwrap();
+        let head = argmax_step_kernel(4096, 151936, bf, 1e-6).unwrap();
         let plain_head = Variant::Norm.step_kernel(4096, 151936, bf, 1e-6).unwrap();
         assert_eq!(head.dims, plain_head.dims);
         for p in [
