@@ -280,9 +280,24 @@ fn quantized_4bit(w: &Weight) -> Option<&Quantized> {
     }
 }
 
-/// A zero-filled buffer of its own (MLX's `zeros` may be a broadcast view).
+/// Bytes a step buffer has at least. MLX's CUDA allocator serves arrays of
+/// 8 bytes or less from a pool of managed memory advised read-mostly, where
+/// every write from the GPU invalidates the host's copy of the page: the LM
+/// head's argmax key (one `u64`, an atomic from each of its 9,496 blocks)
+/// took the head from ~129 µs to ~10.4 ms a step there (H100,
+/// bench/gpu/NOTES.md, stop 29).
+const MIN_BUFFER_BYTES: usize = 16;
+
+/// Elements of a step buffer of `len` elements of `dtype`: `len`, or more
+/// where that is under [`MIN_BUFFER_BYTES`].
+fn buffer_len(len: i32, dtype: Dtype) -> i32 {
+    len.max(MIN_BUFFER_BYTES.div_ceil(dtype.size_of()) as i32)
+}
+
+/// A zero-filled buffer of its own (MLX's `zeros` may be a broadcast view)
+/// of at least `len` elements ([`buffer_len`]).
 fn buffer(len: i32, dtype: Dtype) -> Result<Array> {
-    Ok(Array::zeros(&[len], dtype)?.contiguous()?)
+    Ok(Array::zeros(&[buffer_len(len, dtype)], dtype)?.contiguous()?)
 }
 
 impl StepDecoder {
@@ -794,6 +809,25 @@ impl Drop for StepSession<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_buffers_stay_out_of_mlx_small_pool() {
+        // The argmax key (2 x u32) and the token (1 x u32) would be 8 and 4
+        // bytes; every buffer must be more than 8.
+        for (len, dtype) in [
+            (2, Dtype::U32),
+            (1, Dtype::U32),
+            (1, Dtype::BF16),
+            (4, Dtype::I32),
+        ] {
+            let bytes = buffer(len, dtype).unwrap().nbytes();
+            assert!(
+                bytes > 8 && bytes >= len as usize * dtype.size_of(),
+                "{len} x {dtype:?}: {bytes} bytes"
+            );
+        }
+        assert_eq!(buffer_len(4096, Dtype::BF16), 4096);
+    }
 
     #[test]
     fn a_timeline_row_per_block_with_its_layer_and_phases() {
