@@ -88,7 +88,7 @@ def main():
             ins = [("x", t)] + ([("nw", t)] if norm else []) + q4 + ([("res", t)] if resid else [])
             # The 8B's shapes with the launch shapes qmv.rs picks for them, and
             # a width whose 9 k-tiles do not split evenly between the warps.
-            for k, n, warps, u in [(4096, 6144, 4, 2), (4096, 4096, 8, 2), (12288, 4096, 8, 4),
+            for k, n, warps, u in [(4096, 6144, 8, 2), (4096, 4096, 16, 2), (12288, 4096, 8, 4),
                                    (4096, 24576, 4, 2), (1152, 40, 8, 2)]:
                 src = wrap("qmv", qmv_header, qmv, ins, [("out", t)],
                            [("T", t), ("K", k), ("N", n), ("WARPS", warps), ("U", u), ("PERSIST", 0)]

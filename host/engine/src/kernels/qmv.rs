@@ -20,6 +20,9 @@ fn rows_per_block(swiglu: bool) -> i32 {
     if swiglu { 8 } else { 16 }
 }
 
+/// Streaming multiprocessors of the H100 the launch shapes were measured on.
+const H100_SMS: i32 = 132;
+
 /// Warps per block (they split the input width) and k-tiles whose loads a
 /// warp issues at once. Measured on the H100 at the 8B's shapes
 /// (`bench/gpu/qmv_lab.py`, then in the decoding step): few blocks want more
@@ -30,9 +33,23 @@ fn rows_per_block(swiglu: bool) -> i32 {
 /// stop 22), though alone under Nsight Compute 8 warps were slower (stop 13).
 /// The bound of 512 blocks lies between q/k/v and gate/up (1536), which
 /// lost at 8 warps.
+///
+/// 16 warps where one batch of theirs covers the whole input and two blocks
+/// an SM cover the rows (the 8B's o projection: K 4096, 256 blocks): at 8
+/// warps (66 registers) its blocks, launched during the attention, packed
+/// three to an SM on half the SMs and those ended ~1.5 µs after the others;
+/// at 16 (50 registers) at most two share an SM and every k-tile is loaded
+/// before the wait. +0.4 to +1.4% decode at 1024x1024 and 1920x1080, −0.2%
+/// at 448x448 (bench/gpu/NOTES.md, stop 29).
 fn launch_shape(k: i32, blocks: i32) -> (i32, i32) {
-    let warps = if blocks <= 512 { 8 } else { 4 };
     let tiles_at_once = if k > 4096 { 4 } else { 2 };
+    let warps = if blocks <= 2 * H100_SMS && k / 128 == 16 * tiles_at_once {
+        16
+    } else if blocks <= 512 {
+        8
+    } else {
+        4
+    };
     (warps, tiles_at_once)
 }
 
@@ -45,7 +62,7 @@ fn launch_shape(k: i32, blocks: i32) -> (i32, i32) {
 /// than one wave (4 blocks on each of 132 SMs) whose groups split evenly
 /// into 384 to 528 blocks; the head (9496 groups) has no such split.
 fn persistent_grid(blocks: i32, warps: i32) -> i32 {
-    const WAVE: i32 = 4 * 132;
+    const WAVE: i32 = 4 * H100_SMS;
     if warps != 4 || blocks <= WAVE {
         return 0;
     }
@@ -543,9 +560,15 @@ mod tests {
 
     #[test]
     fn launch_shapes_follow_the_measured_choices() {
-        // The 8B's o projection (256 blocks) and down projection (K 12288).
-        assert_eq!(launch_shape(4096, 256), (8, 2));
+        // The 8B's o projection (256 blocks: 16 warps take its 32 k-tiles in
+        // one batch) and down projection (K 12288: 96 k-tiles, 8 warps).
+        assert_eq!(launch_shape(4096, 256), (16, 2));
         assert_eq!(launch_shape(12288, 256), (8, 4));
+        // The start-up check's 300 x 4096 (19 blocks) runs the 16-warp form;
+        // the 2B's o (K 2048) and launches past two blocks an SM do not.
+        assert_eq!(launch_shape(4096, 19), (16, 2));
+        assert_eq!(launch_shape(2048, 128), (8, 2));
+        assert_eq!(launch_shape(4096, 265), (8, 2));
         // q/k/v (384 blocks); gate/up (1536), the LM head (9496).
         assert_eq!(launch_shape(4096, 384), (8, 2));
         assert_eq!(launch_shape(4096, 1536), (4, 2));
