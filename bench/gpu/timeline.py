@@ -6,6 +6,7 @@ its launches overlap under programmatic dependent launch.
 usage: timeline.py FILE.csv [FILE.csv ...]
        timeline.py --layer N FILE.csv   (one layer's launches, times from the previous down's first start)
        timeline.py --phases FILE.csv    (the phases kernels marked: median us between marks, per kernel)
+       timeline.py --sm FILE.csv [...]  (per kernel: how its blocks shared the SMs, and when each share ended)
 
 Per launch n, from its blocks' %globaltimer stamps: end[n] (its last block's
 end), ready[n] (its first block's return from the wait for launch n - 1, or its
@@ -46,7 +47,7 @@ def launches(path):
             if len(phases) == len(bs) else []
         out.append(dict(kernel=bs[0]["kernel"], layer=int(bs[0]["layer"]), blocks=len(bs), start=min(start),
                         ready=ready, end=max(end), starts=start, waits=waited or start, ends=end, block=block,
-                        marks=marks))
+                        marks=marks, sms=[int(b["sm"]) for b in bs]))
     return out
 
 
@@ -117,6 +118,37 @@ def phases_view(path):
         print(f"{k:<22}" + "".join(f"{v:>8.2f}" if i else f"{v:>9.2f}" for i, v in enumerate(m)))
 
 
+def sm_view(paths):
+    """Per kernel and number c of its blocks that ran on one SM: SMs with c blocks per launch, and their
+    blocks' ends after the launch's ready (median, 90th percentile, last), averaged over launches and files;
+    then the launch's median and last block end. Shows whether a launch's tail comes from SMs holding more
+    of its blocks than others (a placement that early launches leave uneven)."""
+    acc = collections.defaultdict(lambda: collections.defaultdict(list))
+    whole = collections.defaultdict(list)
+    order = []
+    for p in paths:
+        for l in launches(p):
+            k = l["kernel"]
+            if k not in order:
+                order.append(k)
+            per_sm = collections.Counter(l["sms"])
+            ends = collections.defaultdict(list)
+            for sm, e in zip(l["sms"], l["ends"]):
+                ends[per_sm[sm]].append((e - l["ready"]) / 1e3)
+            for c, v in ends.items():
+                v.sort()
+                acc[k][c].append((len(v) / c, statistics.median(v), v[int(0.9 * (len(v) - 1))], v[-1]))
+            all_ends = sorted((e - l["ready"]) / 1e3 for e in l["ends"])
+            whole[k].append((statistics.median(all_ends), all_ends[-1]))
+    print(f"{'kernel':<24}{'blocks/SM':>10}{'SMs':>6}{'end p50':>9}{'p90':>8}{'last':>8}   (us after the ready)")
+    for k in order:
+        for c in sorted(acc[k]):
+            m = [sum(x) / len(x) for x in zip(*acc[k][c])]
+            print(f"{k:<24}{c:>10}{m[0]:>6.0f}{m[1]:>9.2f}{m[2]:>8.2f}{m[3]:>8.2f}")
+        m = [sum(x) / len(x) for x in zip(*whole[k])]
+        print(f"{k:<24}{'all':>10}{'':>6}{m[0]:>9.2f}{'':>8}{m[1]:>8.2f}")
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -124,6 +156,8 @@ if __name__ == "__main__":
         if len(sys.argv) != 4:
             sys.exit(__doc__)
         layer_view(int(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "--sm":
+        sm_view(sys.argv[2:])
     elif sys.argv[1] == "--phases":
         for p in sys.argv[2:]:
             phases_view(p)
