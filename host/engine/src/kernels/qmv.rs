@@ -37,9 +37,10 @@ const H100_SMS: i32 = 132;
 /// 16 warps where one batch of theirs covers the whole input and two blocks
 /// an SM cover the rows (the 8B's o projection: K 4096, 256 blocks): at 8
 /// warps (66 registers) its blocks, launched during the attention, packed
-/// three to an SM on half the SMs and those ended ~1.5 µs after the others;
-/// at 16 (50 registers) at most two share an SM and every k-tile is loaded
-/// before the wait. +0.4 to +1.4% decode at 1024x1024 and 1920x1080, −0.2%
+/// three to an SM on 65 of the 132 SMs, whose last blocks ended 1.4–1.7 µs
+/// after those of SMs with one or two (timeline at 448x448); at 16 (50
+/// registers) at most two share an SM and every k-tile is loaded before the
+/// wait. +0.4 to +1.4% decode at 1024x1024 and 1920x1080, −0.2%
 /// at 448x448 (bench/gpu/NOTES.md, stop 29).
 fn launch_shape(k: i32, blocks: i32) -> (i32, i32) {
     let tiles_at_once = if k > 4096 { 4 } else { 2 };

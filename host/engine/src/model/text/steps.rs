@@ -280,12 +280,12 @@ fn quantized_4bit(w: &Weight) -> Option<&Quantized> {
     }
 }
 
-/// Bytes a step buffer has at least. MLX's CUDA allocator serves arrays of
-/// 8 bytes or less from a pool of managed memory advised read-mostly, where
-/// every write from the GPU invalidates the host's copy of the page: the LM
-/// head's argmax key (one `u64`, an atomic from each of its 9,496 blocks)
-/// took the head from ~129 µs to ~10.4 ms a step there (H100,
-/// bench/gpu/NOTES.md, stop 29).
+/// Bytes a step buffer has at least. MLX's CUDA allocator serves arrays
+/// of 8 bytes or less from a pool of managed memory advised
+/// read-mostly, where a write collapses the page's copies (CUDA's documented
+/// behaviour): the LM head's argmax key there (one `u64`, an atomic from
+/// each of its 9,496 blocks) took the head from ~129 µs to ~10.4 ms a step
+/// (H100, bench/gpu/NOTES.md, stop 29).
 const MIN_BUFFER_BYTES: usize = 16;
 
 /// Elements of a step buffer of `len` elements of `dtype`: `len`, or more
