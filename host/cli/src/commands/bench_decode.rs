@@ -20,8 +20,9 @@ use crate::model_resolve;
 /// `-cN` (the attention in clusters of N blocks; sized by the caches without),
 /// `-cNv` (the same with the values brought in after the scores), `-cNvqS`
 /// (S clusters a key/value head, each for its share of the query heads).
+const KNOWN: &str = "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv, -cNvqS: steps-graph, steps-graph-c16v, ...";
+
 fn parse_path(name: &str) -> Result<DecodePath> {
-    const KNOWN: &str = "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv, -cNvqS: steps-graph, steps-graph-c16v, ...";
     if name == "mlx" {
         return Ok(DecodePath::Mlx);
     }
@@ -45,6 +46,23 @@ fn parse_path(name: &str) -> Result<DecodePath> {
         pdl,
         attention,
     })
+}
+
+/// Warnings for the variables of [`DecodePath::ENV_VARS`] that `is_set`
+/// says are set: they choose how the engine's own decoding runs, and this
+/// command runs the paths it is given instead (a measurement that set one
+/// would otherwise compare the default with itself).
+fn ignored_env(is_set: impl Fn(&str) -> bool) -> Vec<String> {
+    DecodePath::ENV_VARS
+        .iter()
+        .filter(|v| is_set(v))
+        .map(|v| {
+            format!(
+                "warning: {v} is set, but `host bench decode` runs the paths of --paths as they are \
+                 named and ignores it ({KNOWN})"
+            )
+        })
+        .collect()
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32)> {
@@ -87,6 +105,9 @@ pub fn run(args: BenchDecodeArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     if paths.is_empty() || sizes.is_empty() || args.tokens < 2 {
         bail!("need at least one path, one resolution and 2 tokens");
+    }
+    for warning in ignored_env(|v| std::env::var_os(v).is_some()) {
+        eprintln!("{warning}");
     }
     let dir = model_resolve::resolve_args(&args.model, false)?;
     let opts = EngineOptions {
@@ -161,6 +182,18 @@ pub fn run(args: BenchDecodeArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_path_variables_are_named_as_ignored() {
+        assert!(ignored_env(|_| false).is_empty());
+        let set = ["VLM_BENCH_ATTN_CLUSTER", "VLM_BENCH_NO_PDL"];
+        let warnings = ignored_env(|v| set.contains(&v));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        for v in set {
+            let w = warnings.iter().find(|w| w.contains(v)).expect(v);
+            assert!(w.starts_with("warning: ") && w.contains("--paths"), "{w}");
+        }
+    }
 
     #[test]
     fn paths_and_sizes_parse_or_say_why_not() {

@@ -251,20 +251,37 @@ pub enum StepAttention {
     Auto,
 }
 
+const NO_STEP_RUNNER: &str = "VLM_BENCH_NO_STEP_RUNNER";
+const STEP_GRAPH: &str = "VLM_BENCH_STEP_GRAPH";
+const NO_PDL: &str = "VLM_BENCH_NO_PDL";
+const SPLIT_ATTENTION: &str = "VLM_BENCH_SPLIT_ATTENTION";
+const ATTN_CLUSTER: &str = "VLM_BENCH_ATTN_CLUSTER";
+
 impl DecodePath {
+    /// The environment variables [`DecodePath::from_env`] reads: a caller
+    /// that picks its paths itself (`host bench decode`) can say that they
+    /// do not apply rather than ignore them silently.
+    pub const ENV_VARS: [&'static str; 5] = [
+        NO_STEP_RUNNER,
+        STEP_GRAPH,
+        NO_PDL,
+        SPLIT_ATTENTION,
+        ATTN_CLUSTER,
+    ];
+
     /// The step runner as CUDA graphs with programmatic dependent launch,
     /// unless the environment says otherwise (see the module's documentation).
     pub fn from_env() -> DecodePath {
-        if std::env::var_os("VLM_BENCH_NO_STEP_RUNNER").is_some() {
+        if std::env::var_os(NO_STEP_RUNNER).is_some() {
             return DecodePath::Mlx;
         }
         DecodePath::Steps {
-            graph: std::env::var("VLM_BENCH_STEP_GRAPH").map_or(true, |v| v != "0"),
-            pdl: std::env::var_os("VLM_BENCH_NO_PDL").is_none(),
-            attention: if std::env::var_os("VLM_BENCH_SPLIT_ATTENTION").is_some() {
+            graph: std::env::var(STEP_GRAPH).map_or(true, |v| v != "0"),
+            pdl: std::env::var_os(NO_PDL).is_none(),
+            attention: if std::env::var_os(SPLIT_ATTENTION).is_some() {
                 StepAttention::Split
             } else {
-                std::env::var("VLM_BENCH_ATTN_CLUSTER")
+                std::env::var(ATTN_CLUSTER)
                     .ok()
                     .and_then(|v| ClusterLayout::parse(&v))
                     .map_or(StepAttention::Auto, StepAttention::Cluster)
