@@ -15,13 +15,14 @@ use engine::{
 use crate::cli::BenchDecodeArgs;
 use crate::model_resolve;
 
+/// The paths' names in short, for errors and warnings.
+const KNOWN: &str = "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv, -cNvqS: steps-graph, steps-graph-c16v, ...";
+
 /// `mlx`, or `steps` with any of `-graph` (replayed as CUDA graphs),
 /// `-nopdl` (launches in strict order), `-splits` (the split attention),
 /// `-cN` (the attention in clusters of N blocks; sized by the caches without),
 /// `-cNv` (the same with the values brought in after the scores), `-cNvqS`
 /// (S clusters a key/value head, each for its share of the query heads).
-const KNOWN: &str = "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv, -cNvqS: steps-graph, steps-graph-c16v, ...";
-
 fn parse_path(name: &str) -> Result<DecodePath> {
     if name == "mlx" {
         return Ok(DecodePath::Mlx);
