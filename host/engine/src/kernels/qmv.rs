@@ -93,16 +93,42 @@ fn shape_override(k: i32, n: i32) -> Option<(i32, i32, i32)> {
 /// only; a value with an entry that does not parse is reported once and
 /// ignored.
 fn grid_override(k: i32, n: i32) -> Option<i32> {
-    static GRIDS: OnceLock<Vec<GridOverride>> = OnceLock::new();
-    let grids = knob_entries(&GRIDS, "VLM_BENCH_QMV_GRID", "KxN=G", parse_grids);
+    static GRIDS: OnceLock<Vec<MatrixCount>> = OnceLock::new();
+    let grids = knob_entries(&GRIDS, "VLM_BENCH_QMV_GRID", "KxN=G", parse_counts);
     grids.iter().find(|(m, _)| *m == (k, n)).map(|&(_, g)| g)
 }
 
-/// A matrix (input width, rows) and the persistent blocks asked for it.
-type GridOverride = ((i32, i32), i32);
+/// Dynamic shared memory asked for in `VLM_BENCH_QMV_SMEM`, for measuring
+/// where blocks go: `KxN=B` entries (input width, rows; at least B bytes a
+/// block), comma-separated, e.g. `4096x6144=120000`: a block then holds more
+/// shared memory than it uses, so that fewer of its blocks share an SM (one,
+/// past half of the H100's 228 KB), whatever the registers would allow
+/// (stop 30: two persistent 16-warp blocks on one SM set the pace of their
+/// launch). The step runner's kernels only; B up to [`MAX_SHARED_BYTES`].
+fn shared_override(k: i32, n: i32) -> Option<i32> {
+    static SHARED: OnceLock<Vec<MatrixCount>> = OnceLock::new();
+    let entries = knob_entries(&SHARED, "VLM_BENCH_QMV_SMEM", "KxN=B", parse_shared);
+    entries.iter().find(|(m, _)| *m == (k, n)).map(|&(_, b)| b)
+}
 
-/// `KxN=G,...` as entries, or the first entry that is not one (G >= 0).
-fn parse_grids(v: &str) -> std::result::Result<Vec<GridOverride>, String> {
+/// `KxN=B,...` as entries, or the first entry that is not one (B up to
+/// [`MAX_SHARED_BYTES`]).
+fn parse_shared(v: &str) -> std::result::Result<Vec<MatrixCount>, String> {
+    let entries = parse_counts(v)?;
+    match entries.iter().find(|(_, b)| *b > MAX_SHARED_BYTES) {
+        Some(((k, n), b)) => Err(format!("{k}x{n}={b}")),
+        None => Ok(entries),
+    }
+}
+
+/// Dynamic shared memory a block of an sm_90 GPU may ask for (227 KB).
+const MAX_SHARED_BYTES: i32 = 227 * 1024;
+
+/// A matrix (input width, rows) and a count asked for it.
+type MatrixCount = ((i32, i32), i32);
+
+/// `KxN=C,...` as entries, or the first entry that is not one (C >= 0).
+fn parse_counts(v: &str) -> std::result::Result<Vec<MatrixCount>, String> {
     parse_entries(v, |e| {
         let (m, g) = e.split_once('=')?;
         let (k, n) = m.split_once('x')?;
@@ -326,10 +352,11 @@ impl Variant {
             ]);
         }
         let template = template(dtype, k, n, &launch, self.flags().0.then_some(eps));
+        let shared = shared_bytes(k).max(shared_override(k, n).unwrap_or(0));
         let dims = Dims {
             blocks: launch.launched_blocks() as u32,
             threads: (launch.warps * 32) as u32,
-            shared_bytes: shared_bytes(k) as u32,
+            shared_bytes: shared as u32,
         };
         let placement = Placement {
             cluster: 1,
@@ -550,12 +577,23 @@ mod tests {
     #[test]
     fn persistent_grids_parse() {
         assert_eq!(
-            parse_grids("4096x24576=512, 4096x4096=0"),
+            parse_counts("4096x24576=512, 4096x4096=0"),
             Ok(vec![((4096, 24576), 512), ((4096, 4096), 0)])
         );
-        assert_eq!(parse_grids(""), Ok(vec![]));
+        assert_eq!(parse_counts(""), Ok(vec![]));
         for bad in ["4096x24576", "4096=512", "4096x24576=-1", "4096xN=2"] {
-            assert_eq!(parse_grids(bad), Err(bad.to_string()), "{bad}");
+            assert_eq!(parse_counts(bad), Err(bad.to_string()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shared_memory_overrides_parse_within_an_sm_90_block() {
+        assert_eq!(
+            parse_shared("4096x6144=120000,4096x4096=232448"),
+            Ok(vec![((4096, 6144), 120000), ((4096, 4096), 232448)])
+        );
+        for bad in ["4096x6144=232449", "4096x6144", "4096x6144=-1"] {
+            assert_eq!(parse_shared(bad), Err(bad.to_string()), "{bad}");
         }
     }
 
