@@ -16,13 +16,14 @@ use crate::cli::BenchDecodeArgs;
 use crate::model_resolve;
 
 /// The paths' names in short, for errors and warnings.
-const KNOWN: &str = "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv, -cNvqS: steps-graph, steps-graph-c16v, ...";
+const KNOWN: &str = "mlx, or steps with -graph, -nopdl, -splits, -cN, -cNv, -cNqS, -cNvqS: steps-graph, steps-graph-c16v, ...";
 
 /// `mlx`, or `steps` with any of `-graph` (replayed as CUDA graphs),
 /// `-nopdl` (launches in strict order), `-splits` (the split attention),
 /// `-cN` (the attention in clusters of N blocks; sized by the caches without),
-/// `-cNv` (the same with the values brought in after the scores), `-cNvqS`
-/// (S clusters a key/value head, each for its share of the query heads).
+/// `-cNv` (the same with the values brought in after the scores), `-cNqS`
+/// and `-cNvqS` (S clusters a key/value head, each for its share of the query
+/// heads).
 fn parse_path(name: &str) -> Result<DecodePath> {
     if name == "mlx" {
         return Ok(DecodePath::Mlx);
@@ -243,6 +244,19 @@ mod tests {
                 attention: StepAttention::Cluster(ClusterLayout {
                     blocks: 16,
                     late_values: true,
+                    query_splits: 2
+                })
+            }
+        );
+        // Without late values: stop 30's 16q2 at 1920x1080, as a path.
+        assert_eq!(
+            parse_path("steps-graph-c16q2").unwrap(),
+            DecodePath::Steps {
+                graph: true,
+                pdl: true,
+                attention: StepAttention::Cluster(ClusterLayout {
+                    blocks: 16,
+                    late_values: false,
                     query_splits: 2
                 })
             }

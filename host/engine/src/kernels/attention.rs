@@ -290,7 +290,7 @@ const CLUSTER_THREADS: u32 = 256;
 const MAX_CLUSTER: u32 = 16;
 /// The most dynamic shared memory a cluster attention block asks for: sm_90's
 /// 227 KB a block, less 1 KB for static shared memory (the timeline's).
-const MAX_SHARED_BYTES: u32 = 226 * 1024;
+const MAX_SHARED_BYTES: u32 = super::step::BLOCK_SHARED_BYTES - 1024;
 
 /// Dynamic shared memory of a cluster attention block for caches of `cap`
 /// positions, as `attn_cluster_smem_bytes` (attn_cluster.cuh) computes it:

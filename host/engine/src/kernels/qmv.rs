@@ -121,8 +121,10 @@ fn parse_shared(v: &str) -> std::result::Result<Vec<MatrixCount>, String> {
     }
 }
 
-/// Dynamic shared memory a block of an sm_90 GPU may ask for (227 KB).
-const MAX_SHARED_BYTES: i32 = 227 * 1024;
+/// The most dynamic shared memory a product's block may ask for: sm_90's
+/// 227 KB a block, less 2 KB for its static shared memory (the warps' sums,
+/// up to 1 KB at 16 warps; the norm's partial sums; the timeline's stamp).
+const MAX_SHARED_BYTES: i32 = (super::step::BLOCK_SHARED_BYTES - 2048) as i32;
 
 /// A matrix (input width, rows) and a count asked for it.
 type MatrixCount = ((i32, i32), i32);
@@ -589,10 +591,10 @@ mod tests {
     #[test]
     fn shared_memory_overrides_parse_within_an_sm_90_block() {
         assert_eq!(
-            parse_shared("4096x6144=120000,4096x4096=232448"),
-            Ok(vec![((4096, 6144), 120000), ((4096, 4096), 232448)])
+            parse_shared("4096x6144=120000,4096x4096=230400"),
+            Ok(vec![((4096, 6144), 120000), ((4096, 4096), 230400)])
         );
-        for bad in ["4096x6144=232449", "4096x6144", "4096x6144=-1"] {
+        for bad in ["4096x6144=230401", "4096x6144", "4096x6144=-1"] {
             assert_eq!(parse_shared(bad), Err(bad.to_string()), "{bad}");
         }
     }

@@ -136,6 +136,11 @@ pub fn standalone(
     })
 }
 
+/// Shared memory a block of an sm_90 GPU may have, static and dynamic
+/// together (227 KB); a standalone kernel's dynamic share leaves room for
+/// its static shared memory.
+pub const BLOCK_SHARED_BYTES: u32 = 227 * 1024;
+
 /// Blocks a step's timeline records (the 8B's ~100k, with room); as many
 /// slots after them hold the phases kernels mark (`timeline.cuh`).
 pub const TIMELINE_BLOCKS: u32 = 1 << 17;
