@@ -253,7 +253,8 @@ pub const AUTO: ClusterLayout = ClusterLayout {
 /// clusters of 16 per key/value head, each for half its query heads. On the
 /// H100 (bench/gpu/NOTES.md, stop 26, alternating processes) +1.1% at
 /// 1920x1080 against [`AUTO`], but −1.4% at 448x448 and −0.5 to +0.2% at
-/// 1280x720 and 1024x1024.
+/// 1280x720 and 1024x1024. On the H200 (stop 31, in one process) the values
+/// before the wait lost to it at 1920x1080: `16q2` −7.1%, `16` −2.2%.
 pub const AUTO_LONG: ClusterLayout = ClusterLayout {
     query_splits: 2,
     ..AUTO

@@ -104,7 +104,9 @@ fn grid_override(k: i32, n: i32) -> Option<i32> {
 /// shared memory than it uses, so that fewer of its blocks share an SM (one,
 /// past half of the H100's 228 KB), whatever the registers would allow
 /// (stop 30: two persistent 16-warp blocks on one SM set the pace of their
-/// launch). The step runner's kernels only; B up to [`MAX_SHARED_BYTES`].
+/// launch; held to one, q/k/v still decoded 2.3–3.3% slower than the default
+/// on the H200, stop 31). The step runner's kernels only; B up to
+/// [`MAX_SHARED_BYTES`].
 fn shared_override(k: i32, n: i32) -> Option<i32> {
     static SHARED: OnceLock<Vec<MatrixCount>> = OnceLock::new();
     let entries = knob_entries(&SHARED, "VLM_BENCH_QMV_SMEM", "KxN=B", parse_shared);
