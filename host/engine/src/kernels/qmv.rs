@@ -72,7 +72,7 @@ fn persistent_grid(blocks: i32, warps: i32) -> i32 {
 
 /// A matrix (input width, rows) and the launch shape asked for it (warps,
 /// k-tiles at once, blocks an SM the compiler must fit or 0).
-type ShapeOverride = ((i32, i32), (i32, i32, i32));
+type ShapeOverride = MatrixEntry<(i32, i32, i32)>;
 
 /// Launch shapes asked for in `VLM_BENCH_QMV_SHAPES`, for measuring them:
 /// `KxN=WxU` entries (input width, rows; warps, k-tiles at once), or
@@ -81,8 +81,13 @@ type ShapeOverride = ((i32, i32), (i32, i32, i32));
 /// that do not parse are reported once and ignored.
 fn shape_override(k: i32, n: i32) -> Option<(i32, i32, i32)> {
     static SHAPES: OnceLock<Vec<ShapeOverride>> = OnceLock::new();
-    let shapes = knob_entries(&SHAPES, "VLM_BENCH_QMV_SHAPES", "KxN=WxU[xM]", parse_shapes);
-    shapes.iter().find(|(m, _)| *m == (k, n)).map(|&(_, s)| s)
+    knob_entry(
+        &SHAPES,
+        "VLM_BENCH_QMV_SHAPES",
+        "KxN=WxU[xM]",
+        parse_shapes,
+        (k, n),
+    )
 }
 
 /// Persistent launches asked for in `VLM_BENCH_QMV_GRID`, for measuring
@@ -94,23 +99,21 @@ fn shape_override(k: i32, n: i32) -> Option<(i32, i32, i32)> {
 /// ignored.
 fn grid_override(k: i32, n: i32) -> Option<i32> {
     static GRIDS: OnceLock<Vec<MatrixCount>> = OnceLock::new();
-    let grids = knob_entries(&GRIDS, "VLM_BENCH_QMV_GRID", "KxN=G", parse_counts);
-    grids.iter().find(|(m, _)| *m == (k, n)).map(|&(_, g)| g)
+    knob_entry(&GRIDS, "VLM_BENCH_QMV_GRID", "KxN=G", parse_counts, (k, n))
 }
 
 /// Dynamic shared memory asked for in `VLM_BENCH_QMV_SMEM`, for measuring
 /// where blocks go: `KxN=B` entries (input width, rows; at least B bytes a
 /// block), comma-separated, e.g. `4096x6144=120000`: a block then holds more
 /// shared memory than it uses, so that fewer of its blocks share an SM (one,
-/// past half of the H100's 228 KB), whatever the registers would allow
+/// past half of an sm_90 SM's 228 KB), whatever the registers would allow
 /// (stop 30: two persistent 16-warp blocks on one SM set the pace of their
 /// launch; held to one, q/k/v still decoded 2.3–3.3% slower than the default
 /// on the H200, stop 31). The step runner's kernels only; B up to
 /// [`MAX_SHARED_BYTES`].
 fn shared_override(k: i32, n: i32) -> Option<i32> {
     static SHARED: OnceLock<Vec<MatrixCount>> = OnceLock::new();
-    let entries = knob_entries(&SHARED, "VLM_BENCH_QMV_SMEM", "KxN=B", parse_shared);
-    entries.iter().find(|(m, _)| *m == (k, n)).map(|&(_, b)| b)
+    knob_entry(&SHARED, "VLM_BENCH_QMV_SMEM", "KxN=B", parse_shared, (k, n))
 }
 
 /// `KxN=B,...` as entries, or the first entry that is not one (B up to
@@ -128,8 +131,11 @@ fn parse_shared(v: &str) -> std::result::Result<Vec<MatrixCount>, String> {
 /// up to 1 KB at 16 warps; the norm's partial sums; the timeline's stamp).
 const MAX_SHARED_BYTES: i32 = (super::step::BLOCK_SHARED_BYTES - 2048) as i32;
 
-/// A matrix (input width, rows) and a count asked for it.
-type MatrixCount = ((i32, i32), i32);
+/// A matrix (input width, rows) and what a knob asks for it.
+type MatrixEntry<V> = ((i32, i32), V);
+
+/// A matrix and a count asked for it.
+type MatrixCount = MatrixEntry<i32>;
 
 /// `KxN=C,...` as entries, or the first entry that is not one (C >= 0).
 fn parse_counts(v: &str) -> std::result::Result<Vec<MatrixCount>, String> {
@@ -141,22 +147,25 @@ fn parse_counts(v: &str) -> std::result::Result<Vec<MatrixCount>, String> {
     })
 }
 
-/// A measuring knob's entries: `var` read once into `cell`, parsed by
-/// `parse`; a value that does not parse is reported once (with the entries'
-/// `form`) and ignored.
-fn knob_entries<E>(
-    cell: &'static OnceLock<Vec<E>>,
+/// A measuring knob's value for the matrix `mat` (input width, rows): `var`
+/// read once into `cell` as (matrix, value) entries, parsed by `parse`; a
+/// value that does not parse is reported once (with the entries' `form`) and
+/// ignored.
+fn knob_entry<V: Copy>(
+    cell: &'static OnceLock<Vec<MatrixEntry<V>>>,
     var: &str,
     form: &str,
-    parse: fn(&str) -> std::result::Result<Vec<E>, String>,
-) -> &'static [E] {
-    cell.get_or_init(|| {
+    parse: fn(&str) -> std::result::Result<Vec<MatrixEntry<V>>, String>,
+    mat: (i32, i32),
+) -> Option<V> {
+    let entries = cell.get_or_init(|| {
         let v = std::env::var(var).unwrap_or_default();
         parse(&v).unwrap_or_else(|bad| {
             eprintln!("warning: {var}: ignoring {bad:?} ({form}, comma-separated)");
             Vec::new()
         })
-    })
+    });
+    entries.iter().find(|(m, _)| *m == mat).map(|&(_, v)| v)
 }
 
 /// Comma-separated entries, each parsed by `entry`, or the first that is not
