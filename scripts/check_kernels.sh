@@ -18,8 +18,8 @@ for w in (d / "wheels").glob("*.whl"):
 PY
   rm -rf "$DIR/wheels" && touch "$DIR/.complete"
 fi
-# The step runner's standalone kernels, as the engine writes them.
+# The step runner's standalone kernels, as the engine makes them.
 STEPS=$(mktemp -d)
 trap 'rm -rf "$STEPS"' EXIT
-VLM_BENCH_STEP_KERNEL_DIR="$STEPS" cargo test --locked -q -p engine --lib step_kernels_for_nvrtc > /dev/null
-python3 bench/gpu/nvrtc_check.py "$DIR/site" "$STEPS"
+cargo run --locked -q -p lab -- kernel-sources "$STEPS" > /dev/null
+python3 scripts/nvrtc_check.py "$DIR/site" "$STEPS"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Runs ON the GPU machine (see bench/gpu/README.md): our resolution sweep on the
+# Runs ON the GPU machine (bench/gpu/README.md): our resolution sweep on the
 # synthetic Qwen3-VL-8B (4-bit and bf16) and the peers (mlx-vlm 4-bit on the same
-# MLX, transformers bf16 with static cache + compile), same protocol: the seed's
-# 10 resolutions, 100 forced output tokens, greedy, 1 warm-up and 5 repeats,
-# uniform-noise images. Raw results go to $OUT (results.db, *_results.jsonl,
-# logs); the comparison table is printed last.
+# MLX, transformers bf16 with static cache + compile), one protocol: the vllm-mlx
+# image benchmark's 10 resolutions, 100 forced output tokens, greedy, 1 warm-up
+# and 5 repeats, uniform-noise images. Raw results go to $OUT (results.db,
+# *_results.jsonl, logs); the comparison table is printed last.
 #
 # usage: device.sh [ours|peers|all] (default all); env: RUNS (5), RES (all 10),
-#        QUANTS ("4 bf16"), PEERS ("mlxvlm hf")
+#        QUANTS ("4 bf16"), PEERS ("mlxvlm hf"), VLM_GPU_HOME (where unpack.sh
+#        put the binaries and MLX; else host and lab on PATH and MLX found)
 set -uo pipefail
 WHAT=${1:-all}
 RUNS=${RUNS:-5}
@@ -17,9 +18,9 @@ PEERS=${PEERS:-"mlxvlm hf"}
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-$HERE/out}
 mkdir -p "$OUT"
-. "$HOME/mlx/env.sh"
-export VLM_BENCH_HOME=$HOME/vlm-bench
-HOST=$HERE/host
+if [ -f "${VLM_GPU_HOME:-$HOME/vlm-bench-gpu}/env.sh" ]; then . "${VLM_GPU_HOME:-$HOME/vlm-bench-gpu}/env.sh"; fi
+export VLM_BENCH_HOME=${VLM_BENCH_HOME:-$HOME/vlm-bench}
+HOST=$(command -v host)
 T0=$(date +%s)
 LOG=$OUT/session.log
 stamp() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
@@ -42,7 +43,7 @@ if [ "$WHAT" = ours ] || [ "$WHAT" = all ]; then
 fi
 
 if [ "$WHAT" = peers ] || [ "$WHAT" = all ]; then
-  export PYTHONPATH=$HOME/mlx:$HOME/pylib OUT RUNS RES PYTHONUNBUFFERED=1
+  export OUT RUNS RES PYTHONUNBUFFERED=1
   for p in $PEERS; do
     case $p in
       mlxvlm) stamp "peer: mlx-vlm 4-bit"; TIME_BUDGET=900 python3 "$HERE/peers/mlxvlm_qwen3vl.py" >> "$LOG" 2>&1 ;;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs ON the GPU machine after setup.sh: where a decoding step's time goes.
+# Runs ON the GPU machine (bench/gpu/README.md): where a decoding step's time goes.
 # One request on the synthetic 8B 4-bit model (RES, 100 forced tokens) under
 # Nsight Compute; prints the host's build / dispatch / wait per step
 # (VLM_BENCH_PROFILE_DECODE) and, from Nsight Compute, the GPU time per step
@@ -10,14 +10,14 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-$HERE/out}
 RES=${RES:-1024x1024}
 mkdir -p "$OUT"
-. "$HOME/mlx/env.sh"
-export VLM_BENCH_HOME=$HOME/vlm-bench
+if [ -f "${VLM_GPU_HOME:-$HOME/vlm-bench-gpu}/env.sh" ]; then . "${VLM_GPU_HOME:-$HOME/vlm-bench-gpu}/env.sh"; fi
+export VLM_BENCH_HOME=${VLM_BENCH_HOME:-$HOME/vlm-bench}
 MODEL=$HOME/models/qwen3-vl-8b-4
 if [ ! -f "$MODEL/config.json" ]; then
-  "$HERE/host" model synth --arch qwen3-vl-8b --quant 4 --out "$MODEL" > "$OUT/synth.log" 2>&1 || { tail "$OUT/synth.log"; exit 1; }
+  host model synth --arch qwen3-vl-8b --quant 4 --out "$MODEL" > "$OUT/synth.log" 2>&1 || { tail "$OUT/synth.log"; exit 1; }
 fi
 run() {
-  "$HERE/host" run --plugin resolution_sweep.wasm --model "$MODEL" --db "$OUT/profile-$1.db" \
+  host run --plugin resolution_sweep.wasm --model "$MODEL" --db "$OUT/profile-$1.db" \
     --set resolutions="$RES" --set warmup="$2" --set repeats=1 --set max_tokens="$3" \
     --set ignore_eos=true --set pattern=noise
 }
@@ -26,7 +26,7 @@ VLM_BENCH_PROFILE_DECODE=1 run host 1 100 > "$OUT/host.log" 2>&1
 grep -E "decode profile|Decode" "$OUT/host.log" | tail -3
 # GPU side: each kernel's time at the clocks it gets, caches as they are.
 /usr/local/cuda/bin/ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
-  "$HERE/host" run --plugin resolution_sweep.wasm --model "$MODEL" --db "$OUT/profile-ncu.db" \
+  "$(command -v host)" run --plugin resolution_sweep.wasm --model "$MODEL" --db "$OUT/profile-ncu.db" \
   --set resolutions="$RES" --set warmup=0 --set repeats=1 --set max_tokens=12 --set ignore_eos=true \
   --set pattern=noise > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
 python3 "$HERE/ncu_steps.py" "$OUT/ncu.csv" | head -30

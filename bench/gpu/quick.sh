@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs ON the GPU machine after setup.sh: a quick A/B of our decoding paths on
+# Runs ON the GPU machine (bench/gpu/README.md): a quick A/B of our decoding paths on
 # the synthetic 8B 4-bit model (fused kernels against VLM_BENCH_NO_FUSED_DECODE=1),
 # two resolutions, 100 forced tokens, 1 warm-up + 2 repeats, after the kernel
 # micro-benchmarks (KERNELS=0 skips them). Minutes, not the full protocol of device.sh.
@@ -11,12 +11,12 @@ RES=${RES:-224x224,1920x1080}
 RUNS=${RUNS:-2}
 MODES=${MODES:-"fused unfused"}
 mkdir -p "$OUT"
-. "$HOME/mlx/env.sh"
-export VLM_BENCH_HOME=$HOME/vlm-bench
-HOST=$HERE/host
+if [ -f "${VLM_GPU_HOME:-$HOME/vlm-bench-gpu}/env.sh" ]; then . "${VLM_GPU_HOME:-$HOME/vlm-bench-gpu}/env.sh"; fi
+export VLM_BENCH_HOME=${VLM_BENCH_HOME:-$HOME/vlm-bench}
+HOST=$(command -v host)
 T0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
-if [ "${KERNELS:-1}" = 1 ]; then "$HOST" bench kernels 2>&1 | tee "$OUT/kernels.md"; fi
+if [ "${KERNELS:-1}" = 1 ]; then lab kernels 2>&1 | tee "$OUT/kernels.md"; fi
 MODEL=$HOME/models/qwen3-vl-8b-4
 if [ ! -f "$MODEL/config.json" ]; then
   stamp "synthesizing 8B (4-bit)"

@@ -33,9 +33,6 @@ pub enum Command {
     /// Show, export and compare stored runs
     #[command(subcommand)]
     Results(ResultsCommand),
-    /// Micro-benchmarks of this device (see bench/gpu/NOTES.md)
-    #[command(subcommand)]
-    Bench(BenchCommand),
     /// Serve the results page and its JSON API
     Serve {
         /// Address to listen on
@@ -46,45 +43,6 @@ pub enum Command {
     },
 }
 
-#[derive(Subcommand, Debug)]
-pub enum BenchCommand {
-    /// Decoding's matrix-vector products and the vision attention at the 8B shapes
-    Kernels,
-    /// Greedy decoding paths side by side in one process: MLX's graph, and the
-    /// step runner with and without programmatic dependent launch or CUDA graphs
-    Decode(BenchDecodeArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct BenchDecodeArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
-    /// Image sizes, WIDTHxHEIGHT, comma-separated
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "224x224,1024x1024,1920x1080"
-    )]
-    pub resolutions: Vec<String>,
-    /// Output tokens per request (end-of-sequence ignored)
-    #[arg(long, default_value_t = 100)]
-    pub tokens: usize,
-    /// Measured requests per path and resolution, after one warm-up
-    #[arg(long, default_value_t = 3)]
-    pub repeats: usize,
-    /// Paths, comma-separated: mlx, or steps with any of -graph (CUDA graphs),
-    /// -nopdl (no programmatic dependent launch), -splits (the split
-    /// attention, not the cluster one), -cN (clusters of N blocks; sized by
-    /// the caches without), -cNv (the same, values after the scores): e.g.
-    /// steps-graph, steps-graph-splits, steps-graph-c16v
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "mlx,steps,steps-nopdl,steps-graph"
-    )]
-    pub paths: Vec<String>,
-}
-
 #[derive(Args, Debug, Clone)]
 pub struct DbArgs {
     /// The results database [default: ~/.local/share/vlm-bench/results.db]
@@ -93,8 +51,9 @@ pub struct DbArgs {
 }
 
 impl DbArgs {
-    pub fn path(&self) -> PathBuf {
-        self.db.clone().unwrap_or_else(crate::paths::default_db)
+    /// `--db`, else the default under `paths`.
+    pub fn path(&self, paths: &crate::settings::Paths) -> PathBuf {
+        self.db.clone().unwrap_or_else(|| paths.default_db())
     }
 }
 
@@ -154,14 +113,14 @@ pub enum ResultsCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// One run: identity, the seed's tables, what the plugin recorded
+    /// One run: identity, the resolution table, what the plugin recorded
     Show {
         /// A run id, or `latest`
         run: String,
         #[command(flatten)]
         db: DbArgs,
     },
-    /// One run as md (the seed's tables), csv (one line per request) or json
+    /// One run as md (the resolution table), csv (one line per request) or json
     Export {
         run: String,
         #[arg(long, default_value = "md")]

@@ -4,8 +4,8 @@ mod cli;
 mod commands;
 mod model_download;
 mod model_resolve;
-mod paths;
 mod runner;
+mod settings;
 mod version;
 
 use clap::Parser;
@@ -16,20 +16,26 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(2);
     }
-    engine::kernels::set_header_dir(paths::kernel_header_dir());
-    let result = match cli.command {
-        cli::Command::Doctor => commands::doctor::run().map(|_| 0),
-        cli::Command::Generate(args) => commands::generate::run(args).map(|_| 0),
-        cli::Command::Model(cmd) => commands::model::run(cmd).map(|_| 0),
-        cli::Command::Run(args) => commands::run::run(args),
-        cli::Command::Plugins(cmd) => commands::plugins::run(cmd).map(|_| 0),
-        cli::Command::Results(cmd) => commands::results::run(cmd).map(|_| 0),
-        cli::Command::Bench(cli::BenchCommand::Kernels) => commands::bench::kernels().map(|_| 0),
-        cli::Command::Bench(cli::BenchCommand::Decode(args)) => {
-            commands::bench_decode::run(args).map(|_| 0)
+    let settings = match settings::Settings::read(|name| std::env::var_os(name)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
         }
+    };
+    if let Some(dir) = &settings.cuda_toolkit {
+        mlx::cuda::set_toolkit_dir(dir);
+    }
+    let s = &settings;
+    let result = match cli.command {
+        cli::Command::Doctor => commands::doctor::run(s).map(|_| 0),
+        cli::Command::Generate(args) => commands::generate::run(s, args).map(|_| 0),
+        cli::Command::Model(cmd) => commands::model::run(s, cmd).map(|_| 0),
+        cli::Command::Run(args) => commands::run::run(s, args),
+        cli::Command::Plugins(cmd) => commands::plugins::run(&s.paths, cmd).map(|_| 0),
+        cli::Command::Results(cmd) => commands::results::run(&s.paths, cmd).map(|_| 0),
         cli::Command::Serve { addr, db } => {
-            let path = db.path();
+            let path = db.path(&s.paths);
             server::serve(addr, path.clone(), |bound| {
                 println!(
                     "serving {} at http://{bound}/ (Ctrl-C to stop)",

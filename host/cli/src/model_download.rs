@@ -2,13 +2,11 @@
 //! or `HF_ENDPOINT`) into the local Hugging Face cache, with `hf-hub`. Only
 //! the files the engine reads are fetched.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use hf_hub::api::sync::ApiBuilder;
 use hf_hub::{Repo, RepoType};
-
-use crate::model_resolve::hf_cache_dir;
 
 /// Whether the engine needs this file of a model repository.
 fn wanted(name: &str) -> bool {
@@ -25,10 +23,12 @@ fn wanted(name: &str) -> bool {
     ) || (name.ends_with(".safetensors") && !name.contains('/'))
 }
 
-/// Downloads `id` at `revision`; returns the snapshot directory.
-pub fn download(id: &str, revision: &str, endpoint: Option<&str>) -> Result<PathBuf> {
+/// Downloads `id` at `revision` into the Hugging Face cache `cache`;
+/// returns the snapshot directory. (`hf-hub` reads `HF_TOKEN` and
+/// `HF_ENDPOINT` itself.)
+pub fn download(cache: &Path, id: &str, revision: &str, endpoint: Option<&str>) -> Result<PathBuf> {
     let mut builder = ApiBuilder::from_env()
-        .with_cache_dir(hf_cache_dir())
+        .with_cache_dir(cache.to_path_buf())
         .with_progress(true);
     if let Some(e) = endpoint {
         builder = builder.with_endpoint(e.trim_end_matches('/').to_string());

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use engine::synth::{Arch, Quant, SynthOptions, synthesize};
 
+use crate::settings::Settings;
+
 /// The synthetic model used when nothing else is given: the 8B at 4 bits on
 /// a GPU (the peers' workload), the tiny model on a CPU, where a real-size
 /// vision tower takes minutes per high-resolution image.
@@ -21,23 +23,10 @@ pub fn default_synthetic() -> &'static str {
 /// Used instead of the synthetic default when present in the HF cache.
 pub const DEFAULT_REAL: &str = "mlx-community/Qwen3-VL-8B-Instruct-4bit";
 
-/// The Hugging Face hub cache (`HF_HUB_CACHE`, `HF_HOME/hub`, `~/.cache/huggingface/hub`).
-pub fn hf_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("HF_HUB_CACHE") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("HF_HOME") {
-        return PathBuf::from(d).join("hub");
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache/huggingface/hub")
-}
-
-/// The snapshot directory of `org/name` in the local cache, if any.
-pub fn find_in_hf_cache(id: &str) -> Option<PathBuf> {
-    let repo = hf_cache_dir().join(format!("models--{}", id.replace('/', "--")));
+/// The snapshot directory of `org/name` in the Hugging Face cache `cache`,
+/// if any.
+pub fn find_in_hf_cache(cache: &Path, id: &str) -> Option<PathBuf> {
+    let repo = cache.join(format!("models--{}", id.replace('/', "--")));
     let snapshots = repo.join("snapshots");
     // refs/main names the snapshot the hub's "main" points at.
     if let Ok(rev) = std::fs::read_to_string(repo.join("refs/main")) {
@@ -75,9 +64,9 @@ pub fn parse_synthetic(spec: &str) -> Result<Option<SynthOptions>> {
     Ok(Some(SynthOptions::new(arch, quant, 0)))
 }
 
-/// Where a synthetic model of these options lives (or will).
-pub fn synthetic_dir(opts: &SynthOptions) -> PathBuf {
-    crate::paths::models_dir().join(format!(
+/// Where a synthetic model of these options lives (or will) under `models`.
+pub fn synthetic_dir(models: &Path, opts: &SynthOptions) -> PathBuf {
+    models.join(format!(
         "{}-{}-seed{}",
         opts.arch.name(),
         opts.quant.name(),
@@ -87,8 +76,8 @@ pub fn synthetic_dir(opts: &SynthOptions) -> PathBuf {
 
 /// Generates the synthetic model if absent (atomically: a half-written
 /// directory never looks complete).
-pub fn ensure_synthetic(opts: &SynthOptions, quiet: bool) -> Result<PathBuf> {
-    let dir = synthetic_dir(opts);
+pub fn ensure_synthetic(models: &Path, opts: &SynthOptions, quiet: bool) -> Result<PathBuf> {
+    let dir = synthetic_dir(models, opts);
     if dir.join("config.json").exists() && dir.join(".complete").exists() {
         return Ok(dir);
     }
@@ -124,20 +113,30 @@ pub fn ensure_synthetic(opts: &SynthOptions, quiet: bool) -> Result<PathBuf> {
 
 /// Resolves the model flags: `--model` (or its absence) to a directory,
 /// downloading a Hugging Face id missing from the cache when `--download`.
-pub fn resolve_args(args: &crate::cli::ModelArgs, quiet: bool) -> Result<PathBuf> {
-    resolve(args.model.as_deref(), args.download, quiet)
+pub fn resolve_args(
+    settings: &Settings,
+    args: &crate::cli::ModelArgs,
+    quiet: bool,
+) -> Result<PathBuf> {
+    resolve(settings, args.model.as_deref(), args.download, quiet)
 }
 
-fn resolve(spec: Option<&str>, download: bool, quiet: bool) -> Result<PathBuf> {
+fn resolve(
+    settings: &Settings,
+    spec: Option<&str>,
+    download: bool,
+    quiet: bool,
+) -> Result<PathBuf> {
+    let cache = &settings.hf_cache;
     let spec = match spec {
         Some(s) => s.to_string(),
-        None => match find_in_hf_cache(DEFAULT_REAL) {
+        None => match find_in_hf_cache(cache, DEFAULT_REAL) {
             Some(dir) => return Ok(dir),
             None => default_synthetic().to_string(),
         },
     };
     if let Some(opts) = parse_synthetic(&spec)? {
-        return ensure_synthetic(&opts, quiet);
+        return ensure_synthetic(&settings.paths.models_dir(), &opts, quiet);
     }
     let path = Path::new(&spec);
     if path.is_dir() {
@@ -156,16 +155,16 @@ fn resolve(spec: Option<&str>, download: bool, quiet: bool) -> Result<PathBuf> {
         );
     }
     if spec.matches('/').count() == 1 && !spec.starts_with('.') && !spec.starts_with('/') {
-        if let Some(dir) = find_in_hf_cache(&spec) {
+        if let Some(dir) = find_in_hf_cache(cache, &spec) {
             return Ok(dir);
         }
         if download {
-            return crate::model_download::download(&spec, "main", None);
+            return crate::model_download::download(cache, &spec, "main", None);
         }
         bail!(
             "{spec} is not in the local Hugging Face cache ({}); add --download to fetch it \
              (or `host model download {spec}`), pass a directory, or use synthetic:qwen3-vl-8b:4",
-            hf_cache_dir().display()
+            cache.display()
         );
     }
     bail!("no model directory at {spec}")

@@ -16,8 +16,8 @@ pub enum Error {
     #[error("weights in {}: {message}", dir.display())]
     Weights { dir: PathBuf, message: String },
 
-    #[error("image {name}: {message}")]
-    Image { name: String, message: String },
+    #[error(transparent)]
+    Image(#[from] imaging::Error),
 
     #[error("tokenizer: {0}")]
     Tokenizer(String),
@@ -62,13 +62,6 @@ impl Error {
     pub fn weights(dir: &Path, message: impl Into<String>) -> Error {
         Error::Weights {
             dir: dir.to_path_buf(),
-            message: message.into(),
-        }
-    }
-
-    pub fn image(name: impl Into<String>, message: impl Into<String>) -> Error {
-        Error::Image {
-            name: name.into(),
             message: message.into(),
         }
     }

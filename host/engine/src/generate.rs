@@ -6,9 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheReport;
+use crate::error::{Error, Result};
 use crate::image::RgbImage;
 use crate::prompt::Message;
 use crate::sampler::Sampling;
+
+/// The longest output one request may ask for.
+pub const MAX_NEW_TOKENS: usize = 32_768;
 
 /// One generation request. `images` are matched, in order, to the image
 /// items of `messages`.
@@ -142,4 +146,31 @@ impl CancelToken {
     pub fn reset(&self) {
         self.0.store(false, Ordering::SeqCst);
     }
+
+    /// The flag behind the token, for code that stops on it without
+    /// depending on the engine (the plugin runtime's deadline).
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+}
+
+/// Checks a request before any work: token limits, image count, sampling.
+pub fn validate_request(req: &GenerateRequest) -> Result<()> {
+    if req.max_tokens == 0 || req.max_tokens > MAX_NEW_TOKENS {
+        return Err(Error::request(format!(
+            "max_tokens must be between 1 and {MAX_NEW_TOKENS}, got {}",
+            req.max_tokens
+        )));
+    }
+    let placeholders: usize = req.messages.iter().map(|m| m.image_count()).sum();
+    if placeholders != req.images.len() {
+        return Err(Error::request(format!(
+            "the messages hold {placeholders} image items but {} images were given",
+            req.images.len()
+        )));
+    }
+    if req.messages.is_empty() {
+        return Err(Error::request("no messages"));
+    }
+    req.sampling.validate()
 }

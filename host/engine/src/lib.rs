@@ -1,8 +1,11 @@
 //! The Qwen3-VL inference engine on MLX: model directories, preprocessing,
-//! the model itself, generation with timed events, and the caches.
+//! the model itself, decoding, generation with timed events, and the caches.
+//! Configuration comes in through [`EngineOptions`] (with [`Tuning`]),
+//! resolved by the caller; nothing here reads the environment.
 
 pub mod cache;
 pub mod config;
+pub mod decode;
 mod engine;
 pub mod error;
 pub mod generate;
@@ -12,12 +15,15 @@ pub mod model;
 pub mod prompt;
 pub mod sampler;
 pub mod synth;
+pub mod tuning;
 
-pub use engine::{
-    Engine, EngineOptions, MAX_NEW_TOKENS, ModelInfo, device_memory_bytes, validate_request,
-};
+pub use decode::{DecodePath, StepAttention};
+pub use engine::{Engine, EngineOptions, ModelInfo, device_memory_bytes, system_memory_bytes};
 pub use error::{Error, Result};
-pub use generate::{CancelToken, Event, FinishReason, GenerateRequest, GenerateResponse, Timings};
+pub use generate::{
+    CancelToken, Event, FinishReason, GenerateRequest, GenerateResponse, MAX_NEW_TOKENS, Timings,
+    validate_request,
+};
 pub use kernels::attention::ClusterLayout;
-pub use model::{DecodePath, StepAttention};
 pub use sampler::Sampling;
+pub use tuning::Tuning;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use engine::config::{ModelConfig, PreprocessorConfig};
 use engine::image::{DecodeLimits, decode_image, prepare_image};
+use engine::kernels::Kernels;
 use engine::model::positions::{mrope_tables, rope_positions};
 use engine::model::{KvCache, Qwen3Vl, Rope, Visual, assemble_inputs, image_spans};
 use engine::prompt::{ChatTemplate, Content, Message, PromptBuilder, TextTokenizer};
@@ -21,7 +22,7 @@ fn golden_dir() -> PathBuf {
     }
 }
 
-/// Tolerance for float comparisons: 1e-4 (the spec's), unless `PARITY_TOL`
+/// Tolerance for float comparisons: 1e-4 (`docs/qwen3-vl.md` §8.3), unless `PARITY_TOL`
 /// says otherwise (GPUs may use TF32 for f32 matmuls).
 fn tol() -> f32 {
     std::env::var("PARITY_TOL")
@@ -100,7 +101,7 @@ fn load(folder: &str) -> Loaded {
     let dir = golden_dir().join(folder);
     let cfg = ModelConfig::load(&dir).unwrap();
     let tokens = cfg.tokens.image;
-    let model = Qwen3Vl::load(&dir, cfg, None).unwrap();
+    let model = Qwen3Vl::load(&dir, cfg, None, &Kernels::off()).unwrap();
     let prompts = PromptBuilder::new(
         TextTokenizer::load(&dir).unwrap(),
         ChatTemplate::load(&dir).unwrap(),

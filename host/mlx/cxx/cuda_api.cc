@@ -18,6 +18,7 @@ bool find(F& f, const char* name) {
 }
 
 constexpr int kAttrCcMajor = 75, kAttrCcMinor = 76;  // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_*
+constexpr int kAttrSmCount = 16;                     // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
 
 Api load() {
   Api a;
@@ -58,7 +59,8 @@ Api load() {
   // cuInit is idempotent; MLX's runtime calls it only once it first uses the GPU.
   a.driver = ok && a.init(0) == 0 && a.device_get(&dev, 0) == 0 && a.primary_ctx_retain(&a.ctx, dev) == 0 &&
              a.device_get_attribute(&a.cc_major, kAttrCcMajor, dev) == 0 &&
-             a.device_get_attribute(&a.cc_minor, kAttrCcMinor, dev) == 0;
+             a.device_get_attribute(&a.cc_minor, kAttrCcMinor, dev) == 0 &&
+             a.device_get_attribute(&a.sm_count, kAttrSmCount, dev) == 0;
   bool nv = true;
   nv &= find(a.nvrtc_create, "nvrtcCreateProgram");
   nv &= find(a.nvrtc_compile, "nvrtcCompileProgram");

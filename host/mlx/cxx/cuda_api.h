@@ -102,6 +102,7 @@ struct Api {
 
   Handle ctx = nullptr;  // the device's primary context, MLX's
   int cc_major = 0, cc_minor = 0;
+  int sm_count = 0;  // streaming multiprocessors
   bool driver = false;  // every driver call above was found and the context retained
   bool nvrtc = false;   // every NVRTC call too
 };

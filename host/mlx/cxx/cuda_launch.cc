@@ -12,7 +12,6 @@
 // step stream before MLX touches what the steps wrote.
 #include <dlfcn.h>
 
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
@@ -34,10 +33,17 @@ const cuda::Api& need_driver(const char* what) {
   return a;
 }
 
+// The CUDA toolkit whose headers NVRTC includes where no NVIDIA wheel sits
+// beside MLX's package (`cuda_set_toolkit_dir`, from the command line's
+// CUDA_HOME or CUDA_PATH); empty: /usr/local/cuda.
+std::string& toolkit_dir() {
+  static std::string dir;
+  return dir;
+}
+
 // NVRTC's include paths, found as MLX finds its own: the headers shipped
 // beside libmlx (CCCL among them), then the CUDA runtime headers of the
-// NVIDIA wheel beside MLX's package, else of $CUDA_HOME, $CUDA_PATH or
-// /usr/local/cuda.
+// NVIDIA wheel beside MLX's package, else of the toolkit directory.
 const std::vector<std::string>& include_args() {
   static const std::vector<std::string> args = [] {
     std::vector<std::string> out;
@@ -55,11 +61,8 @@ const std::vector<std::string>& include_args() {
     }
     fs::path cuda = root.empty() ? fs::path() : root.parent_path() / "nvidia" / "cu13" / "include";
     std::error_code ec;
-    if (cuda.empty() || !fs::is_directory(cuda, ec)) {
-      const char* home = std::getenv("CUDA_HOME");
-      if (!home) home = std::getenv("CUDA_PATH");
-      cuda = fs::path(home ? home : "/usr/local/cuda") / "include";
-    }
+    if (cuda.empty() || !fs::is_directory(cuda, ec))
+      cuda = fs::path(toolkit_dir().empty() ? "/usr/local/cuda" : toolkit_dir()) / "include";
     add(cuda);
     add(cuda / "cccl");
     return out;
@@ -290,8 +293,8 @@ void step_runner_launch(StepRunner& r) {
     // A step unlike the recorded one (a request's first: its caches are new
     // buffers) is launched as it is, so that the GPU starts at once, and
     // recorded for the next steps while it runs (the H100's first
-    // inter-token gap fell from 3.3-4.3 to 2.4-3.0 ms: bench/gpu/NOTES.md,
-    // stop 25).
+    // inter-token gap fell from 3.3-4.3 to 2.4-3.0 ms: docs/experiments.md,
+    // "A request's first step").
     for (const auto& l : r.launches) cuda::check(launch_one(a, r, l, r.stream), "launching a step kernel");
     if (r.use_graph) capture(a, r);
   });
@@ -341,6 +344,10 @@ void step_runner_synchronize(StepRunner& r) {
   in_context("synchronizing the step stream",
              [&] { cuda::check(a.stream_synchronize(r.stream), "waiting for the decoding steps"); });
 }
+
+void cuda_set_toolkit_dir(rust::Str dir) { toolkit_dir() = std::string(dir); }
+
+uint32_t cuda_sm_count() { return cuda::api().driver ? static_cast<uint32_t>(cuda::api().sm_count) : 0; }
 
 uint64_t array_device_ptr(const array& a) {
   need_driver("an array's device pointer");

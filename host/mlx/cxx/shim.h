@@ -92,6 +92,7 @@ struct Staging {
 };
 std::unique_ptr<Staging> staging_new(size_t size);
 rust::Slice<uint8_t> staging_bytes(Staging& s);
+void staging_set_pinned(bool allowed);
 bool staging_pinned(const Staging& s);
 ArrayPtr staging_into_array(Staging& s, rust::Slice<const int32_t> shape, DType dtype);
 
@@ -145,6 +146,8 @@ void step_runner_copy(StepRunner& r, uint64_t dst, uint64_t src, size_t bytes);
 void step_runner_upload(StepRunner& r, uint64_t dst, rust::Slice<const uint8_t> data);
 void step_runner_download(StepRunner& r, uint64_t src, rust::Slice<uint8_t> out);
 void step_runner_synchronize(StepRunner& r);
+void cuda_set_toolkit_dir(rust::Str dir);
+uint32_t cuda_sm_count();
 // The device address of an evaluated array's first element (CUDA only).
 uint64_t array_device_ptr(const array& a);
 

@@ -2,7 +2,7 @@
 //
 // MLX's CUDA backend copies host data into fresh CUDA managed memory; the CPU's
 // first write to each page of it faults (3-6 ms for a 6 MB image on the H100,
-// bench/gpu/NOTES.md), and the GPU's first read migrates the pages back. A
+// docs/performance.md), and the GPU's first read migrates the pages back. A
 // staging buffer is instead page-locked host memory, reused from a pool, that
 // the caller fills once and that kernels read in place over the bus. Without
 // the CUDA driver (the CPU and Metal builds), it is plain heap memory that
@@ -10,7 +10,7 @@
 #include "mlx-bind/cxx/shim.h"
 
 #include <algorithm>
-#include <cstdlib>
+#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
@@ -24,12 +24,15 @@ namespace mlxr {
 
 namespace {
 
-// Whether staging uses page-locked memory: the driver is there and not
-// turned off (for comparisons).
-bool pinned_enabled() {
-  static const bool on = cuda::api().driver && !std::getenv("VLM_BENCH_NO_PINNED_STAGING");
-  return on;
+// Whether page-locked staging is allowed (`staging_set_pinned`: turned off
+// for comparisons).
+std::atomic<bool>& pinned_allowed() {
+  static std::atomic<bool> allowed{true};
+  return allowed;
 }
+
+// Whether staging uses page-locked memory: the driver is there and allowed.
+bool pinned_enabled() { return cuda::api().driver && pinned_allowed().load(std::memory_order_relaxed); }
 
 constexpr size_t kGranule = size_t(2) << 20;
 constexpr size_t kKeep = 8;  // free blocks the pool keeps (a 1920x1080 request stages 5 arrays)
@@ -94,6 +97,8 @@ void give_block(Block b) {
 Staging::~Staging() {
   if (block_data) give_block({block_data, block_cap});
 }
+
+void staging_set_pinned(bool allowed) { pinned_allowed().store(allowed, std::memory_order_relaxed); }
 
 std::unique_ptr<Staging> staging_new(size_t size) {
   auto s = std::make_unique<Staging>();

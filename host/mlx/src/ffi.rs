@@ -135,6 +135,7 @@ pub(crate) mod bridge {
         type Staging;
         fn staging_new(size: usize) -> Result<UniquePtr<Staging>>;
         fn staging_bytes(s: Pin<&mut Staging>) -> &mut [u8];
+        fn staging_set_pinned(allowed: bool);
         fn staging_pinned(s: &Staging) -> bool;
         fn staging_into_array(
             s: Pin<&mut Staging>,
@@ -156,7 +157,11 @@ pub(crate) mod bridge {
         fn step_runner_new(use_graph: bool) -> Result<UniquePtr<StepRunner>>;
         fn step_runner_set_graph(r: Pin<&mut StepRunner>, use_graph: bool) -> Result<()>;
         fn step_runner_clear(r: Pin<&mut StepRunner>);
-        fn step_runner_add(
+        // The functions below that take device addresses are `unsafe`: the
+        // caller guarantees that each address points into device memory that
+        // stays allocated while anything queued with it may run, with room
+        // for what is copied (`cuda.rs` holds the arrays behind them).
+        unsafe fn step_runner_add(
             r: Pin<&mut StepRunner>,
             k: &CudaKernel,
             grid: u32,
@@ -166,17 +171,27 @@ pub(crate) mod bridge {
             args: &[u64],
         ) -> Result<()>;
         fn step_runner_launch(r: Pin<&mut StepRunner>) -> Result<()>;
-        fn step_runner_read_u32(r: Pin<&mut StepRunner>, src: u64, slot: usize) -> Result<()>;
+        unsafe fn step_runner_read_u32(
+            r: Pin<&mut StepRunner>,
+            src: u64,
+            slot: usize,
+        ) -> Result<()>;
         fn step_runner_slot(r: Pin<&mut StepRunner>, slot: usize) -> Result<u32>;
-        fn step_runner_copy(
+        unsafe fn step_runner_copy(
             r: Pin<&mut StepRunner>,
             dst: u64,
             src: u64,
             bytes: usize,
         ) -> Result<()>;
-        fn step_runner_upload(r: Pin<&mut StepRunner>, dst: u64, data: &[u8]) -> Result<()>;
-        fn step_runner_download(r: Pin<&mut StepRunner>, src: u64, out: &mut [u8]) -> Result<()>;
+        unsafe fn step_runner_upload(r: Pin<&mut StepRunner>, dst: u64, data: &[u8]) -> Result<()>;
+        unsafe fn step_runner_download(
+            r: Pin<&mut StepRunner>,
+            src: u64,
+            out: &mut [u8],
+        ) -> Result<()>;
         fn step_runner_synchronize(r: Pin<&mut StepRunner>) -> Result<()>;
+        fn cuda_set_toolkit_dir(dir: &str);
+        fn cuda_sm_count() -> u32;
         fn array_device_ptr(a: &array) -> Result<u64>;
 
         fn shape(a: &array) -> Vec<i32>;

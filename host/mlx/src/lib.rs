@@ -1,8 +1,10 @@
 //! A small, safe binding to MLX's C++ API, linked against the official MLX
 //! wheels (CPU, CUDA or Metal backend from one code path).
 //!
-//! Only this crate contains `unsafe`, and only in two kinds of places: the cxx
-//! bridge (`ffi.rs`) and the `Send` impls of the handle types. Every C++
+//! Only this crate contains `unsafe` (the workspace forbids it elsewhere),
+//! and only in three kinds of places: the cxx bridge (`ffi.rs`), the `Send`
+//! impls of the handle types, and the calls that hand device addresses to
+//! the step runner (`cuda.rs`, which holds the arrays behind them). Every C++
 //! exception becomes an [`Error`] carrying MLX's message.
 
 mod array;
@@ -29,4 +31,4 @@ pub use device::{
 };
 pub use error::{Error, Result};
 pub use quant::{Quantized, quantize};
-pub use staging::Staging;
+pub use staging::{Staging, set_pinned_staging};

@@ -10,24 +10,22 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use engine::CancelToken;
 use runtime::bindings::wit_engine as w;
-use runtime::bindings::wit_progress::Level;
 use runtime::bindings::wit_types::ParamValue;
-use runtime::{PluginRuntime, RunLimits, RunStatus, ServiceError, Services};
+use runtime::{EngineService, PluginRuntime, RunLimits, RunStatus, ServiceError, Services};
 
-/// Counts calls; everything else is refused.
+/// Counts cache-stats calls; nothing else is used.
 struct Counter {
     calls: u64,
 }
 
-impl Services for Counter {
+impl EngineService for Counter {
     fn model_info(&mut self) -> w::ModelInfo {
         unreachable!("not used by the benchmark")
     }
     fn generate(
         &mut self,
-        _: Vec<Arc<engine::image::RgbImage>>,
+        _: Vec<Arc<imaging::RgbImage>>,
         _: w::GenerateRequest,
     ) -> Result<w::GenerateResponse, ServiceError> {
         Err(ServiceError::rejected("no engine in this benchmark"))
@@ -53,25 +51,13 @@ impl Services for Counter {
     }
     fn cache_clear(&mut self) {}
     fn cache_configure(&mut self, _: Option<bool>, _: Option<u64>, _: Option<u64>) {}
-    fn metric(&mut self, _: String, _: f64, _: String) -> Result<(), ServiceError> {
-        Ok(())
+}
+
+fn counting() -> Services {
+    Services {
+        engine: counting(),
+        ..Services::unavailable()
     }
-    fn table(
-        &mut self,
-        _: String,
-        _: Vec<String>,
-        _: Vec<Vec<String>>,
-    ) -> Result<(), ServiceError> {
-        Ok(())
-    }
-    fn note(&mut self, _: String) -> Result<(), ServiceError> {
-        Ok(())
-    }
-    fn verdict(&mut self, _: bool, _: String) -> Result<(), ServiceError> {
-        Ok(())
-    }
-    fn log(&mut self, _: Level, _: String) {}
-    fn progress(&mut self, _: u32, _: u32, _: String) {}
 }
 
 fn params(count: i64) -> Vec<(String, ParamValue)> {
@@ -105,11 +91,11 @@ fn main() {
     let memory = t.elapsed();
 
     // Instantiate + run with no calls: the fixed cost of a run.
-    let limits = RunLimits::new(CancelToken::new());
+    let limits = RunLimits::new(Arc::default());
     let t = Instant::now();
     let n0 = 20;
     for _ in 0..n0 {
-        let out = rt2.run(&plugin, &params(0), Box::new(Counter { calls: 0 }), &limits);
+        let out = rt2.run(&plugin, &params(0), counting(), &limits);
         assert_eq!(out.status, RunStatus::Completed);
     }
     let per_run = t.elapsed() / n0;
@@ -117,7 +103,7 @@ fn main() {
     // Host call round trips: the difference between many calls and none.
     let n: i64 = 2_000_000;
     let t = Instant::now();
-    let out = rt2.run(&plugin, &params(n), Box::new(Counter { calls: 0 }), &limits);
+    let out = rt2.run(&plugin, &params(n), counting(), &limits);
     assert_eq!(out.status, RunStatus::Completed, "{:?}", out.status);
     let total = t.elapsed();
     let per_call_ns = (total.as_nanos() as f64 - per_run.as_nanos() as f64) / n as f64;

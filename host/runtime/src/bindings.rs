@@ -1,13 +1,13 @@
 //! Host-side bindings of `wit/workload.wit`, generated once here.
 
-pub use crate::images::ImageHandle;
+pub use crate::image_sets::ImageHandle;
 
 wasmtime::component::bindgen!({
     world: "workload",
     path: "../../wit",
     imports: { default: trappable },
     with: {
-        "vlmbench:workload/images.image": crate::images::ImageHandle,
+        "vlmbench:workload/images.image": crate::image_sets::ImageHandle,
     },
 });
 

@@ -5,15 +5,15 @@
 
 pub mod bindings;
 mod host;
-pub mod images;
+pub mod image_sets;
 pub mod params;
 mod plugin;
 mod services;
 
 pub use bindings::{WIT_PACKAGE, WIT_VERSION};
 pub use host::{MAX_IMAGES_PER_REQUEST, MAX_LIVE_IMAGES, MAX_TABLE_CELLS, MAX_TEXT};
-pub use images::ImageSets;
+pub use image_sets::ImageSets;
 pub use plugin::{
     Plugin, PluginMeta, PluginRuntime, RunLimits, RunOutcome, RunStatus, RuntimeError,
 };
-pub use services::{ServiceError, Services};
+pub use services::{EngineService, ProgressService, ResultsService, ServiceError, Services};

@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use engine::CancelToken;
-use engine::image::DecodeLimits;
+use imaging::DecodeLimits;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -18,7 +17,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use crate::bindings::wit_types::{ParamValue, PluginInfo};
 use crate::bindings::{WIT_PACKAGE, WIT_VERSION, Workload, WorkloadPre};
 use crate::host::HostState;
-use crate::images::ImageSets;
+use crate::image_sets::ImageSets;
 use crate::services::Services;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,14 +64,14 @@ pub struct RunOutcome {
 pub struct RunLimits {
     pub memory_bytes: usize,
     pub timeout: Duration,
-    /// Shared with the engine: cancelling stops wasm code and engine work.
-    pub cancel: CancelToken,
+    /// Shared with the engine: set, it stops wasm code and engine work.
+    pub cancel: Arc<AtomicBool>,
     pub image_sets: ImageSets,
     pub decode_limits: DecodeLimits,
 }
 
 impl RunLimits {
-    pub fn new(cancel: CancelToken) -> RunLimits {
+    pub fn new(cancel: Arc<AtomicBool>) -> RunLimits {
         RunLimits {
             memory_bytes: 512 << 20,
             timeout: Duration::from_secs(3600),
@@ -241,7 +240,7 @@ impl PluginRuntime {
 
     fn store(
         &self,
-        services: Box<dyn Services>,
+        services: Services,
         limits: &RunLimits,
     ) -> (Store<HostState>, MemoryOutputPipe) {
         let stderr = MemoryOutputPipe::new(64 * 1024);
@@ -278,11 +277,11 @@ impl PluginRuntime {
     pub fn describe(
         &self,
         plugin: &Plugin,
-        services: Box<dyn Services>,
+        services: Services,
     ) -> Result<PluginInfo, RuntimeError> {
         let limits = RunLimits {
             timeout: Duration::from_secs(10),
-            ..RunLimits::new(CancelToken::new())
+            ..RunLimits::new(Arc::default())
         };
         let (mut store, stderr) = self.store(services, &limits);
         let deadline = Instant::now() + limits.timeout;
@@ -316,7 +315,7 @@ impl PluginRuntime {
         &self,
         plugin: &Plugin,
         params: &[(String, ParamValue)],
-        services: Box<dyn Services>,
+        services: Services,
         limits: &RunLimits,
     ) -> RunOutcome {
         let start = Instant::now();
@@ -325,11 +324,13 @@ impl PluginRuntime {
         let cancel = limits.cancel.clone();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            Ok(if cancel.is_cancelled() || Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Continue(1)
-            })
+            Ok(
+                if cancel.load(Ordering::SeqCst) || Instant::now() >= deadline {
+                    UpdateDeadline::Interrupt
+                } else {
+                    UpdateDeadline::Continue(1)
+                },
+            )
         });
         // Epochs never interrupt host code: a watchdog cancels the engine
         // (checked between decode steps) when the deadline passes.
@@ -342,7 +343,7 @@ impl PluginRuntime {
                 while !done.load(Ordering::SeqCst) {
                     if Instant::now() >= deadline {
                         timed_out.store(true, Ordering::SeqCst);
-                        cancel.cancel();
+                        cancel.store(true, Ordering::SeqCst);
                         break;
                     }
                     std::thread::sleep(TICK);
@@ -367,7 +368,7 @@ impl PluginRuntime {
             {
                 RunStatus::TimedOut(limits.timeout)
             }
-            Err(_) if limits.cancel.is_cancelled() => RunStatus::Cancelled,
+            Err(_) if limits.cancel.load(Ordering::SeqCst) => RunStatus::Cancelled,
             Err(e) => RunStatus::Failed(explain_trap(&e, &stderr, limits.memory_bytes)),
         };
         RunOutcome {

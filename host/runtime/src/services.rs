@@ -1,10 +1,12 @@
-//! What the host side of a run provides to a plugin: the engine, the results
-//! store and the terminal. The runner implements this; the sandbox only
-//! forwards calls that passed its checks.
+//! What the host side of a run provides to a plugin, one trait per WIT
+//! interface the runner serves: the engine, the results store, the progress
+//! display. (The `images` interface is served by the runtime itself, from the
+//! sets the user granted.) The sandbox forwards only calls that passed its
+//! checks (`host/`).
 
 use std::sync::Arc;
 
-use engine::image::RgbImage;
+use imaging::RgbImage;
 
 use crate::bindings::wit_engine::{CacheCounters, GenerateRequest, GenerateResponse, ModelInfo};
 use crate::bindings::wit_progress::Level;
@@ -27,8 +29,8 @@ impl ServiceError {
     }
 }
 
-/// Host services for one run.
-pub trait Services: Send {
+/// `vlmbench:workload/engine`: the model and its caches.
+pub trait EngineService: Send {
     fn model_info(&mut self) -> ModelInfo;
     fn generate(
         &mut self,
@@ -43,6 +45,10 @@ pub trait Services: Send {
         prefix_bytes: Option<u64>,
         vision_bytes: Option<u64>,
     );
+}
+
+/// `vlmbench:workload/results`: what the plugin records beside its requests.
+pub trait ResultsService: Send {
     fn metric(&mut self, name: String, value: f64, unit: String) -> Result<(), ServiceError>;
     fn table(
         &mut self,
@@ -52,6 +58,112 @@ pub trait Services: Send {
     ) -> Result<(), ServiceError>;
     fn note(&mut self, text: String) -> Result<(), ServiceError>;
     fn verdict(&mut self, passed: bool, summary: String) -> Result<(), ServiceError>;
+}
+
+/// `vlmbench:workload/progress`: log lines and progress, best effort.
+pub trait ProgressService: Send {
     fn log(&mut self, level: Level, message: String);
     fn progress(&mut self, done: u32, total: u32, step: String);
+}
+
+/// The services of one store: one implementation per interface.
+pub struct Services {
+    pub engine: Box<dyn EngineService>,
+    pub results: Box<dyn ResultsService>,
+    pub progress: Box<dyn ProgressService>,
+}
+
+impl Services {
+    /// Services for a plugin's `describe`: no engine, nothing recorded,
+    /// nothing shown.
+    pub fn unavailable() -> Services {
+        Services {
+            engine: Box::new(Unavailable),
+            results: Box::new(Unavailable),
+            progress: Box::new(Unavailable),
+        }
+    }
+}
+
+/// Refuses every call that would reach the engine or the store.
+struct Unavailable;
+
+const NOTHING_DURING_DESCRIBE: &str = "nothing is recorded during describe";
+
+impl EngineService for Unavailable {
+    fn model_info(&mut self) -> ModelInfo {
+        ModelInfo {
+            name: String::new(),
+            path: String::new(),
+            quantization: String::new(),
+            dtype: String::new(),
+            compute_dtype: String::new(),
+            synthetic: false,
+            text_layers: 0,
+            hidden_size: 0,
+            vision_depth: 0,
+            backend: String::new(),
+            device: String::new(),
+        }
+    }
+
+    fn generate(
+        &mut self,
+        _: Vec<Arc<RgbImage>>,
+        _: GenerateRequest,
+    ) -> Result<GenerateResponse, ServiceError> {
+        Err(ServiceError::rejected("no engine during describe"))
+    }
+
+    fn cache_stats(&mut self) -> CacheCounters {
+        CacheCounters {
+            enabled: false,
+            prefix_lookups: 0,
+            prefix_exact_hits: 0,
+            prefix_partial_hits: 0,
+            prefix_misses: 0,
+            prefix_reused_tokens: 0,
+            prefix_evictions: 0,
+            prefix_entries: 0,
+            prefix_bytes: 0,
+            prefix_budget_bytes: 0,
+            vision_hits: 0,
+            vision_misses: 0,
+            vision_entries: 0,
+            vision_bytes: 0,
+        }
+    }
+
+    fn cache_clear(&mut self) {}
+
+    fn cache_configure(&mut self, _: Option<bool>, _: Option<u64>, _: Option<u64>) {}
+}
+
+impl ResultsService for Unavailable {
+    fn metric(&mut self, _: String, _: f64, _: String) -> Result<(), ServiceError> {
+        Err(ServiceError::rejected(NOTHING_DURING_DESCRIBE))
+    }
+
+    fn table(
+        &mut self,
+        _: String,
+        _: Vec<String>,
+        _: Vec<Vec<String>>,
+    ) -> Result<(), ServiceError> {
+        Err(ServiceError::rejected(NOTHING_DURING_DESCRIBE))
+    }
+
+    fn note(&mut self, _: String) -> Result<(), ServiceError> {
+        Err(ServiceError::rejected(NOTHING_DURING_DESCRIBE))
+    }
+
+    fn verdict(&mut self, _: bool, _: String) -> Result<(), ServiceError> {
+        Err(ServiceError::rejected(NOTHING_DURING_DESCRIBE))
+    }
+}
+
+impl ProgressService for Unavailable {
+    fn log(&mut self, _: Level, _: String) {}
+
+    fn progress(&mut self, _: u32, _: u32, _: String) {}
 }

@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 
-use crate::{model_resolve, paths, version};
+use crate::settings::Settings;
+use crate::{model_resolve, version};
 
 /// The libmlx this process actually loaded (from /proc/self/maps).
 fn loaded_libmlx() -> Option<String> {
@@ -29,7 +30,8 @@ fn gib(bytes: u64) -> String {
     format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
-pub fn run() -> Result<()> {
+pub fn run(settings: &Settings) -> Result<()> {
+    let paths = &settings.paths;
     println!("host        {}", version::VERSION);
     println!(
         "MLX         {} (built against {})",
@@ -59,20 +61,23 @@ pub fn run() -> Result<()> {
         Err(e) => println!("device info unavailable: {e}"),
     }
     println!("memory      {}", gib(engine::device_memory_bytes()));
+    if let Some(sms) = mlx::cuda::sm_count() {
+        println!("SMs         {sms}");
+    }
     println!(
         "libmlx      {}",
         loaded_libmlx().unwrap_or_else(|| format!("{} (rpath)", mlx::BUILD_LIBDIR))
     );
     println!("BLAS        {}", mlx::BUILD_BLAS);
-    println!("data dir    {}", paths::data_dir().display());
-    println!("results db  {}", paths::default_db().display());
+    println!("data dir    {}", paths.data_dir().display());
+    println!("results db  {}", paths.default_db().display());
     let wasm = match wasm_target_installed() {
         Some(true) => "installed",
         Some(false) => "missing (rustup target add wasm32-wasip2; needed only to build plugins)",
         None => "unknown (rustup not found; needed only to build plugins)",
     };
     println!("wasm target {wasm}");
-    match model_resolve::find_in_hf_cache(model_resolve::DEFAULT_REAL) {
+    match model_resolve::find_in_hf_cache(&settings.hf_cache, model_resolve::DEFAULT_REAL) {
         Some(dir) => println!(
             "default model {} ({})",
             model_resolve::DEFAULT_REAL,
@@ -81,7 +86,7 @@ pub fn run() -> Result<()> {
         None => {
             let spec = model_resolve::default_synthetic();
             let opts = model_resolve::parse_synthetic(spec)?.expect("synthetic spec");
-            let dir = model_resolve::synthetic_dir(&opts);
+            let dir = model_resolve::synthetic_dir(&paths.models_dir(), &opts);
             let state = if dir.join(".complete").exists() {
                 "ready"
             } else {
@@ -89,6 +94,14 @@ pub fn run() -> Result<()> {
             };
             println!("default model {spec} ({state}: {})", dir.display());
         }
+    }
+    // What the VLM_BENCH_* variables resolved to (docs/tuning.md).
+    println!("\nengine settings");
+    for (name, value) in settings.tuning.settings() {
+        println!("  {name:<20} {value}");
+    }
+    if let Some(dir) = &settings.cuda_toolkit {
+        println!("  {:<20} {dir}", "CUDA toolkit");
     }
     Ok(())
 }

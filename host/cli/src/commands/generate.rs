@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use engine::image::{DecodeLimits, decode_image};
-use engine::{Engine, EngineOptions, GenerateRequest, Sampling};
+use engine::{Engine, GenerateRequest, Sampling};
 
 use crate::cli::GenerateArgs;
 use crate::model_resolve;
+use crate::settings::Settings;
 
-pub fn run(args: GenerateArgs) -> Result<()> {
-    let dir = model_resolve::resolve_args(&args.model, false)?;
+pub fn run(settings: &Settings, args: GenerateArgs) -> Result<()> {
+    let dir = model_resolve::resolve_args(settings, &args.model, false)?;
     let mut images = vec![];
     for path in &args.image {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -20,10 +21,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             DecodeLimits::default(),
         )?));
     }
-    let opts = EngineOptions {
-        cache_enabled: !args.model.no_cache,
-        ..EngineOptions::default()
-    };
+    let opts = settings.engine_options(!args.model.no_cache);
     let mut engine = Engine::load(&dir, opts)
         .with_context(|| format!("loading the model in {}", dir.display()))?;
     let mut req = GenerateRequest::simple(&args.prompt, images, args.max_tokens);

@@ -1,5 +1,3 @@
-pub mod bench;
-pub mod bench_decode;
 pub mod doctor;
 pub mod generate;
 pub mod model;

@@ -5,8 +5,9 @@ use engine::synth::{Arch, Layout, Quant, SynthOptions, synthesize};
 
 use crate::cli::{ModelCommand, SynthArgs};
 use crate::model_resolve;
+use crate::settings::Settings;
 
-pub fn run(cmd: ModelCommand) -> Result<()> {
+pub fn run(settings: &Settings, cmd: ModelCommand) -> Result<()> {
     match cmd {
         ModelCommand::Synth(args) => synth(args),
         ModelCommand::Download {
@@ -14,12 +15,13 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
             revision,
             endpoint,
         } => {
-            let dir = crate::model_download::download(&id, &revision, endpoint.as_deref())?;
+            let cache = &settings.hf_cache;
+            let dir = crate::model_download::download(cache, &id, &revision, endpoint.as_deref())?;
             println!("{}", dir.display());
             Ok(())
         }
         ModelCommand::Resolve { model } => {
-            let dir = model_resolve::resolve_args(&model, false)?;
+            let dir = model_resolve::resolve_args(settings, &model, false)?;
             println!("{}", dir.display());
             Ok(())
         }

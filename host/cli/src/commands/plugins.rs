@@ -5,20 +5,21 @@ use runtime::PluginRuntime;
 use runtime::bindings::wit_types::ParamKind;
 
 use crate::cli::PluginsCommand;
-use crate::runner::{NoServices, plugins};
+use crate::runner::plugins;
+use crate::settings::Paths;
 
-pub fn run(cmd: PluginsCommand) -> Result<()> {
-    let rt = PluginRuntime::new(Some(crate::paths::plugin_cache_dir()))?;
+pub fn run(paths: &Paths, cmd: PluginsCommand) -> Result<()> {
+    let rt = PluginRuntime::new(Some(paths.plugin_cache_dir()))?;
     match cmd {
         PluginsCommand::List => {
             println!(
                 "{:<26} {:<8} {:<10} description",
                 "plugin", "version", "where"
             );
-            for (name, bytes, place) in plugins::all() {
+            for (name, bytes, place) in plugins::all(paths) {
                 match rt
                     .load(&name, &bytes)
-                    .and_then(|p| rt.describe(&p, Box::new(NoServices)))
+                    .and_then(|p| rt.describe(&p, runtime::Services::unavailable()))
                 {
                     Ok(info) => println!(
                         "{name:<26} {:<8} {place:<10} {}",
@@ -27,12 +28,12 @@ pub fn run(cmd: PluginsCommand) -> Result<()> {
                     Err(e) => println!("{name:<26} {:<8} {place:<10} unusable: {e}", "?"),
                 }
             }
-            println!("\nUser plugins go in {}", plugins::user_dir().display());
+            println!("\nUser plugins go in {}", paths.plugins_dir().display());
         }
         PluginsCommand::Inspect { plugin, json } => {
-            let (name, bytes) = plugins::find(&plugin)?;
+            let (name, bytes) = plugins::find(paths, &plugin)?;
             let p = rt.load(&name, &bytes)?;
-            let info = rt.describe(&p, Box::new(NoServices))?;
+            let info = rt.describe(&p, runtime::Services::unavailable())?;
             let meta = p.meta();
             if json {
                 let params: Vec<serde_json::Value> = info

@@ -4,6 +4,7 @@ use anyhow::{Context, Result, bail};
 use store::{RunFilter, Store};
 
 use crate::cli::ResultsCommand;
+use crate::settings::Paths;
 
 fn run_id(store: &Store, spec: &str) -> Result<i64> {
     if spec == "latest" {
@@ -13,7 +14,7 @@ fn run_id(store: &Store, spec: &str) -> Result<i64> {
         .with_context(|| format!("{spec:?} is not a run id (a number, or `latest`)"))
 }
 
-pub fn run(cmd: ResultsCommand) -> Result<()> {
+pub fn run(paths: &Paths, cmd: ResultsCommand) -> Result<()> {
     match cmd {
         ResultsCommand::List {
             db,
@@ -22,7 +23,7 @@ pub fn run(cmd: ResultsCommand) -> Result<()> {
             device,
             limit,
         } => {
-            let store = Store::open(&db.path())?;
+            let store = Store::open(&db.path(paths))?;
             let runs = store.list_runs(&RunFilter {
                 plugin,
                 model,
@@ -62,12 +63,12 @@ pub fn run(cmd: ResultsCommand) -> Result<()> {
             }
         }
         ResultsCommand::Show { run, db } => {
-            let store = Store::open(&db.path())?;
+            let store = Store::open(&db.path(paths))?;
             let id = run_id(&store, &run)?;
             print!("{}", store::export_markdown(&store.run(id)?));
         }
         ResultsCommand::Export { run, format, db } => {
-            let store = Store::open(&db.path())?;
+            let store = Store::open(&db.path(paths))?;
             let detail = store.run(run_id(&store, &run)?)?;
             match format.as_str() {
                 "md" | "markdown" => print!("{}", store::export_markdown(&detail)),
@@ -77,7 +78,7 @@ pub fn run(cmd: ResultsCommand) -> Result<()> {
             }
         }
         ResultsCommand::Compare { runs, db } => {
-            let store = Store::open(&db.path())?;
+            let store = Store::open(&db.path(paths))?;
             let details = runs
                 .iter()
                 .map(|r| store.run(run_id(&store, r)?).map_err(anyhow::Error::from))

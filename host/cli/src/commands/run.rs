@@ -6,23 +6,27 @@ use anyhow::{Result, bail};
 
 use crate::cli::RunArgs;
 use crate::runner::{self, RunRequest};
+use crate::settings::Settings;
 
-pub fn run(args: RunArgs) -> Result<i32> {
+pub fn run(settings: &Settings, args: RunArgs) -> Result<i32> {
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
         bail!("--timeout must be a positive number of seconds");
     }
     if args.memory_mb < 16 {
         bail!("--memory-mb must be at least 16");
     }
-    let result = runner::run(RunRequest {
-        plugin: args.plugin,
-        model: args.model,
-        images: args.images,
-        sets: args.sets,
-        timeout: Duration::from_secs_f64(args.timeout),
-        memory_mb: args.memory_mb,
-        db: args.db.path(),
-        quiet: args.quiet,
-    })?;
+    let result = runner::run(
+        settings,
+        RunRequest {
+            plugin: args.plugin,
+            model: args.model,
+            images: args.images,
+            sets: args.sets,
+            timeout: Duration::from_secs_f64(args.timeout),
+            memory_mb: args.memory_mb,
+            db: args.db.path(&settings.paths),
+            quiet: args.quiet,
+        },
+    )?;
     Ok(runner::exit_code(&result))
 }

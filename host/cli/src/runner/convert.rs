@@ -1,13 +1,17 @@
 //! Between the WIT types plugins use and the engine's and store's own.
 
+use std::sync::Arc;
+
 use engine::cache::PrefixOutcome as EnginePrefix;
+use engine::image::RgbImage;
 use engine::prompt::{Content, Message};
 use engine::{FinishReason, GenerateRequest, GenerateResponse, ModelInfo, Sampling};
 use runtime::bindings::wit_engine as w;
+use store::{ImageDesc, RequestRow};
 
 pub fn request(
     req: &w::GenerateRequest,
-    images: Vec<std::sync::Arc<engine::image::RgbImage>>,
+    images: &[Arc<RgbImage>],
 ) -> Result<GenerateRequest, String> {
     let n = images.len() as u32;
     let mut order = vec![];
@@ -77,34 +81,95 @@ pub fn finish_name(f: FinishReason) -> &'static str {
     }
 }
 
-pub fn response(id: u64, r: GenerateResponse) -> w::GenerateResponse {
-    let t = &r.timings;
+/// How a request is recorded: the plugin's `request` with its `images` (in
+/// the order it passed them), `req` (the engine's form of it) and its
+/// response, the times in milliseconds.
+pub fn request_row(
+    request: &w::GenerateRequest,
+    images: &[Arc<RgbImage>],
+    req: &GenerateRequest,
+    resp: &GenerateResponse,
+    started_at: String,
+) -> RequestRow {
+    let t = &resp.timings;
+    RequestRow {
+        label: request.label.clone(),
+        warmup: request.warmup,
+        started_at,
+        images: images
+            .iter()
+            .map(|i| ImageDesc {
+                name: String::new(),
+                width: i.width,
+                height: i.height,
+                blake3: i.content_hash().to_hex().to_string(),
+            })
+            .collect(),
+        max_tokens: request.max_tokens,
+        ignore_eos: request.ignore_eos,
+        sampling: serde_json::to_value(req.sampling).unwrap_or_default(),
+        prompt_tokens: resp.prompt_tokens as u32,
+        image_tokens: resp.image_tokens as u32,
+        text_tokens: resp.text_tokens as u32,
+        output_tokens: resp.output_tokens as u32,
+        finish_reason: finish_name(resp.finish_reason).into(),
+        preprocess_ms: t.preprocess_s * 1e3,
+        vision_ms: t.vision_s * 1e3,
+        prefill_ms: t.prefill_s * 1e3,
+        ttft_ms: t.ttft_s * 1e3,
+        decode_ms: t.decode_s * 1e3,
+        total_ms: t.total_s * 1e3,
+        token_times_ms: t.token_times_s.iter().map(|s| s * 1e3).collect(),
+        cache_prefix: prefix_name(resp.cache.prefix).into(),
+        cache_reused_tokens: resp.cache.reused_tokens as u32,
+        vision_hits: resp.cache.vision_hits as u32,
+        vision_misses: resp.cache.vision_misses as u32,
+        vision_skipped: resp.cache.vision_skipped as u32,
+        peak_memory_bytes: resp.peak_memory_bytes,
+        output_preview: preview(&resp.text),
+    }
+}
+
+/// The first characters of an output, for the store's listing.
+fn preview(text: &str) -> String {
+    const MAX: usize = 200;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        text.chars().take(MAX).collect::<String>() + "…"
+    }
+}
+
+/// The plugin's view of a response recorded as `row` with the id `id`: the
+/// counts, times and cache outcome as recorded, with the text, tokens and
+/// logits of `r`.
+pub fn response(id: u64, row: &RequestRow, r: GenerateResponse) -> w::GenerateResponse {
     w::GenerateResponse {
         request_id: id,
         text: r.text,
         token_ids: r.token_ids,
-        prompt_tokens: r.prompt_tokens as u32,
-        image_tokens: r.image_tokens as u32,
-        text_tokens: r.text_tokens as u32,
-        output_tokens: r.output_tokens as u32,
-        finish_reason: finish_name(r.finish_reason).into(),
+        prompt_tokens: row.prompt_tokens,
+        image_tokens: row.image_tokens,
+        text_tokens: row.text_tokens,
+        output_tokens: row.output_tokens,
+        finish_reason: row.finish_reason.clone(),
         timings: w::Timings {
-            preprocess_ms: t.preprocess_s * 1e3,
-            vision_ms: t.vision_s * 1e3,
-            prefill_ms: t.prefill_s * 1e3,
-            ttft_ms: t.ttft_s * 1e3,
-            decode_ms: t.decode_s * 1e3,
-            total_ms: t.total_s * 1e3,
-            token_times_ms: t.token_times_s.iter().map(|s| s * 1e3).collect(),
+            preprocess_ms: row.preprocess_ms,
+            vision_ms: row.vision_ms,
+            prefill_ms: row.prefill_ms,
+            ttft_ms: row.ttft_ms,
+            decode_ms: row.decode_ms,
+            total_ms: row.total_ms,
+            token_times_ms: row.token_times_ms.clone(),
         },
         cache: w::CacheReport {
             prefix: prefix(r.cache.prefix),
-            reused_tokens: r.cache.reused_tokens as u32,
-            vision_hits: r.cache.vision_hits as u32,
-            vision_misses: r.cache.vision_misses as u32,
-            vision_skipped: r.cache.vision_skipped as u32,
+            reused_tokens: row.cache_reused_tokens,
+            vision_hits: row.vision_hits,
+            vision_misses: row.vision_misses,
+            vision_skipped: row.vision_skipped,
         },
-        peak_memory_bytes: r.peak_memory_bytes,
+        peak_memory_bytes: row.peak_memory_bytes,
         first_logits: r.first_logits.unwrap_or_default(),
     }
 }

@@ -14,18 +14,6 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
-fn memory_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: u64 = s
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
-}
-
 /// The device MLX computes on, by name ("cpu" when MLX has no name for it).
 pub fn device_name() -> String {
     mlx::device_info_json(mlx::default_device())
@@ -45,7 +33,7 @@ pub fn machine() -> Value {
         "arch": std::env::consts::ARCH,
         "cpu": cpu_model(),
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "memory_bytes": memory_bytes(),
+        "memory_bytes": engine::system_memory_bytes(),
         "device": device_name(),
         "device_info": mlx::device_info_json(mlx::default_device()).ok().and_then(|j| serde_json::from_str::<Value>(&j).ok()),
         "blas": mlx::BUILD_BLAS,

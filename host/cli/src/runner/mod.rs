@@ -11,16 +11,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use engine::{Engine, EngineOptions};
+use engine::Engine;
 use runtime::params::{display_value, parse_set, resolve_params};
 use runtime::{ImageSets, PluginRuntime, RunLimits, RunStatus};
 use serde_json::json;
 use store::{NewRun, Store};
 
 pub use machine::device_name;
-pub use services::NoServices;
-use services::{RunServices, Shared};
+use services::{Shared, run_services};
 use terminal::Terminal;
+
+use crate::settings::Settings;
 
 pub struct RunRequest {
     pub plugin: String,
@@ -52,13 +53,13 @@ fn install_ctrl_c(cancel: engine::CancelToken) {
     });
 }
 
-pub fn run(req: RunRequest) -> Result<RunResult> {
+pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
     let mut term = Terminal::new(req.quiet);
     // The plugin first: a wrong name or --set fails before the model loads.
-    let (plugin_name, wasm) = plugins::find(&req.plugin)?;
-    let rt = PluginRuntime::new(Some(crate::paths::plugin_cache_dir()))?;
+    let (plugin_name, wasm) = plugins::find(&settings.paths, &req.plugin)?;
+    let rt = PluginRuntime::new(Some(settings.paths.plugin_cache_dir()))?;
     let plugin = rt.load(&plugin_name, &wasm)?;
-    let info = rt.describe(&plugin, Box::new(NoServices))?;
+    let info = rt.describe(&plugin, runtime::Services::unavailable())?;
     let sets: Vec<(String, String)> = req
         .sets
         .iter()
@@ -68,12 +69,9 @@ pub fn run(req: RunRequest) -> Result<RunResult> {
     let params = resolve_params(&info.params, &sets).map_err(anyhow::Error::msg)?;
     let image_sets = ImageSets::parse(&req.images).map_err(anyhow::Error::msg)?;
 
-    let model_dir = crate::model_resolve::resolve_args(&req.model, req.quiet)?;
+    let model_dir = crate::model_resolve::resolve_args(settings, &req.model, req.quiet)?;
     term.line(&format!("loading model {}", model_dir.display()));
-    let opts = EngineOptions {
-        cache_enabled: !req.model.no_cache,
-        ..EngineOptions::default()
-    };
+    let opts = settings.engine_options(!req.model.no_cache);
     let engine = Engine::load(&model_dir, opts)
         .with_context(|| format!("loading the model in {}", model_dir.display()))?;
     let minfo = engine.info().clone();
@@ -130,19 +128,11 @@ pub fn run(req: RunRequest) -> Result<RunResult> {
     let limits = RunLimits {
         memory_bytes: req.memory_mb << 20,
         timeout: req.timeout,
-        cancel: cancel.clone(),
+        cancel: cancel.flag(),
         image_sets,
         decode_limits: engine::image::DecodeLimits::default(),
     };
-    let outcome = rt.run(
-        &plugin,
-        &params,
-        Box::new(RunServices {
-            shared: shared.clone(),
-            run_id,
-        }),
-        &limits,
-    );
+    let outcome = rt.run(&plugin, &params, run_services(&shared, run_id), &limits);
     let lock_store = || shared.store.lock().unwrap_or_else(|p| p.into_inner());
     let (status, error) = match &outcome.status {
         RunStatus::Completed => ("completed", None),

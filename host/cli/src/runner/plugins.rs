@@ -1,16 +1,14 @@
 //! Finding plugins: a path, a built-in (`resolution_sweep.wasm`), or a file in
-//! the user's plugin folder (`$VLM_BENCH_HOME/plugins`).
+//! the user's plugin folder (`$VLM_BENCH_HOME/plugins`, [`Paths::plugins_dir`]).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-pub fn user_dir() -> PathBuf {
-    crate::paths::data_dir().join("plugins")
-}
+use crate::settings::Paths;
 
 /// `(display name, component bytes)` for `spec`.
-pub fn find(spec: &str) -> Result<(String, Vec<u8>)> {
+pub fn find(paths: &Paths, spec: &str) -> Result<(String, Vec<u8>)> {
     let path = Path::new(spec);
     if path.is_file() {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -33,7 +31,7 @@ pub fn find(spec: &str) -> Result<(String, Vec<u8>)> {
     } else {
         format!("{spec}.wasm")
     };
-    let user = user_dir().join(&file);
+    let user = paths.plugins_dir().join(&file);
     if !spec.contains('/') && user.is_file() {
         let bytes = std::fs::read(&user).with_context(|| format!("reading {}", user.display()))?;
         return Ok((file, bytes));
@@ -42,17 +40,17 @@ pub fn find(spec: &str) -> Result<(String, Vec<u8>)> {
     bail!(
         "no plugin {spec}: not a file, not a built-in ({}), and not in {}",
         builtins.join(", "),
-        user_dir().display()
+        paths.plugins_dir().display()
     )
 }
 
 /// Built-ins, then the user's plugins: (name, bytes, where).
-pub fn all() -> Vec<(String, Vec<u8>, String)> {
+pub fn all(paths: &Paths) -> Vec<(String, Vec<u8>, String)> {
     let mut out: Vec<(String, Vec<u8>, String)> = plugins_built::BUILTIN
         .iter()
         .map(|(n, b)| (n.to_string(), b.to_vec(), "built-in".to_string()))
         .collect();
-    if let Ok(entries) = std::fs::read_dir(user_dir()) {
+    if let Ok(entries) = std::fs::read_dir(paths.plugins_dir()) {
         let mut files: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())

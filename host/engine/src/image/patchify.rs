@@ -1,5 +1,5 @@
 //! From a decoded image to the model's `pixel_values` and `grid_thw`
-//! (spec §4.3–4.6).
+//! (`docs/qwen3-vl.md` §4.3–4.6).
 
 use std::borrow::Cow;
 
@@ -33,13 +33,13 @@ impl PreparedImage {
 
 /// `(height, width)` that `smart_resize` gives `img` for the model.
 pub fn model_size(img: &RgbImage, cfg: &PreprocessorConfig) -> Result<(u32, u32)> {
-    smart_resize(
+    Ok(smart_resize(
         img.height,
         img.width,
         cfg.factor() as u32,
         cfg.min_pixels,
         cfg.max_pixels,
-    )
+    )?)
 }
 
 /// `img` at the size `smart_resize` gives (borrowed when it already has it).

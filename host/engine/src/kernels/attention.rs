@@ -9,6 +9,7 @@ use mlx::cuda::Dims;
 use mlx::kernel::{Kernel, KernelSpec, Launch, TemplateArg};
 use mlx::{Array, Dtype};
 
+use super::{KernelKey, Kernels};
 use crate::error::Result;
 
 /// Threads per block, and positions a block scores at once.
@@ -61,13 +62,12 @@ impl Heads {
     }
 }
 
-fn header() -> String {
-    super::header(&[
-        include_str!("q4_dot.cuh"),
-        include_str!("phases.cuh"),
-        include_str!("attn.cuh"),
-    ])
-}
+/// The device functions both attentions include.
+pub(super) const HEADERS: [&str; 3] = [
+    include_str!("q4_dot.cuh"),
+    include_str!("phases.cuh"),
+    include_str!("attn.cuh"),
+];
 
 /// The body, with the caches' capacity read from `cap` (an expression).
 fn body(cap: &str) -> String {
@@ -77,7 +77,9 @@ fn body(cap: &str) -> String {
     ))
 }
 
-pub fn compile_decode() -> Result<Kernel> {
+/// The attention for MLX's custom-kernel API; `header` is what the source
+/// includes ([`Kernels`]).
+pub(super) fn compile_decode(header: &str) -> Result<Kernel> {
     Ok(Kernel::cuda(
         &KernelSpec {
             name: "vlmbench_attn_decode",
@@ -85,7 +87,7 @@ pub fn compile_decode() -> Result<Kernel> {
             outputs: &["part", "out"],
             // MLX passes the shape of an input whose `_shape` the source names.
             source: &body("kc_shape[2]"),
-            header: &header(),
+            header,
             // The caches and counters must be the buffers themselves, never
             // copies: the kernel writes into them.
             ensure_row_contiguous: false,
@@ -164,7 +166,7 @@ pub fn step_kernel(
     super::step::standalone(
         "vlmbench_attn_decode",
         super::step::Placement::ANY,
-        &header(),
+        &super::source::inline_header(&HEADERS),
         &body("cache_cap"),
         &params,
         &template(heads, dtype, &[("SPLITS", splits)], rms_eps, rope_theta),
@@ -349,12 +351,9 @@ pub fn cluster_step_kernel(
         threads: CLUSTER_THREADS,
         shared_bytes: MAX_SHARED_BYTES,
     };
-    let header = super::header(&[
-        include_str!("q4_dot.cuh"),
-        include_str!("phases.cuh"),
-        include_str!("attn.cuh"),
-        include_str!("attn_cluster.cuh"),
-    ]);
+    let [q4, phases, attn] = HEADERS;
+    let header =
+        super::source::inline_header(&[q4, phases, attn, include_str!("attn_cluster.cuh")]);
     let placement = super::step::Placement {
         cluster: layout.blocks as u32,
         min_blocks: 0,
@@ -394,7 +393,7 @@ pub struct DecodeStep<'a> {
 }
 
 /// The attention output `(1, 1, NH HD)` of one decoding step.
-pub fn decode(step: &DecodeStep<'_>, heads: Heads) -> Result<Array> {
+pub fn decode(kernels: &Kernels, step: &DecodeStep<'_>, heads: Heads) -> Result<Array> {
     let dtype = step.qkv.dtype();
     let g = heads.heads / heads.kv_heads;
     let splits = splits(step.len + 1);
@@ -405,7 +404,7 @@ pub fn decode(step: &DecodeStep<'_>, heads: Heads) -> Result<Array> {
         step.rms_eps,
         step.rope_theta,
     );
-    let mut outs = super::with_kernel(super::KernelKey::AttnDecode, |k| {
+    let mut outs = kernels.with_kernel(KernelKey::AttnDecode, |k| {
         k.call(
             &[
                 step.qkv,

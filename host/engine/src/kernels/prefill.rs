@@ -15,7 +15,7 @@ use mlx::kernel::{Kernel, KernelSpec, Launch, TemplateArg};
 use mlx::{Array, Dtype};
 
 use super::attention::Heads;
-
+use super::{KernelKey, Kernels};
 use crate::error::Result;
 
 const THREADS: i32 = 256;
@@ -30,7 +30,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub fn compile(self) -> Result<Kernel> {
+    pub(super) fn compile(self) -> Result<Kernel> {
         let (name, inputs, outputs, source): (_, &[&str], &[&str], _) = match self {
             Op::VisionRope => (
                 "vlmbench_vision_rope",
@@ -71,9 +71,9 @@ impl Op {
     }
 }
 
-/// Whether the element-wise kernels take arrays of `dtype`.
-pub fn applies(dtype: Dtype) -> bool {
-    super::enabled() && matches!(dtype, Dtype::BF16 | Dtype::F16)
+/// Whether the element-wise kernels are on and take arrays of `dtype`.
+pub fn applies(kernels: &Kernels, dtype: Dtype) -> bool {
+    kernels.enabled() && matches!(dtype, Dtype::BF16 | Dtype::F16)
 }
 
 fn launch(elements: usize) -> Result<[i32; 3]> {
@@ -86,8 +86,8 @@ fn launch(elements: usize) -> Result<[i32; 3]> {
     Ok([total, 1, 1])
 }
 
-fn call(op: Op, inputs: &[&Array], launch: Launch<'_>) -> Result<Vec<Array>> {
-    super::with_kernel(super::KernelKey::Prefill(op), |k| k.call(inputs, &launch))
+fn call(kernels: &Kernels, op: Op, inputs: &[&Array], launch: Launch<'_>) -> Result<Vec<Array>> {
+    kernels.with_kernel(KernelKey::Prefill(op), |k| k.call(inputs, &launch))
 }
 
 /// A kernel's three outputs, in order.
@@ -102,6 +102,7 @@ fn q_k_v(outs: Vec<Array>) -> (Array, Array, Array) {
 /// projection `qkv` `(n, 3 heads hd)`, with RoPE by `cos`, `sin` `(n, hd)`
 /// (f32, best in device memory) applied to q and k.
 pub fn vision_qkv(
+    kernels: &Kernels,
     qkv: &Array,
     cos: &Array,
     sin: &Array,
@@ -112,6 +113,7 @@ pub fn vision_qkv(
     let dtype = qkv.dtype();
     let shape = vec![1, heads, n, hd];
     let outs = call(
+        kernels,
         Op::VisionRope,
         &[qkv, cos, sin],
         Launch {
@@ -132,8 +134,12 @@ pub fn vision_qkv(
 
 /// Whether `text_qk` takes arrays of `dtype` in this layout (a warp per
 /// head row, a lane per 32nd of it).
-pub fn text_qk_applies(dtype: Dtype, h: &Heads) -> bool {
-    applies(dtype) && h.head_dim % 64 == 0 && h.head_dim <= 256 && h.heads > 0 && h.kv_heads > 0
+pub fn text_qk_applies(kernels: &Kernels, dtype: Dtype, h: &Heads) -> bool {
+    applies(kernels, dtype)
+        && h.head_dim % 64 == 0
+        && h.head_dim <= 256
+        && h.heads > 0
+        && h.kv_heads > 0
 }
 
 /// The decoder's `(q, k, v)` for `n` tokens, `(1, heads, n, hd)` each, from
@@ -141,7 +147,9 @@ pub fn text_qk_applies(dtype: Dtype, h: &Heads) -> bool {
 /// RMS-normed by `q_norm`, `k_norm` (`eps`) and rotated by `cos`, `sin`
 /// `(n, hd)` in `qkv`'s dtype, as `fast::rms_norm` and `rotate_half` compute
 /// them.
+#[allow(clippy::too_many_arguments)]
 pub fn text_qk(
+    kernels: &Kernels,
     qkv: &Array,
     q_norm: &Array,
     k_norm: &Array,
@@ -156,6 +164,7 @@ pub fn text_qk(
     let rows = qkv.reshape(&[n, width])?;
     let shape = |heads: i32| vec![1, heads, n, h.head_dim];
     let outs = call(
+        kernels,
         Op::TextQk,
         &[&rows, q_norm, k_norm, cos, sin],
         Launch {
@@ -182,13 +191,14 @@ fn vector_width(count: usize) -> i32 {
 }
 
 /// `silu(g) * u` for `y = [g | u]` `(…, 2 I)`; the result is `(…, I)`.
-pub fn swiglu(y: &Array) -> Result<Array> {
+pub fn swiglu(kernels: &Kernels, y: &Array) -> Result<Array> {
     let width = y.dim(-1) / 2;
     let v = vector_width(width as usize);
     let rows = y.size() as i32 / (2 * width);
     let mut shape = y.shape();
     *shape.last_mut().expect("y has an axis") = width;
     let out = call(
+        kernels,
         Op::SwiGlu,
         &[&y.reshape(&[rows, 2 * width])?],
         Launch {
@@ -208,9 +218,10 @@ pub fn swiglu(y: &Array) -> Result<Array> {
 }
 
 /// Tanh-approximate GELU of `x`, same shape.
-pub fn gelu_tanh(x: &Array) -> Result<Array> {
+pub fn gelu_tanh(kernels: &Kernels, x: &Array) -> Result<Array> {
     let v = vector_width(x.size());
     let out = call(
+        kernels,
         Op::GeluTanh,
         &[&x.reshape(&[-1])?],
         Launch {

@@ -6,13 +6,13 @@
 //! two codes, and streams the packed weights with 16-byte loads issued before
 //! the prologue (`bench/gpu/NOTES.md`, "Why the GEMVs were slow").
 
-use std::sync::OnceLock;
-
 use mlx::cuda::Dims;
 use mlx::kernel::{Kernel, KernelSpec, Launch, TemplateArg};
 use mlx::{Array, Dtype, Quantized};
 
+use super::launch::LaunchTuning;
 use super::step::{Param, Placement, StepKernel};
+use super::{KernelKey, Kernels};
 use crate::error::Result;
 
 /// Output rows per block: 16 rows of the matrix (8 gate/up pairs for SwiGLU).
@@ -20,31 +20,24 @@ fn rows_per_block(swiglu: bool) -> i32 {
     if swiglu { 8 } else { 16 }
 }
 
-/// Streaming multiprocessors of the H100 the launch shapes were measured on.
-const H100_SMS: i32 = 132;
-
 /// Warps per block (they split the input width) and k-tiles whose loads a
-/// warp issues at once. Measured on the H100 at the 8B's shapes
-/// (`bench/gpu/qmv_lab.py`, then in the decoding step): few blocks want more
-/// warps each, wide inputs deeper batches. The 8B's q/k/v (384 blocks) fits
-/// one wave of the H100 at 8 warps (80 registers a thread by ptxas, 3 blocks
-/// on each of 132 SMs), and each block then has half its weights in flight
-/// before its wait rather than a quarter: +2–3.5% decode (bench/gpu/NOTES.md,
-/// stop 22), though alone under Nsight Compute 8 warps were slower (stop 13).
-/// The bound of 512 blocks lies between q/k/v and gate/up (1536), which
-/// lost at 8 warps.
+/// warp issues at once, for a `k`-wide input in `blocks` blocks on a GPU of
+/// `sms` SMs. Measured on the H100 at the 8B's shapes
+/// (`docs/experiments.md`, "GEMV launch shapes"): few blocks want more warps
+/// each, wide inputs deeper batches. At 8 warps the 8B's q/k/v (384 blocks)
+/// fits one wave of the H100 (80 registers a thread, 3 blocks on each of 132
+/// SMs) and each block has half its weights in flight before its wait: +2 to
+/// +3.5% decode. The bound of 512 blocks lies between q/k/v and gate/up
+/// (1536), which lost at 8 warps.
 ///
 /// 16 warps where one batch of theirs covers the whole input and two blocks
 /// an SM cover the rows (the 8B's o projection: K 4096, 256 blocks): at 8
-/// warps (66 registers) its blocks, launched during the attention, packed
-/// three to an SM on 65 of the 132 SMs, whose last blocks ended 1.4–1.7 µs
-/// after those of SMs with one or two (timeline at 448x448); at 16 (50
-/// registers) at most two share an SM and every k-tile is loaded before the
-/// wait. +0.4 to +1.4% decode at 1024x1024 and 1920x1080, −0.2%
-/// at 448x448 (bench/gpu/NOTES.md, stop 29).
-fn launch_shape(k: i32, blocks: i32) -> (i32, i32) {
+/// warps its blocks, launched during the attention, packed three to an SM
+/// on half the SMs, which ended 1.4–1.7 µs later; at 16 at most two share an
+/// SM: +0.4 to +1.4% decode at 1024x1024 and 1920x1080, −0.2% at 448x448.
+fn launch_shape(k: i32, blocks: i32, sms: i32) -> (i32, i32) {
     let tiles_at_once = if k > 4096 { 4 } else { 2 };
-    let warps = if blocks <= 2 * H100_SMS && k / 128 == 16 * tiles_at_once {
+    let warps = if blocks <= 2 * sms && k / 128 == 16 * tiles_at_once {
         16
     } else if blocks <= 512 {
         8
@@ -55,145 +48,23 @@ fn launch_shape(k: i32, blocks: i32) -> (i32, i32) {
 }
 
 /// Blocks of a persistent launch of the step runner's product for `blocks`
-/// row groups in blocks of `warps` warps (each block takes every grid-th
-/// group, its input staged once), or 0 for a block a group. Measured on the
-/// H100 for the 8B's gate/up (1536 groups, 4 warps): 512 blocks of 3 groups
-/// (104 registers, 4 blocks an SM) +0.2 to +1.2% decode, 384 blocks -6%, 256
-/// of 8 warps -4% (bench/gpu/NOTES.md, stop 24). So: 4-warp launches of more
-/// than one wave (4 blocks on each of 132 SMs) whose groups split evenly
-/// into 384 to 528 blocks; the head (9496 groups) has no such split.
-fn persistent_grid(blocks: i32, warps: i32) -> i32 {
-    const WAVE: i32 = 4 * H100_SMS;
-    if warps != 4 || blocks <= WAVE {
+/// row groups in blocks of `warps` warps on `sms` SMs (each block takes every
+/// grid-th group, its input staged once), or 0 for a block a group. Measured
+/// on the H100 for the 8B's gate/up (1536 groups, 4 warps): 512 blocks of 3
+/// groups (4 blocks an SM) +0.2 to +1.2% decode, 384 blocks −6%, 256 of 8
+/// warps −4% (`docs/experiments.md`, "Persistent products"). So: 4-warp
+/// launches of more than one wave (4 blocks on each SM) whose groups split
+/// evenly into 8/11 of a wave to a wave (384 to 528 blocks on an H100); the
+/// 8B's LM head (9496 groups) has no such split.
+fn persistent_grid(blocks: i32, warps: i32, sms: i32) -> i32 {
+    let wave = 4 * sms;
+    if warps != 4 || blocks <= wave {
         return 0;
     }
-    (384..=WAVE).rev().find(|g| blocks % g == 0).unwrap_or(0)
-}
-
-/// A matrix (input width, rows) and the launch shape asked for it (warps,
-/// k-tiles at once, blocks an SM the compiler must fit or 0).
-type ShapeOverride = MatrixEntry<(i32, i32, i32)>;
-
-/// Launch shapes asked for in `VLM_BENCH_QMV_SHAPES`, for measuring them:
-/// `KxN=WxU` entries (input width, rows; warps, k-tiles at once), or
-/// `KxN=WxUxM` (and at least M blocks an SM: `__launch_bounds__`, the step
-/// runner's kernels only), comma-separated, e.g. `4096x4096=8x4`. Entries
-/// that do not parse are reported once and ignored.
-fn shape_override(k: i32, n: i32) -> Option<(i32, i32, i32)> {
-    static SHAPES: OnceLock<Vec<ShapeOverride>> = OnceLock::new();
-    knob_entry(
-        &SHAPES,
-        "VLM_BENCH_QMV_SHAPES",
-        "KxN=WxU[xM]",
-        parse_shapes,
-        (k, n),
-    )
-}
-
-/// Persistent launches asked for in `VLM_BENCH_QMV_GRID`, for measuring
-/// them: `KxN=G` entries (input width, rows; blocks), comma-separated, e.g.
-/// `4096x24576=512`: G blocks (fewer than the matrix's row groups) each take
-/// every G-th group, the input staged once (qmv4.cuh's PERSIST); G = 0: a
-/// block a group, as without [`persistent_grid`]. The step runner's kernels
-/// only; a value with an entry that does not parse is reported once and
-/// ignored.
-fn grid_override(k: i32, n: i32) -> Option<i32> {
-    static GRIDS: OnceLock<Vec<MatrixCount>> = OnceLock::new();
-    knob_entry(&GRIDS, "VLM_BENCH_QMV_GRID", "KxN=G", parse_counts, (k, n))
-}
-
-/// Dynamic shared memory asked for in `VLM_BENCH_QMV_SMEM`, for measuring
-/// where blocks go: `KxN=B` entries (input width, rows; at least B bytes a
-/// block), comma-separated, e.g. `4096x6144=120000`: a block then holds more
-/// shared memory than it uses, so that fewer of its blocks share an SM (one,
-/// past half of an sm_90 SM's 228 KB), whatever the registers would allow
-/// (stop 30: two persistent 16-warp blocks on one SM set the pace of their
-/// launch; held to one, q/k/v still decoded 2.3–3.3% slower than the default
-/// on the H200, stop 31). The step runner's kernels only; B up to
-/// [`MAX_SHARED_BYTES`].
-fn shared_override(k: i32, n: i32) -> Option<i32> {
-    static SHARED: OnceLock<Vec<MatrixCount>> = OnceLock::new();
-    knob_entry(&SHARED, "VLM_BENCH_QMV_SMEM", "KxN=B", parse_shared, (k, n))
-}
-
-/// `KxN=B,...` as entries, or the first entry that is not one (B up to
-/// [`MAX_SHARED_BYTES`]).
-fn parse_shared(v: &str) -> std::result::Result<Vec<MatrixCount>, String> {
-    let entries = parse_counts(v)?;
-    match entries.iter().find(|(_, b)| *b > MAX_SHARED_BYTES) {
-        Some(((k, n), b)) => Err(format!("{k}x{n}={b}")),
-        None => Ok(entries),
-    }
-}
-
-/// The most dynamic shared memory a product's block may ask for: sm_90's
-/// 227 KB a block, less 2 KB for its static shared memory (the warps' sums,
-/// up to 1 KB at 16 warps; the norm's partial sums; the timeline's stamp).
-const MAX_SHARED_BYTES: i32 = (super::step::BLOCK_SHARED_BYTES - 2048) as i32;
-
-/// A matrix (input width, rows) and what a knob asks for it.
-type MatrixEntry<V> = ((i32, i32), V);
-
-/// A matrix and a count asked for it.
-type MatrixCount = MatrixEntry<i32>;
-
-/// `KxN=C,...` as entries, or the first entry that is not one (C >= 0).
-fn parse_counts(v: &str) -> std::result::Result<Vec<MatrixCount>, String> {
-    parse_entries(v, |e| {
-        let (m, g) = e.split_once('=')?;
-        let (k, n) = m.split_once('x')?;
-        let number = |s: &str| s.trim().parse::<i32>().ok();
-        Some(((number(k)?, number(n)?), number(g).filter(|&g| g >= 0)?))
-    })
-}
-
-/// A measuring knob's value for the matrix `mat` (input width, rows): `var`
-/// read once into `cell` as (matrix, value) entries, parsed by `parse`; a
-/// value that does not parse is reported once (with the entries' `form`) and
-/// ignored.
-fn knob_entry<V: Copy>(
-    cell: &'static OnceLock<Vec<MatrixEntry<V>>>,
-    var: &str,
-    form: &str,
-    parse: fn(&str) -> std::result::Result<Vec<MatrixEntry<V>>, String>,
-    mat: (i32, i32),
-) -> Option<V> {
-    let entries = cell.get_or_init(|| {
-        let v = std::env::var(var).unwrap_or_default();
-        parse(&v).unwrap_or_else(|bad| {
-            eprintln!("warning: {var}: ignoring {bad:?} ({form}, comma-separated)");
-            Vec::new()
-        })
-    });
-    entries.iter().find(|(m, _)| *m == mat).map(|&(_, v)| v)
-}
-
-/// Comma-separated entries, each parsed by `entry`, or the first that is not
-/// one.
-fn parse_entries<E>(
-    v: &str,
-    entry: impl Fn(&str) -> Option<E>,
-) -> std::result::Result<Vec<E>, String> {
-    v.split(',')
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| entry(e).ok_or_else(|| e.to_string()))
-        .collect()
-}
-
-/// `KxN=WxU[xM],...` as entries, or the first entry that is not one (warps
-/// 1–16, k-tiles 1–8, blocks an SM 1–32; M absent: 0).
-fn parse_shapes(v: &str) -> std::result::Result<Vec<ShapeOverride>, String> {
-    let numbers =
-        |s: &str| -> Option<Vec<i32>> { s.split('x').map(|p| p.trim().parse().ok()).collect() };
-    parse_entries(v, |e| {
-        let (m, s) = e.split_once('=')?;
-        match (numbers(m).as_deref(), numbers(s).as_deref()) {
-            (Some(&[k, n]), Some(&[w, u])) => Some(((k, n), (w, u, 0))),
-            (Some(&[k, n]), Some(&[w, u, b])) if (1..=32).contains(&b) => Some(((k, n), (w, u, b))),
-            _ => None,
-        }
-        .filter(|&(_, (w, u, _))| (1..=16).contains(&w) && (1..=8).contains(&u))
-    })
+    (wave * 8 / 11..=wave)
+        .rev()
+        .find(|g| blocks % g == 0)
+        .unwrap_or(0)
 }
 
 /// Dynamic shared memory: the input row as 32-code chunks of 20 words (16
@@ -291,60 +162,47 @@ impl Variant {
         ))
     }
 
-    fn header() -> String {
-        super::header(&[
-            include_str!("q4_dot.cuh"),
-            include_str!("phases.cuh"),
-            include_str!("qmv4.cuh"),
-        ])
-    }
+    /// The device functions the kernel includes, as one header.
+    pub(super) const HEADERS: [&'static str; 3] = [
+        include_str!("q4_dot.cuh"),
+        include_str!("phases.cuh"),
+        include_str!("qmv4.cuh"),
+    ];
 
-    pub fn compile(self, k: i32) -> Result<Kernel> {
+    /// The kernel for MLX's custom-kernel API, for inputs `k` wide (its
+    /// shared memory is fixed at creation); `header` is what the source
+    /// includes ([`Kernels::header`]).
+    pub(super) fn compile(self, k: i32, header: &str) -> Result<Kernel> {
         let names: Vec<&str> = self.inputs(Dtype::BF16).iter().map(|(n, _)| *n).collect();
         let spec = KernelSpec {
             name: self.name(),
             inputs: &names,
             outputs: &["out"],
             source: &self.body(false),
-            header: &Self::header(),
+            header,
             ensure_row_contiguous: true,
         };
         Ok(Kernel::cuda(&spec, shared_bytes(k))?)
     }
 
-    /// The standalone kernel (`step.rs`) for a `n x k` matrix and its launch:
-    /// parameters are the inputs in order, then `out`.
-    pub fn step_kernel(self, k: i32, n: i32, dtype: Dtype, eps: f32) -> Result<StepKernel> {
-        self.step_kernel_as(
-            LaunchShape::step(k, n, self.flags().2),
-            k,
-            n,
-            dtype,
-            eps,
-            false,
-        )
-    }
-
-    /// As [`Variant::step_kernel`], compiled to fit `min_blocks` blocks an
-    /// SM (what `VLM_BENCH_QMV_SHAPES` may ask), for NVRTC's check.
-    #[cfg(test)]
-    pub(crate) fn bounded_step_kernel(
+    /// The standalone kernel (`step.rs`) for a `n x k` matrix and its launch
+    /// under `tuning`: parameters are the inputs in order, then `out`.
+    pub fn step_kernel(
         self,
+        tuning: &LaunchTuning,
         k: i32,
         n: i32,
         dtype: Dtype,
         eps: f32,
-        min_blocks: i32,
     ) -> Result<StepKernel> {
-        let launch = LaunchShape {
-            min_blocks,
-            ..LaunchShape::of(k, n, self.flags().2)
-        };
-        self.step_kernel_as(launch, k, n, dtype, eps, false)
+        let launch = LaunchShape::step(tuning, k, n, self.flags().2);
+        self.step_kernel_as(tuning, launch, k, n, dtype, eps, false)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn step_kernel_as(
         self,
+        tuning: &LaunchTuning,
         launch: LaunchShape,
         k: i32,
         n: i32,
@@ -365,7 +223,7 @@ impl Variant {
             ]);
         }
         let template = template(dtype, k, n, &launch, self.flags().0.then_some(eps));
-        let shared = shared_bytes(k).max(shared_override(k, n).unwrap_or(0));
+        let shared = shared_bytes(k).max(tuning.shared_bytes(k, n).unwrap_or(0));
         let dims = Dims {
             blocks: launch.launched_blocks() as u32,
             threads: (launch.warps * 32) as u32,
@@ -378,7 +236,7 @@ impl Variant {
         super::step::standalone(
             self.name(),
             placement,
-            &Self::header(),
+            &super::source::inline_header(&Self::HEADERS),
             &self.body(argmax),
             &params,
             &template,
@@ -396,8 +254,15 @@ impl Variant {
 /// scales, biases, out, meta, pick`. Saves the argmax's own launch, one
 /// block reading every logit (~6 µs a step on the H100; bench/gpu/NOTES.md,
 /// stop 28).
-pub fn argmax_step_kernel(k: i32, n: i32, dtype: Dtype, eps: f32) -> Result<StepKernel> {
-    Variant::Norm.step_kernel_as(LaunchShape::step(k, n, false), k, n, dtype, eps, true)
+pub fn argmax_step_kernel(
+    tuning: &LaunchTuning,
+    k: i32,
+    n: i32,
+    dtype: Dtype,
+    eps: f32,
+) -> Result<StepKernel> {
+    let launch = LaunchShape::step(tuning, k, n, false);
+    Variant::Norm.step_kernel_as(tuning, launch, k, n, dtype, eps, true)
 }
 
 /// Blocks, warps per block and k-tiles in flight for an `n x k` matrix.
@@ -423,22 +288,22 @@ impl LaunchShape {
     }
 
     /// The step runner's launch: [`LaunchShape::of`], persistent where
-    /// [`persistent_grid`] or `VLM_BENCH_QMV_GRID` says.
-    fn step(k: i32, n: i32, swiglu: bool) -> LaunchShape {
-        let mut launch = LaunchShape::of(k, n, swiglu);
-        launch.grid = grid_override(k, n).map_or_else(
-            || persistent_grid(launch.blocks, launch.warps),
+    /// [`persistent_grid`] or the tuning says.
+    fn step(tuning: &LaunchTuning, k: i32, n: i32, swiglu: bool) -> LaunchShape {
+        let mut launch = LaunchShape::of(tuning, k, n, swiglu);
+        launch.grid = tuning.grid(k, n).map_or_else(
+            || persistent_grid(launch.blocks, launch.warps, tuning.sm_count()),
             |g| g.min(launch.blocks),
         );
         launch
     }
 
-    fn of(k: i32, n: i32, swiglu: bool) -> LaunchShape {
+    fn of(tuning: &LaunchTuning, k: i32, n: i32, swiglu: bool) -> LaunchShape {
         let width = if swiglu { n / 2 } else { n };
         let per_block = rows_per_block(swiglu);
         let blocks = (width + per_block - 1) / per_block;
-        let (warps, tiles_at_once, min_blocks) = shape_override(k, n).unwrap_or_else(|| {
-            let (w, u) = launch_shape(k, blocks);
+        let (warps, tiles_at_once, min_blocks) = tuning.shape(k, n).unwrap_or_else(|| {
+            let (w, u) = launch_shape(k, blocks, tuning.sm_count());
             (w, u, 0)
         });
         LaunchShape {
@@ -473,11 +338,11 @@ fn template(
 }
 
 /// Whether the kernel handles this matrix and a single input row `x`.
-pub fn applies(x: &Array, q: &Quantized) -> bool {
+pub fn applies(kernels: &Kernels, x: &Array, q: &Quantized) -> bool {
     let shape = x.shape();
     let k = *shape.last().unwrap_or(&0);
     let rows: i32 = shape[..shape.len().saturating_sub(1)].iter().product();
-    super::enabled() && rows == 1 && fits(k, x.dtype(), q)
+    kernels.enabled() && rows == 1 && fits(k, x.dtype(), q)
 }
 
 /// Whether the kernel handles this matrix for input rows of width `k` in
@@ -496,6 +361,7 @@ pub fn fits(k: i32, dtype: Dtype, q: &Quantized) -> bool {
 /// `epilogue(prologue(x) · dequantize(q)ᵀ)` for a single row `x` `(…, K)`;
 /// the output keeps `x`'s shape with the product's width last.
 pub fn qmv(
+    kernels: &Kernels,
     x: &Array,
     q: &Quantized,
     prologue: Prologue<'_>,
@@ -515,7 +381,7 @@ pub fn qmv(
     if let Epilogue::Residual(r) = &epilogue {
         inputs.push(r);
     }
-    let launch = LaunchShape::of(k, n, swiglu);
+    let launch = LaunchShape::of(kernels.launch(), k, n, swiglu);
     let mut shape = x.shape();
     *shape.last_mut().expect("x has an axis") = width;
     let eps = match prologue {
@@ -523,7 +389,7 @@ pub fn qmv(
         Prologue::None => None,
     };
     let template = template(x.dtype(), k, n, &launch, eps);
-    let mut outs = super::with_kernel(super::KernelKey::Qmv(variant, k), |kernel| {
+    let mut outs = kernels.with_kernel(KernelKey::Qmv(variant, k), |kernel| {
         kernel.call(
             &inputs,
             &Launch {
@@ -567,83 +433,103 @@ mod tests {
         }
     }
 
-    #[test]
-    fn launch_shape_overrides_parse() {
-        assert_eq!(parse_shapes(""), Ok(vec![]));
-        assert_eq!(
-            parse_shapes("4096x4096=8x4, 4096x6144=8x4x3"),
-            Ok(vec![((4096, 4096), (8, 4, 0)), ((4096, 6144), (8, 4, 3))])
-        );
-        for bad in [
-            "4096x4096",
-            "4096x4096=8",
-            "4096=8x4",
-            "4096x4096=0x4",
-            "4096x4096=8x9",
-            "4096x4096=8x4x0",
-            "4096x4096=8x4x2x1",
+    /// The 4-bit matrices of the dense Qwen3-VL family's decoding step (input
+    /// width, rows, SwiGLU): q/k/v, o, gate/up, down and the LM head of the
+    /// 2B, 4B, 8B and 32B.
+    fn family_matrices() -> Vec<(i32, i32, bool)> {
+        let mut all = vec![];
+        // (hidden, heads, kv heads, intermediate), head dim 128, vocab 151936.
+        for (h, nh, nkv, inter) in [
+            (2048, 16, 8, 6144),
+            (2560, 32, 8, 9728),
+            (4096, 32, 8, 12288),
+            (5120, 64, 8, 25600),
         ] {
-            assert_eq!(parse_shapes(bad), Err(bad.to_string()), "{bad}");
+            all.extend([
+                (h, (nh + 2 * nkv) * 128, false),
+                (nh * 128, h, false),
+                (h, 2 * inter, true),
+                (inter, h, false),
+                (h, 151_936, false),
+            ]);
+        }
+        all
+    }
+
+    #[test]
+    fn every_launch_covers_its_rows_once_within_a_blocks_limits() {
+        for sms in [78, 114, 132, 144] {
+            let tuning = LaunchTuning {
+                sms,
+                ..LaunchTuning::default()
+            };
+            for (k, n, swiglu) in family_matrices() {
+                let what = format!("{k} x {n} on {sms} SMs");
+                let width = if swiglu { n / 2 } else { n };
+                let per_block = rows_per_block(swiglu);
+                for launch in [
+                    LaunchShape::of(&tuning, k, n, swiglu),
+                    LaunchShape::step(&tuning, k, n, swiglu),
+                ] {
+                    // Row groups: enough for every row, none empty.
+                    assert!(launch.blocks * per_block >= width, "{what}");
+                    assert!((launch.blocks - 1) * per_block < width, "{what}");
+                    assert!(matches!(launch.warps, 4 | 8 | 16), "{what}");
+                    assert!(matches!(launch.tiles_at_once, 2 | 4), "{what}");
+                    // A persistent grid takes every group: as many each.
+                    if launch.grid > 0 {
+                        assert!(launch.grid < launch.blocks, "{what}");
+                        assert_eq!(launch.blocks % launch.grid, 0, "{what}");
+                        assert!(launch.grid <= 4 * sms, "{what}");
+                    }
+                    assert!(launch.launched_blocks() > 0, "{what}");
+                }
+                let kernel = Variant::Norm
+                    .step_kernel(&tuning, k, n, Dtype::BF16, 1e-6)
+                    .unwrap();
+                assert!(kernel.dims.threads <= 1024, "{what}");
+                assert!(kernel.dims.shared_bytes as i32 <= super::super::launch::MAX_SHARED_BYTES);
+            }
         }
     }
 
     #[test]
-    fn persistent_grids_parse() {
-        assert_eq!(
-            parse_counts("4096x24576=512, 4096x4096=0"),
-            Ok(vec![((4096, 24576), 512), ((4096, 4096), 0)])
-        );
-        assert_eq!(parse_counts(""), Ok(vec![]));
-        for bad in ["4096x24576", "4096=512", "4096x24576=-1", "4096xN=2"] {
-            assert_eq!(parse_counts(bad), Err(bad.to_string()), "{bad}");
+    fn fewer_blocks_than_the_gpu_holds_get_more_warps_each() {
+        // The same matrix on a larger GPU never gets fewer warps a block.
+        for (k, n, swiglu) in family_matrices() {
+            let (width, per_block) = (if swiglu { n / 2 } else { n }, rows_per_block(swiglu));
+            let blocks = (width + per_block - 1) / per_block;
+            let small = launch_shape(k, blocks, 78).0;
+            let large = launch_shape(k, blocks, 144).0;
+            assert!(large >= small, "{k} x {n}");
         }
     }
 
     #[test]
-    fn shared_memory_overrides_parse_within_an_sm_90_block() {
-        assert_eq!(
-            parse_shared("4096x6144=120000,4096x4096=230400"),
-            Ok(vec![((4096, 6144), 120000), ((4096, 4096), 230400)])
-        );
-        for bad in ["4096x6144=230401", "4096x6144", "4096x6144=-1"] {
-            assert_eq!(parse_shared(bad), Err(bad.to_string()), "{bad}");
-        }
-    }
-
-    #[test]
-    fn launch_shapes_follow_the_measured_choices() {
-        // The 8B's o projection (256 blocks: 16 warps take its 32 k-tiles in
-        // one batch) and down projection (K 12288: 96 k-tiles, 8 warps).
-        assert_eq!(launch_shape(4096, 256), (16, 2));
-        assert_eq!(launch_shape(12288, 256), (8, 4));
-        // The start-up check's 300 x 4096 (19 blocks) runs the 16-warp form;
-        // the 2B's o (K 2048) and launches past two blocks an SM do not.
-        assert_eq!(launch_shape(4096, 19), (16, 2));
-        assert_eq!(launch_shape(2048, 128), (8, 2));
-        assert_eq!(launch_shape(4096, 265), (8, 2));
-        // q/k/v (384 blocks); gate/up (1536), the LM head (9496).
-        assert_eq!(launch_shape(4096, 384), (8, 2));
-        assert_eq!(launch_shape(4096, 1536), (4, 2));
-        assert_eq!(launch_shape(4096, 9496), (4, 2));
-        assert_eq!(rows_per_block(true), 8);
-        assert_eq!(shared_bytes(4096), 128 * 80 + 64 * 4);
-        // Persistent: gate/up in 512 blocks of 3 groups; not the head (9496 =
-        // 8 x 1187), nor launches of one wave or of 8 warps.
-        assert_eq!(persistent_grid(1536, 4), 512);
-        assert_eq!(persistent_grid(9496, 4), 0);
-        assert_eq!(persistent_grid(384, 8), 0);
-        assert_eq!(persistent_grid(528, 4), 0);
-        assert_eq!(persistent_grid(1536, 8), 0);
-        let gate_up = Variant::NormSwiGlu
-            .step_kernel(4096, 24576, Dtype::BF16, 1e-6)
+    fn asked_launches_replace_the_defaults_for_their_matrix_only() {
+        let tuning = LaunchTuning {
+            shapes: vec![((4096, 6144), (16, 4, 2))],
+            grids: vec![((4096, 24576), 0), ((4096, 4096), 128)],
+            shared: vec![((4096, 6144), 120_000)],
+            ..LaunchTuning::default()
+        };
+        let qkv = Variant::Norm
+            .step_kernel(&tuning, 4096, 6144, Dtype::BF16, 1e-6)
             .unwrap();
-        assert_eq!(gate_up.dims.blocks, 512);
-        assert!(gate_up.source.contains("constexpr int PERSIST = 1;"));
-        let o = Variant::Residual
-            .step_kernel(4096, 4096, Dtype::BF16, 1e-6)
-            .unwrap();
-        assert_eq!(o.dims.blocks, 256);
-        assert!(o.source.contains("constexpr int PERSIST = 0;"));
+        assert_eq!(qkv.dims.threads, 16 * 32);
+        assert_eq!(qkv.dims.shared_bytes, 120_000);
+        // Asked to fit 2 blocks an SM: the kernel is placed so.
+        assert_eq!(qkv.placement.min_blocks, 2);
+        // A grid of 0 asks for a block a row group; a grid is at most the groups.
+        let gate_up = LaunchShape::step(&tuning, 4096, 24576, true);
+        assert_eq!((gate_up.grid, gate_up.launched_blocks()), (0, 1536));
+        let o = LaunchShape::step(&tuning, 4096, 4096, false);
+        assert_eq!(o.launched_blocks(), 128);
+        let default = LaunchShape::step(&LaunchTuning::default(), 4096, 24576, true);
+        assert!(
+            default.launched_blocks() < 1536,
+            "gate/up runs persistent by default"
+        );
     }
 
     #[test]

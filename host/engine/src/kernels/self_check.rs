@@ -6,6 +6,7 @@
 use mlx::fast::{self, Mask};
 use mlx::{Array, Dtype, Quantized, nn, random};
 
+use super::Kernels;
 use super::attention::{self, DecodeStep, Heads};
 use super::prefill;
 use super::qmv::{self, Epilogue, Prologue};
@@ -74,19 +75,19 @@ impl Rng {
     }
 }
 
-pub fn run() -> std::result::Result<(), String> {
+pub fn run(kernels: &Kernels) -> std::result::Result<(), String> {
     let mut rng = Rng(random::key(7).map_err(|e| e.to_string())?);
-    check_qmv(&mut rng).map_err(|e| format!("qmv: {e}"))?;
+    check_qmv(kernels, &mut rng).map_err(|e| format!("qmv: {e}"))?;
     // Several splits joined by the last block, and one split alone.
     for (cap, len, pos) in [(320, 300, 307), (128, 100, 104)] {
-        check_attention(&mut rng, cap, len, pos)
+        check_attention(kernels, &mut rng, cap, len, pos)
             .map_err(|e| format!("decode attention at {len} positions: {e}"))?;
     }
-    check_prefill(&mut rng).map_err(|e| format!("prefill element-wise: {e}"))
+    check_prefill(kernels, &mut rng).map_err(|e| format!("prefill element-wise: {e}"))
 }
 
 /// The element-wise kernels against the MLX operations they replace.
-fn check_prefill(rng: &mut Rng) -> Result<()> {
+fn check_prefill(kernels: &Kernels, rng: &mut Rng) -> Result<()> {
     // The vision RoPE at the Qwen3-VL tower's head size (72), on 37 rows.
     let (n, heads, hd) = (37, 3, 72);
     let qkv = rng.normal(&[n, 3 * heads * hd], 1.0)?;
@@ -101,7 +102,7 @@ fn check_prefill(rng: &mut Rng) -> Result<()> {
             .transpose(&[1, 0, 2])?
             .expand_dims(0)?)
     };
-    let (q, k, v) = prefill::vision_qkv(&qkv, &cos, &sin, heads, hd)?;
+    let (q, k, v) = prefill::vision_qkv(kernels, &qkv, &cos, &sin, heads, hd)?;
     check("vision rope q", &rope(&parts[0])?, &q)?;
     check("vision rope k", &rope(&parts[1])?, &k)?;
     let v_ref = parts[2].squeeze(1)?.transpose(&[1, 0, 2])?.expand_dims(0)?;
@@ -123,7 +124,7 @@ fn check_prefill(rng: &mut Rng) -> Result<()> {
         let t = fast::rms_norm(&t.reshape(&[1, n, heads, hd])?, w, EPS)?;
         rotate_half(&t.transpose(&[0, 2, 1, 3])?, &cos, &sin)
     };
-    let (q, k, v) = prefill::text_qk(&qkv, &qn, &kn, &cos, &sin, h, EPS)?;
+    let (q, k, v) = prefill::text_qk(kernels, &qkv, &qn, &kn, &cos, &sin, h, EPS)?;
     check("text q", &normed(&parts[0], nh, &qn)?, &q)?;
     check("text k", &normed(&parts[1], nkv, &kn)?, &k)?;
     let v_ref = parts[2]
@@ -137,15 +138,19 @@ fn check_prefill(rng: &mut Rng) -> Result<()> {
     check_within(
         "swiglu",
         &reference,
-        &prefill::swiglu(&y)?,
+        &prefill::swiglu(kernels, &y)?,
         SWIGLU_TOLERANCE,
     )?;
 
     let x = rng.normal(&[7, 130], 2.0)?;
-    check("gelu", &nn::gelu_tanh(&x)?, &prefill::gelu_tanh(&x)?)
+    check(
+        "gelu",
+        &nn::gelu_tanh(&x)?,
+        &prefill::gelu_tanh(kernels, &x)?,
+    )
 }
 
-fn check_qmv(rng: &mut Rng) -> Result<()> {
+fn check_qmv(kernels: &Kernels, rng: &mut Rng) -> Result<()> {
     // 1152 = 9 k-tiles, which the block's warps do not split evenly; 300 and
     // 40 rows end inside a block.
     for (n, k) in [(96, 256), (300, 4096), (64, 12288), (40, 1152)] {
@@ -159,12 +164,13 @@ fn check_qmv(rng: &mut Rng) -> Result<()> {
             (
                 "plain",
                 plain.clone(),
-                qmv::qmv(&x, &q, Prologue::None, Epilogue::None)?,
+                qmv::qmv(kernels, &x, &q, Prologue::None, Epilogue::None)?,
             ),
             (
                 "rms norm",
                 q.matmul_t(&normed)?,
                 qmv::qmv(
+                    kernels,
                     &x,
                     &q,
                     Prologue::RmsNorm {
@@ -177,7 +183,7 @@ fn check_qmv(rng: &mut Rng) -> Result<()> {
             (
                 "residual",
                 res.add(&plain)?,
-                qmv::qmv(&x, &q, Prologue::None, Epilogue::Residual(&res))?,
+                qmv::qmv(kernels, &x, &q, Prologue::None, Epilogue::Residual(&res))?,
             ),
         ];
         for (what, reference, ours) in cases {
@@ -186,6 +192,7 @@ fn check_qmv(rng: &mut Rng) -> Result<()> {
         let gu = q.matmul_t(&normed)?.split_at(&[n / 2], -1)?;
         let reference = nn::silu(&gu[0])?.mul(&gu[1])?;
         let ours = qmv::qmv(
+            kernels,
             &x,
             &q,
             Prologue::RmsNorm {
@@ -324,7 +331,7 @@ impl AttentionCase {
     }
 }
 
-fn check_attention(rng: &mut Rng, cap: i32, len: i32, pos: i32) -> Result<()> {
+fn check_attention(kernels: &Kernels, rng: &mut Rng, cap: i32, len: i32, pos: i32) -> Result<()> {
     let heads = Heads {
         heads: 8,
         kv_heads: 2,
@@ -340,6 +347,7 @@ fn check_attention(rng: &mut Rng, cap: i32, len: i32, pos: i32) -> Result<()> {
     let counters = Array::zeros(&[64], Dtype::I32)?.contiguous()?;
     counters.eval()?;
     let ours = attention::decode(
+        kernels,
         &DecodeStep {
             qkv: &case.qkv,
             q_norm: &case.q_norm,

@@ -2,22 +2,11 @@
 //! source at every launch (`bench kernels`: a 6 KB source costs about 2 µs
 //! more per launch than a short one), so the sources are kept short: comments
 //! and indentation go, and the shared device functions (8–11 KB per kernel) are
-//! written once to a file that the source `#include`s, when a directory for
-//! them is set.
+//! written once to a file that the source `#include`s, when the engine is
+//! given a directory for them.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Where headers are written for NVRTC to include (`set_header_dir`).
-static HEADER_DIR: OnceLock<PathBuf> = OnceLock::new();
-
-/// Lets kernel headers live in files under `dir` (created when needed),
-/// included by path from the sources MLX hashes. Without it, or if a file
-/// cannot be written, headers stay inline. The first call decides.
-pub fn set_header_dir(dir: PathBuf) {
-    let _ = HEADER_DIR.set(dir);
-}
 
 /// The source without comments and indentation.
 pub(crate) fn compact(source: &str) -> String {
@@ -31,23 +20,26 @@ pub(crate) fn compact(source: &str) -> String {
 
 /// A kernel's headers (device functions shared between kernels), each
 /// compacted, in order, with a final line break (MLX appends its own code
-/// right after, and a header may end with a directive): an `#include` of a
-/// file holding them when a header directory is set, the text otherwise.
-pub(crate) fn header(parts: &[&str]) -> String {
+/// right after, and a header may end with a directive).
+pub(crate) fn inline_header(parts: &[&str]) -> String {
     let mut joined = parts
         .iter()
         .map(|p| compact(p))
         .collect::<Vec<_>>()
         .join("\n");
     joined.push('\n');
-    match HEADER_DIR.get() {
-        Some(dir) => match include_of(dir, &joined) {
-            Ok(line) => line,
-            Err(e) => {
-                eprintln!("warning: kernel headers stay inline: {e}");
-                joined
-            }
-        },
+    joined
+}
+
+/// [`inline_header`], or an `#include` of a file under `dir` that holds it
+/// when a directory is given and the file can be written there.
+pub(crate) fn header_in(dir: Option<&Path>, parts: &[&str]) -> String {
+    let joined = inline_header(parts);
+    match dir {
+        Some(dir) => include_of(dir, &joined).unwrap_or_else(|e| {
+            eprintln!("warning: kernel headers stay inline: {e}");
+            joined
+        }),
         None => joined,
     }
 }
@@ -102,6 +94,20 @@ mod tests {
             2,
             "no temporary files left"
         );
+    }
+
+    #[test]
+    fn headers_are_included_from_a_directory_or_kept_inline() {
+        let parts = ["// a\nint a;\n", "int b; // b\n"];
+        assert_eq!(inline_header(&parts), "int a;\nint b;\n");
+        assert_eq!(header_in(None, &parts), inline_header(&parts));
+        let dir = tempfile::tempdir().unwrap();
+        let line = header_in(Some(dir.path()), &parts);
+        assert!(line.starts_with("#include \""), "{line}");
+        // A directory that cannot hold files: inline, with a warning.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let fallback = header_in(Some(&file.path().join("sub")), &parts);
+        assert_eq!(fallback, inline_header(&parts));
     }
 
     #[test]

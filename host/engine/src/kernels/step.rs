@@ -41,14 +41,14 @@ pub fn cuda_type(d: Dtype) -> Result<&'static str> {
 const PRELUDE: &str = "#include <cuda_bf16.h>\n#include <cuda_fp16.h>\n#include <cuda/std/cstdint>\n\
                        using cuda::std::int32_t;\nusing cuda::std::uint32_t;\n";
 
-/// A standalone kernel: its function's name, its source and its launch.
+/// A standalone kernel: its function's name, its source, its launch and
+/// where its blocks go.
 #[derive(Debug)]
 pub struct StepKernel {
     pub name: &'static str,
     pub source: String,
     pub dims: Dims,
-    /// Blocks per cluster (1: no clusters).
-    pub cluster: u32,
+    pub placement: Placement,
 }
 
 impl StepKernel {
@@ -132,7 +132,10 @@ pub fn standalone(
         name,
         source,
         dims,
-        cluster: placement.cluster.max(1),
+        placement: Placement {
+            cluster: placement.cluster.max(1),
+            ..placement
+        },
     })
 }
 
@@ -157,7 +160,7 @@ fn one_block(
     template: &[(&str, TemplateArg)],
     threads: u32,
 ) -> Result<StepKernel> {
-    let header = super::header(&[include_str!("phases.cuh")]);
+    let header = super::source::inline_header(&[include_str!("phases.cuh")]);
     let dims = Dims {
         blocks: 1,
         threads,
@@ -254,92 +257,41 @@ mod tests {
         assert_eq!(embed.dims.blocks, 1);
     }
 
-    /// Every step kernel at the 8B's shapes, written to the directory in
-    /// `VLM_BENCH_STEP_KERNEL_DIR` when set, for `scripts/check_kernels.sh`
-    /// to compile with NVRTC (they are otherwise compiled only on a GPU).
     #[test]
-    fn step_kernels_for_nvrtc() {
-        use crate::kernels::attention::{self, Heads};
-        use crate::kernels::qmv::{Variant, argmax_step_kernel};
-        let bf = Dtype::BF16;
-        let mut all = vec![embed4(bf, 4096).unwrap()];
-        for (v, k, n) in [
-            (Variant::Norm, 4096, 6144),
-            (Variant::Residual, 4096, 4096),
-            (Variant::NormSwiGlu, 4096, 24576),
-            (Variant::Residual, 12288, 4096),
-            (Variant::Norm, 4096, 151936),
-        ] {
-            all.push(v.step_kernel(k, n, bf, 1e-6).unwrap());
-        }
-        // The LM head with the argmax: the same launch, two more parameters.
-        let head = argmax_step_kernel(4096, 151936, bf, 1e-6).unwrap();
-        let plain_head = Variant::Norm.step_kernel(4096, 151936, bf, 1e-6).unwrap();
-        assert_eq!(head.dims, plain_head.dims);
-        for p in [
-            "#define ARGMAX 1",
-            "__nv_bfloat16* out, int32_t* meta, uint32_t* pick",
-        ] {
-            assert!(head.source.contains(p), "{p}");
-        }
-        assert!(plain_head.source.contains("#define ARGMAX 0"));
-        all.push(head);
-        // A launch shape asked to fit 3 blocks an SM (`VLM_BENCH_QMV_SHAPES`'s M).
-        let bounded = Variant::Norm
-            .bounded_step_kernel(4096, 6144, bf, 1e-6, 3)
-            .unwrap();
-        assert!(
-            bounded
-                .source
-                .contains("void __launch_bounds__(256, 3) vlmbench_qmv4_norm(")
-        );
-        all.push(bounded);
-        let heads = Heads {
-            heads: 32,
-            kv_heads: 8,
-            head_dim: 128,
+    fn asked_placements_reach_the_kernel() {
+        let dims = Dims {
+            blocks: 4,
+            threads: 256,
+            shared_bytes: 0,
         };
-        for splits in [1, 16, 64] {
-            all.push(attention::step_kernel(heads, bf, splits, 1e-6, 5e6).unwrap());
+        let placed = |cluster, min_blocks| {
+            standalone(
+                "k",
+                Placement {
+                    cluster,
+                    min_blocks,
+                },
+                "",
+                "",
+                &[],
+                &[],
+                dims,
+            )
+            .unwrap()
+        };
+        let plain = placed(1, 0);
+        assert_eq!(plain.placement, Placement::ANY);
+        let bounded = placed(1, 3);
+        let clustered = placed(8, 0);
+        assert_eq!(
+            (bounded.placement.min_blocks, clustered.placement.cluster),
+            (3, 8)
+        );
+        // Each asks the compiler for something the plain kernel does not.
+        for k in [&bounded, &clustered] {
+            assert_ne!(k.source, plain.source);
         }
-        // Each layout with the blocks its launch takes for 8 key/value heads.
-        for (name, launched) in [
-            ("8", 64),
-            ("16", 128),
-            ("8v", 64),
-            ("16v", 128),
-            ("16vq2", 256),
-            ("16vq4", 512),
-        ] {
-            let layout = attention::ClusterLayout::parse(name).unwrap();
-            let (blocks, late_values) = (layout.blocks, layout.late_values);
-            let k = attention::cluster_step_kernel(heads, bf, layout, 1e-6, 5e6).unwrap();
-            let attribute = format!("void __cluster_dims__({blocks}, 1, 1) vlmbench_attn_cluster(");
-            assert!(k.source.contains(&attribute) && k.cluster == blocks as u32);
-            let lv = format!("constexpr int LV = {};", i32::from(late_values));
-            let qs = format!("constexpr int QS = {};", layout.query_splits);
-            assert!(k.source.contains(&lv) && k.source.contains(&qs), "{name}");
-            assert_eq!(k.dims.blocks, launched, "{name}");
-            all.push(k);
-        }
-        for k in &all {
-            let head = format!(" {}(", k.name);
-            assert!(k.name.starts_with("vlmbench_") && k.source.contains(&head));
-            assert!(k.source.contains("extern \"C\" __global__ void "));
-            assert!(k.dims.blocks > 0 && k.dims.threads % 32 == 0);
-        }
-        if let Some(dir) = std::env::var_os("VLM_BENCH_STEP_KERNEL_DIR") {
-            let dir = std::path::PathBuf::from(dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            // Each as the engine compiles it, and with the timeline on.
-            for (i, k) in all.iter().enumerate() {
-                std::fs::write(dir.join(format!("step_{i:02}.cu")), &k.source).unwrap();
-                std::fs::write(
-                    dir.join(format!("step_{i:02}_timeline.cu")),
-                    k.timed_source(),
-                )
-                .unwrap();
-            }
-        }
+        // A cluster of 0 blocks is no cluster.
+        assert_eq!(placed(0, 0).placement.cluster, 1);
     }
 }

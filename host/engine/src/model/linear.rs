@@ -11,7 +11,7 @@ use mlx::nn::{Linear as Plain, Weight};
 use mlx::{Array, Dtype};
 
 use crate::error::Result;
-use crate::kernels;
+use crate::kernels::Kernels;
 
 pub struct Linear {
     plain: Plain,
@@ -58,10 +58,11 @@ impl Linear {
         dense_bytes(&self.plain.weight, dtype)
     }
 
-    pub fn forward(&self, x: &Array) -> Result<Array> {
+    /// `x` through the layer, on `kernels` where they apply.
+    pub fn forward(&self, kernels: &Kernels, x: &Array) -> Result<Array> {
         let y = match (&self.plain.weight, &self.dense) {
-            (Weight::Quantized(q), _) if rows(x) == 1 && kernels::qmv_applies(x, q) => {
-                kernels::qmv(x, q)?
+            (Weight::Quantized(q), _) if rows(x) == 1 && kernels.qmv_applies(x, q) => {
+                kernels.qmv(x, q)?
             }
             (Weight::Quantized(_), Some(d)) if rows(x) > 1 || self.dense_single_row => {
                 x.matmul(&d.t()?)?
@@ -170,11 +171,11 @@ impl Projections {
         })
     }
 
-    pub fn forward(&self, x: &Array) -> Result<Vec<Array>> {
+    pub fn forward(&self, kernels: &Kernels, x: &Array) -> Result<Vec<Array>> {
         if self.widths.is_empty() {
-            return self.parts.iter().map(|p| p.forward(x)).collect();
+            return self.parts.iter().map(|p| p.forward(kernels, x)).collect();
         }
-        let y = self.parts[0].forward(x)?;
+        let y = self.parts[0].forward(kernels, x)?;
         let mut cuts = vec![];
         let mut acc = 0;
         for w in &self.widths[..self.widths.len() - 1] {

@@ -10,17 +10,18 @@ pub mod vision;
 pub mod weights;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use mlx::Array;
 
 pub use kv_cache::KvCache;
 pub use positions::Positions;
-pub(crate) use text::StepSession;
-pub use text::{DecodePath, Rope, StepAttention, TextModel, Visual};
+pub use text::{DecoderView, LayerView, Rope, TextModel, Visual};
 pub use vision::{VisionFeatures, VisionTower};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::kernels::Kernels;
 
 pub struct Qwen3Vl {
     pub config: ModelConfig,
@@ -30,15 +31,17 @@ pub struct Qwen3Vl {
 
 impl Qwen3Vl {
     /// Loads and validates the weights of `dir` against `config`. Float
-    /// weights are converted to `compute_dtype` when given.
+    /// weights are converted to `compute_dtype` when given; both towers run
+    /// on `kernels` where they apply.
     pub fn load(
         dir: &Path,
         config: ModelConfig,
         compute_dtype: Option<mlx::Dtype>,
+        kernels: &Arc<Kernels>,
     ) -> Result<Qwen3Vl> {
         let mut w = weights::WeightSet::load(dir, compute_dtype)?;
-        let vision = VisionTower::load(&mut w, &config);
-        let text = TextModel::load(&mut w, &config);
+        let vision = VisionTower::load(&mut w, &config, kernels);
+        let text = TextModel::load(&mut w, &config, kernels);
         // `finish` lists everything wrong; it only passes when both loaded.
         w.finish()?;
         match (vision, text) {

@@ -1,28 +1,21 @@
 //! The Qwen3 text decoder with per-head q/k RMSNorm, interleaved MRoPE and
-//! DeepStack injection (spec §3).
+//! DeepStack injection (`docs/qwen3-vl.md` §3). Single-token decoding steps
+//! run in `crate::decode`, on the weights [`TextModel::decoder_view`] exposes.
 
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use mlx::fast::{self, Mask};
 use mlx::nn::{self, Weight};
 use mlx::{Array, Dtype, Quantized};
 
-mod steps;
-
-pub(crate) use steps::StepSession;
-use steps::StepState;
-pub use steps::{DecodePath, StepAttention};
-
-use super::kv_cache::{KvCache, LayerCache};
+use super::kv_cache::KvCache;
 use super::linear::{Linear, Projections, dense_bytes, dense_copy};
 use super::positions::rotate_half;
 use super::weights::WeightSet;
 use crate::config::{ModelConfig, TextConfig};
 use crate::error::Result;
-use crate::kernels::attention::{self, DecodeStep, Heads};
-use crate::kernels::prefill;
-use crate::kernels::qmv::{self, qmv};
-use crate::kernels::{self, Epilogue, Prologue};
+use crate::kernels::attention::Heads;
+use crate::kernels::{Kernels, prefill};
 
 struct Attention {
     /// q, k and v, fused when their formats match.
@@ -86,41 +79,43 @@ pub struct TextModel {
     lm_head: Option<Weight>,
     /// Dequantized copy of the LM head (or tied embedding) for decoding.
     dense_head: Option<Array>,
-    /// The fused decoding kernels, when the backend has them and every layer
-    /// fits them.
-    fused: Option<FusedDecode>,
-    /// Greedy decoding steps launched outside MLX's graph (`steps.rs`).
-    steps: Mutex<StepState>,
-    decode_path: DecodePath,
+    kernels: Arc<Kernels>,
 }
 
-/// What the fused decoding step needs besides the weights.
-struct FusedDecode {
-    heads: Heads,
-    /// Added to the host-made `[len, pos, 0, 0]` of a request's first step,
-    /// so that the attention kernels read it from device memory.
-    zeros: Array,
-    /// `[1, 1, 0, 0]` in device memory: each later step's metadata is the
-    /// previous one plus this, made on the device. (A host-made array costs
-    /// its first reader a page migration: 172 µs per step on the H100.)
-    step: Array,
-    /// The last step's `(len, pos, metadata)`.
-    last_meta: Mutex<Option<(i32, i32, Array)>>,
-    /// The attention kernels' block counters (zeros, in device memory).
-    counters: Array,
+/// A layer's weights as a decoding step reads them: the norms, and the
+/// 4-bit matrices with q/k/v and gate/up fused.
+pub struct LayerView<'a> {
+    pub input_norm: &'a Array,
+    pub post_norm: &'a Array,
+    pub q_norm: &'a Array,
+    pub k_norm: &'a Array,
+    pub qkv: &'a Quantized,
+    pub o: &'a Quantized,
+    pub gate_up: &'a Quantized,
+    pub down: &'a Quantized,
 }
 
-/// A layer's matrices as the fused decoding kernels take them.
-struct FusedWeights<'a> {
-    qkv: &'a Quantized,
-    o: &'a Quantized,
-    gate_up: &'a Quantized,
-    down: &'a Quantized,
+/// The decoder's weights as single-token steps read them, when every layer
+/// has its matrices quantized and fused ([`TextModel::decoder_view`]).
+pub struct DecoderView<'a> {
+    pub config: &'a TextConfig,
+    /// The activations' type.
+    pub dtype: Dtype,
+    pub heads: Heads,
+    pub embed: &'a Weight,
+    /// The LM head, or the tied embedding.
+    pub head: &'a Weight,
+    pub final_norm: &'a Array,
+    pub layers: Vec<LayerView<'a>>,
 }
 
 impl Layer {
-    fn fused_weights(&self) -> Option<FusedWeights<'_>> {
-        Some(FusedWeights {
+    fn view(&self) -> Option<LayerView<'_>> {
+        Some(LayerView {
+            input_norm: &self.input_norm,
+            post_norm: &self.post_norm,
+            q_norm: &self.attn.q_norm,
+            k_norm: &self.attn.k_norm,
             qkv: self.attn.qkv.fused()?.quantized()?,
             o: self.attn.o.quantized()?,
             gate_up: self.mlp.gate_up.fused()?.quantized()?,
@@ -130,7 +125,7 @@ impl Layer {
 }
 
 /// The decoder's attention layout.
-fn attention_heads(cfg: &TextConfig) -> Heads {
+pub fn attention_heads(cfg: &TextConfig) -> Heads {
     Heads {
         heads: cfg.num_attention_heads as i32,
         kv_heads: cfg.num_key_value_heads as i32,
@@ -138,61 +133,8 @@ fn attention_heads(cfg: &TextConfig) -> Heads {
     }
 }
 
-impl FusedDecode {
-    /// The fused path, if the kernels are on and apply to every layer
-    /// (`VLM_BENCH_NO_FUSED_DECODE` turns it off, for comparisons).
-    fn new(cfg: &TextConfig, layers: &[Layer], dtype: Dtype) -> Result<Option<FusedDecode>> {
-        if !kernels::enabled() || std::env::var_os("VLM_BENCH_NO_FUSED_DECODE").is_some() {
-            return Ok(None);
-        }
-        let heads = attention_heads(cfg);
-        let h = cfg.hidden_size as i32;
-        let fits = heads.supported(dtype)
-            && layers.iter().all(|l| {
-                let Some(w) = l.fused_weights() else {
-                    return false;
-                };
-                let inter = w.down.weight.dim(1) * 8;
-                qmv::fits(h, dtype, w.qkv)
-                    && qmv::fits(heads.heads * heads.head_dim, dtype, w.o)
-                    && qmv::fits(h, dtype, w.gate_up)
-                    && qmv::fits(inter, dtype, w.down)
-                    && w.qkv.weight.dim(0) == (heads.heads + 2 * heads.kv_heads) * heads.head_dim
-                    && w.gate_up.weight.dim(0) == 2 * inter
-            });
-        if !fits {
-            return Ok(None);
-        }
-        // Made on the device: MLX keeps arrays made on the host in host memory.
-        let zeros = Array::zeros(&[4], Dtype::I32)?.contiguous()?;
-        let counters = Array::zeros(&[64.max(heads.kv_heads)], Dtype::I32)?.contiguous()?;
-        mlx::eval(&[&zeros, &counters])?;
-        let step = Array::from_i32(&[1, 1, 0, 0], &[4])?.add(&zeros)?;
-        mlx::eval(&[&step])?;
-        Ok(Some(FusedDecode {
-            heads,
-            zeros,
-            step,
-            last_meta: Mutex::new(None),
-            counters,
-        }))
-    }
-
-    /// `[len, pos, 0, 0]` in device memory for a step: the last step's plus
-    /// one when the step follows it, else made from the host.
-    fn meta(&self, len: i32, pos: i32) -> Result<Array> {
-        let mut last = self.last_meta.lock().unwrap_or_else(|p| p.into_inner());
-        let meta = match last.take() {
-            Some((l, p, m)) if l + 1 == len && p + 1 == pos => m.add(&self.step)?,
-            _ => Array::from_i32(&[len, pos, 0, 0], &[4])?.add(&self.zeros)?,
-        };
-        *last = Some((len, pos, meta.clone()));
-        Ok(meta)
-    }
-}
-
 impl TextModel {
-    pub fn load(w: &mut WeightSet, cfg: &ModelConfig) -> Option<TextModel> {
+    pub fn load(w: &mut WeightSet, cfg: &ModelConfig, kernels: &Arc<Kernels>) -> Option<TextModel> {
         let t = &cfg.text;
         let (h, hd) = (t.hidden_size, t.head_dim);
         let p = "model.language_model";
@@ -299,25 +241,34 @@ impl TextModel {
         if layers.len() != t.num_hidden_layers {
             return None;
         }
-        let mut model = TextModel {
+        Some(TextModel {
             cfg: t.clone(),
             embed: embed?,
             layers,
             norm: norm?,
             lm_head,
             dense_head: None,
-            fused: None,
-            steps: Mutex::new(StepState::Untried),
-            decode_path: DecodePath::from_env(),
-        };
-        model.fused = match FusedDecode::new(t, &model.layers, model.dtype()) {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("warning: fused decoding off: {e}");
-                None
-            }
-        };
-        Some(model)
+            kernels: kernels.clone(),
+        })
+    }
+
+    /// The weights single-token steps read, when every layer's matrices are
+    /// quantized and fused (else `None`: steps run as [`TextModel::forward`]).
+    pub fn decoder_view(&self) -> Option<DecoderView<'_>> {
+        let layers = self
+            .layers
+            .iter()
+            .map(Layer::view)
+            .collect::<Option<Vec<_>>>()?;
+        Some(DecoderView {
+            config: &self.cfg,
+            dtype: self.dtype(),
+            heads: attention_heads(&self.cfg),
+            embed: &self.embed,
+            head: self.lm_head.as_ref().unwrap_or(&self.embed),
+            final_norm: &self.norm,
+            layers,
+        })
     }
 
     pub fn config(&self) -> &TextConfig {
@@ -363,11 +314,6 @@ impl TextModel {
         cache: &mut KvCache,
         visual: Option<&Visual<'_>>,
     ) -> Result<Array> {
-        if let (Some(f), Rope::Offset(pos), None, 1) = (&self.fused, rope, visual, x.dim(1))
-            && !cache.is_empty()
-        {
-            return self.forward_fused(f, x, *pos, cache);
-        }
         self.run_layers(x, rope, cache, visual, |_| {})
     }
 
@@ -395,122 +341,8 @@ impl TextModel {
         Ok(fast::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?)
     }
 
-    /// Greedy decoding after the prefill's `token` through steps launched
-    /// outside MLX's graph, when they apply (CUDA, the fused kernels on, the
-    /// model's formats supported; see `steps.rs`), else `None`. The cache
-    /// holds the prompt; `pos` is the next RoPE position. Waits for the
-    /// prefill to finish.
-    pub(crate) fn start_steps(
-        &self,
-        token: &Array,
-        kv: &KvCache,
-        pos: i32,
-    ) -> Result<Option<StepSession<'_>>> {
-        let (
-            Some(fused),
-            DecodePath::Steps {
-                graph,
-                pdl,
-                attention,
-            },
-        ) = (&self.fused, self.decode_path)
-        else {
-            return Ok(None);
-        };
-        if !mlx::cuda::available() {
-            return Ok(None);
-        }
-        let mut state = self.steps.lock().unwrap_or_else(|p| p.into_inner());
-        if matches!(*state, StepState::Untried) {
-            *state = match steps::StepDecoder::new(self, fused) {
-                Ok(d) => StepState::Ready(Box::new(d)),
-                Err(e) => {
-                    eprintln!("warning: decoding steps stay on MLX's graph: {e}");
-                    StepState::Off
-                }
-            };
-        }
-        let StepState::Ready(decoder) = &mut *state else {
-            return Ok(None);
-        };
-        decoder.configure(self, graph, pdl, attention)?;
-        Ok(Some(StepSession::start(state, self, token, kv, pos)?))
-    }
-
-    /// How greedy decoding steps run from the next request on.
-    pub fn set_decode_path(&mut self, path: DecodePath) {
-        self.decode_path = path;
-    }
-
-    pub fn decode_path(&self) -> DecodePath {
-        self.decode_path
-    }
-
-    /// Whether single-token steps run the fused decoding kernels.
-    pub fn fused_decode(&self) -> bool {
-        self.fused.is_some()
-    }
-
-    /// One decoding step through the fused kernels: five launches per layer
-    /// (norm + q/k/v, attention with its cache write, o + residual,
-    /// norm + gate/up + SwiGLU, down + residual) instead of about thirty.
-    fn forward_fused(
-        &self,
-        f: &FusedDecode,
-        x: &Array,
-        pos: i32,
-        cache: &mut KvCache,
-    ) -> Result<Array> {
-        let len = cache.len();
-        let meta = f.meta(len, pos)?;
-        let mut x = x.clone();
-        for (layer, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            x = self.layer_fused(f, layer, &x, lc, &meta)?;
-        }
-        for lc in &mut cache.layers {
-            lc.advance(1);
-        }
-        Ok(fast::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?)
-    }
-
-    fn layer_fused(
-        &self,
-        f: &FusedDecode,
-        layer: &Layer,
-        x: &Array,
-        cache: &mut LayerCache,
-        meta: &Array,
-    ) -> Result<Array> {
-        let w = layer
-            .fused_weights()
-            .expect("checked for every layer when the fused path was enabled");
-        let eps = self.cfg.rms_norm_eps;
-        let norm = |weight| Prologue::RmsNorm { weight, eps };
-        let qkv = qmv(x, w.qkv, norm(&layer.input_norm), Epilogue::None)?;
-        let len = cache.len();
-        let (keys, values) = cache.buffers_for_write()?;
-        let o = attention::decode(
-            &DecodeStep {
-                qkv: &qkv,
-                q_norm: &layer.attn.q_norm,
-                k_norm: &layer.attn.k_norm,
-                keys,
-                values,
-                meta,
-                counters: &f.counters,
-                len,
-                rms_eps: eps,
-                rope_theta: self.cfg.rope_theta,
-            },
-            f.heads,
-        )?;
-        let x = qmv(&o, w.o, Prologue::None, Epilogue::Residual(x))?;
-        let act = qmv(&x, w.gate_up, norm(&layer.post_norm), Epilogue::SwiGlu)?;
-        qmv(&act, w.down, Prologue::None, Epilogue::Residual(&x))
-    }
-
     /// Hidden states after each layer, for parity tests (HF's
-    /// `output_hidden_states` convention, spec §3.6).
+    /// `output_hidden_states` convention, `docs/qwen3-vl.md` §3.6).
     pub fn forward_with_hidden(
         &self,
         x: &Array,
@@ -564,7 +396,7 @@ impl TextModel {
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         Ok(match head {
             Weight::Dense(w) => h.matmul(&w.t()?)?,
-            Weight::Quantized(q) if crate::kernels::qmv_applies(h, q) => crate::kernels::qmv(h, q)?,
+            Weight::Quantized(q) if self.kernels.qmv_applies(h, q) => self.kernels.qmv(h, q)?,
             Weight::Quantized(q) => q.matmul_t(h)?,
         })
     }
@@ -583,13 +415,15 @@ impl TextModel {
         let h = fast::rms_norm(&x, &layer.post_norm, eps)?;
         let m = &layer.mlp;
         let act = match m.gate_up.fused() {
-            Some(gate_up) if prefill::applies(h.dtype()) => prefill::swiglu(&gate_up.forward(&h)?)?,
+            Some(gate_up) if prefill::applies(&self.kernels, h.dtype()) => {
+                prefill::swiglu(&self.kernels, &gate_up.forward(&self.kernels, &h)?)?
+            }
             _ => {
-                let gu = m.gate_up.forward(&h)?;
+                let gu = m.gate_up.forward(&self.kernels, &h)?;
                 nn::silu(&gu[0])?.mul(&gu[1])?
             }
         };
-        let ff = m.down.forward(&act)?;
+        let ff = m.down.forward(&self.kernels, &act)?;
         Ok(x.add(&ff)?)
     }
 
@@ -608,10 +442,11 @@ impl TextModel {
             // One kernel for the norms, the rotation and the layouts (the
             // tables are already in the activations' dtype: `Rope::in_dtype`).
             (Some(fused), Rope::Tables { cos, sin })
-                if prefill::text_qk_applies(h.dtype(), &heads) =>
+                if prefill::text_qk_applies(&self.kernels, h.dtype(), &heads) =>
             {
-                let qkv = fused.forward(h)?;
+                let qkv = fused.forward(&self.kernels, h)?;
                 prefill::text_qk(
+                    &self.kernels,
                     &qkv,
                     &at.q_norm,
                     &at.k_norm,
@@ -622,7 +457,7 @@ impl TextModel {
                 )?
             }
             _ => {
-                let qkv = at.qkv.forward(h)?;
+                let qkv = at.qkv.forward(&self.kernels, h)?;
                 let q = qkv[0].reshape(&[1, l, nh, hd])?;
                 let k = qkv[1].reshape(&[1, l, nkv, hd])?;
                 let v = qkv[2].reshape(&[1, l, nkv, hd])?;
@@ -646,40 +481,6 @@ impl TextModel {
         let mask = if l > 1 { Mask::Causal } else { Mask::None };
         let o = fast::scaled_dot_product_attention(&q, &keys, &values, scale, mask)?;
         let o = o.transpose(&[0, 2, 1, 3])?.reshape(&[1, l, nh * hd])?;
-        at.o.forward(&o)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fused() -> FusedDecode {
-        let zeros = Array::zeros(&[4], Dtype::I32).unwrap();
-        FusedDecode {
-            heads: Heads {
-                heads: 4,
-                kv_heads: 2,
-                head_dim: 64,
-            },
-            step: Array::from_i32(&[1, 1, 0, 0], &[4]).unwrap(),
-            zeros,
-            last_meta: Mutex::new(None),
-            counters: Array::zeros(&[64], Dtype::I32).unwrap(),
-        }
-    }
-
-    #[test]
-    fn step_metadata_follows_the_previous_step_or_starts_afresh() {
-        let f = fused();
-        let meta = |len, pos| f.meta(len, pos).unwrap().to_vec::<i32>().unwrap();
-        assert_eq!(meta(10, 20), [10, 20, 0, 0]);
-        // The next step: made from the previous metadata on the device.
-        assert_eq!(meta(11, 21), [11, 21, 0, 0]);
-        assert_eq!(meta(12, 22), [12, 22, 0, 0]);
-        // Another request, or a position that does not follow: from the host.
-        assert_eq!(meta(5, 7), [5, 7, 0, 0]);
-        assert_eq!(meta(6, 9), [6, 9, 0, 0]);
-        assert_eq!(meta(7, 10), [7, 10, 0, 0]);
+        at.o.forward(&self.kernels, &o)
     }
 }

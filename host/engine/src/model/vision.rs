@@ -1,7 +1,9 @@
-//! The vision tower (spec §2): patch embedding, interpolated position
+//! The vision tower (`docs/qwen3-vl.md` §2): patch embedding, interpolated position
 //! embedding, 2-D RoPE ViT blocks, patch merger and DeepStack mergers.
 //! Each image runs on its own, which is what the cache wants and what HF's
 //! block-diagonal attention computes.
+
+use std::sync::Arc;
 
 use mlx::fast::{self, Mask};
 use mlx::nn::{self, Linear};
@@ -11,7 +13,7 @@ use super::positions::{rotate_half, vision_rope_tables};
 use super::weights::WeightSet;
 use crate::config::{ModelConfig, VisionConfig};
 use crate::error::Result;
-use crate::kernels::prefill;
+use crate::kernels::{Kernels, prefill};
 
 const EPS: f32 = 1e-6;
 
@@ -120,10 +122,15 @@ pub struct VisionTower {
     blocks: Vec<Block>,
     merger: Merger,
     deepstack: Vec<Merger>,
+    kernels: Arc<Kernels>,
 }
 
 impl VisionTower {
-    pub fn load(w: &mut WeightSet, cfg: &ModelConfig) -> Option<VisionTower> {
+    pub fn load(
+        w: &mut WeightSet,
+        cfg: &ModelConfig,
+        kernels: &Arc<Kernels>,
+    ) -> Option<VisionTower> {
         let v = &cfg.vision;
         let (dv, p, tp, c) = (
             v.hidden_size as i32,
@@ -215,6 +222,7 @@ impl VisionTower {
                 .into_iter()
                 .map(|m| m.expect("checked above"))
                 .collect(),
+            kernels: kernels.clone(),
         })
     }
 
@@ -223,7 +231,7 @@ impl VisionTower {
     }
 
     /// Bilinear resampling of the learned position table to the image grid,
-    /// rows in merge-window order (spec §2.3, transformers 4.57 arithmetic).
+    /// rows in merge-window order (`docs/qwen3-vl.md` §2.3, transformers 4.57 arithmetic).
     fn position_embedding(&self, grid: [usize; 3]) -> Result<Array> {
         let [t, h, w] = grid;
         let g = (self.cfg.num_position_embeddings as f64).sqrt() as usize;
@@ -318,7 +326,8 @@ impl VisionTower {
         let mut x = x.add(&self.position_embedding(grid)?)?;
 
         let (cos, sin) = vision_rope_tables(grid, m, hd as usize);
-        let fused = prefill::applies(dtype);
+        let kernels = &*self.kernels;
+        let fused = prefill::applies(kernels, dtype);
         // Copied to the device once: every block reads them.
         let on_device = |t: &[f32]| -> Result<Array> {
             Ok(mlx::Staging::f32_array(t, &[n, hd])?.add(&Array::zeros(&[1], Dtype::F32)?)?)
@@ -333,7 +342,7 @@ impl VisionTower {
         let scale = 1.0 / (hd as f32).sqrt();
         let gelu = |x: &Array| -> Result<Array> {
             if fused {
-                prefill::gelu_tanh(x)
+                prefill::gelu_tanh(kernels, x)
             } else {
                 Ok(nn::gelu_tanh(x)?)
             }
@@ -344,7 +353,7 @@ impl VisionTower {
             let h = b.norm1.forward(&x)?;
             let qkv = b.qkv.forward(&h)?;
             let (q, k, v) = if fused {
-                prefill::vision_qkv(&qkv, &cos, &sin, heads, hd)?
+                prefill::vision_qkv(kernels, &qkv, &cos, &sin, heads, hd)?
             } else {
                 let qkv = qkv.reshape(&[n, 3, heads, hd])?;
                 let parts = qkv.split_at(&[1, 2], 1)?;

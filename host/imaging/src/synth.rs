@@ -1,8 +1,7 @@
 //! Deterministic test images: the same (size, pattern, seed) gives the same
 //! pixels on every machine (a fixed integer PRNG, no floating point).
 
-use super::RgbImage;
-use crate::error::{Error, Result};
+use crate::{Error, Result, RgbImage};
 
 /// Test picture patterns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +23,7 @@ impl Pattern {
             "noise" => Ok(Pattern::Noise),
             "checker" | "checkerboard" => Ok(Pattern::Checker),
             "solid" => Ok(Pattern::Solid),
-            _ => Err(Error::request(format!(
+            _ => Err(Error::invalid(format!(
                 "unknown image pattern {s:?}; use gradient, noise, checker or solid"
             ))),
         }
@@ -51,7 +50,7 @@ pub const MAX_SIDE: u32 = 8192;
 
 pub fn synth_image(width: u32, height: u32, pattern: Pattern, seed: u64) -> Result<RgbImage> {
     if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
-        return Err(Error::request(format!(
+        return Err(Error::invalid(format!(
             "image size {width}x{height} must be between 1 and {MAX_SIDE} per side"
         )));
     }

@@ -7,8 +7,7 @@ use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::codecs::webp::WebPEncoder;
 
-use super::RgbImage;
-use crate::error::{Error, Result};
+use crate::{Error, Result, RgbImage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -25,7 +24,7 @@ impl Encoding {
             "png" => Ok(Encoding::Png),
             "jpeg" | "jpg" => Ok(Encoding::Jpeg(quality.clamp(1, 100))),
             "webp" => Ok(Encoding::WebP),
-            _ => Err(Error::request(format!(
+            _ => Err(Error::invalid(format!(
                 "cannot encode as {format:?}; use png, jpeg or webp"
             ))),
         }
@@ -52,7 +51,7 @@ pub fn encode_image(img: &RgbImage, encoding: Encoding) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::{DecodeLimits, Pattern, decode_image, synth_image};
+    use crate::{DecodeLimits, Pattern, decode_image, synth_image};
 
     #[test]
     fn lossless_encodings_keep_the_pixels() {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use engine::image::{DecodeLimits, RgbImage, decode_image};
+use imaging::{DecodeLimits, RgbImage, decode_image};
 
 /// The host data behind an `image` resource.
 pub struct ImageHandle {

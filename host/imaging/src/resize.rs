@@ -1,4 +1,4 @@
-//! `smart_resize` (Python semantics, spec §4.2) and antialiased bicubic
+//! `smart_resize` (Python semantics, `docs/qwen3-vl.md` §4.2) and antialiased bicubic
 //! resampling in the two flavours transformers uses: PyTorch/torchvision's
 //! uint8 kernel (the default "fast" processor) and Pillow's (the slow one).
 //! Both are separable (horizontal pass first, uint8 between passes) with the
@@ -8,8 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::RgbImage;
-use crate::error::{Error, Result};
+use crate::{Error, Result, RgbImage};
 
 /// Target `(height, width)`: multiples of `factor` with the pixel count
 /// between `min_pixels` and `max_pixels`, aspect ratio kept.
@@ -22,12 +21,12 @@ pub fn smart_resize(
 ) -> Result<(u32, u32)> {
     let (h, w, f) = (height as f64, width as f64, factor as f64);
     if height == 0 || width == 0 {
-        return Err(Error::request(format!(
+        return Err(Error::invalid(format!(
             "image of {width}x{height} has no pixels"
         )));
     }
     if h.max(w) / h.min(w) > 200.0 {
-        return Err(Error::request(format!(
+        return Err(Error::invalid(format!(
             "image of {width}x{height} has an aspect ratio over 200, which Qwen3-VL does not accept"
         )));
     }
@@ -310,7 +309,7 @@ mod tests {
 
     #[test]
     fn smart_resize_matches_the_processor_table() {
-        // spec §4.8: input W×H → resized W×H
+        // `docs/qwen3-vl.md` §4.8: input W×H → resized W×H
         let cases = [
             ((224, 224), (256, 256)),
             ((336, 336), (320, 320)),
@@ -353,7 +352,7 @@ mod tests {
 
     #[test]
     fn the_f32_vertical_pass_gives_the_integer_result() {
-        let noise = crate::image::synth_image(64, 1080, crate::image::Pattern::Noise, 5).unwrap();
+        let noise = crate::synth_image(64, 1080, crate::Pattern::Noise, 5).unwrap();
         let (w, h) = (64usize, 1080usize);
         // Upscales and a mild downscale qualify; a 4x downscale does not.
         for out_h in [1088usize, 2160, 1024, 736] {

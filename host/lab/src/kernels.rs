@@ -1,10 +1,13 @@
-//! `host bench kernels`: the matrix-vector products of decoding (MLX's 4-bit
+//! `lab kernels`: the matrix-vector products of decoding (MLX's 4-bit
 //! kernel, ours, bf16) and the vision tower's attention, at the 8B model's
-//! shapes, on this device. Numbers for `bench/gpu/NOTES.md`.
+//! shapes, on this device (`docs/experiments.md`, "Protocols and
+//! instruments").
 
 use std::time::Instant;
 
 use anyhow::Result;
+use engine::EngineOptions;
+use engine::kernels::{KernelOptions, Kernels};
 use mlx::fast::{Mask, scaled_dot_product_attention};
 use mlx::{Array, Dtype, random};
 
@@ -24,8 +27,18 @@ fn time(reps: usize, f: &dyn Fn(usize) -> mlx::Result<Array>) -> Result<f64> {
     Ok(best)
 }
 
-pub fn kernels() -> Result<()> {
-    let on = engine::kernels::enable().is_ok();
+pub fn run(opts: &EngineOptions) -> Result<()> {
+    let mut launch = opts.tuning.launch.clone();
+    launch.sms = mlx::cuda::sm_count().map_or(0, |n| n as i32);
+    let (kernels, warning) = Kernels::start(KernelOptions {
+        enabled: opts.tuning.kernels,
+        launch,
+        header_dir: opts.kernel_header_dir.clone(),
+    });
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+    let on = kernels.enabled();
     println!(
         "device {:?}, MLX {} ({}), our kernels {}",
         mlx::default_device(),
@@ -58,7 +71,7 @@ pub fn kernels() -> Result<()> {
         let t_mlx = time(64, &|i| qs[i % sets].matmul_t(&x))?;
         let t_ours = if on {
             Some(time(64, &|i| {
-                engine::kernels::qmv(&x, &qs[i % sets]).map_err(|e| mlx::Error {
+                kernels.qmv(&x, &qs[i % sets]).map_err(|e| mlx::Error {
                     op: "qmv",
                     message: e.to_string(),
                 })
@@ -77,7 +90,7 @@ pub fn kernels() -> Result<()> {
         );
     }
     if on {
-        decode_attention()?;
+        decode_attention(&kernels)?;
     }
     if mlx::runtime_backend() == "cuda" {
         node_overhead()?;
@@ -102,7 +115,7 @@ pub fn kernels() -> Result<()> {
 /// One decoding step of attention at the 8B shapes (32 query heads, 8 KV
 /// heads, head dim 128): our kernels (norm, RoPE, cache write, flash-decoding
 /// and join) against MLX's SDPA alone on already prepared inputs.
-fn decode_attention() -> Result<()> {
+fn decode_attention(kernels: &Kernels) -> Result<()> {
     use engine::kernels::attention::{DecodeStep, Heads, decode};
     let heads = Heads {
         heads: 32,
@@ -128,6 +141,7 @@ fn decode_attention() -> Result<()> {
         mlx::eval(&counters.iter().collect::<Vec<_>>())?;
         let ours = time(32, &|i| {
             decode(
+                kernels,
                 &DecodeStep {
                     qkv: &qkv,
                     q_norm: &norm,

@@ -6,8 +6,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
-use super::RgbImage;
-use crate::error::{Error, Result};
+use crate::{Error, Result, RgbImage};
 
 /// Bounds that protect the host from hostile files (decompression bombs).
 #[derive(Debug, Clone, Copy)]

@@ -6,15 +6,15 @@ on a machine without a GPU. Needs libnvrtc and the CUDA headers, e.g.
 
 usage: nvrtc_check.py [SITE_PACKAGES [STEP_KERNEL_DIR]]
   SITE_PACKAGES: where the nvidia/cu13 wheels live; STEP_KERNEL_DIR: standalone
-  sources of the step runner's kernels (written by the engine's
-  step_kernels_for_nvrtc test), compiled as they are.
+  sources of the step runner's kernels (written by `lab kernel-sources`),
+  compiled as they are.
 """
 import ctypes
 import pathlib
 import re
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 KDIR = ROOT / "host/engine/src/kernels"
 site = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else next(p for p in sys.path if p.endswith("site-packages")))
 cu = site / "nvidia/cu13"
@@ -104,23 +104,6 @@ def main():
         layout = [("T", bf), ("HD", hd), ("NH", nh), ("NKV", nkv)] + consts[4:]
         src = wrap("attn", attn_header, attn, attn_ins, [("part", "float"), ("out", bf)], layout, {})
         ok &= compile_one(f"attn_decode HD={hd} NH={nh} NKV={nkv}", src)
-    # The two-launch decoder layer experiment (bench/gpu/layer/, layer_lab.py's defaults).
-    ldir = ROOT / "bench/gpu/layer"
-    layer_header = ("#define LAYER_WARPS 8\n#define ATTN_THREADS 256\n#define ATTN_VB 8\n"
-                    + headers("q4_dot.cuh", "phases.cuh", "qmv4.cuh", "attn.cuh")
-                    + headers("phases.cuh", "launch_bounds.cuh", where=ldir))
-    for t in [bf, "__half"]:
-        q4 = lambda p: [(f"w{p}", "uint32_t"), (f"s{p}", t), (f"b{p}", t)]
-        ins = ([("x", t), ("in_norm", t)] + q4("qkv") + [("qn", t), ("kn", t), ("kc", t), ("vc", t),
-               ("meta", "int32_t"), ("counters", "int32_t")] + q4("o"))
-        outs = [("out", t), ("qkv", t), ("part", "float"), ("attn", t)]
-        src = wrap("layer_attn", layer_header, (ldir / "layer_attn.cu").read_text(), ins, outs,
-                   [("T", t), ("H", 4096)] + consts[1:], {})
-        ok &= compile_one(f"layer_attn {t}", src)
-        ins = [("x", t), ("post_norm", t)] + q4("gu") + q4("d") + [("counters", "int32_t")]
-        src = wrap("layer_mlp", "#define LAYER_MIN_BLOCKS 3\n" + layer_header, (ldir / "layer_mlp.cu").read_text(), ins, [("out", t), ("act", t)],
-                   [("T", t), ("H", 4096), ("I", 12288), ("EPS_BITS", 897988541)], {})
-        ok &= compile_one(f"layer_mlp {t}", src)
     for t in [bf, "__half"]:
         src = wrap("vision_rope", "", (KDIR / "vision_rope.cu").read_text(),
                    [("qkv", t), ("cos_t", "float"), ("sin_t", "float")], [("q", t), ("k", t), ("v", t)],
