@@ -6,7 +6,7 @@ a whole kernel body as before 400c38f, with q4_dot.cuh as its header) for
 agreement and, under Nsight Compute
 (`ncu -k regex:lab_attn ... attn_lab.py`), time per launch.
 
-usage: PYTHONPATH=$MLX_PY python3 attn_lab.py"""
+usage (with unpack.sh's env.sh sourced): python3 attn_lab.py"""
 import math
 import os
 import pathlib

@@ -53,4 +53,4 @@ if [ "$WHAT" = peers ] || [ "$WHAT" = all ]; then
     stamp "exit $?"
   done
 fi
-python3 "$HERE/compare.py" "$OUT" | tee "$OUT/comparison.md"
+python3 "$HERE/export.py" "$OUT" --host "$HOST" | tee "$OUT/comparison.md"

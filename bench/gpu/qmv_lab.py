@@ -7,7 +7,7 @@ and times it two ways: wall clock over a chain of launches on distinct
 weights (what decoding sees, host cost included), and, under Nsight Compute
 (`ncu ... qmv_lab.py --ncu`), the kernel alone with cold caches.
 
-usage: PYTHONPATH=$MLX_PY python3 qmv_lab.py [--ncu] [--only SHAPE,...]
+usage (with unpack.sh's env.sh sourced): python3 qmv_lab.py [--ncu] [--only SHAPE,...]
 """
 import math
 import statistics

@@ -6,7 +6,7 @@ wider head (the extra dimensions add nothing to q·k, and the output's extra
 dimensions are zeros that are sliced off). Prints time per call (wall clock over
 a chain of calls) and the padded result's largest difference from the unpadded.
 
-usage: PYTHONPATH=$MLX_PY python3 sdpa_lab.py
+usage (with unpack.sh's env.sh sourced): python3 sdpa_lab.py
 """
 import statistics
 import time

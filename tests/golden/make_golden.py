@@ -5,7 +5,7 @@ Builds a tiny random Qwen3-VL on the CPU (no Hub access), runs it on fixed
 inputs and saves, per case: input ids, 3-D position ids, pixel values, vision
 and DeepStack features, hidden states, prefill logits, and 20 greedy tokens
 with the logits of each step. Also a second model with tied embeddings (the
-2B/4B layout). Follows ../shared/spec/qwen3-vl.md §8.
+2B/4B layout). What it builds and why: docs/qwen3-vl.md §8.
 
 Pinned (python 3.11): torch==2.9.1 torchvision==0.24.1 transformers==4.57.1
     python3 -m venv .venv-golden

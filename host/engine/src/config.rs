@@ -1,6 +1,6 @@
 //! The model's configuration as checkpoints store it: Hugging Face
 //! `config.json` (transformers 4.57 and 5.x spellings), the mlx-community
-//! `quantization` block, and `preprocessor_config.json` (spec §1, §4.1, §6.2).
+//! `quantization` block, and `preprocessor_config.json` (`docs/qwen3-vl.md` §1, §4.1, §6.2).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,7 +22,7 @@ pub struct TextConfig {
     pub head_dim: usize,
     pub rms_norm_eps: f32,
     pub rope_theta: f32,
-    /// `[t, h, w]` frequency counts; only h and w are read (spec §3.3).
+    /// `[t, h, w]` frequency counts; only h and w are read (`docs/qwen3-vl.md` §3.3).
     pub mrope_section: [usize; 3],
     pub tie_word_embeddings: bool,
 }
@@ -108,7 +108,7 @@ pub struct PreprocessorConfig {
 }
 
 impl Default for PreprocessorConfig {
-    /// The Qwen3-VL values (spec §4.1), used when a directory has no file.
+    /// The Qwen3-VL values (`docs/qwen3-vl.md` §4.1), used when a directory has no file.
     fn default() -> Self {
         PreprocessorConfig {
             min_pixels: 65_536,

@@ -2,14 +2,16 @@
 // same ~180 launches every token, and MLX spent ~13 µs of host time on each
 // (2.5 ms for a step's 188: building its graph node, hashing the kernel
 // source, recording a CUDA graph node), about as long as the GPU took to run
-// the step (bench/gpu/NOTES.md). Here a
+// the step (docs/performance.md, "The step runner: CUDA graphs and
+// programmatic dependent launch"). Here a
 // step is a list of launches of kernels compiled once with NVRTC, issued on a
 // stream of our own (or replayed as one CUDA graph while the list stays the
 // same), optionally with programmatic dependent launch so that each kernel's
 // blocks start, and issue their weight loads, while the previous one drains.
-// The launches read and write MLX arrays in place, by their device pointers:
-// the caller evaluates them first and keeps them alive, and synchronizes the
-// step stream before MLX touches what the steps wrote.
+// The launches read and write MLX arrays in place, by their device pointers;
+// the Rust side (src/cuda.rs) holds every array it hands over for as long as
+// anything queued may use it, and the caller synchronizes the step stream
+// before MLX touches what the steps wrote.
 #include <dlfcn.h>
 
 #include <cstring>
@@ -294,7 +296,7 @@ void step_runner_launch(StepRunner& r) {
     // buffers) is launched as it is, so that the GPU starts at once, and
     // recorded for the next steps while it runs (the H100's first
     // inter-token gap fell from 3.3-4.3 to 2.4-3.0 ms: docs/experiments.md,
-    // "A request's first step").
+    // "A request's first step and the cache's room for its output").
     for (const auto& l : r.launches) cuda::check(launch_one(a, r, l, r.stream), "launching a step kernel");
     if (r.use_graph) capture(a, r);
   });

@@ -2,7 +2,8 @@
 //
 // MLX's CUDA backend copies host data into fresh CUDA managed memory; the CPU's
 // first write to each page of it faults (3-6 ms for a 6 MB image on the H100,
-// docs/performance.md), and the GPU's first read migrates the pages back. A
+// docs/experiments.md, "Pinned staging for images and tables"), and the GPU's
+// first read migrates the pages back. A
 // staging buffer is instead page-locked host memory, reused from a pool, that
 // the caller fills once and that kernels read in place over the bus. Without
 // the CUDA driver (the CPU and Metal builds), it is plain heap memory that

@@ -1,5 +1,5 @@
 //! MLX affine quantization: packed uint32 codes plus per-group scales and
-//! biases, `w = scale * q + bias` (see spec §7).
+//! biases, `w = scale * q + bias` (see `docs/qwen3-vl.md` §7).
 
 use crate::array::{Array, Dtype};
 use crate::error::{Error, Result};

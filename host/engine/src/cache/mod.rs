@@ -1,4 +1,4 @@
-//! Caches keyed on content, never on token ids alone (spec: DESIGN.md, "The
+//! Caches keyed on content, never on token ids alone (`docs/design.md`, "The
 //! prefix cache keys on content"):
 //! - the vision cache maps an image's pixel hash (plus processor settings and
 //!   model identity) to its vision and DeepStack features;

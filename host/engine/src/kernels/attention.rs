@@ -238,14 +238,14 @@ impl std::fmt::Display for ClusterLayout {
 /// The layout where [`AUTO`] does not fit or failed its check: 8 blocks is
 /// the largest cluster every sm_90 GPU schedules, and keys and values before
 /// the wait were faster than late values in clusters of 8 (H100, 1920x1080:
-/// 408.7 against 390.2 tok/s, bench/gpu/NOTES.md, stop 20).
+/// 408.7 against 390.2 tok/s; `docs/experiments.md`, "Late values, the pushed
+/// join and two passes of scores").
 pub const DEFAULT_CLUSTER: ClusterLayout = ClusterLayout::of(8);
 /// The automatic layout while it fits: clusters of 16 start only once q/k/v's
 /// blocks drain, so their copies come after the wait, and late values halve
-/// them. On the H100 (bench/gpu/NOTES.md, stop 20) 16 blocks with keys and
-/// values before the wait decoded within −0.4 to +1.3% of it up to ~900
-/// positions and 0.5–2.4% slower past them (rounds 1, 3 and 6); clusters of
-/// 8 were slower at every context (0.1–4%).
+/// them. On the H100 16 blocks with keys and values before the wait decoded
+/// within −0.4 to +1.3% of it up to ~900 positions and 0.5–2.4% slower past
+/// them; clusters of 8 were slower at every context (0.1–4%) (same section).
 pub const AUTO: ClusterLayout = ClusterLayout {
     blocks: 16,
     late_values: true,
@@ -253,10 +253,11 @@ pub const AUTO: ClusterLayout = ClusterLayout {
 };
 /// The automatic layout for caches of [`LONG_CAP`] positions or more: two
 /// clusters of 16 per key/value head, each for half its query heads. On the
-/// H100 (bench/gpu/NOTES.md, stop 26, alternating processes) +1.1% at
-/// 1920x1080 against [`AUTO`], but −1.4% at 448x448 and −0.5 to +0.2% at
-/// 1280x720 and 1024x1024. On the H200 (stop 31, in one process) the values
-/// before the wait lost to it at 1920x1080: `16q2` −7.1%, `16` −2.2%.
+/// H100 (alternating processes) +1.1% at 1920x1080 against [`AUTO`], but
+/// −1.4% at 448x448 and −0.5 to +0.2% at 1280x720 and 1024x1024
+/// (`docs/experiments.md`, "Two clusters per key/value head"). On the H200
+/// (in one process) the values before the wait lost to it at 1920x1080:
+/// `16q2` −7.1%, `16` −2.2% (`bench/runs/2026-11-28-h200-cb4cecb-decode.md`).
 pub const AUTO_LONG: ClusterLayout = ClusterLayout {
     query_splits: 2,
     ..AUTO

@@ -13,7 +13,7 @@
 // memory (partials written, an atomic count, the last block reading them
 // back), and a block scores a tile of 128 positions with 128 threads after
 // its wait: ~10 µs a layer at 200 positions against a floor near zero
-// (bench/gpu/NOTES.md, stop 18). Here a block's cached keys and values do not
+// (docs/experiments.md, "Thread-block clusters per key/value head"). Here a block's cached keys and values do not
 // depend on the step, so one bulk copy (TMA) brings them into shared memory
 // before the wait for q/k/v; after it, the chain is one read of q/k/v, the
 // scores and sums out of shared memory, stores into the other blocks' shared
@@ -30,7 +30,8 @@
 // summing for half the query heads in 64 registers (96 for all 4), two
 // blocks an SM. Meant to shorten the latency-bound scores and sums at long
 // contexts; on the H100 the scores took as long, the sums ~0.2 µs less, and
-// 1920x1080 decoded 1.1% faster (bench/gpu/NOTES.md, stop 26).
+// 1920x1080 decoded 1.1% faster (docs/experiments.md, "Two clusters per
+// key/value head").
 //
 // Template constants: T, HD (% 64 == 0), NH, NKV, C (cluster size), LV (0/1),
 // QS (clusters per key/value head).
@@ -237,8 +238,8 @@ __device__ __forceinline__ void attn_cluster_block(int block, const T* qkv, cons
   // and each round costs a chain of loads, products and shuffles. With 4
   // query heads 2 (96 registers, 118 at 3 by ptxas: by our reading too many
   // for the blocks to start beside q/k/v's); with 2 (two clusters a head) 5,
-  // 160 positions a round in 64 registers (stop 26 measured 5, +1.1% at
-  // 1920x1080; 2 had gained nothing there, on another machine).
+  // 160 positions a round in 64 registers (5 measured +1.1% at 1920x1080 on
+  // the H100; 2 had gained nothing there, on another machine of the type).
   constexpr int STRIDE = ACL_WARPS * PPW, SU = G <= 2 ? 5 : 2;
   for (int p0 = warp * PPW; p0 < n; p0 += SU * STRIDE) {
     uint4 lo[SU], hi[SU];

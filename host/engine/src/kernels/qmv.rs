@@ -1,10 +1,10 @@
 //! One input row times a 4-bit affine-quantized matrix (group 64): the
 //! matrix-vector product that dominates decoding, with the operations around
 //! it fused in (`qmv4.cu`). MLX 0.32's CUDA qmv reaches about 27% of the H100's
-//! copy bandwidth (`shared/device/peer-baselines.md`); this one multiplies on
+//! copy bandwidth (`bench/runs/2026-11-26-h100-mlx-probe.md`); this one multiplies on
 //! tensor cores, so that turning codes into numbers costs one instruction per
 //! two codes, and streams the packed weights with 16-byte loads issued before
-//! the prologue (`bench/gpu/NOTES.md`, "Why the GEMVs were slow").
+//! the prologue (`docs/experiments.md`, "Why the GEMVs were slow").
 
 use mlx::cuda::Dims;
 use mlx::kernel::{Kernel, KernelSpec, Launch, TemplateArg};
@@ -23,7 +23,8 @@ fn rows_per_block(swiglu: bool) -> i32 {
 /// Warps per block (they split the input width) and k-tiles whose loads a
 /// warp issues at once, for a `k`-wide input in `blocks` blocks on a GPU of
 /// `sms` SMs. Measured on the H100 at the 8B's shapes
-/// (`docs/experiments.md`, "GEMV launch shapes"): few blocks want more warps
+/// (`docs/experiments.md`, "GEMV launch shapes and weight loading"): few
+/// blocks want more warps
 /// each, wide inputs deeper batches. At 8 warps the 8B's q/k/v (384 blocks)
 /// fits one wave of the H100 (80 registers a thread, 3 blocks on each of 132
 /// SMs) and each block has half its weights in flight before its wait: +2 to
@@ -52,7 +53,7 @@ fn launch_shape(k: i32, blocks: i32, sms: i32) -> (i32, i32) {
 /// grid-th group, its input staged once), or 0 for a block a group. Measured
 /// on the H100 for the 8B's gate/up (1536 groups, 4 warps): 512 blocks of 3
 /// groups (4 blocks an SM) +0.2 to +1.2% decode, 384 blocks −6%, 256 of 8
-/// warps −4% (`docs/experiments.md`, "Persistent products"). So: 4-warp
+/// warps −4% (`docs/experiments.md`, "Gate/up as persistent blocks"). So: 4-warp
 /// launches of more than one wave (4 blocks on each SM) whose groups split
 /// evenly into 8/11 of a wave to a wave (384 to 528 blocks on an H100); the
 /// 8B's LM head (9496 groups) has no such split.
@@ -252,8 +253,8 @@ impl Variant {
 /// (MLX's argmax; NaNs never win). The next step's embedding lookup takes
 /// its token from there ([`super::step::embed4`]). Parameters `x, nw, w,
 /// scales, biases, out, meta, pick`. Saves the argmax's own launch, one
-/// block reading every logit (~6 µs a step on the H100; bench/gpu/NOTES.md,
-/// stop 28).
+/// block reading every logit (~6 µs a step on the H100; `docs/experiments.md`,
+/// "The argmax inside the LM head").
 pub fn argmax_step_kernel(
     tuning: &LaunchTuning,
     k: i32,

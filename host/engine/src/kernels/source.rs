@@ -1,5 +1,5 @@
 //! Kernel sources as MLX receives them. MLX hashes a custom kernel's whole
-//! source at every launch (`bench kernels`: a 6 KB source costs about 2 µs
+//! source at every launch (`lab kernels`: a 6 KB source costs about 2 µs
 //! more per launch than a short one), so the sources are kept short: comments
 //! and indentation go, and the shared device functions (8–11 KB per kernel) are
 //! written once to a file that the source `#include`s, when the engine is

@@ -4,7 +4,8 @@
 //! reserves room for its output up front ([`KvCache::reserve`]): growing in
 //! the middle of decoding copies every layer's rows and, on the step runner,
 //! waits for the queued steps and records a new CUDA graph (one step took
-//! 4.5–8.3 ms instead of ~2.1 on the H100: bench/gpu/NOTES.md, stop 25).
+//! 4.5–8.3 ms instead of ~2.1 on the H100: `docs/experiments.md`, "A request's
+//! first step and the cache's room for its output").
 //!
 //! The fused decoding kernel (`kernels::attention`) writes the new position
 //! straight into the buffers. That is only sound for buffers this cache made

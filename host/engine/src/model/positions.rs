@@ -1,4 +1,4 @@
-//! 3-D position ids (`get_rope_index`, spec §3.4) and the rotary tables of
+//! 3-D position ids (`get_rope_index`, `docs/qwen3-vl.md` §3.4) and the rotary tables of
 //! the text decoder (interleaved MRoPE, §3.3) and the vision tower (§2.4),
 //! and the rotate-half rotation both apply with them.
 
@@ -118,7 +118,7 @@ pub fn inv_freq(theta: f32, dim: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Which stream (0 = T, 1 = H, 2 = W) each frequency slot reads (spec §3.3).
+/// Which stream (0 = T, 1 = H, 2 = W) each frequency slot reads (`docs/qwen3-vl.md` §3.3).
 pub fn mrope_streams(half_dim: usize, section: [usize; 3]) -> Vec<u8> {
     (0..half_dim)
         .map(|j| {

@@ -1,5 +1,5 @@
 //! Reading checkpoint tensors: single or sharded safetensors, Hugging Face and
-//! mlx-community names (spec §6), and the bookkeeping that lets a broken
+//! mlx-community names (`docs/qwen3-vl.md` §6), and the bookkeeping that lets a broken
 //! checkpoint be reported in one error listing every problem.
 
 use std::collections::{BTreeMap, BTreeSet};

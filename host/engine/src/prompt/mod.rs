@@ -1,5 +1,5 @@
 //! From chat messages and images to token ids: the chat template, the
-//! expansion of image placeholders, and the tokenizer (spec §4.9, §5).
+//! expansion of image placeholders, and the tokenizer (`docs/qwen3-vl.md` §4.9, §5).
 
 mod template;
 mod tokenizer;

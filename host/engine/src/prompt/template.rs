@@ -21,7 +21,7 @@ pub enum ChatTemplate {
 
 impl ChatTemplate {
     /// Looks in `chat_template.jinja`, `chat_template.json`, then
-    /// `tokenizer_config.json`, as transformers does (spec §5.1a).
+    /// `tokenizer_config.json`, as transformers does (`docs/qwen3-vl.md` §5.1a).
     pub fn load(dir: &Path) -> Result<ChatTemplate> {
         let jinja = dir.join("chat_template.jinja");
         if jinja.exists() {
@@ -106,7 +106,7 @@ impl ChatTemplate {
     }
 }
 
-/// Qwen3-VL Instruct rendering (spec §5.1): no default system prompt,
+/// Qwen3-VL Instruct rendering (`docs/qwen3-vl.md` §5.1): no default system prompt,
 /// content items concatenated, images as vision_start/image_pad/vision_end.
 fn qwen_default(messages: &[Message], add_generation_prompt: bool) -> String {
     let mut out = String::new();

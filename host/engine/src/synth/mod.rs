@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 
 pub use tokenizer::ADDED_TOKENS;
 
-/// Model sizes: the four dense Qwen3-VL configurations (spec §1) and a tiny
+/// Model sizes: the four dense Qwen3-VL configurations (`docs/qwen3-vl.md` §1) and a tiny
 /// one with every feature, for tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Arch {
@@ -148,7 +148,7 @@ struct Dims {
 }
 
 fn dims(arch: Arch) -> Dims {
-    // (layers, hidden, ffn, heads, kv, tie) and (depth, hidden, ffn, heads, deepstack), spec §1.1–1.2
+    // (layers, hidden, ffn, heads, kv, tie) and (depth, hidden, ffn, heads, deepstack), `docs/qwen3-vl.md` §1.1–1.2
     let (layers, hidden, ffn, heads, kv, tie) = match arch {
         Arch::Tiny => (4, 64, 128, 4, 2, true),
         Arch::B2 => (28, 2048, 6144, 16, 8, true),
@@ -653,7 +653,7 @@ mod tests {
 
     #[test]
     fn parameter_counts_match_the_published_sizes() {
-        // spec §1.3, from transformers on the meta device (tied embeddings once)
+        // `docs/qwen3-vl.md` §1.3, from transformers on the meta device (tied embeddings once)
         let expect = [
             (Arch::B2, 2_127_532_032u64),
             (Arch::B4, 4_437_815_808),

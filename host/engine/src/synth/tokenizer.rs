@@ -1,6 +1,6 @@
 //! A Qwen-shaped byte-level BPE tokenizer for synthetic models: 256 byte
 //! tokens, merges up to id 151642, then Qwen's added tokens at their real ids
-//! (151643–151668, spec §1.4). Loadable by `tokenizers` in Rust and Python.
+//! (151643–151668, `docs/qwen3-vl.md` §1.4). Loadable by `tokenizers` in Rust and Python.
 
 use serde_json::{Value, json};
 

@@ -4,7 +4,7 @@
 //! a stream of our own. MLX's host cost per launch (~13 µs: graph node,
 //! kernel-source hash, CUDA graph node) made building and dispatching a step
 //! take about as long as the GPU took to run it (`docs/performance.md`, "The
-//! step runner"); here the step's token and `[len, pos]` stay on the device
+//! step runner: CUDA graphs and programmatic dependent launch"); here the step's token and `[len, pos]` stay on the device
 //! from step to step, and each launch may start while the previous one
 //! drains (programmatic dependent launch), its first weight loads
 //! overlapping that launch's tail.
@@ -165,7 +165,7 @@ fn quantized_4bit(w: &Weight) -> Option<&Quantized> {
 /// where a write collapses the page's copies (CUDA's documented behaviour):
 /// the LM head's argmax key there (one `u64`, an atomic from each of its
 /// 9,496 blocks) took the head from ~129 µs to ~10.4 ms a step (H100,
-/// `docs/experiments.md`, "The argmax key in managed memory").
+/// `docs/experiments.md`, "The managed small pool and the argmax key").
 const MIN_BUFFER_BYTES: usize = 16;
 
 /// Elements of a step buffer of `len` elements of `dtype`: `len`, or more
