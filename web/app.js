@@ -119,14 +119,6 @@ function byLabel(requests) {
   }));
 }
 
-function seedTable(groups) {
-  const fmtPx = n => n >= 1e6 ? (n / 1e6).toFixed(1) + "M" : Math.round(n / 1e3) + "K";
-  // The seed's "Resolution" for a sweep; other plugins label requests by what they test.
-  const first = groups.every(g => /^\d+x\d+$/.test(g.label)) ? "Resolution" : "Request";
-  return table([first, "Pixels", "Time", "Tokens", "Speed"],
-    groups.map(g => [g.label, fmtPx(g.pixels), fmt(g.time, 2) + "s", fmt(g.tokens, 0), fmt(g.tokens / g.time) + " tok/s"]), { id: "seed-table" });
-}
-
 function runCharts(groups, requests) {
   const withPx = groups.filter(g => g.pixels > 0);
   const charts = h("div", { class: "grid" });
@@ -175,8 +167,10 @@ async function viewRun(id) {
     s.model_synthetic ? h("p", { class: "muted" }, "Synthetic (random) weights: outputs are meaningless, timings are real.") : null,
     meta,
     h("p", {}, "Export: ", ["md", "csv", "json"].map(f => [h("a", { href: `/api/runs/${s.id}/export?format=${f}` }, f), " "])),
-    // The plugin's own "Results" table is the seed's; otherwise derive it from the requests.
-    groups.length && !d.tables.some(t => t.name === "Results") ? [h("h2", {}, "Results (from the stored requests)"), seedTable(groups)] : null,
+    // The plugin's own "Results" table, or the store's, made from the measured requests.
+    d.resolution_table && !d.tables.some(t => t.name === "Results")
+      ? [h("h2", {}, "Results (from the stored requests)"),
+         table(d.resolution_table.columns, d.resolution_table.rows, { id: "resolution-table" })] : null,
     groups.length ? [h("h2", {}, "Charts"), runCharts(groups, d.requests)] : null,
     d.tables.map(t => [h("h2", {}, t.name), table(t.columns, t.rows, { class: "plugin-table" })]),
     d.notes.length ? [h("h2", {}, "Notes"), d.notes.map(n => h("p", {}, n.replace(/\*\*/g, "")))] : null,

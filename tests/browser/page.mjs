@@ -3,15 +3,17 @@
 // page sets body[data-ready] when its scripts are done), what it contains,
 // and any script errors. Optionally saves a screenshot.
 //
-// usage: node page.mjs URL [URL...] [--screenshot FILE] [--repeat N]
+// usage: node page.mjs URL [URL...] [--screenshot FILE [--clip HEIGHT]] [--repeat N]
+//   --clip: the screenshot's top HEIGHT pixels instead of the whole page
 import { chromium } from "playwright-core";
 
 const args = process.argv.slice(2);
-let shot = null, repeat = 1;
+let shot = null, repeat = 1, clip = null;
 const urls = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === "--screenshot") shot = args[++i];
   else if (args[i] === "--repeat") repeat = Number(args[++i]);
+  else if (args[i] === "--clip") clip = Number(args[++i]);
   else urls.push(args[i]);
 }
 const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
@@ -45,7 +47,10 @@ try {
     }));
     console.log(JSON.stringify({ url, ms: times, errors, ...info }));
   }
-  if (shot) await page.screenshot({ path: shot, fullPage: true });
+  if (shot) {
+    const options = clip ? { clip: { x: 0, y: 0, width: 1400, height: clip } } : { fullPage: true };
+    await page.screenshot({ path: shot, ...options });
+  }
 } finally {
   await browser.close();
 }

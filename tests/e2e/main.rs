@@ -3,6 +3,7 @@
 //! One binary, a module per area.
 
 mod common;
+mod docs;
 mod download;
 mod plugins;
 mod results;

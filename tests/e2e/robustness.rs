@@ -2,8 +2,6 @@
 //! consistent database with the run marked interrupted; `host serve` reads
 //! while `host run` writes; the server holds a mixed load without 5xx.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -88,26 +86,9 @@ fn sigkill_at_random_moments_loses_nothing() {
     );
 }
 
+/// The status of a GET as sent (0 when the connection failed).
 fn get(addr: &str, target: &str) -> u16 {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-    if write!(
-        s,
-        "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .is_err()
-    {
-        return 0;
-    }
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf)
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    testkit::http_get(addr, target).map_or(0, |(status, _)| status)
 }
 
 fn rss_kb(pid: u32) -> u64 {

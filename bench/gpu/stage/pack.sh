@@ -9,6 +9,8 @@
 # puts it together there.
 #
 # usage: bench/gpu/stage/pack.sh DEST [PART_MB]      (PART_MB: 30 by default)
+# env:   PACK_EXTRA_BIN: more binaries to carry in bin/ (another build of host,
+#        to compare with `bench/gpu/ab.sh`)
 # makes: DEST/1, DEST/2, ... each with one part and unpack.sh
 # needs: Rust, python3 with pip, xz; no GPU (the binaries link libmlx's CUDA
 #        libraries only at run time)
@@ -37,9 +39,9 @@ for w in "$work"/mlx-wheels/*.whl; do (cd "$work/payload" && unzip -q -o "$w"); 
 say "building host and lab against MLX's CUDA backend (release)"
 (cd "$root" && MLX_BACKEND=cuda CARGO_TARGET_DIR=target/cuda cargo build --release --locked -p host -p lab)
 mkdir -p "$work/payload/bin"
-for b in host lab; do
-  cp "$root/target/cuda/release/$b" "$work/payload/bin/$b"
-  strip "$work/payload/bin/$b"
+for b in "$root/target/cuda/release/host" "$root/target/cuda/release/lab" ${PACK_EXTRA_BIN:-}; do
+  cp "$b" "$work/payload/bin/"
+  strip "$work/payload/bin/$(basename "$b")"
 done
 
 say "compressing (a few minutes on two cores)"

@@ -313,6 +313,17 @@ mod tests {
     }
 
     #[test]
+    fn the_tuning_document_names_every_variable() {
+        let doc = include_str!("../../../docs/tuning.md");
+        for (name, _) in VARIABLES {
+            assert!(
+                doc.contains(&format!("`{name}")),
+                "docs/tuning.md lacks {name}"
+            );
+        }
+    }
+
+    #[test]
     fn every_setting_is_described_and_printed() {
         assert!(
             VARIABLES

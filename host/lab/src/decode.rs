@@ -68,11 +68,8 @@ fn parse_size(s: &str) -> Result<(u32, u32)> {
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    vlmbench_report::percentile(&v, 0.5)
 }
 
 /// How many leading tokens two responses share.

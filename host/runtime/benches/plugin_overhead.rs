@@ -55,7 +55,7 @@ impl EngineService for Counter {
 
 fn counting() -> Services {
     Services {
-        engine: counting(),
+        engine: Box::new(Counter { calls: 0 }),
         ..Services::unavailable()
     }
 }

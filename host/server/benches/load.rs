@@ -5,8 +5,8 @@
 //! --dump-dom, which returns once the page's scripts and fetches are done,
 //! minus the same browser on an empty page (the best of 3 of each).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Instant;
 
@@ -103,21 +103,11 @@ fn seed(path: &std::path::Path) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
+/// The body's bytes of a GET that must succeed.
 fn get(addr: SocketAddr, target: &str) -> usize {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    assert!(
-        buf.starts_with(b"HTTP/1.1 200"),
-        "{target}: {}",
-        String::from_utf8_lossy(&buf[..60.min(buf.len())])
-    );
-    buf.len()
+    let (status, body) = testkit::http_get(&addr.to_string(), target).unwrap();
+    assert_eq!(status, 200, "{target}: {}", &body[..60.min(body.len())]);
+    body.len()
 }
 
 fn time_ms(n: usize, mut f: impl FnMut()) -> (f64, f64) {
@@ -129,7 +119,8 @@ fn time_ms(n: usize, mut f: impl FnMut()) -> (f64, f64) {
         })
         .collect();
     v.sort_by(|a, b| a.total_cmp(b));
-    (v[n / 2], v[(n * 9) / 10])
+    let p = |q| vlmbench_report::percentile(&v, q);
+    (p(0.5), p(0.9))
 }
 
 /// Page loads in headless Chromium through `tests/browser/page.mjs`
@@ -231,7 +222,7 @@ fn main() {
                 let page = url.split('/').skip(3).collect::<Vec<_>>().join("/");
                 println!(
                     "| page /{page} in Chromium (navigation to rendered, 5 loads) | {:.0} ms | {:.0} ms (max) | |",
-                    ms[ms.len() / 2],
+                    vlmbench_report::percentile(&ms, 0.5),
                     ms[ms.len() - 1]
                 );
             }

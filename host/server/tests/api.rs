@@ -1,7 +1,6 @@
 //! The JSON API over a test database, through a real socket.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::mpsc;
 
 use serde_json::{Value, json};
@@ -95,27 +94,9 @@ fn start() -> (SocketAddr, tempfile::TempDir) {
     (rx.recv().unwrap(), dir)
 }
 
-/// A minimal HTTP/1.1 GET: (status, body).
+/// A GET as sent, without a client's normalising (`testkit::http_get`).
 fn get(addr: SocketAddr, target: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    testkit::http_get(&addr.to_string(), target).unwrap()
 }
 
 fn json(addr: SocketAddr, target: &str) -> (u16, Value) {
@@ -141,6 +122,11 @@ fn api_answers_and_rejects_bad_requests() {
     let (st, run) = json(addr, "/api/runs/1");
     assert_eq!(st, 200);
     assert_eq!(run["requests"].as_array().unwrap().len(), 6);
+    // The benchmark's table from the measured requests, for the page.
+    let table = &run["resolution_table"];
+    assert_eq!(table["columns"][0], "Resolution");
+    assert_eq!(table["rows"][0][0], "224x224");
+    assert_eq!(table["rows"].as_array().unwrap().len(), 2);
     assert_eq!(
         run["requests"][1]["speed_tok_s"].as_f64().unwrap().round(),
         10.0

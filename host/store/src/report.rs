@@ -1,10 +1,12 @@
-//! Reports over stored runs: the seed's markdown tables, CSV and JSON
+//! Reports over stored runs: the resolution table (`vlmbench_report`, one
+//! formatter for the page, the exports and the plugins), CSV and JSON
 //! exports, and comparisons of runs that say whether a difference is larger
 //! than the runs' own noise.
 
 use serde::Serialize;
+use vlmbench_report::{Measured, ResolutionTable, markdown_table};
 
-use crate::{RunDetail, StoredRequest};
+use crate::{ResultTable, RunDetail, StoredRequest};
 
 /// Non-warm-up requests grouped by label, in order of first appearance.
 fn by_label(requests: &[StoredRequest]) -> Vec<(String, Vec<&StoredRequest>)> {
@@ -18,140 +20,45 @@ fn by_label(requests: &[StoredRequest]) -> Vec<(String, Vec<&StoredRequest>)> {
     groups
 }
 
-fn mean(v: impl Iterator<Item = f64>) -> f64 {
-    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-    if n == 0 { f64::NAN } else { s / n as f64 }
-}
-
-fn pixels(n: u64) -> String {
-    if n >= 1_000_000 {
-        format!("{:.1}M", n as f64 / 1e6)
-    } else {
-        format!("{}K", (n as f64 / 1e3).round() as u64)
-    }
-}
-
-/// The first column's name: the seed's "Resolution" when every label is a
-/// `WxH` resolution (the sweep), else "Request" (other plugins label their
-/// requests with what they test).
-fn first_column<'a>(mut labels: impl Iterator<Item = &'a str>) -> &'static str {
-    let is_resolution = |l: &str| {
-        l.split_once('x').is_some_and(|(w, h)| {
-            [w, h]
-                .iter()
-                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+/// A run's measured requests as the resolution table reads them.
+fn measured(run: &RunDetail) -> Vec<Measured> {
+    run.requests
+        .iter()
+        .filter(|r| !r.row.warmup)
+        .map(|r| Measured {
+            label: r.row.label.clone(),
+            pixels: r
+                .row
+                .images
+                .first()
+                .map_or(0, |i| i.width as u64 * i.height as u64),
+            seconds: r.row.total_ms / 1e3,
+            output_tokens: r.row.output_tokens as u64,
         })
-    };
-    if labels.all(is_resolution) {
-        "Resolution"
-    } else {
-        "Request"
+        .collect()
+}
+
+/// The vllm-mlx image benchmark's table of a run's measured requests
+/// (Resolution, Pixels, Time, Tokens, Speed; labels that are not sizes make
+/// a Request column), as a table the page and exports show.
+pub fn resolution_table(run: &RunDetail) -> Option<ResultTable> {
+    let t = ResolutionTable::of(measured(run))?;
+    Some(ResultTable {
+        name: "Results".into(),
+        columns: t.columns(),
+        rows: t.cells(),
+    })
+}
+
+/// The resolution table, its summary and the aggregate, as markdown.
+pub fn resolution_tables(run: &RunDetail) -> String {
+    match ResolutionTable::of(measured(run)) {
+        Some(t) => t.to_markdown(),
+        None => "No measured requests (warm-ups are not counted).\n".into(),
     }
 }
 
-/// The seed's tables for a run (Resolution, Pixels, Time, Tokens, Speed; the
-/// summary; the aggregate), from its non-warm-up requests.
-pub fn seed_tables(run: &RunDetail) -> String {
-    let groups = by_label(&run.requests);
-    if groups.is_empty() {
-        return "No measured requests (warm-ups are not counted).\n".into();
-    }
-    let column = first_column(groups.iter().map(|(l, _)| l.as_str()));
-    let across = column.to_lowercase();
-    let mut rows = vec![];
-    let mut speeds = vec![];
-    let (mut total_s, mut total_tokens) = (0.0, 0u64);
-    for (label, rs) in &groups {
-        let time = mean(rs.iter().map(|r| r.row.total_ms / 1e3));
-        let tokens = mean(rs.iter().map(|r| r.row.output_tokens as f64));
-        let px: u64 = rs[0]
-            .row
-            .images
-            .first()
-            .map_or(0, |i| i.width as u64 * i.height as u64);
-        let speed = tokens / time;
-        speeds.push((label.clone(), speed));
-        total_s += rs.iter().map(|r| r.row.total_ms / 1e3).sum::<f64>();
-        total_tokens += rs.iter().map(|r| r.row.output_tokens as u64).sum::<u64>();
-        rows.push(vec![
-            label.clone(),
-            pixels(px),
-            format!("{time:.2}s"),
-            format!("{tokens:.0}"),
-            format!("{speed:.1} tok/s"),
-        ]);
-    }
-    let header = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-    let mut out = md_table(
-        &header(&[column, "Pixels", "Time", "Tokens", "Speed"]),
-        &rows,
-    );
-    let avg = mean(speeds.iter().map(|(_, s)| *s));
-    let fastest = speeds
-        .iter()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .expect("non-empty");
-    let slowest = speeds
-        .iter()
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .expect("non-empty");
-    let n_requests: usize = groups.iter().map(|(_, r)| r.len()).sum();
-    out.push_str(&format!(
-        "\n**Summary:** Average {avg:.1} tok/s across all {across}s (mean of the per-{across} Speed); \
-         {:.1} tok/s aggregate (total tokens over total time). Fastest at {} ({:.1} tok/s), slowest at {} ({:.1} tok/s). \
-         Speed is output tokens over the whole request time, including preprocessing and prefill.\n\n",
-        total_tokens as f64 / total_s,
-        fastest.0,
-        fastest.1,
-        slowest.0,
-        slowest.1
-    ));
-    out.push_str(&md_table(
-        &header(&[
-            "Configs",
-            "Total Time (s)",
-            "Total Tokens",
-            "Aggregate Tok/s",
-        ]),
-        &[vec![
-            groups.len().to_string(),
-            format!("{total_s:.2}"),
-            total_tokens.to_string(),
-            format!("{:.1}", total_tokens as f64 / total_s),
-        ]],
-    ));
-    if n_requests > groups.len() {
-        out.push_str(&format!(
-            "\n({n_requests} measured requests; Time and Tokens are per-request means.)\n"
-        ));
-    }
-    out
-}
-
-/// A markdown table (`|` in cells escaped).
-pub fn md_table(columns: &[String], rows: &[Vec<String>]) -> String {
-    let mut out = format!(
-        "| {} |\n|{}|\n",
-        md_cells(columns),
-        columns.iter().map(|_| "---").collect::<Vec<_>>().join("|")
-    );
-    for r in rows {
-        out.push_str(&format!("| {} |\n", md_cells(r)));
-    }
-    out
-}
-
-/// Cells joined into a markdown row: `|` escaped and line breaks flattened,
-/// so plugin text (a regex, a model's output) keeps its meaning.
-fn md_cells(cells: &[String]) -> String {
-    cells
-        .iter()
-        .map(|c| c.replace('|', "\\|").replace('\n', " "))
-        .collect::<Vec<_>>()
-        .join(" | ")
-}
-
-/// The whole run as markdown: identity, the seed's tables, then what the
+/// The whole run as markdown: identity, the resolution table, then what the
 /// plugin recorded.
 pub fn export_markdown(run: &RunDetail) -> String {
     let s = &run.summary;
@@ -180,12 +87,12 @@ pub fn export_markdown(run: &RunDetail) -> String {
         ));
     }
     out.push_str("\n## Results\n\n");
-    out.push_str(&seed_tables(run));
+    out.push_str(&resolution_tables(run));
     for t in &run.tables {
         out.push_str(&format!(
             "\n## {}\n\n{}",
             t.name,
-            md_table(&t.columns, &t.rows)
+            markdown_table(&t.columns, &t.rows)
         ));
     }
     if !run.metrics.is_empty() {
@@ -437,28 +344,6 @@ impl Comparison {
             }
             rows.push(row);
         }
-        md_table(&cols, &rows)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{first_column, md_table};
-
-    #[test]
-    fn pipes_in_cells_are_escaped() {
-        let t = md_table(&["Expected".into()], &[vec!["/red|blue/".into()]]);
-        assert!(t.contains("| /red\\|blue/ |"), "{t}");
-    }
-
-    #[test]
-    fn sweep_labels_keep_the_seeds_resolution_column() {
-        let sweep = ["224x224", "1920x1080"];
-        assert_eq!(first_column(sweep.into_iter()), "Resolution");
-        let cache = ["224x224", "1a cached"];
-        assert_eq!(first_column(cache.into_iter()), "Request");
-        for odd in ["x224", "224x", "2x2x2", "photo.png"] {
-            assert_eq!(first_column([odd].into_iter()), "Request", "{odd}");
-        }
+        markdown_table(&cols, &rows)
     }
 }

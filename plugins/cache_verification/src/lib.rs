@@ -1,6 +1,6 @@
 //! # cache_verification
 //!
-//! The seed's "MLLM prefix cache test", run on the real model instead of a
+//! The vllm-mlx image benchmark's "MLLM prefix cache test", run on the real model instead of a
 //! dictionary lookup. Each step says what the cache should do, what it did,
 //! the TTFT against the same request with the cache off, and whether the
 //! output agrees with the uncached output: the first position's logits within
@@ -10,7 +10,7 @@
 //! - **PARTIAL**: the image's KV was reused, the new text computed;
 //! - **MISS**: the image was computed again (text before it may be shared).
 //!
-//! Tests 1–3 are the seed's; 4 (two different images of the same size, the
+//! Tests 1–3 are the benchmark's; 4 (two different images of the same size, the
 //! bug of vllm-mlx issue #718) and 5 (identical pixels, re-encoded) are new.
 //! The run passes only when every expectation holds.
 //!

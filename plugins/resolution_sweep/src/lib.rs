@@ -1,6 +1,6 @@
 //! # resolution_sweep
 //!
-//! The seed's image benchmark, done carefully: one synthetic image per
+//! The vllm-mlx image benchmark, done carefully: one synthetic image per
 //! resolution (224x224 … 1920x1080), the same prompt, greedy decoding, a fixed
 //! number of output tokens by default; warm-ups kept out of the figures;
 //! repeats with mean, spread, percentiles and a 95% confidence interval; stage
@@ -12,7 +12,7 @@
 
 use vlmbench_sdk::engine::{self, GenerateResponse};
 use vlmbench_sdk::stats::Summary;
-use vlmbench_sdk::table::{self, Table};
+use vlmbench_sdk::table::{self, Measured, ResolutionTable, Table};
 use vlmbench_sdk::types::{ParamKind, PluginInfo};
 use vlmbench_sdk::{Params, Workload, images, param, progress, request, results};
 
@@ -154,7 +154,7 @@ impl Workload for Sweep {
         PluginInfo {
             name: "resolution_sweep".into(),
             version: "0.1.0".into(),
-            description: "Time, tokens and speed per image resolution (the seed's sweep), with stage timings and repeat statistics".into(),
+            description: "Time, tokens and speed per image resolution (the vllm-mlx image benchmark's sweep), with stage timings and repeat statistics".into(),
             params: vec![
                 param("quick", ParamKind::Boolean, "false", "4 resolutions (224, 448, 768, 1024) instead of 10"),
                 param("resolutions", ParamKind::Text, "", "comma-separated WxH list; overrides quick"),
@@ -240,8 +240,16 @@ impl Workload for Sweep {
         }
         progress::report(done, total_steps, "done");
 
-        // The seed's table: means per resolution; Speed = Tokens / Time.
-        let mut seed_t = Table::new(&["Resolution", "Pixels", "Time", "Tokens", "Speed"]);
+        // The benchmark's table: means per resolution; Speed = Tokens / Time.
+        let measured = points.iter().flat_map(|pt| {
+            pt.runs.iter().map(|r| Measured {
+                label: pt.label.clone(),
+                pixels: pt.pixels,
+                seconds: r.timings.total_ms / 1e3,
+                output_tokens: r.output_tokens as u64,
+            })
+        });
+        let sweep = ResolutionTable::of(measured).ok_or("no measured requests")?;
         let mut details = Table::new(&[
             "Resolution",
             "Image tokens",
@@ -266,26 +274,11 @@ impl Workload for Sweep {
             "p99",
             "95% CI",
         ]);
-        let (mut total_s, mut total_tokens) = (0.0, 0u64);
-        let mut speeds = vec![];
         for pt in &points {
             let time = pt.figure(|r| r.timings.total_ms / 1e3);
-            let tokens = pt.figure(|r| r.output_tokens as f64);
-            let speed = tokens.mean / time.mean;
-            speeds.push((pt.label.clone(), speed));
-            total_s += pt
-                .runs
-                .iter()
-                .map(|r| r.timings.total_ms / 1e3)
-                .sum::<f64>();
-            total_tokens += pt.runs.iter().map(|r| r.output_tokens as u64).sum::<u64>();
-            seed_t.row(vec![
-                pt.label.clone(),
-                table::pixels(pt.pixels),
-                table::seconds(time.mean),
-                format!("{:.0}", tokens.mean),
-                table::tok_s(speed),
-            ]);
+            // The table's row of the label (a label given twice is one row).
+            let row = sweep.rows.iter().find(|r| r.label == pt.label);
+            let speed = row.map_or(f64::NAN, |r| r.speed);
             let itl = pt.itl();
             let peak = pt
                 .runs
@@ -340,37 +333,15 @@ impl Workload for Sweep {
                 "tok/s",
             );
         }
-        let mean_of_speeds = speeds.iter().map(|(_, s)| s).sum::<f64>() / speeds.len() as f64;
-        let aggregate = total_tokens as f64 / total_s;
-        let fastest = speeds
-            .iter()
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .expect("one resolution");
-        let slowest = speeds
-            .iter()
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .expect("one resolution");
-        seed_t.record("Results")?;
+        results::table("Results", &sweep.columns(), &sweep.cells())?;
         results::note(&format!(
-            "**Summary:** Average {mean_of_speeds:.1} tok/s across all resolutions (the mean of the per-resolution Speed, \
-             as the seed computes it); {aggregate:.1} tok/s aggregate (total tokens over total time). Fastest at {} ({:.1} tok/s), \
-             slowest at {} ({:.1} tok/s). Speed is output tokens over the whole request (preprocessing, vision, prefill and \
-             decode); decode speed alone is in the stage table.",
-            fastest.0, fastest.1, slowest.0, slowest.1
+            "{} Decode speed alone is in the stage table.",
+            sweep.summary()
         ));
-        let mut agg = Table::new(&[
-            "Configs",
-            "Total Time (s)",
-            "Total Tokens",
-            "Aggregate Tok/s",
-        ]);
-        agg.row(vec![
-            points.len().to_string(),
-            format!("{total_s:.2}"),
-            total_tokens.to_string(),
-            format!("{aggregate:.1}"),
-        ]);
-        agg.record("Aggregate")?;
+        let aggregate_columns = ResolutionTable::aggregate_columns();
+        results::table("Aggregate", &aggregate_columns, &sweep.aggregate_cells())?;
+        let (mean_of_speeds, aggregate) = (sweep.average_speed(), sweep.aggregate_speed());
+        let (total_s, total_tokens) = (sweep.total_seconds, sweep.total_tokens);
         details.record("Stages (means over repeats)")?;
         stats_t.record("Repeat statistics")?;
         results::metric("average_speed_tok_s", mean_of_speeds, "tok/s");

@@ -33,16 +33,7 @@ fn t95(df: usize) -> f64 {
     }
 }
 
-/// The value at fraction `q` of the sorted sample, interpolating linearly
-/// between neighbours (NumPy's default).
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-}
+pub use vlmbench_report::percentile;
 
 impl Summary {
     /// `None` for an empty sample; NaNs are ignored.

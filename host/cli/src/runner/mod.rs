@@ -186,11 +186,11 @@ fn print_summary(d: &store::RunDetail) {
         );
     }
     if d.tables.is_empty() && d.requests.iter().any(|r| !r.row.warmup) {
-        println!("{}", store::seed_tables(d));
+        println!("{}", store::resolution_tables(d));
     }
     for t in &d.tables {
         println!("### {}\n", t.name);
-        println!("{}", store::md_table(&t.columns, &t.rows));
+        println!("{}", store::markdown_table(&t.columns, &t.rows));
     }
     for n in &d.notes {
         println!("{n}\n");

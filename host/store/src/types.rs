@@ -1,0 +1,214 @@
+//! What the store records and reads back, and its errors.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("results database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("results database {path}: {message}")]
+    Other { path: PathBuf, message: String },
+    #[error("no run {0} in the results database")]
+    NoSuchRun(i64),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Another connection holds a lock SQLite would not wait for (it skips
+    /// the busy handler where waiting could deadlock, and while a new
+    /// database is switched to WAL).
+    pub(crate) fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Error::Sqlite {
+                source: rusqlite::Error::SqliteFailure(f, _),
+                ..
+            } if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+}
+
+/// A run's status. `running` until the runner finishes it.
+pub const STATUSES: [&str; 6] = [
+    "running",
+    "completed",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "interrupted",
+];
+
+/// What produced a run (written once, at its start).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewRun {
+    pub plugin_name: String,
+    pub plugin_version: String,
+    pub plugin_blake3: String,
+    pub plugin_wit: String,
+    pub params: Value,
+    pub model_name: String,
+    pub model_path: String,
+    pub model_config_hash: String,
+    pub model_quantization: String,
+    pub model_synthetic: bool,
+    pub model: Value,
+    pub host_version: String,
+    pub host_commit: String,
+    pub mlx_version: String,
+    pub backend: String,
+    pub device: String,
+    pub machine: Value,
+}
+
+/// An image of a request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageDesc {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub blake3: String,
+}
+
+/// One generate call, as measured by the host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RequestRow {
+    pub label: String,
+    pub warmup: bool,
+    pub started_at: String,
+    pub images: Vec<ImageDesc>,
+    pub max_tokens: u32,
+    pub ignore_eos: bool,
+    pub sampling: Value,
+    pub prompt_tokens: u32,
+    pub image_tokens: u32,
+    pub text_tokens: u32,
+    pub output_tokens: u32,
+    pub finish_reason: String,
+    pub preprocess_ms: f64,
+    pub vision_ms: f64,
+    pub prefill_ms: f64,
+    pub ttft_ms: f64,
+    pub decode_ms: f64,
+    pub total_ms: f64,
+    /// When each token reached the host, since the request started.
+    pub token_times_ms: Vec<f64>,
+    pub cache_prefix: String,
+    pub cache_reused_tokens: u32,
+    pub vision_hits: u32,
+    pub vision_misses: u32,
+    pub vision_skipped: u32,
+    pub peak_memory_bytes: u64,
+    pub output_preview: String,
+}
+
+/// A stored request with its derived figures.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredRequest {
+    pub id: i64,
+    pub seq: i64,
+    #[serde(flatten)]
+    pub row: RequestRow,
+    /// "Speed" as the vllm-mlx image benchmark reports it: output tokens over
+    /// the whole request time.
+    pub speed_tok_s: f64,
+    /// Tokens after the first over the time they took.
+    pub decode_tok_s: Option<f64>,
+    pub itl_p50_ms: Option<f64>,
+    pub itl_p90_ms: Option<f64>,
+    pub itl_p99_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunSummary {
+    pub id: i64,
+    pub status: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub error: Option<String>,
+    pub verdict_passed: Option<bool>,
+    pub plugin_name: String,
+    pub plugin_version: String,
+    pub model_name: String,
+    pub model_quantization: String,
+    pub model_synthetic: bool,
+    pub backend: String,
+    pub device: String,
+    pub host_version: String,
+    pub requests: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Metric {
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResultTable {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogLine {
+    pub at: String,
+    pub level: String,
+    pub message: String,
+}
+
+/// Everything about one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunDetail {
+    pub summary: RunSummary,
+    pub verdict_summary: Option<String>,
+    pub plugin_blake3: String,
+    pub plugin_wit: String,
+    pub params: Value,
+    pub model: Value,
+    pub model_path: String,
+    pub model_config_hash: String,
+    pub host_commit: String,
+    pub mlx_version: String,
+    pub machine: Value,
+    pub requests: Vec<StoredRequest>,
+    pub metrics: Vec<Metric>,
+    pub tables: Vec<ResultTable>,
+    pub notes: Vec<String>,
+    pub logs: Vec<LogLine>,
+    /// The vllm-mlx image benchmark's table derived from the measured
+    /// requests (`report::resolution_table`), for readers that show it.
+    #[serde(default)]
+    pub resolution_table: Option<ResultTable>,
+}
+
+/// The values present, for filter menus.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Facets {
+    pub plugins: Vec<String>,
+    pub models: Vec<String>,
+    pub devices: Vec<String>,
+    pub statuses: Vec<String>,
+}
+
+/// Filters for listing runs (all optional, combined with AND).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunFilter {
+    pub plugin: Option<String>,
+    pub model: Option<String>,
+    pub device: Option<String>,
+    pub status: Option<String>,
+    /// Runs started at or after this RFC 3339 prefix (e.g. `2026-11-26`).
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
