@@ -3,7 +3,8 @@
 #![no_main]
 
 use engine::config::PreprocessorConfig;
-use engine::image::{DecodeLimits, decode_image, prepare_image};
+use engine::image::prepare_image;
+use imaging::{DecodeLimits, decode_image};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

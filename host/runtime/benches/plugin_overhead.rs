@@ -33,20 +33,8 @@ impl EngineService for Counter {
     fn cache_stats(&mut self) -> w::CacheCounters {
         self.calls += 1;
         w::CacheCounters {
-            enabled: true,
             prefix_lookups: self.calls,
-            prefix_exact_hits: 0,
-            prefix_partial_hits: 0,
-            prefix_misses: 0,
-            prefix_reused_tokens: 0,
-            prefix_evictions: 0,
-            prefix_entries: 0,
-            prefix_bytes: 0,
-            prefix_budget_bytes: 0,
-            vision_hits: 0,
-            vision_misses: 0,
-            vision_entries: 0,
-            vision_bytes: 0,
+            ..runtime::no_cache_counters()
         }
     }
     fn cache_clear(&mut self) {}

@@ -16,4 +16,6 @@ pub use image_sets::ImageSets;
 pub use plugin::{
     Plugin, PluginMeta, PluginRuntime, RunLimits, RunOutcome, RunStatus, RuntimeError,
 };
-pub use services::{EngineService, ProgressService, ResultsService, ServiceError, Services};
+pub use services::{
+    EngineService, ProgressService, ResultsService, ServiceError, Services, no_cache_counters,
+};

@@ -85,6 +85,26 @@ impl Services {
     }
 }
 
+/// Counters of a cache that is off and has seen nothing.
+pub fn no_cache_counters() -> CacheCounters {
+    CacheCounters {
+        enabled: false,
+        prefix_lookups: 0,
+        prefix_exact_hits: 0,
+        prefix_partial_hits: 0,
+        prefix_misses: 0,
+        prefix_reused_tokens: 0,
+        prefix_evictions: 0,
+        prefix_entries: 0,
+        prefix_bytes: 0,
+        prefix_budget_bytes: 0,
+        vision_hits: 0,
+        vision_misses: 0,
+        vision_entries: 0,
+        vision_bytes: 0,
+    }
+}
+
 /// Refuses every call that would reach the engine or the store.
 struct Unavailable;
 
@@ -116,22 +136,7 @@ impl EngineService for Unavailable {
     }
 
     fn cache_stats(&mut self) -> CacheCounters {
-        CacheCounters {
-            enabled: false,
-            prefix_lookups: 0,
-            prefix_exact_hits: 0,
-            prefix_partial_hits: 0,
-            prefix_misses: 0,
-            prefix_reused_tokens: 0,
-            prefix_evictions: 0,
-            prefix_entries: 0,
-            prefix_bytes: 0,
-            prefix_budget_bytes: 0,
-            vision_hits: 0,
-            vision_misses: 0,
-            vision_entries: 0,
-            vision_bytes: 0,
-        }
+        no_cache_counters()
     }
 
     fn cache_clear(&mut self) {}

@@ -244,20 +244,6 @@ mod tests {
     }
 
     #[test]
-    fn the_step_kernels_name_what_their_bodies_use() {
-        let embed = embed4(Dtype::BF16, 4096).unwrap();
-        for p in [
-            "const uint32_t* tok",
-            "const uint32_t* w",
-            "__nv_bfloat16* out",
-            "uint32_t* pick",
-        ] {
-            assert!(embed.source.contains(p), "{p}");
-        }
-        assert_eq!(embed.dims.blocks, 1);
-    }
-
-    #[test]
     fn asked_placements_reach_the_kernel() {
         let dims = Dims {
             blocks: 4,
