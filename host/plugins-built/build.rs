@@ -8,7 +8,7 @@ use std::process::Command;
 /// Built-in plugins, embedded in the binary.
 const BUILTIN: [&str; 3] = ["resolution_sweep", "cache_verification", "image_set"];
 /// Test plugins, left on disk for the tests.
-const TEST: [&str; 2] = ["probe", "future"];
+const TEST: [&str; 3] = ["probe", "future", "hostile"];
 
 fn watch(dir: &Path) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {

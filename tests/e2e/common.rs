@@ -65,6 +65,66 @@ pub fn probe() -> String {
     plugins_built::test_plugin("probe").display().to_string()
 }
 
+pub fn hostile() -> String {
+    plugins_built::test_plugin("hostile").display().to_string()
+}
+
+/// A finished `host` process: what it printed, how long it took, and the
+/// most memory it held (its peak resident set, read from /proc while it
+/// ran; 0 where there is no /proc).
+pub struct Measured {
+    pub ran: Ran,
+    pub took: std::time::Duration,
+    pub peak_rss_bytes: u64,
+}
+
+/// Runs `host` with `args`, watching its memory.
+pub fn run_measured(args: &[&str]) -> Measured {
+    let start = std::time::Instant::now();
+    let mut child = host()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Drain the pipes on their own threads so a chatty child never blocks.
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).to_string()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let mut peak = 0;
+    let status = loop {
+        if let Some(kb) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+        {
+            peak = peak.max(kb * 1024);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Measured {
+        ran: Ran {
+            code: status.code().unwrap_or(-1),
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+        },
+        took: start.elapsed(),
+        peak_rss_bytes: peak,
+    }
+}
+
 pub fn open(db: &Path) -> store::Store {
     store::Store::open(db).unwrap()
 }

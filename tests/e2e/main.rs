@@ -3,6 +3,7 @@
 //! One binary, a module per area.
 
 mod common;
+mod containment;
 mod docs;
 mod download;
 mod plugins;

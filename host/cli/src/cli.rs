@@ -77,6 +77,10 @@ pub struct RunArgs {
     /// The plugin's memory limit in MiB
     #[arg(long, default_value_t = 512)]
     pub memory_mb: usize,
+    /// What the plugin may make the run store (logs, notes, tables,
+    /// metrics), in MiB; past it they are dropped, and a note says so
+    #[arg(long, default_value_t = 256)]
+    pub store_mb: u64,
     #[command(flatten)]
     pub db: DbArgs,
     /// Print only the results

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod model_download;
 mod model_resolve;
+mod printable;
 mod runner;
 mod settings;
 mod version;

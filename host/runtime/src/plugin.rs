@@ -394,12 +394,19 @@ fn pipe_text(p: &MemoryOutputPipe) -> String {
     String::from_utf8_lossy(&p.contents()).to_string()
 }
 
-/// A readable reason for a trap, with the plugin's own panic message when it
-/// printed one.
+/// A readable reason for a trap: what the plugin did (exited, panicked, ran
+/// out of memory) or the root cause of the error, with the plugin function
+/// it happened in, never wasmtime's backtrace header.
 fn explain_trap(e: &wasmtime::Error, stderr: &MemoryOutputPipe, memory_bytes: usize) -> String {
-    let text = format!("{e:#}");
     let err_out = pipe_text(stderr);
-    if text.contains("forcing trap when growing memory") {
+    if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return format!(
+            "the plugin called exit({}) instead of returning from run",
+            exit.0
+        );
+    }
+    let cause = e.root_cause().to_string();
+    if cause.contains("forcing trap when growing memory") {
         return format!(
             "the plugin exceeded its memory limit of {} MiB",
             memory_bytes >> 20
@@ -412,14 +419,26 @@ fn explain_trap(e: &wasmtime::Error, stderr: &MemoryOutputPipe, memory_bytes: us
     if err_out.contains("memory allocation of") {
         return format!("the plugin ran out of memory: {}", err_out.trim());
     }
+    let at = e
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .and_then(|bt| bt.frames().iter().find_map(|f| f.func_name()))
+        .map(|f| format!(" (in {f})"))
+        .unwrap_or_default();
     match e.downcast_ref::<Trap>() {
-        Some(trap) => format!("the plugin trapped ({trap}): {}", first_line(&text)),
-        None => format!("the run stopped: {}", first_line(&text)),
+        Some(trap) => format!("the plugin trapped: {trap}{at}"),
+        None => format!("the run stopped: {}{at}", host_error(&cause)),
     }
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
+/// A host-side failure in the plugin's terms.
+fn host_error(cause: &str) -> String {
+    if cause.contains("unknown handle index") || cause.contains("resource not present") {
+        format!("the plugin used an image handle that was dropped or never existed ({cause})")
+    } else if cause.contains("utf-8") || cause.contains("utf8") {
+        format!("the plugin passed text that is not valid UTF-8 ({cause})")
+    } else {
+        cause.to_string()
+    }
 }
 
 /// Checks a plugin's imports: WASI, and our package at a version this host

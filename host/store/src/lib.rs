@@ -4,8 +4,12 @@
 //! `running` is marked `interrupted` the next time the store is opened.
 //!
 //! `types` holds what the store reads and writes, `writes` how a run is
-//! recorded, `queries` how runs are read back, `report` how they are shown.
+//! recorded, `queries` how runs are read back, `report` how they are shown;
+//! `budget` caps what a plugin can make a run store, `liveness` tells a
+//! running run from one whose process died.
 
+mod budget;
+mod liveness;
 mod queries;
 mod report;
 mod schema;
@@ -17,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+pub use budget::StorageLimits;
 pub use report::{
     ComparedFigure, Comparison, compare_runs, export_csv, export_json, export_markdown,
     resolution_table, resolution_tables,
@@ -31,6 +36,7 @@ pub use vlmbench_report::markdown_table;
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    limits: StorageLimits,
 }
 
 impl Store {
@@ -50,6 +56,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            limits: StorageLimits::default(),
         };
         // Retried while another process sets the same new database up.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -81,6 +88,7 @@ impl Store {
         let store = Store {
             conn,
             path: path.to_path_buf(),
+            limits: StorageLimits::default(),
         };
         store
             .conn
@@ -98,6 +106,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Sets the caps on what each run's plugin can make this store keep.
+    pub fn set_limits(&mut self, limits: StorageLimits) {
+        self.limits = limits;
     }
 
     /// Every row `sql` selects with `params`, each made by `row`.

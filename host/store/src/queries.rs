@@ -229,7 +229,7 @@ impl Store {
             |r| {
                 Ok(Metric {
                     name: r.get(0)?,
-                    value: r.get(1)?,
+                    value: stored_metric(r.get_ref(1)?),
                     unit: r.get(2)?,
                 })
             },
@@ -271,5 +271,21 @@ impl Store {
                 })
             },
         )
+    }
+}
+
+/// A metric's value as [`crate::writes`] stored it: a number, or the name
+/// of a value that is not finite.
+fn stored_metric(v: rusqlite::types::ValueRef<'_>) -> f64 {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Real(f) => f,
+        ValueRef::Integer(i) => i as f64,
+        ValueRef::Text(t) => match t {
+            b"inf" => f64::INFINITY,
+            b"-inf" => f64::NEG_INFINITY,
+            _ => f64::NAN,
+        },
+        ValueRef::Null | ValueRef::Blob(_) => f64::NAN,
     }
 }

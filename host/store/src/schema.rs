@@ -112,4 +112,11 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX logs_run ON logs(run_id);
     "#,
+    // 2: the owner's start time (a pid alone can be reused), and what each
+    // run's plugin has stored against its budget.
+    r#"
+    ALTER TABLE runs ADD COLUMN pid_start TEXT;
+    ALTER TABLE runs ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN dropped_writes INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];

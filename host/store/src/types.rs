@@ -147,8 +147,48 @@ pub struct RunSummary {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Metric {
     pub name: String,
+    /// NaN and the infinities are kept as they were recorded; JSON has no
+    /// numbers for them, so there they are the strings "NaN", "inf", "-inf".
+    #[serde(with = "number_or_name")]
     pub value: f64,
     pub unit: String,
+}
+
+/// Serde for a float that may not be finite: a JSON number when it is
+/// finite, else its name.
+mod number_or_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else if v.is_nan() {
+            s.serialize_str("NaN")
+        } else if *v > 0.0 {
+            s.serialize_str("inf")
+        } else {
+            s.serialize_str("-inf")
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrName {
+        Number(f64),
+        Name(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(match NumberOrName::deserialize(d)? {
+            NumberOrName::Number(v) => v,
+            NumberOrName::Name(n) => match n.as_str() {
+                "inf" => f64::INFINITY,
+                "-inf" => f64::NEG_INFINITY,
+                "NaN" => f64::NAN,
+                other => return Err(serde::de::Error::custom(format!("not a number: {other}"))),
+            },
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,54 +1,95 @@
 //! Recording a run: its creation, each request as it completes, what the
 //! plugin records, its end; and marking runs a crashed host left `running`.
+//! Every write that reads first takes the write lock at its start, so that
+//! processes sharing the database wait for each other instead of failing.
 
-use std::path::Path;
+use std::time::{Duration, Instant};
 
-use rusqlite::params;
+use rusqlite::{Transaction, TransactionBehavior, params};
 
+use crate::budget::{cut, fit_rows};
+use crate::liveness::{self, Owner};
 use crate::time::{self, now_rfc3339};
 use crate::{Error, NewRun, RequestRow, Result, STATUSES, Store};
 
-/// A run is considered abandoned when its heartbeat is this old.
+/// A run of another machine is considered abandoned when its heartbeat is
+/// this old (its runner beats every few seconds, whatever the plugin does).
 const STALE_HEARTBEAT_MS: i64 = 120_000;
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+/// How long a write waits for other processes before giving up.
+const WRITE_PATIENCE: Duration = Duration::from_secs(60);
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }
 
-/// Whether a process of this host is gone (`None` when we cannot tell).
-fn process_gone(pid: i64) -> Option<bool> {
-    let proc = Path::new("/proc");
-    proc.is_dir().then(|| !proc.join(pid.to_string()).exists())
+/// A metric's value as stored: SQLite keeps NaN as NULL, so the values
+/// that are not finite are stored as their names.
+fn metric_value(v: f64) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    if v.is_nan() {
+        Value::Text("NaN".into())
+    } else if v.is_infinite() {
+        Value::Text(if v > 0.0 { "inf" } else { "-inf" }.into())
+    } else {
+        Value::Real(v)
+    }
 }
 
 impl Store {
-    /// Marks `running` runs whose host process is gone (or silent for two
-    /// minutes) as `interrupted`. Returns how many.
+    /// Runs `f` in a transaction that holds the write lock from its start
+    /// (a transaction that reads and then writes would otherwise fail at
+    /// once when another process wrote in between), retried while other
+    /// processes keep the database busy.
+    pub(crate) fn write<T>(
+        &self,
+        mut f: impl FnMut(&Transaction) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let deadline = Instant::now() + WRITE_PATIENCE;
+        loop {
+            let attempt = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+                .and_then(|tx| {
+                    let v = f(&tx)?;
+                    tx.commit()?;
+                    Ok(v)
+                });
+            match attempt {
+                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                r => return r.map_err(|e| self.err(e)),
+            }
+        }
+    }
+
+    /// Marks `running` runs whose host process is gone as `interrupted`
+    /// (for a run of another machine: whose heartbeat stopped). Returns how
+    /// many.
     pub fn recover_interrupted(&self) -> Result<usize> {
-        let me = hostname();
+        let me = liveness::hostname();
         let now = time::now_unix_ms();
-        let running: Vec<(i64, String, i64, i64)> = self.rows(
-            "SELECT id, hostname, pid, heartbeat_ms FROM runs WHERE status = 'running'",
+        let running: Vec<(i64, String, i64, Option<String>, i64)> = self.rows(
+            "SELECT id, hostname, pid, pid_start, heartbeat_ms FROM runs WHERE status = 'running'",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )?;
         let mut n = 0;
-        for (id, host, pid, heartbeat) in running {
-            let gone =
-                (host == me && pid != std::process::id() as i64 && process_gone(pid) == Some(true))
-                    || now - heartbeat > STALE_HEARTBEAT_MS;
+        for (id, host, pid, start, heartbeat) in running {
+            let gone = match liveness::owner(&host, pid, start.as_deref(), &me) {
+                Owner::Alive => false,
+                Owner::Gone => true,
+                Owner::Unknown => now - heartbeat > STALE_HEARTBEAT_MS,
+            };
             if gone {
-                n += self
-                    .conn
-                    .execute(
+                n += self.write(|tx| {
+                    tx.execute(
                         "UPDATE runs SET status = 'interrupted', ended_at = ?1,
-                         error = coalesce(error, 'the host stopped before the run finished') WHERE id = ?2 AND status = 'running'",
+                         error = coalesce(error, 'the host stopped before the run finished')
+                         WHERE id = ?2 AND status = 'running'",
                         params![now_rfc3339(), id],
                     )
-                    .map_err(|e| self.err(e))?;
+                })?;
             }
         }
         Ok(n)
@@ -60,8 +101,8 @@ impl Store {
                 "INSERT INTO runs (status, started_at, plugin_name, plugin_version, plugin_blake3, plugin_wit,
                  params_json, model_name, model_path, model_config_hash, model_quantization, model_synthetic,
                  model_json, host_version, host_commit, mlx_version, backend, device, machine_json, hostname, pid,
-                 heartbeat_ms)
-                 VALUES ('running', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                 heartbeat_ms, pid_start)
+                 VALUES ('running', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
                 params![
                     now_rfc3339(),
                     run.plugin_name,
@@ -81,23 +122,14 @@ impl Store {
                     run.backend,
                     run.device,
                     run.machine.to_string(),
-                    hostname(),
+                    liveness::hostname(),
                     std::process::id() as i64,
                     time::now_unix_ms(),
+                    liveness::own_start(),
                 ],
             )
             .map_err(|e| self.err(e))?;
         Ok(self.conn.last_insert_rowid())
-    }
-
-    fn touch(&self, run: i64) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE runs SET heartbeat_ms = ?1 WHERE id = ?2",
-                params![time::now_unix_ms(), run],
-            )
-            .map_err(|e| self.err(e))
-            .map(|_| ())
     }
 
     /// Stores one request; returns its id.
@@ -113,92 +145,122 @@ impl Store {
         let decode = (r.token_times_ms.len() >= 2 && r.decode_ms > 0.0)
             .then(|| (r.token_times_ms.len() - 1) as f64 / (r.decode_ms / 1e3));
         let first = r.images.first();
-        let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| Error::Sqlite {
-            path: path.clone(),
-            source: e,
-        })?;
-        let seq: i64 = tx
-            .query_row(
+        let label = cut(&r.label, self.limits.name_bytes);
+        let images = serde_json::to_string(&r.images).unwrap_or_default();
+        let times = serde_json::to_string(&r.token_times_ms).unwrap_or_default();
+        self.write(|tx| {
+            let seq: i64 = tx.query_row(
                 "SELECT coalesce(max(seq), 0) + 1 FROM requests WHERE run_id = ?1",
                 [run],
                 |x| x.get(0),
-            )
-            .map_err(|e| Error::Sqlite {
-                path: path.clone(),
-                source: e,
-            })?;
+            )?;
+            tx.execute(
+                "INSERT INTO requests (run_id, seq, label, warmup, started_at, images_json, image_width, image_height,
+                 image_pixels, max_tokens, ignore_eos, sampling_json, prompt_tokens, image_tokens, text_tokens,
+                 output_tokens, finish_reason, preprocess_ms, vision_ms, prefill_ms, ttft_ms, decode_ms, total_ms,
+                 speed_tok_s, decode_tok_s, itl_p50_ms, itl_p90_ms, itl_p99_ms, token_times_json, cache_prefix,
+                 cache_reused_tokens, vision_hits, vision_misses, vision_skipped, peak_memory_bytes, output_preview)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+                 ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)",
+                params![
+                    run,
+                    seq,
+                    label,
+                    r.warmup,
+                    r.started_at,
+                    images,
+                    first.map(|i| i.width),
+                    first.map(|i| i.height),
+                    first.map(|i| i.width as i64 * i.height as i64),
+                    r.max_tokens,
+                    r.ignore_eos,
+                    r.sampling.to_string(),
+                    r.prompt_tokens,
+                    r.image_tokens,
+                    r.text_tokens,
+                    r.output_tokens,
+                    r.finish_reason,
+                    r.preprocess_ms,
+                    r.vision_ms,
+                    r.prefill_ms,
+                    r.ttft_ms,
+                    r.decode_ms,
+                    r.total_ms,
+                    speed,
+                    decode,
+                    pct(0.5),
+                    pct(0.9),
+                    pct(0.99),
+                    times,
+                    r.cache_prefix,
+                    r.cache_reused_tokens,
+                    r.vision_hits,
+                    r.vision_misses,
+                    r.vision_skipped,
+                    r.peak_memory_bytes as i64,
+                    r.output_preview,
+                ],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "UPDATE runs SET heartbeat_ms = ?1 WHERE id = ?2",
+                params![time::now_unix_ms(), run],
+            )?;
+            Ok(id)
+        })
+    }
+
+    /// Takes `bytes` from the run's storage budget inside `tx`; false when
+    /// the budget cannot cover them (the first time, a note says so).
+    fn charge(&self, tx: &Transaction, run: i64, bytes: usize) -> rusqlite::Result<bool> {
+        let (stored, dropped): (i64, i64) = tx.query_row(
+            "SELECT stored_bytes, dropped_writes FROM runs WHERE id = ?1",
+            [run],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if stored as u64 + bytes as u64 <= self.limits.run_bytes {
+            tx.execute(
+                "UPDATE runs SET stored_bytes = stored_bytes + ?1, heartbeat_ms = ?2 WHERE id = ?3",
+                params![bytes as i64, time::now_unix_ms(), run],
+            )?;
+            return Ok(true);
+        }
         tx.execute(
-            "INSERT INTO requests (run_id, seq, label, warmup, started_at, images_json, image_width, image_height,
-             image_pixels, max_tokens, ignore_eos, sampling_json, prompt_tokens, image_tokens, text_tokens,
-             output_tokens, finish_reason, preprocess_ms, vision_ms, prefill_ms, ttft_ms, decode_ms, total_ms,
-             speed_tok_s, decode_tok_s, itl_p50_ms, itl_p90_ms, itl_p99_ms, token_times_json, cache_prefix,
-             cache_reused_tokens, vision_hits, vision_misses, vision_skipped, peak_memory_bytes, output_preview)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-             ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)",
-            params![
-                run,
-                seq,
-                r.label,
-                r.warmup,
-                r.started_at,
-                serde_json::to_string(&r.images).unwrap_or_default(),
-                first.map(|i| i.width),
-                first.map(|i| i.height),
-                first.map(|i| i.width as i64 * i.height as i64),
-                r.max_tokens,
-                r.ignore_eos,
-                r.sampling.to_string(),
-                r.prompt_tokens,
-                r.image_tokens,
-                r.text_tokens,
-                r.output_tokens,
-                r.finish_reason,
-                r.preprocess_ms,
-                r.vision_ms,
-                r.prefill_ms,
-                r.ttft_ms,
-                r.decode_ms,
-                r.total_ms,
-                speed,
-                decode,
-                pct(0.5),
-                pct(0.9),
-                pct(0.99),
-                serde_json::to_string(&r.token_times_ms).unwrap_or_default(),
-                r.cache_prefix,
-                r.cache_reused_tokens,
-                r.vision_hits,
-                r.vision_misses,
-                r.vision_skipped,
-                r.peak_memory_bytes as i64,
-                r.output_preview,
-            ],
-        )
-        .map_err(|e| Error::Sqlite { path: path.clone(), source: e })?;
-        let id = tx.last_insert_rowid();
-        tx.execute(
-            "UPDATE runs SET heartbeat_ms = ?1 WHERE id = ?2",
-            params![time::now_unix_ms(), run],
-        )
-        .map_err(|e| Error::Sqlite {
-            path: path.clone(),
-            source: e,
-        })?;
-        tx.commit().map_err(|e| Error::Sqlite { path, source: e })?;
-        Ok(id)
+            "UPDATE runs SET dropped_writes = dropped_writes + 1 WHERE id = ?1",
+            [run],
+        )?;
+        if dropped == 0 {
+            tx.execute(
+                "INSERT INTO notes (run_id, text) VALUES (?1, ?2)",
+                params![
+                    run,
+                    format!(
+                        "The run's storage budget of {} MiB ran out: the plugin's later logs, notes, \
+                         tables and metrics were not stored.",
+                        self.limits.run_bytes >> 20
+                    )
+                ],
+            )?;
+        }
+        Ok(false)
     }
 
     pub fn record_metric(&self, run: i64, name: &str, value: f64, unit: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO metrics (run_id, name, value, unit) VALUES (?1, ?2, ?3, ?4)",
-                params![run, name, value, unit],
-            )
-            .map_err(|e| self.err(e))?;
-        self.touch(run)
+        let name = cut(name, self.limits.name_bytes);
+        let unit = cut(unit, self.limits.name_bytes);
+        self.write(|tx| {
+            if self.charge(tx, run, name.len() + unit.len() + 8)? {
+                tx.execute(
+                    "INSERT INTO metrics (run_id, name, value, unit) VALUES (?1, ?2, ?3, ?4)",
+                    params![run, name, metric_value(value), unit],
+                )?;
+            }
+            Ok(())
+        })
     }
 
+    /// Stores a table; cells are cut to the text limit, and rows past the
+    /// table limit are left out, with a note.
     pub fn record_table(
         &self,
         run: i64,
@@ -206,43 +268,73 @@ impl Store {
         columns: &[String],
         rows: &[Vec<String>],
     ) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO result_tables (run_id, name, columns_json, rows_json) VALUES (?1, ?2, ?3, ?4)",
-                params![run, name, serde_json::to_string(columns).unwrap_or_default(), serde_json::to_string(rows).unwrap_or_default()],
+        let l = self.limits;
+        let name = cut(name, l.name_bytes);
+        let columns: Vec<String> = columns.iter().map(|c| cut(c, l.name_bytes)).collect();
+        let (rows, left_out) = fit_rows(rows, l.text_bytes, l.table_bytes);
+        let columns_json = serde_json::to_string(&columns).unwrap_or_default();
+        let rows_json = serde_json::to_string(&rows).unwrap_or_default();
+        let note = (left_out > 0).then(|| {
+            format!(
+                "Table {name}: {left_out} of {} rows were not stored (a table may hold {} MiB of text).",
+                rows.len() + left_out,
+                l.table_bytes >> 20
             )
-            .map_err(|e| self.err(e))?;
-        self.touch(run)
+        });
+        self.write(|tx| {
+            let bytes = name.len() + columns_json.len() + rows_json.len();
+            if self.charge(tx, run, bytes)? {
+                tx.execute(
+                    "INSERT INTO result_tables (run_id, name, columns_json, rows_json) VALUES (?1, ?2, ?3, ?4)",
+                    params![run, name, columns_json, rows_json],
+                )?;
+                if let Some(note) = &note {
+                    tx.execute(
+                        "INSERT INTO notes (run_id, text) VALUES (?1, ?2)",
+                        params![run, note],
+                    )?;
+                }
+            }
+            Ok(())
+        })
     }
 
     pub fn record_note(&self, run: i64, text: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO notes (run_id, text) VALUES (?1, ?2)",
-                params![run, text],
-            )
-            .map_err(|e| self.err(e))?;
-        self.touch(run)
+        let text = cut(text, self.limits.text_bytes);
+        self.write(|tx| {
+            if self.charge(tx, run, text.len())? {
+                tx.execute(
+                    "INSERT INTO notes (run_id, text) VALUES (?1, ?2)",
+                    params![run, text],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     pub fn record_log(&self, run: i64, level: &str, message: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO logs (run_id, at, level, message) VALUES (?1, ?2, ?3, ?4)",
-                params![run, now_rfc3339(), level, message],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        let level = cut(level, self.limits.name_bytes);
+        let message = cut(message, self.limits.text_bytes);
+        self.write(|tx| {
+            if self.charge(tx, run, level.len() + message.len())? {
+                tx.execute(
+                    "INSERT INTO logs (run_id, at, level, message) VALUES (?1, ?2, ?3, ?4)",
+                    params![run, now_rfc3339(), level, message],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     pub fn set_verdict(&self, run: i64, passed: bool, summary: &str) -> Result<()> {
-        self.conn
-            .execute(
+        let summary = cut(summary, self.limits.text_bytes);
+        self.write(|tx| {
+            tx.execute(
                 "UPDATE runs SET verdict_passed = ?1, verdict_summary = ?2 WHERE id = ?3",
                 params![passed, summary, run],
             )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        })
+        .map(|_| ())
     }
 
     /// Ends a run with `status` (one of [`STATUSES`], not `running`).
@@ -253,17 +345,25 @@ impl Store {
                 message: format!("{status:?} is not a final run status"),
             });
         }
-        self.conn
-            .execute(
+        let error = error.map(|e| cut(e, self.limits.text_bytes));
+        self.write(|tx| {
+            tx.execute(
                 "UPDATE runs SET status = ?1, ended_at = ?2, error = ?3, heartbeat_ms = ?4 WHERE id = ?5",
                 params![status, now_rfc3339(), error, time::now_unix_ms(), run],
             )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        })
+        .map(|_| ())
     }
 
-    /// Keeps a long silent run from looking abandoned.
+    /// Tells other processes that the run's owner is alive (read where its
+    /// process cannot be checked: a run of another machine).
     pub fn heartbeat(&self, run: i64) -> Result<()> {
-        self.touch(run)
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE runs SET heartbeat_ms = ?1 WHERE id = ?2",
+                params![time::now_unix_ms(), run],
+            )
+        })
+        .map(|_| ())
     }
 }

@@ -2,7 +2,7 @@
 //! crash left running, and reading while another connection writes.
 
 use serde_json::json;
-use store::{NewRun, RequestRow, RunFilter, Store};
+use store::{NewRun, RequestRow, RunFilter, StorageLimits, Store};
 
 fn new_run(plugin: &str) -> NewRun {
     NewRun {
@@ -61,7 +61,7 @@ fn row(label: &str, total_ms: f64) -> RequestRow {
 fn a_fresh_database_is_migrated_and_records_a_run() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Store::open(&dir.path().join("sub/dir/r.db")).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 1);
+    assert_eq!(s.schema_version().unwrap(), 2);
     let id = s.create_run(&new_run("p")).unwrap();
     s.record_request(id, &row("a", 9.0)).unwrap();
     s.record_metric(id, "m", 2.5, "x").unwrap();
@@ -174,4 +174,146 @@ fn filters_and_a_reader_beside_a_writer() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[test]
+fn a_live_run_stays_running_however_old_its_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let mut s = Store::open(&path).unwrap();
+    let id = s.create_run(&new_run("silent")).unwrap();
+    // Ten minutes without a word from this (live) process.
+    s.connection()
+        .execute(
+            "UPDATE runs SET heartbeat_ms = heartbeat_ms - 600000 WHERE id = ?1",
+            [id],
+        )
+        .unwrap();
+    let other = Store::open(&path).unwrap();
+    assert_eq!(other.recover_interrupted().unwrap(), 0);
+    assert_eq!(other.run(id).unwrap().summary.status, "running");
+    // The same pid with another start time is a reused pid: that run's
+    // process is gone.
+    s.connection()
+        .execute("UPDATE runs SET pid_start = 'earlier' WHERE id = ?1", [id])
+        .unwrap();
+    assert_eq!(other.recover_interrupted().unwrap(), 1);
+    assert_eq!(other.run(id).unwrap().summary.status, "interrupted");
+}
+
+#[test]
+fn writers_in_several_connections_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    drop(Store::open(&path).unwrap());
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (path, barrier) = (path.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut s = Store::open(&path).unwrap();
+                barrier.wait();
+                let id = s.create_run(&new_run(&format!("w{w}"))).unwrap();
+                for k in 0..60 {
+                    // Each request write reads (its sequence number) before
+                    // it writes: the pattern that fails without the lock
+                    // taken up front.
+                    s.record_request(id, &row(&format!("l{k}"), 10.0)).unwrap();
+                    s.record_log(id, "info", "line").unwrap();
+                    s.record_metric(id, "m", k as f64, "").unwrap();
+                }
+                s.finish_run(id, "completed", None).unwrap();
+                id
+            })
+        })
+        .collect();
+    let ids: Vec<i64> = writers.into_iter().map(|t| t.join().unwrap()).collect();
+    let s = Store::open(&path).unwrap();
+    s.integrity_check().unwrap();
+    for id in ids {
+        let d = s.run(id).unwrap();
+        assert_eq!(d.summary.status, "completed");
+        assert_eq!(d.requests.len(), 60);
+        let seqs: Vec<i64> = d.requests.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=60).collect::<Vec<_>>());
+        assert_eq!(d.metrics.len(), 60);
+        assert_eq!(s.logs(id).unwrap().len(), 60);
+    }
+}
+
+#[test]
+fn values_that_are_not_finite_are_kept_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("r.db")).unwrap();
+    let id = s.create_run(&new_run("p")).unwrap();
+    for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.5] {
+        s.record_metric(id, "v", v, "").unwrap();
+    }
+    let got: Vec<f64> = s.metrics(id).unwrap().iter().map(|m| m.value).collect();
+    assert!(got[0].is_nan());
+    assert_eq!(&got[1..], &[f64::INFINITY, f64::NEG_INFINITY, -0.5]);
+    let json = store::export_json(&s.run(id).unwrap());
+    assert!(json.contains(r#""value": "NaN""#), "{json}");
+    assert!(json.contains(r#""value": "-inf""#), "{json}");
+    let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let m: store::Metric = serde_json::from_value(back["metrics"][2].clone()).unwrap();
+    assert_eq!(m.value, f64::NEG_INFINITY);
+}
+
+#[test]
+fn a_plugin_cannot_make_a_run_store_more_than_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let mut s = Store::open(&path).unwrap();
+    let limits = StorageLimits {
+        run_bytes: 1 << 20,
+        text_bytes: 4096,
+        name_bytes: 32,
+        table_bytes: 16 << 10,
+    };
+    s.set_limits(limits);
+    let id = s.create_run(&new_run("p")).unwrap();
+    s.record_metric(id, "kept", 1.0, "").unwrap();
+    let line = "x".repeat(64 << 10);
+    for _ in 0..1000 {
+        s.record_log(id, "info", &line).unwrap();
+    }
+    s.record_request(id, &row(&"label".repeat(1000), 10.0))
+        .unwrap();
+    s.finish_run(id, "failed", Some(&"e".repeat(1 << 20)))
+        .unwrap();
+    let d = s.run(id).unwrap();
+    // What was recorded before the budget ran out is intact.
+    assert_eq!(d.metrics[0].name, "kept");
+    let logs = s.logs(id).unwrap();
+    assert!(logs.len() < 300, "{} log lines", logs.len());
+    assert!(logs.iter().all(|l| l.message.len() < 4200));
+    assert!(logs[0].message.ends_with("bytes cut]"));
+    assert!(
+        d.notes
+            .iter()
+            .any(|n| n.contains("storage budget of 1 MiB ran out"))
+    );
+    assert!(d.requests[0].row.label.len() < 64);
+    assert!(d.summary.error.unwrap().len() < 4200);
+    // Requests are the run's results: they are stored even past the budget.
+    assert_eq!(d.requests.len(), 1);
+    let stored: i64 = s
+        .connection()
+        .query_row("SELECT stored_bytes FROM runs WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(stored as u64 <= limits.run_bytes);
+    let on_disk = std::fs::metadata(&path).unwrap().len()
+        + std::fs::metadata(dir.path().join("r.db-wal")).map_or(0, |m| m.len());
+    assert!(on_disk < 8 << 20, "{on_disk} bytes on disk");
+
+    // A table over its cap keeps the rows that fit, and says so.
+    let id = s.create_run(&new_run("t")).unwrap();
+    let rows: Vec<Vec<String>> = (0..1000).map(|i| vec![format!("{i:0>100}")]).collect();
+    s.record_table(id, "big", &["c".into()], &rows).unwrap();
+    let d = s.run(id).unwrap();
+    assert!(d.tables[0].rows.len() < 200 && !d.tables[0].rows.is_empty());
+    assert!(d.notes.iter().any(|n| n.contains("rows were not stored")));
 }

@@ -4,6 +4,7 @@ use anyhow::{Context, Result, bail};
 use store::{RunFilter, Store};
 
 use crate::cli::ResultsCommand;
+use crate::printable::{for_stdout, printable};
 use crate::settings::Paths;
 
 fn run_id(store: &Store, spec: &str) -> Result<i64> {
@@ -50,7 +51,7 @@ pub fn run(paths: &Paths, cmd: ResultsCommand) -> Result<()> {
                     Some(false) => format!("{} ✗", r.status),
                     None => r.status.clone(),
                 };
-                println!(
+                let line = format!(
                     "{:>5}  {:<20} {:<11} {:<20} {:<26} {:<10} {:>5}",
                     r.id,
                     &r.started_at[..19.min(r.started_at.len())],
@@ -60,19 +61,20 @@ pub fn run(paths: &Paths, cmd: ResultsCommand) -> Result<()> {
                     r.device.chars().take(10).collect::<String>(),
                     r.requests
                 );
+                println!("{}", printable(&line));
             }
         }
         ResultsCommand::Show { run, db } => {
             let store = Store::open(&db.path(paths))?;
             let id = run_id(&store, &run)?;
-            print!("{}", store::export_markdown(&store.run(id)?));
+            print!("{}", printable(&store::export_markdown(&store.run(id)?)));
         }
         ResultsCommand::Export { run, format, db } => {
             let store = Store::open(&db.path(paths))?;
             let detail = store.run(run_id(&store, &run)?)?;
             match format.as_str() {
-                "md" | "markdown" => print!("{}", store::export_markdown(&detail)),
-                "csv" => print!("{}", store::export_csv(&detail)),
+                "md" | "markdown" => print!("{}", for_stdout(&store::export_markdown(&detail))),
+                "csv" => print!("{}", for_stdout(&store::export_csv(&detail))),
                 "json" => println!("{}", store::export_json(&detail)),
                 other => bail!("unknown --format {other:?}; use md, csv or json"),
             }
@@ -85,7 +87,7 @@ pub fn run(paths: &Paths, cmd: ResultsCommand) -> Result<()> {
                 .collect::<Result<Vec<_>>>()?;
             for d in &details {
                 let s = &d.summary;
-                println!(
+                let line = format!(
                     "run {}: {} {} on {} ({}{}), {} {}, {}",
                     s.id,
                     s.plugin_name,
@@ -97,9 +99,13 @@ pub fn run(paths: &Paths, cmd: ResultsCommand) -> Result<()> {
                     s.device,
                     s.started_at
                 );
+                println!("{}", printable(&line));
             }
             println!();
-            print!("{}", store::compare_runs(&details).to_markdown());
+            print!(
+                "{}",
+                printable(&store::compare_runs(&details).to_markdown())
+            );
         }
     }
     Ok(())

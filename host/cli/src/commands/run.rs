@@ -15,6 +15,9 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<i32> {
     if args.memory_mb < 16 {
         bail!("--memory-mb must be at least 16");
     }
+    if args.store_mb < 1 {
+        bail!("--store-mb must be at least 1");
+    }
     let result = runner::run(
         settings,
         RunRequest {
@@ -24,6 +27,7 @@ pub fn run(settings: &Settings, args: RunArgs) -> Result<i32> {
             sets: args.sets,
             timeout: Duration::from_secs_f64(args.timeout),
             memory_mb: args.memory_mb,
+            store_mb: args.store_mb,
             db: args.db.path(&settings.paths),
             quiet: args.quiet,
         },

@@ -15,12 +15,13 @@ use engine::Engine;
 use runtime::params::{display_value, parse_set, resolve_params};
 use runtime::{ImageSets, PluginRuntime, RunLimits, RunStatus};
 use serde_json::json;
-use store::{NewRun, Store};
+use store::{NewRun, StorageLimits, Store};
 
 pub use machine::device_name;
 use services::{Shared, run_services};
 use terminal::Terminal;
 
+use crate::printable::{printable, printable_line};
 use crate::settings::Settings;
 
 pub struct RunRequest {
@@ -30,6 +31,7 @@ pub struct RunRequest {
     pub sets: Vec<String>,
     pub timeout: Duration,
     pub memory_mb: usize,
+    pub store_mb: u64,
     pub db: PathBuf,
     pub quiet: bool,
 }
@@ -75,7 +77,11 @@ pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
     let engine = Engine::load(&model_dir, opts)
         .with_context(|| format!("loading the model in {}", model_dir.display()))?;
     let minfo = engine.info().clone();
-    let store = Store::open(&req.db)?;
+    let mut store = Store::open(&req.db)?;
+    store.set_limits(StorageLimits {
+        run_bytes: req.store_mb << 20,
+        ..StorageLimits::default()
+    });
     let device = device_name();
     let params_json = serde_json::Value::Object(
         params
@@ -132,7 +138,10 @@ pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
         image_sets,
         decode_limits: engine::image::DecodeLimits::default(),
     };
-    let outcome = rt.run(&plugin, &params, run_services(&shared, run_id), &limits);
+    let outcome = {
+        let _beat = Heartbeat::start(shared.clone(), run_id);
+        rt.run(&plugin, &params, run_services(&shared, run_id), &limits)
+    };
     let lock_store = || shared.store.lock().unwrap_or_else(|p| p.into_inner());
     let (status, error) = match &outcome.status {
         RunStatus::Completed => ("completed", None),
@@ -164,7 +173,9 @@ pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
     eprintln!(
         "run {run_id} {status} in {:.1} s{}",
         outcome.elapsed.as_secs_f64(),
-        error.map(|e| format!(": {e}")).unwrap_or_default()
+        error
+            .map(|e| format!(": {}", printable_line(&e, 2048)))
+            .unwrap_or_default()
     );
     if !req.quiet {
         let db = req.db.display();
@@ -178,30 +189,74 @@ pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
     })
 }
 
+/// Beats the run's heartbeat every few seconds until dropped, whatever the
+/// plugin does: other machines sharing the database read it to tell a live
+/// run from a dead one.
+struct Heartbeat {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn start(shared: Arc<Shared>, run_id: i64) -> Heartbeat {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut last = std::time::Instant::now();
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+                if last.elapsed() >= Heartbeat::EVERY {
+                    let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+                    let _ = store.heartbeat(run_id);
+                    last = std::time::Instant::now();
+                }
+            }
+        });
+        Heartbeat {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The run's results on standard output, plugin text escaped.
 fn print_summary(d: &store::RunDetail) {
+    let mut out = String::new();
     if d.summary.model_synthetic {
-        println!(
-            "Model {} has synthetic (random) weights: outputs are meaningless, timings are real.\n",
+        out += &format!(
+            "Model {} has synthetic (random) weights: outputs are meaningless, timings are real.\n\n",
             d.summary.model_name
         );
     }
     if d.tables.is_empty() && d.requests.iter().any(|r| !r.row.warmup) {
-        println!("{}", store::resolution_tables(d));
+        out += &format!("{}\n", store::resolution_tables(d));
     }
     for t in &d.tables {
-        println!("### {}\n", t.name);
-        println!("{}", store::markdown_table(&t.columns, &t.rows));
+        out += &format!("### {}\n\n", t.name);
+        out += &format!("{}\n", store::markdown_table(&t.columns, &t.rows));
     }
     for n in &d.notes {
-        println!("{n}\n");
+        out += &format!("{n}\n\n");
     }
     if let Some(p) = d.summary.verdict_passed {
-        println!(
-            "Verdict: {} {}",
+        out += &format!(
+            "Verdict: {} {}\n",
             if p { "PASS" } else { "FAIL" },
             d.verdict_summary.clone().unwrap_or_default()
         );
     }
+    print!("{}", printable(&out));
 }
 
 /// Exit code for a finished run: 0 done (and passed), 1 failed, 2 verdict

@@ -158,7 +158,6 @@ impl ProgressService for RunServices {
     }
 
     fn progress(&mut self, done: u32, total: u32, step: String) {
-        let _ = lock(&self.shared.store).heartbeat(self.run_id);
         lock(&self.shared.terminal).progress(done, total, &step);
     }
 }

@@ -4,6 +4,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
+use crate::printable::printable;
+
 pub struct Terminal {
     tty: bool,
     start: Instant,
@@ -28,13 +30,13 @@ impl Terminal {
         }
     }
 
-    /// A message above the bar.
+    /// A message above the bar (escaped: it may hold a plugin's text).
     pub fn line(&mut self, msg: &str) {
         if self.quiet {
             return;
         }
         self.clear();
-        eprintln!("{msg}");
+        eprintln!("{}", printable(msg));
     }
 
     pub fn progress(&mut self, done: u32, total: u32, step: &str) {
@@ -42,6 +44,7 @@ impl Terminal {
             return;
         }
         let elapsed = self.start.elapsed().as_secs_f64();
+        let step = printable(step);
         if !self.tty {
             eprintln!("[{done}/{total}] {step} ({elapsed:.1}s)");
             return;
