@@ -4,6 +4,7 @@
 //! granted; it runs under a memory limit and a deadline.
 
 pub mod bindings;
+mod budget;
 mod host;
 pub mod image_sets;
 pub mod params;
@@ -11,7 +12,10 @@ mod plugin;
 mod services;
 
 pub use bindings::{WIT_PACKAGE, WIT_VERSION};
-pub use host::{MAX_IMAGES_PER_REQUEST, MAX_LIVE_IMAGES, MAX_TABLE_CELLS, MAX_TEXT};
+pub use host::{
+    MAX_IMAGE_PARTS, MAX_IMAGES_PER_REQUEST, MAX_LIVE_IMAGES, MAX_MESSAGES, MAX_TABLE_CELLS,
+    MAX_TEXT,
+};
 pub use image_sets::ImageSets;
 pub use plugin::{
     Plugin, PluginMeta, PluginRuntime, RunLimits, RunOutcome, RunStatus, RuntimeError,

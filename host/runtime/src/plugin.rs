@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use imaging::DecodeLimits;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use crate::bindings::wit_types::{ParamValue, PluginInfo};
 use crate::bindings::{WIT_PACKAGE, WIT_VERSION, Workload, WorkloadPre};
+use crate::budget::RunBudget;
 use crate::host::HostState;
 use crate::image_sets::ImageSets;
 use crate::services::Services;
@@ -252,24 +253,17 @@ impl PluginRuntime {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let store_limits = StoreLimitsBuilder::new()
-            .memory_size(limits.memory_bytes)
-            .instances(64)
-            .memories(64)
-            .tables(256)
-            .trap_on_grow_failure(true)
-            .build();
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
-            limits: store_limits,
+            budget: RunBudget::new(limits.memory_bytes),
             services,
             sets: limits.image_sets.clone(),
             decode_limits: limits.decode_limits,
             live_images: 0,
         };
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.budget);
         (store, stderr)
     }
 
@@ -293,20 +287,17 @@ impl PluginRuntime {
                 UpdateDeadline::Continue(1)
             })
         });
-        let fail = |e: wasmtime::Error, stderr: &MemoryOutputPipe| RuntimeError::Instantiate {
+        let result = plugin
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.call_describe(&mut store));
+        result.map_err(|e| RuntimeError::Instantiate {
             name: plugin.meta.name.clone(),
             message: format!(
                 "describe failed: {}",
-                explain_trap(&e, stderr, limits.memory_bytes)
+                explain_trap(&e, &stderr, store.data().budget.ran_out())
             ),
-        };
-        let instance = plugin
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| fail(e, &stderr))?;
-        instance
-            .call_describe(&mut store)
-            .map_err(|e| fail(e, &stderr))
+        })
     }
 
     /// Runs the plugin with `params`. Every outcome, including traps, comes
@@ -369,7 +360,7 @@ impl PluginRuntime {
                 RunStatus::TimedOut(limits.timeout)
             }
             Err(_) if limits.cancel.load(Ordering::SeqCst) => RunStatus::Cancelled,
-            Err(e) => RunStatus::Failed(explain_trap(&e, &stderr, limits.memory_bytes)),
+            Err(e) => RunStatus::Failed(explain_trap(&e, &stderr, store.data().budget.ran_out())),
         };
         RunOutcome {
             status,
@@ -397,7 +388,7 @@ fn pipe_text(p: &MemoryOutputPipe) -> String {
 /// A readable reason for a trap: what the plugin did (exited, panicked, ran
 /// out of memory) or the root cause of the error, with the plugin function
 /// it happened in, never wasmtime's backtrace header.
-fn explain_trap(e: &wasmtime::Error, stderr: &MemoryOutputPipe, memory_bytes: usize) -> String {
+fn explain_trap(e: &wasmtime::Error, stderr: &MemoryOutputPipe, ran_out: Option<&str>) -> String {
     let err_out = pipe_text(stderr);
     if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return format!(
@@ -406,11 +397,13 @@ fn explain_trap(e: &wasmtime::Error, stderr: &MemoryOutputPipe, memory_bytes: us
         );
     }
     let cause = e.root_cause().to_string();
-    if cause.contains("forcing trap when growing memory") {
-        return format!(
-            "the plugin exceeded its memory limit of {} MiB",
-            memory_bytes >> 20
-        );
+    // A refused growth makes an allocator fail; the trap that follows is
+    // the budget's doing.
+    let unreachable = e.downcast_ref::<Trap>() == Some(&Trap::UnreachableCodeReached);
+    if let Some(why) = ran_out
+        && (err_out.contains("memory allocation of") || unreachable || cause.contains("memory"))
+    {
+        return why.to_string();
     }
     if let Some(panic) = err_out.lines().position(|l| l.contains("panicked at")) {
         let msg: Vec<&str> = err_out.lines().skip(panic).take(3).collect();

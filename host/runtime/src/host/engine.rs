@@ -4,7 +4,9 @@
 use wasmtime::Result;
 use wasmtime::component::Resource;
 
-use super::{HostState, MAX_IMAGES_PER_REQUEST, MAX_TEXT, check_len, forward};
+use super::{
+    HostState, MAX_IMAGE_PARTS, MAX_IMAGES_PER_REQUEST, MAX_MESSAGES, MAX_TEXT, check_len, forward,
+};
 use crate::bindings::wit_engine;
 use crate::image_sets::ImageHandle;
 
@@ -18,19 +20,7 @@ impl wit_engine::Host for HostState {
         images: Vec<Resource<ImageHandle>>,
         request: wit_engine::GenerateRequest,
     ) -> Result<Result<wit_engine::GenerateResponse, String>> {
-        if let Err(e) = check_len("the image list", images.len(), MAX_IMAGES_PER_REQUEST) {
-            return Ok(Err(e));
-        }
-        let text_len: usize = request
-            .messages
-            .iter()
-            .flat_map(|m| m.content.iter())
-            .map(|c| match c {
-                wit_engine::ContentPart::Text(t) => t.len(),
-                wit_engine::ContentPart::Image(_) => 0,
-            })
-            .sum();
-        if let Err(e) = check_len("the prompt text", text_len, MAX_TEXT) {
+        if let Err(e) = check_request(images.len(), &request) {
             return Ok(Err(e));
         }
         let mut imgs = Vec::with_capacity(images.len());
@@ -60,4 +50,35 @@ impl wit_engine::Host for HostState {
             .cache_configure(enabled, prefix, vision);
         Ok(())
     }
+}
+
+/// The sizes of a request, checked before anything is copied: images,
+/// messages, image parts (every reference counts, repeated or not) and the
+/// text of every string (roles and the label too).
+fn check_request(images: usize, request: &wit_engine::GenerateRequest) -> Result<(), String> {
+    check_len("images in one request", images, MAX_IMAGES_PER_REQUEST)?;
+    check_len(
+        "messages in one request",
+        request.messages.len(),
+        MAX_MESSAGES,
+    )?;
+    let parts = request.messages.iter().flat_map(|m| m.content.iter());
+    let image_parts = parts
+        .clone()
+        .filter(|c| matches!(c, wit_engine::ContentPart::Image(_)))
+        .count();
+    check_len("image parts in one request", image_parts, MAX_IMAGE_PARTS)?;
+    let text: usize = parts
+        .map(|c| match c {
+            wit_engine::ContentPart::Text(t) => t.len(),
+            wit_engine::ContentPart::Image(_) => 0,
+        })
+        .chain(request.messages.iter().map(|m| m.role.len()))
+        .chain([request.label.len()])
+        .sum();
+    check_len(
+        "bytes of text in one request (prompts, roles and label)",
+        text,
+        MAX_TEXT,
+    )
 }

@@ -7,7 +7,7 @@ use imaging::{Encoding, Pattern, decode_image, encode_image, resize_bicubic, syn
 use wasmtime::Result;
 use wasmtime::component::Resource;
 
-use super::HostState;
+use super::{HostState, image_bytes};
 use crate::bindings::wit_images;
 use crate::image_sets::ImageHandle;
 
@@ -46,6 +46,9 @@ impl wit_images::HostImage for HostState {
                 "resize to {width}x{height}: sides must be between 1 and {max}"
             )));
         }
+        if let Err(e) = self.room_for_image(width, height) {
+            return Ok(Err(e));
+        }
         let h = self.table.get(&img)?;
         let resized = resize_bicubic(&h.image, width, height);
         let name = format!("{} resized to {width}x{height}", h.name);
@@ -66,6 +69,11 @@ impl wit_images::HostImage for HostState {
             Err(e) => return Ok(Err(e.to_string())),
         };
         let h = self.table.get(&img)?;
+        let (width, height) = (h.image.width, h.image.height);
+        if let Err(e) = self.room_for_image(width, height) {
+            return Ok(Err(e));
+        }
+        let h = self.table.get(&img)?;
         let name = format!("{} as {format}", h.name);
         let decoded = encode_image(&h.image, encoding)
             .and_then(|bytes| decode_image(&name, &bytes, self.decode_limits));
@@ -79,7 +87,9 @@ impl wit_images::HostImage for HostState {
     }
 
     fn drop(&mut self, img: Resource<ImageHandle>) -> Result<()> {
-        self.table.delete(img)?;
+        let h = self.table.delete(img)?;
+        self.budget
+            .release_image(image_bytes(h.image.width, h.image.height));
         self.live_images = self.live_images.saturating_sub(1);
         Ok(())
     }
@@ -93,6 +103,9 @@ impl wit_images::Host for HostState {
         pattern: String,
         seed: u64,
     ) -> Result<Result<Resource<ImageHandle>, String>> {
+        if let Err(e) = self.room_for_image(width, height) {
+            return Ok(Err(e));
+        }
         let image = Pattern::parse(&pattern).and_then(|p| synth_image(width, height, p, seed));
         match image {
             Ok(image) => {
