@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::common::{KillOnDrop, Measured, db, host, hostile, open, run, run_measured};
+use crate::common::{KillOnDrop, Measured, db, home, host, hostile, open, run, run_measured};
 
 /// What the host holds for a run of the synthetic tiny model before any
 /// plugin does anything (the engine, the model, wasmtime, SQLite): the
@@ -30,10 +30,14 @@ fn attack(name: &str, mode: &str, extra: &[&str]) -> (Measured, store::RunDetail
     args.extend_from_slice(&["--set", &set_mode]);
     args.extend_from_slice(extra);
     let m = run_measured(&args);
-    let budget: u64 = extra
-        .iter()
-        .position(|a| *a == "--memory-mb")
-        .map_or(512, |i| extra[i + 1].parse().unwrap());
+    let flag = |name: &str, default: u64| -> u64 {
+        extra
+            .iter()
+            .position(|a| *a == name)
+            .map_or(default, |i| extra[i + 1].parse().unwrap())
+    };
+    // The plugin's share and the engine's work for one request.
+    let budget = flag("--memory-mb", 512) + flag("--request-mb", 0);
     assert!(
         m.peak_rss_bytes < (budget << 20) + HOST_MARGIN,
         "{mode}: the host held {} MiB, over the budget of {budget} MiB and the margin",
@@ -58,6 +62,195 @@ fn attack(name: &str, mode: &str, extra: &[&str]) -> (Measured, store::RunDetail
 
 fn error_of(d: &store::RunDetail) -> String {
     d.summary.error.clone().unwrap_or_default()
+}
+
+/// The run's time as the host reported it ("run 3 timed_out in 3.1 s").
+fn reported_seconds(stderr: &str) -> f64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("run ") && l.contains(" in ") && l.contains(" s"))
+        .unwrap_or_else(|| panic!("no run line in {stderr}"));
+    let after = line.split(" in ").nth(1).unwrap();
+    after
+        .split(' ')
+        .next()
+        .unwrap()
+        .trim_end_matches(':')
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn everything_a_plugin_makes_the_host_hold_counts_against_one_budget() {
+    // 30 images of 4096x4096 (48 MiB of pixels each) against 256 MiB.
+    let (m, d, _) = attack(
+        "hoard",
+        "hoard_images",
+        &[
+            "--set",
+            "count=30",
+            "--set",
+            "size=4096",
+            "--memory-mb",
+            "256",
+            "-q",
+        ],
+    );
+    assert_eq!(d.summary.status, "failed", "{}", m.ran.stderr);
+    let e = error_of(&d);
+    assert!(
+        e.contains("memory budget of 256 MiB (--memory-mb) ran out") && e.contains("images"),
+        "{e}"
+    );
+    let held = d.metrics.iter().filter(|m| m.name == "held").count();
+    assert!((1..6).contains(&held), "{held} images held");
+
+    // Growing memory politely: refused, not a trap.
+    let (m, d, _) = attack("reserve", "try_reserve", &["--set", "size=1024", "-q"]);
+    assert_eq!(d.summary.status, "completed", "{}", m.ran.stderr);
+}
+
+#[test]
+fn requests_past_their_limits_are_refused_before_the_engine_works() {
+    // 2,000 parts naming one 32x32 image.
+    let (_, d, _) = attack("parts", "image_parts", &["--set", "count=2000", "-q"]);
+    let e = error_of(&d);
+    assert!(
+        e.contains("image parts") && e.contains("over the limit"),
+        "{e}"
+    );
+
+    // A role of 1 MiB.
+    let (_, d, _) = attack("role", "long_role", &["--set", "size=1024", "-q"]);
+    let e = error_of(&d);
+    assert!(e.contains("over the limit"), "{e}");
+
+    // A 3000x3000 image against 64 MiB of engine memory per request.
+    let (_, d, _) = attack(
+        "huge_image_refused",
+        "huge_image",
+        &["--set", "size=3000", "--request-mb", "64", "-q"],
+    );
+    let e = error_of(&d);
+    assert!(
+        e.contains("over the engine's limit of 64.0 MiB per request")
+            && e.contains("the largest image's encoding"),
+        "{e}"
+    );
+
+    // top_k past the vocabulary keeps every token; JPEG quality is 1 to 100.
+    for mode in ["top_k", "jpeg_quality"] {
+        let (m, d, _) = attack(mode, mode, &["-q"]);
+        assert_eq!(d.summary.status, "completed", "{mode}: {}", m.ran.stderr);
+    }
+}
+
+#[test]
+fn a_run_ends_at_its_deadline_whatever_the_plugin_waits_on() {
+    for (mode, set) in [
+        // Blocked in WASI's clock.
+        ("sleep", "seconds=60"),
+        // A prompt of 32 KiB: prefill in pieces.
+        ("long_prompt", "size=32"),
+        // The vision tower on 35,000 patches.
+        ("huge_image", "size=3000"),
+    ] {
+        let (m, d, _) = attack(
+            &format!("deadline_{mode}"),
+            mode,
+            &["--set", set, "--timeout", "3", "--request-mb", "1024"],
+        );
+        assert_eq!(d.summary.status, "timed_out", "{mode}: {}", m.ran.stderr);
+        let took = reported_seconds(&m.ran.stderr);
+        assert!(
+            took < 4.0,
+            "{mode}: the run ended {took} s after it started"
+        );
+        assert!(m.took < Duration::from_secs(30), "{mode}: {:?}", m.took);
+    }
+}
+
+#[test]
+fn ctrl_c_stops_a_plugin_waiting_in_wasi() {
+    let db = db("ctrl_c");
+    let d = db.to_str().unwrap();
+    let plugin = hostile();
+    let mut child = KillOnDrop(
+        host()
+            .args(["run", "--plugin", &plugin, "--db", d, "-q"])
+            .args(["--set", "mode=sleep", "--set", "seconds=1000000000"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        assert!(Instant::now() < deadline, "the run never started");
+        if let Some(id) = open(&db).latest_run().unwrap() {
+            break id;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let signalled = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        signalled.elapsed()
+    );
+    assert!(!status.success());
+    let s = open(&db);
+    s.integrity_check().unwrap();
+    assert_eq!(s.run(id).unwrap().summary.status, "cancelled");
+}
+
+#[test]
+fn host_generate_refuses_what_passes_the_engine_limits() {
+    let prompt = "word ".repeat(3000);
+    let small = run(&["generate", "--prompt", &prompt, "--request-mb", "8"]);
+    assert_eq!(small.code, 1, "{}", small.stderr);
+    assert!(
+        small
+            .stderr
+            .contains("over the engine's limit of 8.0 MiB per request"),
+        "{}",
+        small.stderr
+    );
+    // The same prompt fits the default limits.
+    let ok = run(&["generate", "--prompt", &prompt, "--max-tokens", "2"]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+
+    // A copy of the model trained for 512 positions.
+    let resolved = run(&["model", "resolve"]);
+    let src = PathBuf::from(resolved.stdout.trim());
+    let dst = home().join("short-context");
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in std::fs::read_dir(&src).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dst.join(f.file_name())).unwrap();
+    }
+    let cfg = std::fs::read_to_string(dst.join("config.json")).unwrap();
+    let cfg = cfg.replace(
+        "\"max_position_embeddings\": 262144",
+        "\"max_position_embeddings\": 512",
+    );
+    assert!(cfg.contains("\"max_position_embeddings\": 512"));
+    std::fs::write(dst.join("config.json"), cfg).unwrap();
+    let model = dst.to_str().unwrap();
+    let long = run(&["generate", "--model", model, "--prompt", &prompt]);
+    assert_eq!(long.code, 1, "{}", long.stderr);
+    assert!(
+        long.stderr.contains("over the model's context of 512"),
+        "{}",
+        long.stderr
+    );
 }
 
 #[test]

@@ -154,6 +154,11 @@ pub struct ModelArgs {
     /// Download a Hugging Face id that is not in the local cache
     #[arg(long)]
     pub download: bool,
+    /// The most memory one request's work may hold at once, in MiB; larger
+    /// requests are refused before any work [default: the device's memory
+    /// beside the weights and the caches]
+    #[arg(long)]
+    pub request_mb: Option<u64>,
 }
 
 #[derive(Args, Debug)]

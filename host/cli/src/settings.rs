@@ -89,10 +89,11 @@ impl Settings {
         })
     }
 
-    /// The engine's options under these settings, caches on or off.
-    pub fn engine_options(&self, cache_enabled: bool) -> EngineOptions {
+    /// The engine's options under these settings and the model flags.
+    pub fn engine_options(&self, model: &crate::cli::ModelArgs) -> EngineOptions {
         EngineOptions {
-            cache_enabled,
+            cache_enabled: !model.no_cache,
+            request_memory: model.request_mb.map(|mb| mb << 20),
             tuning: self.tuning.clone(),
             kernel_header_dir: Some(self.paths.kernel_header_dir()),
             ..EngineOptions::default()
@@ -146,8 +147,15 @@ mod tests {
         assert_eq!(s.cuda_toolkit.as_deref(), Some("/opt/cuda"));
         let err = read(&[("VLM_BENCH_ATTN_CLUSTER", "7x")]).unwrap_err();
         assert!(err.to_string().contains("VLM_BENCH_ATTN_CLUSTER"), "{err}");
-        let opts = read(&[("HOME", "/h")]).unwrap().engine_options(false);
+        let model = crate::cli::ModelArgs {
+            model: None,
+            no_cache: true,
+            download: false,
+            request_mb: Some(64),
+        };
+        let opts = read(&[("HOME", "/h")]).unwrap().engine_options(&model);
         assert!(!opts.cache_enabled);
+        assert_eq!(opts.request_memory, Some(64 << 20));
         assert_eq!(
             opts.kernel_header_dir,
             Some(PathBuf::from("/h/.local/share/vlm-bench/kernel-headers"))

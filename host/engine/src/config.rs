@@ -25,6 +25,9 @@ pub struct TextConfig {
     /// `[t, h, w]` frequency counts; only h and w are read (`docs/qwen3-vl.md` §3.3).
     pub mrope_section: [usize; 3],
     pub tie_word_embeddings: bool,
+    /// Positions the model was trained for: a request's prompt and output
+    /// together stay within them.
+    pub max_position_embeddings: usize,
 }
 
 /// Vision tower settings (`vision_config`).
@@ -295,6 +298,8 @@ impl ModelConfig {
             rope_theta,
             mrope_section,
             tie_word_embeddings: tie,
+            // transformers' default for Qwen3-VL's text config.
+            max_position_embeddings: t.opt_usize("max_position_embeddings")?.unwrap_or(128_000),
         };
         if !text
             .num_attention_heads

@@ -18,7 +18,10 @@ pub mod synth;
 pub mod tuning;
 
 pub use decode::{DecodePath, StepAttention};
-pub use engine::{Engine, EngineOptions, ModelInfo, device_memory_bytes, system_memory_bytes};
+pub use engine::{
+    Admission, Budgets, Cost, Engine, EngineOptions, ModelInfo, device_memory_bytes,
+    system_memory_bytes,
+};
 pub use error::{Error, Result};
 pub use generate::{
     CancelToken, Event, FinishReason, GenerateRequest, GenerateResponse, MAX_NEW_TOKENS, Timings,

@@ -85,9 +85,13 @@ impl Sampler {
         let vocab = logits.dim(-1);
         let mut scores = logits.astype(Dtype::F32)?.div_scalar(p.temperature)?;
         let neg_inf = Array::scalar(f32::NEG_INFINITY, Dtype::F32)?;
-        if p.top_k > 0 && (p.top_k as i32) < vocab {
+        // A k of the vocabulary or more keeps every token: no filter.
+        if let Ok(k) = i32::try_from(p.top_k)
+            && k > 0
+            && k < vocab
+        {
             // Everything below the k-th largest score is dropped.
-            let kth = scores.topk(p.top_k as i32, -1)?.min(&[-1], true)?;
+            let kth = scores.topk(k, -1)?.min(&[-1], true)?;
             scores = Array::where_(&scores.lt(&kth)?, &neg_inf, &scores)?;
         }
         if p.top_p < 1.0 {
@@ -138,6 +142,10 @@ mod tests {
         assert_eq!(draw(base), draw(base));
         assert_ne!(draw(base), draw(Sampling { seed: 6, ..base }));
         let k2 = draw(Sampling { top_k: 2, ..base });
+        // k past the vocabulary (even past i32) keeps every token.
+        for k in [4, 1000, u32::MAX] {
+            assert_eq!(draw(Sampling { top_k: k, ..base }), draw(base));
+        }
         assert!(k2.iter().all(|&t| t == 1 || t == 3), "{k2:?}");
         assert!(k2.contains(&1) && k2.contains(&3));
         // p(1) ≈ 0.47, p(3) ≈ 0.43: top_p 0.5 keeps 1 and 3 only.

@@ -19,10 +19,14 @@ pub enum Encoding {
 }
 
 impl Encoding {
+    /// `format` with `quality`, which only JPEG reads (1–100).
     pub fn parse(format: &str, quality: u8) -> Result<Encoding> {
         match format {
             "png" => Ok(Encoding::Png),
-            "jpeg" | "jpg" => Ok(Encoding::Jpeg(quality.clamp(1, 100))),
+            "jpeg" | "jpg" if (1..=100).contains(&quality) => Ok(Encoding::Jpeg(quality)),
+            "jpeg" | "jpg" => Err(Error::invalid(format!(
+                "JPEG quality must be 1 to 100, got {quality}"
+            ))),
             "webp" => Ok(Encoding::WebP),
             _ => Err(Error::invalid(format!(
                 "cannot encode as {format:?}; use png, jpeg or webp"
@@ -67,5 +71,17 @@ mod tests {
         let jpeg = encode_image(&img, Encoding::Jpeg(90)).unwrap();
         let back = decode_image("t", &jpeg, DecodeLimits::default()).unwrap();
         assert_eq!((back.width, back.height), (40, 30));
+    }
+
+    #[test]
+    fn jpeg_quality_outside_1_to_100_is_refused() {
+        for q in [0u8, 101, 255] {
+            let err = Encoding::parse("jpeg", q).unwrap_err().to_string();
+            assert!(err.contains(&format!("got {q}")), "{err}");
+        }
+        assert_eq!(Encoding::parse("jpg", 1).unwrap(), Encoding::Jpeg(1));
+        assert_eq!(Encoding::parse("jpeg", 100).unwrap(), Encoding::Jpeg(100));
+        // Only JPEG reads the quality.
+        assert_eq!(Encoding::parse("png", 0).unwrap(), Encoding::Png);
     }
 }

@@ -6,6 +6,9 @@ wasmtime::component::bindgen!({
     world: "workload",
     path: "../../wit",
     imports: { default: trappable },
+    // Async calls into the plugin, so that a deadline or Ctrl-C can drop a
+    // run blocked in a WASI call (sleep, poll) between host calls.
+    exports: { default: async },
     with: {
         "vlmbench:workload/images.image": crate::image_sets::ImageHandle,
     },

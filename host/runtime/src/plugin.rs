@@ -1,11 +1,15 @@
 //! Loading, inspecting and running plugins under the sandbox policy: no
 //! filesystem, network or environment; a memory limit; a deadline enforced by
-//! epoch interruption for wasm code and by cancelling the engine for host work.
+//! epoch interruption for wasm code, by cancelling the engine for host work,
+//! and by dropping the call when the plugin waits in WASI (sleep, poll).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use imaging::DecodeLimits;
@@ -127,6 +131,9 @@ impl PluginRuntime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        // Host calls run on the plugin's fiber: the engine's work needs more
+        // stack than wasmtime's default 2 MiB.
+        config.async_stack_size(16 << 20);
         if let Some(dir) = cache_dir {
             std::fs::create_dir_all(&dir).map_err(|e| {
                 RuntimeError::Setup(format!("cannot create {}: {e}", dir.display()))
@@ -137,7 +144,7 @@ impl PluginRuntime {
         }
         let engine = Engine::new(&config).map_err(setup)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup)?;
         Workload::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(setup)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -287,10 +294,16 @@ impl PluginRuntime {
                 UpdateDeadline::Continue(1)
             })
         });
-        let result = plugin
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| instance.call_describe(&mut store));
+        let call = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_describe(&mut store).await
+        };
+        let result = until(deadline, &Arc::default(), call).unwrap_or_else(|| {
+            Err(wasmtime::Error::msg(format!(
+                "it did not return within {} s",
+                limits.timeout.as_secs()
+            )))
+        });
         result.map_err(|e| RuntimeError::Instantiate {
             name: plugin.meta.name.clone(),
             message: format!(
@@ -341,26 +354,18 @@ impl PluginRuntime {
                 }
             })
         };
-        let result = plugin
-            .pre
-            .instantiate(&mut store)
-            .and_then(|inst| inst.call_run(&mut store, params));
+        let call = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_run(&mut store, params).await
+        };
+        // `None`: dropped while waiting in WASI at the deadline or Ctrl-C.
+        let result = until(deadline, &limits.cancel, call);
         done.store(true, Ordering::SeqCst);
         let _ = watchdog.join();
-        // The epoch callback and the watchdog race to notice the deadline:
-        // an interrupt after it is a timeout whichever won.
-        let interrupted = |e: &wasmtime::Error| e.downcast_ref::<Trap>() == Some(&Trap::Interrupt);
         let status = match result {
-            Ok(Ok(())) => RunStatus::Completed,
-            Ok(Err(msg)) => RunStatus::Failed(format!("the plugin reported an error: {msg}")),
-            Err(e)
-                if timed_out.load(Ordering::SeqCst)
-                    || (interrupted(&e) && Instant::now() >= deadline) =>
-            {
-                RunStatus::TimedOut(limits.timeout)
-            }
-            Err(_) if limits.cancel.load(Ordering::SeqCst) => RunStatus::Cancelled,
-            Err(e) => RunStatus::Failed(explain_trap(&e, &stderr, store.data().budget.ran_out())),
+            None if Instant::now() >= deadline => RunStatus::TimedOut(limits.timeout),
+            None => RunStatus::Cancelled,
+            Some(result) => status_of(result, &timed_out, deadline, limits, &stderr, &store),
         };
         RunOutcome {
             status,
@@ -371,6 +376,59 @@ impl PluginRuntime {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+}
+
+/// Runs `call` on a thread-local executor until it finishes, or until
+/// `deadline` passes or `cancel` is set while it waits (then `None`: the
+/// call is dropped). Wasm code and host calls do not wait: the epoch
+/// callback and the engine's cancel token stop those.
+fn until<F: Future>(deadline: Instant, cancel: &Arc<AtomicBool>, call: F) -> Option<F::Output> {
+    let executor = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread executor starts");
+    executor.block_on(async {
+        let mut call = pin!(call);
+        let mut tick = tokio::time::interval(TICK);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = call.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            if cancel.load(Ordering::SeqCst) || Instant::now() >= deadline {
+                return Poll::Ready(None);
+            }
+            // Woken again at the next tick to look at the clock and the flag.
+            while tick.poll_tick(cx).is_ready() {}
+            Poll::Pending
+        })
+        .await
+    })
+}
+
+/// How a run whose call returned ended.
+fn status_of(
+    result: wasmtime::Result<Result<(), String>>,
+    timed_out: &AtomicBool,
+    deadline: Instant,
+    limits: &RunLimits,
+    stderr: &MemoryOutputPipe,
+    store: &Store<HostState>,
+) -> RunStatus {
+    // The epoch callback and the watchdog race to notice the deadline: an
+    // interrupt after it is a timeout whichever won.
+    let interrupted = |e: &wasmtime::Error| e.downcast_ref::<Trap>() == Some(&Trap::Interrupt);
+    match result {
+        Ok(Ok(())) => RunStatus::Completed,
+        Ok(Err(msg)) => RunStatus::Failed(format!("the plugin reported an error: {msg}")),
+        Err(e)
+            if timed_out.load(Ordering::SeqCst)
+                || (interrupted(&e) && Instant::now() >= deadline) =>
+        {
+            RunStatus::TimedOut(limits.timeout)
+        }
+        Err(_) if limits.cancel.load(Ordering::SeqCst) => RunStatus::Cancelled,
+        Err(e) => RunStatus::Failed(explain_trap(&e, stderr, store.data().budget.ran_out())),
     }
 }
 

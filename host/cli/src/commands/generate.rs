@@ -21,7 +21,7 @@ pub fn run(settings: &Settings, args: GenerateArgs) -> Result<()> {
             DecodeLimits::default(),
         )?));
     }
-    let opts = settings.engine_options(!args.model.no_cache);
+    let opts = settings.engine_options(&args.model);
     let mut engine = Engine::load(&dir, opts)
         .with_context(|| format!("loading the model in {}", dir.display()))?;
     let mut req = GenerateRequest::simple(&args.prompt, images, args.max_tokens);

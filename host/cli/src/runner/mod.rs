@@ -73,7 +73,7 @@ pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
 
     let model_dir = crate::model_resolve::resolve_args(settings, &req.model, req.quiet)?;
     term.line(&format!("loading model {}", model_dir.display()));
-    let opts = settings.engine_options(!req.model.no_cache);
+    let opts = settings.engine_options(&req.model);
     let engine = Engine::load(&model_dir, opts)
         .with_context(|| format!("loading the model in {}", model_dir.display()))?;
     let minfo = engine.info().clone();

@@ -3,6 +3,7 @@
 //! stages: plan (tokens, grids) → prefix lookup → images (vision cache) →
 //! vision encoder → prefill → decode loop → response.
 
+mod admission;
 mod decode_loop;
 mod info;
 mod plan;
@@ -26,6 +27,7 @@ use crate::tuning::Tuning;
 use decode_loop::{Clock, Decoded, StopRules};
 use plan::{RequestPlan, StageMarks};
 
+pub use admission::{Admission, Budgets, Cost};
 pub use info::{ModelInfo, device_memory_bytes, system_memory_bytes};
 
 #[derive(Debug, Clone)]
@@ -49,6 +51,13 @@ pub struct EngineOptions {
     /// Where our kernels' shared device functions are written for their
     /// sources to include (`None`: inline).
     pub kernel_header_dir: Option<PathBuf>,
+    /// Bytes one request's work may hold at once; `None`: what the device
+    /// has beside the weights and the caches' budgets.
+    pub request_memory: Option<u64>,
+    /// Floating-point operations per piece of prefill or vision work
+    /// between looks at the cancel token; `None`: a quarter of a second's
+    /// worth on this kind of device.
+    pub piece_flops: Option<f64>,
 }
 
 impl Default for EngineOptions {
@@ -62,6 +71,8 @@ impl Default for EngineOptions {
             dense_copies: None,
             tuning: Tuning::default(),
             kernel_header_dir: None,
+            request_memory: None,
+            piece_flops: None,
         }
     }
 }
@@ -79,6 +90,7 @@ pub struct Engine {
     vision_key_salt: blake3::Hash,
     profile_preprocess: bool,
     cancel: CancelToken,
+    admission: Admission,
 }
 
 impl Engine {
@@ -111,6 +123,13 @@ impl Engine {
         info.fused_decode = decoder.fused();
         let prefix_budget = opts.prefix_budget.unwrap_or((memory / 8).min(16 << 30));
         let vision_budget = opts.vision_budget.unwrap_or((memory / 32).min(4 << 30));
+        let admission = admission_for(
+            &info_config,
+            &model,
+            &opts,
+            memory as u64,
+            (prefix_budget + vision_budget) as u64,
+        );
         let mut salt = blake3::Hasher::new();
         salt.update(info.config_hash.as_bytes());
         salt.update(serde_json::to_string(&pre).unwrap_or_default().as_bytes());
@@ -126,7 +145,13 @@ impl Engine {
             vision_key_salt: salt.finalize(),
             profile_preprocess: tuning.profile_preprocess,
             cancel: CancelToken::new(),
+            admission,
         })
+    }
+
+    /// The limits every request is checked against before any work.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -230,6 +255,7 @@ impl Engine {
         let mut marks = StageMarks::new(self.profile_preprocess);
         let image_token = self.model.config.tokens.image;
         let mut plan = RequestPlan::new(req, &self.pre, &self.prompts, image_token, &mut marks)?;
+        self.admit(&plan, req.max_tokens)?;
         let (mut kv, mut report) = self.lookup_prefix(&plan, req.max_tokens)?;
         marks.mark("prefix lookup");
         let (mut features, to_encode) = self.prepare_images(req, &plan, &mut report, &mut marks)?;
@@ -314,12 +340,52 @@ impl Engine {
         })
     }
 
+    /// Refuses a request whose positions or memory pass the engine's limits.
+    fn admit(&self, plan: &RequestPlan, max_tokens: usize) -> Result<()> {
+        let merge = self.pre.merge_size * self.pre.merge_size;
+        let patches: Vec<usize> = plan.counts.iter().map(|c| c * merge).collect();
+        let cost = self.admission.cost(plan.len(), max_tokens, &patches);
+        let image_tokens = plan.counts.iter().sum();
+        self.admission.admit(&cost, plan.len(), image_tokens)
+    }
+
     fn vision_key(&self, image: &blake3::Hash) -> blake3::Hash {
         let mut h = blake3::Hasher::new();
         h.update(self.vision_key_salt.as_bytes());
         h.update(image.as_bytes());
         h.finalize()
     }
+}
+
+/// Limits per request: the options' when given, else what `memory`
+/// holds beside the loaded weights and `caches` bytes of cache budgets (a
+/// tenth kept for the allocator and the process). Pieces of work take an
+/// eighth of it, at most 4 GiB, and about a quarter of a second: 1.5e14
+/// operations on a GPU (an H100 at about 300 TFLOP/s in prefill, a single
+/// piece up to 8,000 tokens of the 8B), 2e9 on the CPU (MLX's CPU attention
+/// ran at about 5 GFLOP/s on a 2-core x86-64).
+fn admission_for(
+    cfg: &ModelConfig,
+    model: &Qwen3Vl,
+    opts: &EngineOptions,
+    memory: u64,
+    caches: u64,
+) -> Admission {
+    let weights = mlx::memory_stats().active as u64;
+    let limit = opts.request_memory.unwrap_or_else(|| {
+        (memory - memory / 10)
+            .saturating_sub(weights)
+            .saturating_sub(caches)
+    });
+    let on_gpu = mlx::default_device() == mlx::Device::Gpu;
+    let budgets = Budgets {
+        memory: limit,
+        scratch: (limit / 8).clamp(16 << 20, 4 << 30),
+        piece_flops: opts
+            .piece_flops
+            .unwrap_or(if on_gpu { 1.5e14 } else { 2e9 }),
+    };
+    Admission::new(cfg, model.text.dtype().size_of(), budgets)
 }
 
 /// Our kernels as `tuning` asks, shaped for this GPU's SMs; a warning where

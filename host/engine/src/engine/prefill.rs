@@ -7,11 +7,12 @@ use mlx::Array;
 use super::Engine;
 use super::plan::{RequestPlan, StageMarks};
 use crate::cache::{CacheReport, PrefixOutcome};
+use crate::config::TextConfig;
 use crate::error::Result;
 use crate::generate::GenerateRequest;
 use crate::image::{patch_array, stage_for_model};
 use crate::model::kv_cache::LayerCache;
-use crate::model::positions::mrope_tables;
+use crate::model::positions::{Positions, mrope_tables};
 use crate::model::{ImageSpan, KvCache, Rope, VisionFeatures, Visual, assemble_inputs};
 use crate::sampler::Sampler;
 
@@ -19,6 +20,23 @@ use crate::sampler::Sampler;
 /// keys and values for the 8B in bf16, by its shapes); longer outputs grow
 /// it in steps as they go.
 const RESERVED_OUTPUT: usize = 1024;
+
+/// RoPE of the prompt rows at `positions`: plain from an offset where the
+/// three streams agree and count up, else MRoPE tables.
+fn rope_of(cfg: &TextConfig, positions: &Positions) -> Result<Rope> {
+    Ok(match positions.is_plain_from() {
+        Some(p) => Rope::Offset(p),
+        None => {
+            let hd = cfg.head_dim;
+            let (cos, sin) = mrope_tables(positions, cfg.rope_theta, hd, cfg.mrope_section);
+            let n = positions.len() as i32;
+            Rope::Tables {
+                cos: mlx::Staging::f32_array(&cos, &[n, hd as i32])?,
+                sin: mlx::Staging::f32_array(&sin, &[n, hd as i32])?,
+            }
+        }
+    })
+}
 
 /// An image the vision tower still has to encode: its index in the request,
 /// its vision-cache key, its patches and grid.
@@ -124,7 +142,27 @@ impl Engine {
         report: &mut CacheReport,
     ) -> Result<()> {
         for image in to_encode {
-            let f = self.model.vision.forward(&image.pixels, image.grid)?;
+            let patches = image.grid.iter().product::<usize>();
+            let piece = self.admission.vision_piece(patches);
+            let cancel = &self.cancel;
+            // A large image's attention pieces and blocks are evaluated one
+            // by one, so that the pass holds one piece's scores and can be
+            // cancelled between them.
+            let mut checkpoint = |x: &Array| -> Result<()> {
+                if piece < patches {
+                    x.eval()?;
+                }
+                if cancel.is_cancelled() {
+                    return Err(crate::error::Error::Cancelled);
+                }
+                Ok(())
+            };
+            let f = self.model.vision.forward_in_pieces(
+                &image.pixels,
+                image.grid,
+                piece,
+                &mut checkpoint,
+            )?;
             let mut outs = vec![&f.merged];
             outs.extend(f.deepstack.iter());
             mlx::eval(&outs)?;
@@ -140,6 +178,8 @@ impl Engine {
 
     /// Prefills the prompt's tokens after the `reuse` cached ones and
     /// chooses the first token (queued on the device, not waited for).
+    /// Long prompts run in pieces (`Admission::prefill_piece`), each
+    /// evaluated before the next and the cancel token checked between them.
     pub(super) fn prefill(
         &mut self,
         plan: &RequestPlan,
@@ -149,40 +189,37 @@ impl Engine {
         sampler: &mut Sampler,
     ) -> Result<FirstToken> {
         let len = plan.len();
-        let text = &self.model.text;
+        let piece = self.admission.prefill_piece(len - reuse, len);
         let (spans, feats): (Vec<ImageSpan>, Vec<&VisionFeatures>) = plan
             .spans
             .iter()
             .zip(features)
             .filter_map(|(s, f)| f.as_ref().map(|f| (*s, f)))
             .unzip();
-        let (x, deep) = assemble_inputs(text, &plan.ids, &spans, &feats, reuse, len)?;
-        let suffix = plan.positions.slice(reuse, len);
-        let rope = match suffix.is_plain_from() {
-            Some(p) => Rope::Offset(p),
-            None => {
-                let cfg = text.config();
-                let hd = cfg.head_dim;
-                let (cos, sin) = mrope_tables(&suffix, cfg.rope_theta, hd, cfg.mrope_section);
-                let n = (len - reuse) as i32;
-                Rope::Tables {
-                    cos: mlx::Staging::f32_array(&cos, &[n, hd as i32])?,
-                    sin: mlx::Staging::f32_array(&sin, &[n, hd as i32])?,
-                }
+        let mut start = reuse;
+        loop {
+            let end = (start + piece).min(len);
+            let text = &self.model.text;
+            let (x, deep) = assemble_inputs(text, &plan.ids, &spans, &feats, start, end)?;
+            let rope = rope_of(text.config(), &plan.positions.slice(start, end))?;
+            let visual = Visual { deepstack: &deep };
+            let visual = (!deep.is_empty()).then_some(&visual);
+            let h = self.decoder.forward(text, &x, &rope, kv, visual)?;
+            if end == len {
+                let rows = (end - start) as i32;
+                let last = h
+                    .slice_axis(1, rows - 1, rows)?
+                    // Kept 2-D: MLX CUDA's quantized matmul needs a row of inputs.
+                    .reshape(&[1, -1])?;
+                let logits = text.logits(&last)?.reshape(&[-1])?;
+                let token = sampler.sample(&logits)?;
+                mlx::async_eval(&[&token])?;
+                return Ok(FirstToken { token, logits });
             }
-        };
-        let visual = Visual { deepstack: &deep };
-        let visual = (!deep.is_empty()).then_some(&visual);
-        let h = self.decoder.forward(text, &x, &rope, kv, visual)?;
-        let rows = (len - reuse) as i32;
-        let last = h
-            .slice_axis(1, rows - 1, rows)?
-            // Kept 2-D: MLX CUDA's quantized matmul needs a row of inputs.
-            .reshape(&[1, -1])?;
-        let logits = text.logits(&last)?.reshape(&[-1])?;
-        let token = sampler.sample(&logits)?;
-        mlx::async_eval(&[&token])?;
-        Ok(FirstToken { token, logits })
+            kv.eval()?;
+            self.check_cancel()?;
+            start = end;
+        }
     }
 
     /// Keeps the prompt's KV (the first `plan.len()` positions of `kv`) for

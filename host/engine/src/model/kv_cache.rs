@@ -185,6 +185,21 @@ impl KvCache {
         }
     }
 
+    /// Computes every layer's pending writes (a prefill piece's keys and
+    /// values), so that the graph behind them is freed.
+    pub fn eval(&self) -> Result<()> {
+        let arrays: Vec<&Array> = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.keys, &l.values])
+            .flatten()
+            .collect();
+        if arrays.is_empty() {
+            return Ok(());
+        }
+        Ok(mlx::eval(&arrays)?)
+    }
+
     /// Tokens cached so far.
     pub fn len(&self) -> i32 {
         self.layers.first().map_or(0, LayerCache::len)

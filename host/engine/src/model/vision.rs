@@ -312,6 +312,21 @@ impl VisionTower {
 
     /// Runs the tower on one image's `pixel_values` `(N, C·Tp·P·P)`.
     pub fn forward(&self, pixel_values: &Array, grid: [usize; 3]) -> Result<VisionFeatures> {
+        self.forward_in_pieces(pixel_values, grid, usize::MAX, &mut |_| Ok(()))
+    }
+
+    /// [`VisionTower::forward`] with attention over at most `piece` query
+    /// rows at a time (its scores grow with the square of the patches), and
+    /// `checkpoint` called with each attention piece's and each block's
+    /// output (to evaluate it and look at the cancel token; an error stops
+    /// the pass).
+    pub fn forward_in_pieces(
+        &self,
+        pixel_values: &Array,
+        grid: [usize; 3],
+        piece: usize,
+        checkpoint: &mut dyn FnMut(&Array) -> Result<()>,
+    ) -> Result<VisionFeatures> {
         let dtype = self.dtype();
         let n = pixel_values.dim(0);
         let (dv, heads) = (self.cfg.hidden_size as i32, self.cfg.num_heads as i32);
@@ -365,7 +380,7 @@ impl VisionTower {
                     heads_first(parts[2].squeeze(1)?)?,
                 )
             };
-            let o = fast::scaled_dot_product_attention(&q, &k, &v, scale, Mask::None)?;
+            let o = attention_in_pieces(&q, &k, &v, scale, piece, checkpoint)?;
             let o = o.squeeze(0)?.transpose(&[1, 0, 2])?.reshape(&[n, dv])?;
             x = x.add(&b.proj.forward(&o)?)?;
             let h = b.norm2.forward(&x)?;
@@ -378,6 +393,7 @@ impl VisionTower {
             {
                 deepstack.push((k, self.deepstack[k].forward(&x, group)?));
             }
+            checkpoint(&x)?;
         }
         deepstack.sort_by_key(|(k, _)| *k);
         let merged = self.merger.forward(&x, group)?;
@@ -386,4 +402,38 @@ impl VisionTower {
             deepstack: deepstack.into_iter().map(|(_, a)| a).collect(),
         })
     }
+}
+
+/// Unmasked attention of `q` `(1, H, N, D)` over `k`, `v`, at most `piece`
+/// query rows at a time, each piece's output handed to `checkpoint`.
+fn attention_in_pieces(
+    q: &Array,
+    k: &Array,
+    v: &Array,
+    scale: f32,
+    piece: usize,
+    checkpoint: &mut dyn FnMut(&Array) -> Result<()>,
+) -> Result<Array> {
+    let n = q.dim(2) as usize;
+    if piece >= n {
+        return Ok(fast::scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            scale,
+            Mask::None,
+        )?);
+    }
+    let outs = (0..n)
+        .step_by(piece.max(1))
+        .map(|start| {
+            let end = (start + piece).min(n);
+            let rows = q.slice_axis(2, start as i32, end as i32)?;
+            let out = fast::scaled_dot_product_attention(&rows, k, v, scale, Mask::None)?;
+            checkpoint(&out)?;
+            Ok(out)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&Array> = outs.iter().collect();
+    Ok(Array::concatenate(&refs, 2)?)
 }

@@ -54,7 +54,7 @@ impl wit_engine::Host for HostState {
 
 /// The sizes of a request, checked before anything is copied: images,
 /// messages, image parts (every reference counts, repeated or not) and the
-/// text of every string (roles and the label too).
+/// text the model reads (roles too). The label is the store's to cut.
 fn check_request(images: usize, request: &wit_engine::GenerateRequest) -> Result<(), String> {
     check_len("images in one request", images, MAX_IMAGES_PER_REQUEST)?;
     check_len(
@@ -74,10 +74,9 @@ fn check_request(images: usize, request: &wit_engine::GenerateRequest) -> Result
             wit_engine::ContentPart::Image(_) => 0,
         })
         .chain(request.messages.iter().map(|m| m.role.len()))
-        .chain([request.label.len()])
         .sum();
     check_len(
-        "bytes of text in one request (prompts, roles and label)",
+        "bytes of text in one request (prompts and roles)",
         text,
         MAX_TEXT,
     )
