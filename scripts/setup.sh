@@ -4,7 +4,8 @@
 #  - OpenBLAS (Debian) so MLX's CPU matmuls are ~60x faster than the wheel's BLAS
 #  - the wasm32-wasip2 Rust target, to build the workload plugins
 #  - Python 3 with pip, which the build uses once to fetch the MLX wheel
-#  - Chromium and playwright-core (npm), for the web page test (tests only: SETUP_BROWSER=1)
+#  - Chromium and playwright-core (npm), for the web page test, and OpenAI's Python client in
+#    tests/clients/.venv, for the API test (tests only: SETUP_BROWSER=1)
 set -euo pipefail
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -45,6 +46,11 @@ if [ "${SETUP_BROWSER:-0}" = 1 ]; then
   if [ ! -d tests/browser/node_modules/playwright-core ]; then
     say "installing playwright-core for the web page test"
     (cd tests/browser && npm ci --silent --no-audit --no-fund)
+  fi
+  if ! tests/clients/.venv/bin/python -c 'import openai' >/dev/null 2>&1; then
+    say "installing OpenAI's Python client for the API test"
+    python3 -m venv tests/clients/.venv 2>/dev/null || { apt_install python3-venv; python3 -m venv tests/clients/.venv; }
+    tests/clients/.venv/bin/pip install -q --disable-pip-version-check -r tests/clients/requirements.txt
   fi
 fi
 if [ -z "${MLX_DIR:-}" ]; then

@@ -9,5 +9,6 @@ mod download;
 mod plugins;
 mod results;
 mod robustness;
+mod serving;
 mod web;
 mod workloads;

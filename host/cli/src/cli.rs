@@ -33,14 +33,40 @@ pub enum Command {
     /// Show, export and compare stored runs
     #[command(subcommand)]
     Results(ResultsCommand),
-    /// Serve the results page and its JSON API
-    Serve {
-        /// Address to listen on
-        #[arg(long, default_value = "127.0.0.1:8370")]
-        addr: std::net::SocketAddr,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    /// Serve the results page and its JSON API; with --model, an OpenAI-compatible API too
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:8370")]
+    pub addr: std::net::SocketAddr,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Also serve this model through an OpenAI-compatible API (/v1/chat/completions,
+    /// /v1/models, /health, /metrics): a directory, Hugging Face id or synthetic:ARCH[:QUANT]
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Turn the prefix and vision caches off
+    #[arg(long)]
+    pub no_cache: bool,
+    /// The most memory one request's work may hold at once, in MiB [default: the device's
+    /// memory beside the weights and the caches]
+    #[arg(long)]
+    pub request_mb: Option<u64>,
+    /// A folder `file://` image URLs may read from; repeat for several
+    #[arg(long)]
+    pub images: Vec<PathBuf>,
+    /// Refuse `http(s)://` image URLs instead of fetching them
+    #[arg(long)]
+    pub no_fetch: bool,
+    /// Requests that may wait for the engine; past it the API answers 429
+    #[arg(long, default_value_t = 64)]
+    pub queue: usize,
+    /// Largest request body, in MiB
+    #[arg(long, default_value_t = 32)]
+    pub max_body_mb: usize,
 }
 
 #[derive(Args, Debug, Clone)]

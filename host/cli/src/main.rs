@@ -35,17 +35,7 @@ fn main() {
         cli::Command::Run(args) => commands::run::run(s, args),
         cli::Command::Plugins(cmd) => commands::plugins::run(&s.paths, cmd).map(|_| 0),
         cli::Command::Results(cmd) => commands::results::run(&s.paths, cmd).map(|_| 0),
-        cli::Command::Serve { addr, db } => {
-            let path = db.path(&s.paths);
-            server::serve(addr, path.clone(), |bound| {
-                println!(
-                    "serving {} at http://{bound}/ (Ctrl-C to stop)",
-                    path.display()
-                );
-            })
-            .map(|_| 0)
-            .map_err(|e| anyhow::anyhow!("cannot serve on {addr}: {e}"))
-        }
+        cli::Command::Serve(args) => commands::serve::run(s, args).map(|_| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -126,9 +126,14 @@ pub struct GenerateResponse {
     pub first_logits: Option<Vec<f32>>,
 }
 
-/// Lets another thread stop a generation between steps.
+/// Lets another thread stop a generation between steps: cancelled (an
+/// error, the output dropped) or finished early (the output so far returned
+/// as stopped, as when a stop string matched).
 #[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
+pub struct CancelToken {
+    cancel: Arc<AtomicBool>,
+    finish: Arc<AtomicBool>,
+}
 
 impl CancelToken {
     pub fn new() -> CancelToken {
@@ -136,21 +141,36 @@ impl CancelToken {
     }
 
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.cancel.store(true, Ordering::SeqCst);
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    /// Ends the request in progress after the token being reported, with
+    /// finish reason `Stop`. Each request starts with this cleared.
+    pub fn finish_early(&self) {
+        self.finish.store(true, Ordering::SeqCst);
+    }
+
+    pub fn finish_requested(&self) -> bool {
+        self.finish.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn clear_finish(&self) {
+        self.finish.store(false, Ordering::SeqCst);
     }
 
     pub fn reset(&self) {
-        self.0.store(false, Ordering::SeqCst);
+        self.cancel.store(false, Ordering::SeqCst);
+        self.clear_finish();
     }
 
-    /// The flag behind the token, for code that stops on it without
+    /// The flag behind cancellation, for code that stops on it without
     /// depending on the engine (the plugin runtime's deadline).
     pub fn flag(&self) -> Arc<AtomicBool> {
-        self.0.clone()
+        self.cancel.clone()
     }
 }
 

@@ -159,7 +159,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--serve") {
         let db = std::path::PathBuf::from(&args[i + 1]);
-        server::serve("127.0.0.1:0".parse().unwrap(), db, |a| {
+        server::serve("127.0.0.1:0".parse().unwrap(), db, None, |a| {
             println!("{a}");
             let _ = std::io::stdout().flush();
         })

@@ -279,10 +279,12 @@ pub fn router(db: PathBuf) -> Router {
         .with_state(AppState { db: Arc::new(db) })
 }
 
-/// Serves until Ctrl-C. `on_ready` gets the bound address (port 0 picks one).
+/// Serves until Ctrl-C, with `api`'s routes beside the page's when given.
+/// `on_ready` gets the bound address (port 0 picks one).
 pub fn serve(
     addr: SocketAddr,
     db: PathBuf,
+    api: Option<Router>,
     on_ready: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
     // Create the database (and its schema) up front so reads never race it.
@@ -293,7 +295,11 @@ pub fn serve(
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         on_ready(listener.local_addr()?);
-        axum::serve(listener, router(db))
+        let app = match api {
+            Some(api) => router(db).merge(api),
+            None => router(db),
+        };
+        axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })

@@ -86,7 +86,7 @@ fn start() -> (SocketAddr, tempfile::TempDir) {
     seed(&db);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        server::serve("127.0.0.1:0".parse().unwrap(), db, |addr| {
+        server::serve("127.0.0.1:0".parse().unwrap(), db, None, |addr| {
             tx.send(addr).unwrap()
         })
         .unwrap();

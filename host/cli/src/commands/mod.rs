@@ -4,3 +4,4 @@ pub mod model;
 pub mod plugins;
 pub mod results;
 pub mod run;
+pub mod serve;

@@ -91,10 +91,24 @@ pub fn request_row(
     resp: &GenerateResponse,
     started_at: String,
 ) -> RequestRow {
+    let mut row = engine_request_row(&request.label, images, req, resp, started_at);
+    row.warmup = request.warmup;
+    row.max_tokens = request.max_tokens;
+    row
+}
+
+/// How a request the engine answered is recorded, under `label`.
+pub fn engine_request_row(
+    label: &str,
+    images: &[Arc<RgbImage>],
+    req: &GenerateRequest,
+    resp: &GenerateResponse,
+    started_at: String,
+) -> RequestRow {
     let t = &resp.timings;
     RequestRow {
-        label: request.label.clone(),
-        warmup: request.warmup,
+        label: label.to_string(),
+        warmup: false,
         started_at,
         images: images
             .iter()
@@ -105,8 +119,8 @@ pub fn request_row(
                 blake3: i.content_hash().to_hex().to_string(),
             })
             .collect(),
-        max_tokens: request.max_tokens,
-        ignore_eos: request.ignore_eos,
+        max_tokens: req.max_tokens as u32,
+        ignore_eos: req.ignore_eos,
         sampling: serde_json::to_value(req.sampling).unwrap_or_default(),
         prompt_tokens: resp.prompt_tokens as u32,
         image_tokens: resp.image_tokens as u32,

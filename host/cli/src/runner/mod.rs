@@ -1,6 +1,6 @@
 //! `host run`: one plugin run against the engine, recorded as it happens.
 
-mod convert;
+pub mod convert;
 mod machine;
 pub mod plugins;
 mod services;
@@ -23,6 +23,42 @@ use terminal::Terminal;
 
 use crate::printable::{printable, printable_line};
 use crate::settings::Settings;
+
+/// What produced a run: a plugin, or the host's own API.
+pub struct Origin {
+    pub name: String,
+    pub version: String,
+    pub blake3: String,
+    pub wit: String,
+}
+
+/// A run of `origin` with `params` on the model `minfo`, on `device`.
+pub fn new_run(
+    origin: Origin,
+    params: serde_json::Value,
+    minfo: &engine::ModelInfo,
+    device: &str,
+) -> Result<NewRun> {
+    Ok(NewRun {
+        plugin_name: origin.name,
+        plugin_version: origin.version,
+        plugin_blake3: origin.blake3,
+        plugin_wit: origin.wit,
+        params,
+        model_name: minfo.name.clone(),
+        model_path: minfo.path.clone(),
+        model_config_hash: minfo.config_hash.clone(),
+        model_quantization: minfo.quantization.clone(),
+        model_synthetic: minfo.synthetic,
+        model: serde_json::to_value(minfo)?,
+        host_version: env!("CARGO_PKG_VERSION").into(),
+        host_commit: crate::version::COMMIT.into(),
+        mlx_version: mlx::version(),
+        backend: mlx::runtime_backend(),
+        device: device.to_string(),
+        machine: machine::machine(),
+    })
+}
 
 pub struct RunRequest {
     pub plugin: String,
@@ -89,25 +125,13 @@ pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
             .map(|(k, v)| (k.clone(), json!(display_value(v))))
             .collect(),
     );
-    let run_id = store.create_run(&NewRun {
-        plugin_name: info.name.clone(),
-        plugin_version: info.version.clone(),
-        plugin_blake3: plugin.meta.blake3.clone(),
-        plugin_wit: plugin.meta.wit.clone(),
-        params: params_json,
-        model_name: minfo.name.clone(),
-        model_path: minfo.path.clone(),
-        model_config_hash: minfo.config_hash.clone(),
-        model_quantization: minfo.quantization.clone(),
-        model_synthetic: minfo.synthetic,
-        model: serde_json::to_value(&minfo)?,
-        host_version: env!("CARGO_PKG_VERSION").into(),
-        host_commit: crate::version::COMMIT.into(),
-        mlx_version: mlx::version(),
-        backend: mlx::runtime_backend(),
-        device: device.clone(),
-        machine: machine::machine(),
-    })?;
+    let origin = Origin {
+        name: info.name.clone(),
+        version: info.version.clone(),
+        blake3: plugin.meta.blake3.clone(),
+        wit: plugin.meta.wit.clone(),
+    };
+    let run_id = store.create_run(&new_run(origin, params_json, &minfo, &device)?)?;
     term.line(&format!(
         "run {run_id}: {} {} on {} ({}{}), {} {}",
         info.name,

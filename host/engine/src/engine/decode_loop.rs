@@ -75,7 +75,7 @@ pub(super) fn decode(
             at_s: now,
         });
         out.ids.push(id);
-        if !rules.ignore_eos && rules.eos.contains(&id) {
+        if (!rules.ignore_eos && rules.eos.contains(&id)) || cancel.finish_requested() {
             out.finish = FinishReason::Stop;
             break;
         }

@@ -252,6 +252,7 @@ impl Engine {
         validate_request(req)?;
         mlx::reset_peak_memory();
         self.check_cancel()?;
+        self.cancel.clear_finish();
         let mut marks = StageMarks::new(self.profile_preprocess);
         let image_token = self.model.config.tokens.image;
         let mut plan = RequestPlan::new(req, &self.pre, &self.prompts, image_token, &mut marks)?;

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+#[derive(Clone)]
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
 }

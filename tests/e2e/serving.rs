@@ -1,0 +1,82 @@
+//! The OpenAI-compatible API, driven by OpenAI's own Python client
+//! (`tests/clients/openai_client.py`, the `openai` package pinned in
+//! `tests/clients/requirements.txt`) against `host serve --model`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::common::{KillOnDrop, db, home, host, open};
+
+/// `host serve --model` on a free port, granting `images` to `file://`
+/// URLs: the process and its `host:port`.
+fn serve_api(db: &str, images: &Path) -> (KillOnDrop, String) {
+    let mut server = KillOnDrop(
+        host()
+            .args(["serve", "--addr", "127.0.0.1:0", "--db", db])
+            .args(["--model", "synthetic:qwen3-vl-tiny", "--queue", "16"])
+            .arg("--images")
+            .arg(images)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the server prints its URL, not {line:?}"))
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    (server, addr)
+}
+
+#[test]
+fn the_openai_client_gets_answers_streams_and_errors() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "the API test needs OpenAI's Python client in tests/clients/.venv (scripts/test.sh sets it up)"
+    );
+    let db = db("api");
+    let images = home().join("api-images");
+    std::fs::create_dir_all(&images).unwrap();
+    let (_server, addr) = serve_api(db.to_str().unwrap(), &images);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/openai_client.py");
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(format!("http://{addr}/v1"))
+        .arg("qwen3-vl-tiny-bf16-seed0")
+        .arg(&images)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    // The mid-stream disconnect cancelled its request.
+    assert!(figures["cancelled"].as_u64().unwrap() >= 1, "{figures}");
+    // Every answered request is a row of the serving run.
+    let completed = figures["completed"].as_u64().unwrap();
+    assert!(completed >= 13, "{figures}");
+    let s = open(&db);
+    s.integrity_check().unwrap();
+    let id = s.latest_run().unwrap().unwrap();
+    let run = s.run(id).unwrap();
+    assert_eq!(run.summary.plugin_name, "openai-api");
+    assert_eq!(run.requests.len() as u64, completed);
+    assert!(
+        run.requests
+            .iter()
+            .any(|r| r.row.images.len() == 1 && r.row.image_tokens > 0)
+    );
+}
