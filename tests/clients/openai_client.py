@@ -126,6 +126,29 @@ with concurrent.futures.ThreadPoolExecutor(8) as pool:
 check(done == [4] * 8, f"concurrent: {done}")
 figures["eight_clients_s"] = round(time.time() - start, 3)
 
+# Two concurrent requests with one image behind different text: the second
+# takes the first's vision features from the cache.
+def metric(name):
+    text = urllib.request.urlopen(BASE.rsplit("/v1", 1)[0] + "/metrics", timeout=30).read().decode()
+    return int(next(l for l in text.splitlines() if l.startswith(name + " ")).split()[-1])
+
+
+shared = data_uri(96, 64)
+hits_before, misses_before = metric("vlm_vision_cache_hits_total"), metric("vlm_vision_cache_misses_total")
+
+
+def behind(prefix):
+    content = [{"type": "text", "text": prefix}, {"type": "image_url", "image_url": {"url": shared}}]
+    return client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=2, temperature=0
+    )
+
+
+with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    list(pool.map(behind, ["First look at this.", "Now something else entirely:"]))
+check(metric("vlm_vision_cache_misses_total") - misses_before == 1, "the shared image was encoded once")
+check(metric("vlm_vision_cache_hits_total") - hits_before == 1, "the second request reused its features")
+
 # A client that goes away mid-stream: the server stays up and answers the next.
 stream = client.chat.completions.create(
     model=MODEL, messages=[{"role": "user", "content": "Go on."}], max_tokens=2000, temperature=0,
