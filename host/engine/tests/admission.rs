@@ -81,7 +81,15 @@ fn long_inputs_in_pieces_give_what_one_pass_gives() {
     same_output(&one, &run(&mut default, &r));
 }
 
+/// Same tokens, and first logits within the compute dtype's rounding: f32 on
+/// the CPU (1e-4); bf16 on a GPU, where pieces sum in another order (an H100
+/// gave 4.9e-3 on this request).
 fn same_output(a: &GenerateResponse, b: &GenerateResponse) {
+    let tolerance = if mlx::default_device() == mlx::Device::Cpu {
+        1e-4
+    } else {
+        2e-2
+    };
     assert_eq!(a.token_ids, b.token_ids);
     let (l1, l2) = (
         a.first_logits.as_ref().unwrap(),
@@ -92,7 +100,7 @@ fn same_output(a: &GenerateResponse, b: &GenerateResponse) {
         .zip(l2)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
-    assert!(worst < 1e-4, "first logits differ by {worst}");
+    assert!(worst < tolerance, "first logits differ by {worst}");
 }
 
 #[test]
