@@ -80,3 +80,86 @@ fn the_openai_client_gets_answers_streams_and_errors() {
             .any(|r| r.row.images.len() == 1 && r.row.image_tokens > 0)
     );
 }
+
+/// One raw HTTP/1.1 POST: the status and the headers and body as text.
+fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, out)
+}
+
+#[test]
+fn a_full_queue_answers_429_with_retry_after() {
+    let db = db("api_queue");
+    let mut server = KillOnDrop(
+        host()
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--db",
+                db.to_str().unwrap(),
+            ])
+            .args(["--model", "synthetic:qwen3-vl-tiny", "--queue", "1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // Each request decodes 300 tokens: one runs, one waits, the rest are turned away.
+    let body =
+        r#"{"messages":[{"role":"user","content":"Go."}],"max_tokens":300,"ignore_eos":true}"#;
+    let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| post(&addr, "/v1/chat/completions", body)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+    let busy: Vec<&String> = answers
+        .iter()
+        .filter(|(s, _)| *s == 429)
+        .map(|(_, t)| t)
+        .collect();
+    assert!(
+        ok >= 1 && !busy.is_empty() && ok + busy.len() == 6,
+        "{answers:?}"
+    );
+    for text in busy {
+        let lower = text.to_lowercase();
+        assert!(lower.contains("retry-after: 1"), "{text}");
+        assert!(text.contains("\"rate_limit_error\""), "{text}");
+    }
+    // Still serving.
+    let (status, _) = post(
+        &addr,
+        "/v1/chat/completions",
+        r#"{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2}"#,
+    );
+    assert_eq!(status, 200);
+}
