@@ -182,6 +182,63 @@ mod tests {
         );
     }
 
+    /// Serves `body` with `status` to each connection on a local port, or
+    /// says nothing (`None`), for the fetch tests.
+    fn http_server(reply: Option<(u16, Vec<u8>)>) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                match &reply {
+                    Some((status, body)) => {
+                        let head = format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: image/png\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = s.write_all(head.as_bytes());
+                        let _ = s.write_all(body);
+                    }
+                    // Holds the connection open without answering.
+                    None => std::thread::sleep(Duration::from_secs(30)),
+                }
+            }
+        });
+        format!("http://{addr}/image.png")
+    }
+
+    #[test]
+    fn http_images_are_fetched_within_size_and_time_limits() {
+        let s = ImageSources {
+            fetch_timeout: Duration::from_secs(1),
+            max_bytes: 4096,
+            ..ImageSources::default()
+        };
+        let url = http_server(Some((200, png())));
+        assert_eq!(s.load(&url, 0).unwrap().width, 20);
+
+        let big = http_server(Some((200, vec![0u8; 10_000])));
+        let e = s.load(&big, 0).unwrap_err();
+        assert!(e.message.contains("over the limit"), "{}", e.message);
+
+        let missing = http_server(Some((404, b"no".to_vec())));
+        let e = s.load(&missing, 0).unwrap_err();
+        assert!(e.message.contains("404"), "{}", e.message);
+
+        let silent = http_server(None);
+        let start = std::time::Instant::now();
+        let e = s.load(&silent, 0).unwrap_err();
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(e.message.contains("fetching"), "{}", e.message);
+    }
+
     #[test]
     fn sizes_past_the_limit_are_refused_before_decoding() {
         let s = ImageSources {
