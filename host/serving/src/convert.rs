@@ -13,6 +13,11 @@ use crate::wire::{ApiError, ChatRequest, Content, Part};
 
 /// Output tokens when a request names none.
 pub const DEFAULT_MAX_TOKENS: usize = 1024;
+/// Most images in one request, and bytes of their decoded pixels together.
+pub const MAX_IMAGES: usize = 64;
+pub const MAX_IMAGE_BYTES: u64 = 512 << 20;
+/// Most messages in one request.
+pub const MAX_MESSAGES: usize = 1024;
 /// Most stop strings, and bytes of each.
 pub const MAX_STOPS: usize = 4;
 pub const MAX_STOP_BYTES: usize = 256;
@@ -50,8 +55,35 @@ pub fn prepare(
     if req.messages.is_empty() {
         return Err(ApiError::invalid("messages is empty", Some("messages")));
     }
+    if req.messages.len() > MAX_MESSAGES {
+        return Err(ApiError::invalid(
+            format!(
+                "{} messages, over the limit of {MAX_MESSAGES}",
+                req.messages.len()
+            ),
+            Some("messages"),
+        ));
+    }
+    // Counted before any is loaded.
+    let image_parts = req
+        .messages
+        .iter()
+        .filter_map(|m| match &m.content {
+            Some(Content::Parts(parts)) => Some(parts),
+            _ => None,
+        })
+        .flatten()
+        .filter(|p| matches!(p, Part::ImageUrl { .. }))
+        .count();
+    if image_parts > MAX_IMAGES {
+        return Err(ApiError::invalid(
+            format!("{image_parts} images, over the limit of {MAX_IMAGES} a request"),
+            Some("messages"),
+        ));
+    }
     let mut messages = Vec::with_capacity(req.messages.len());
-    let mut images = vec![];
+    let mut images: Vec<std::sync::Arc<imaging::RgbImage>> = vec![];
+    let mut image_bytes = 0u64;
     for (i, m) in req.messages.into_iter().enumerate() {
         if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
             return Err(ApiError::invalid(
@@ -80,7 +112,19 @@ pub fn prepare(
                             ));
                         }
                         Part::ImageUrl { image_url } => {
-                            images.push(sources.load(&image_url.url, images.len())?);
+                            let room = MAX_IMAGE_BYTES - image_bytes;
+                            let image = sources
+                                .load_within(&image_url.url, images.len(), room)
+                                .map_err(|e| ApiError {
+                                    message: format!(
+                                        "{} (a request's images may hold {} MiB of pixels together)",
+                                        e.message,
+                                        MAX_IMAGE_BYTES >> 20
+                                    ),
+                                    ..e
+                                })?;
+                            image_bytes += image.pixels.len() as u64;
+                            images.push(image);
                             out.push(EngineContent::Image);
                         }
                     }
@@ -239,6 +283,30 @@ mod tests {
             assert_eq!(e.status, status, "{body}");
             assert!(e.message.contains(want), "{body}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn images_are_counted_before_any_is_loaded() {
+        // Not even valid data: refused by count first.
+        let part =
+            serde_json::json!({"type": "image_url", "image_url": {"url": "data:x;base64,@"}});
+        let parts: Vec<_> = (0..MAX_IMAGES + 1).map(|_| part.clone()).collect();
+        let e = parse(serde_json::json!({"messages": [{"role": "user", "content": parts}]}))
+            .unwrap_err();
+        assert!(
+            e.message.contains("65 images, over the limit of 64"),
+            "{}",
+            e.message
+        );
+        let many: Vec<_> = (0..MAX_MESSAGES + 1)
+            .map(|_| serde_json::json!({"role": "user", "content": "x"}))
+            .collect();
+        let e = parse(serde_json::json!({"messages": many})).unwrap_err();
+        assert!(
+            e.message.contains("over the limit of 1024"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -46,6 +46,17 @@ impl ImageSources {
 
     /// The decoded image `url` names; `index` is its place in the request.
     pub fn load(&self, url: &str, index: usize) -> Result<Arc<RgbImage>, ApiError> {
+        self.load_within(url, index, u64::MAX)
+    }
+
+    /// [`ImageSources::load`] with at most `room` bytes of decoded pixels
+    /// (what the request's earlier images left of its budget).
+    pub fn load_within(
+        &self,
+        url: &str,
+        index: usize,
+        room: u64,
+    ) -> Result<Arc<RgbImage>, ApiError> {
         let name = format!("image {index}");
         let bytes = if let Some(rest) = url.strip_prefix("data:") {
             self.data_uri(rest)?
@@ -58,7 +69,11 @@ impl ImageSources {
                 "{name}: the URL must be a data: URI, a file:// path or an http(s):// URL"
             )));
         };
-        decode_image(&name, &bytes, self.decode)
+        let limits = DecodeLimits {
+            max_pixels: self.decode.max_pixels.min(room / 3),
+            ..self.decode
+        };
+        decode_image(&name, &bytes, limits)
             .map(Arc::new)
             .map_err(|e| invalid(e.to_string()))
     }
@@ -237,6 +252,21 @@ mod tests {
             start.elapsed()
         );
         assert!(e.message.contains("fetching"), "{}", e.message);
+    }
+
+    #[test]
+    fn an_image_past_the_requests_room_is_refused() {
+        let s = ImageSources::default();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(png());
+        let url = format!("data:image/png;base64,{b64}");
+        // 20x10 RGB: 600 bytes.
+        assert!(s.load_within(&url, 0, 600).is_ok());
+        let e = s.load_within(&url, 1, 599).unwrap_err();
+        assert!(
+            e.message.contains("image 1") && e.message.contains("limit"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use engine::{FinishReason, GenerateResponse};
 use futures_util::StreamExt;
 use futures_util::stream::{self, Stream};
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::convert::prepare;
@@ -41,7 +42,12 @@ pub struct ServeOptions {
 struct Api {
     worker: Arc<Worker>,
     opts: Arc<ServeOptions>,
+    /// Requests whose images are being read and decoded at once.
+    preparing: Arc<Semaphore>,
 }
+
+/// Requests prepared at once: each may decode up to 512 MiB of images.
+const PREPARING: usize = 4;
 
 /// The API's routes on `worker`.
 pub fn router(worker: Worker, opts: ServeOptions) -> Router {
@@ -49,6 +55,7 @@ pub fn router(worker: Worker, opts: ServeOptions) -> Router {
     let api = Api {
         worker: Arc::new(worker),
         opts: Arc::new(opts),
+        preparing: Arc::new(Semaphore::new(PREPARING)),
     };
     Router::new()
         .route("/v1/chat/completions", post(chat))
@@ -90,6 +97,12 @@ async fn answer(api: Api, body: Result<Bytes, BytesRejection>) -> Result<Respons
     let req: ChatRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("the body is not a chat request: {e}"), None))?;
     let opts = api.opts.clone();
+    let permit = api
+        .preparing
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| stopped())?;
     let prepared = tokio::task::spawn_blocking(move || prepare(req, &opts.model_id, &opts.sources))
         .await
         .map_err(|e| ApiError {
@@ -98,6 +111,7 @@ async fn answer(api: Api, body: Result<Bytes, BytesRejection>) -> Result<Respons
             kind: "server_error",
             param: None,
         })??;
+    drop(permit);
     let (stream, include_usage) = (prepared.stream, prepared.include_usage);
     let (tx, mut rx) = unbounded_channel();
     let ticket = api.worker.submit(prepared, tx)?;

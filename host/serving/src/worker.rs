@@ -35,6 +35,8 @@ pub type Recorder = Box<dyn FnMut(&GenerateRequest, &GenerateResponse, f64) + Se
 
 struct Job {
     id: u64,
+    /// Bytes of decoded pixels its images hold.
+    image_bytes: u64,
     prepared: Prepared,
     events: UnboundedSender<JobEvent>,
     /// Set when the client went away.
@@ -50,7 +52,13 @@ pub struct Worker {
     running: Arc<Mutex<Option<u64>>>,
     cancel: CancelToken,
     pub metrics: Arc<Metrics>,
+    /// Decoded image bytes of the requests waiting or running.
+    pending_image_bytes: Arc<AtomicU64>,
 }
+
+/// Decoded image bytes the queue may hold together: past it, requests with
+/// images get a 429 until some finish.
+pub const PENDING_IMAGE_BYTES: u64 = 2 << 30;
 
 /// Cancels its request when dropped before the request ended (the client
 /// disconnected): skipped if still queued, stopped if running.
@@ -95,8 +103,10 @@ impl Worker {
         let running = Arc::new(Mutex::new(None));
         let metrics = Arc::new(Metrics::default());
         let (loaded_tx, loaded_rx) = std::sync::mpsc::channel();
+        let pending_image_bytes = Arc::new(AtomicU64::new(0));
         {
             let (running, metrics) = (running.clone(), metrics.clone());
+            let pending = pending_image_bytes.clone();
             std::thread::Builder::new()
                 .name("engine".into())
                 .spawn(move || match load() {
@@ -104,7 +114,7 @@ impl Worker {
                         let cancel = engine.cancel_token();
                         cancel.reset();
                         let _ = loaded_tx.send(Ok((cancel, value)));
-                        serve(engine, rx, running, metrics, record);
+                        serve(engine, rx, running, metrics, pending, record);
                     }
                     Err(e) => {
                         let _ = loaded_tx.send(Err(e));
@@ -121,6 +131,7 @@ impl Worker {
             running,
             cancel,
             metrics,
+            pending_image_bytes,
         };
         Ok((worker, value))
     }
@@ -132,9 +143,33 @@ impl Worker {
         events: UnboundedSender<JobEvent>,
     ) -> Result<Ticket, ApiError> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let image_bytes: u64 = prepared
+            .request
+            .images
+            .iter()
+            .map(|i| i.pixels.len() as u64)
+            .sum();
+        let held = self
+            .pending_image_bytes
+            .fetch_add(image_bytes, Ordering::SeqCst);
+        if image_bytes > 0 && held + image_bytes > PENDING_IMAGE_BYTES {
+            self.pending_image_bytes
+                .fetch_sub(image_bytes, Ordering::SeqCst);
+            self.metrics.rejected.fetch_add(1, Ordering::SeqCst);
+            return Err(ApiError {
+                status: 429,
+                message: format!(
+                    "the server holds {} MiB of images waiting for the engine; retry shortly",
+                    held >> 20
+                ),
+                kind: "rate_limit_error",
+                param: None,
+            });
+        }
         let abandoned = Arc::new(AtomicBool::new(false));
         let job = Job {
             id,
+            image_bytes,
             prepared,
             events,
             abandoned: abandoned.clone(),
@@ -150,6 +185,8 @@ impl Worker {
                 done: false,
             }),
             Err(e) => {
+                self.pending_image_bytes
+                    .fetch_sub(image_bytes, Ordering::SeqCst);
                 self.metrics.queued.fetch_sub(1, Ordering::SeqCst);
                 self.metrics.rejected.fetch_add(1, Ordering::SeqCst);
                 Err(match e {
@@ -176,6 +213,7 @@ fn serve(
     rx: Receiver<Job>,
     running: Arc<Mutex<Option<u64>>>,
     metrics: Arc<Metrics>,
+    pending_image_bytes: Arc<AtomicU64>,
     mut record: Recorder,
 ) {
     let cancel = engine.cancel_token();
@@ -183,6 +221,8 @@ fn serve(
     let tokenizer = engine.prompts().tokenizer.clone();
     while let Ok(job) = rx.recv() {
         metrics.queued.fetch_sub(1, Ordering::SeqCst);
+        // Released when this turn ends, however it ends.
+        let _release = Release(&pending_image_bytes, job.image_bytes);
         if job.abandoned.load(Ordering::SeqCst) {
             metrics.cancelled.fetch_add(1, Ordering::SeqCst);
             continue;
@@ -215,6 +255,15 @@ fn serve(
                 let _ = job.events.send(JobEvent::Failed(e));
             }
         }
+    }
+}
+
+/// Gives back a job's image bytes when dropped.
+struct Release<'a>(&'a AtomicU64, u64);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::SeqCst);
     }
 }
 
