@@ -16,8 +16,10 @@ pub const DEFAULT_MAX_TOKENS: usize = 1024;
 /// Most images in one request, and bytes of their decoded pixels together.
 pub const MAX_IMAGES: usize = 64;
 pub const MAX_IMAGE_BYTES: u64 = 512 << 20;
-/// Most messages in one request.
+/// Most messages in one request, and bytes of their text together (the
+/// longest context, 262,144 tokens, is about 1 MiB of English).
 pub const MAX_MESSAGES: usize = 1024;
+pub const MAX_TEXT: usize = 4 << 20;
 /// Most stop strings, and bytes of each.
 pub const MAX_STOPS: usize = 4;
 pub const MAX_STOP_BYTES: usize = 256;
@@ -60,6 +62,33 @@ pub fn prepare(
             format!(
                 "{} messages, over the limit of {MAX_MESSAGES}",
                 req.messages.len()
+            ),
+            Some("messages"),
+        ));
+    }
+    let text: usize = req
+        .messages
+        .iter()
+        .map(|m| {
+            m.role.len()
+                + match &m.content {
+                    None => 0,
+                    Some(Content::Text(t)) => t.len(),
+                    Some(Content::Parts(parts)) => parts
+                        .iter()
+                        .map(|p| match p {
+                            Part::Text { text } => text.len(),
+                            Part::ImageUrl { .. } => 0,
+                        })
+                        .sum(),
+                }
+        })
+        .sum();
+    if text > MAX_TEXT {
+        return Err(ApiError::invalid(
+            format!(
+                "{text} bytes of text, over the limit of {} MiB a request",
+                MAX_TEXT >> 20
             ),
             Some("messages"),
         ));
@@ -304,6 +333,14 @@ mod tests {
         let e = parse(serde_json::json!({"messages": many})).unwrap_err();
         assert!(
             e.message.contains("over the limit of 1024"),
+            "{}",
+            e.message
+        );
+        let long = "x".repeat(MAX_TEXT + 1);
+        let e = parse(serde_json::json!({"messages": [{"role": "user", "content": long}]}))
+            .unwrap_err();
+        assert!(
+            e.message.contains("over the limit of 4 MiB"),
             "{}",
             e.message
         );
