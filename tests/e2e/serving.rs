@@ -18,23 +18,28 @@ fn serve_api(db: &str, images: &Path) -> (KillOnDrop, String) {
             .arg("--images")
             .arg(images)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(format!("{db}.log")).unwrap())
             .spawn()
             .unwrap(),
     );
+    let addr = address(&mut server);
+    (server, addr)
+}
+
+/// The `host:port` a starting server prints; the rest of its output is
+/// drained on a thread, so that the server never writes to a closed pipe.
+fn address(server: &mut KillOnDrop) -> String {
+    let mut out = BufReader::new(server.0.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
+    out.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    line.split("http://")
         .nth(1)
         .unwrap_or_else(|| panic!("the server prints its URL, not {line:?}"))
         .split('/')
         .next()
         .unwrap()
-        .to_string();
-    (server, addr)
+        .to_string()
 }
 
 #[test]
@@ -59,8 +64,9 @@ fn the_openai_client_gets_answers_streams_and_errors() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{stdout}\n{}\nthe server said: {}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(format!("{}.log", db.display())).unwrap_or_default()
     );
     let figures: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     // The mid-stream disconnect cancelled its request.
@@ -119,18 +125,7 @@ fn a_full_queue_answers_429_with_retry_after() {
             .spawn()
             .unwrap(),
     );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = address(&mut server);
     // Each request decodes 300 tokens: one runs, one waits, the rest are turned away.
     let body =
         r#"{"messages":[{"role":"user","content":"Go."}],"max_tokens":300,"ignore_eos":true}"#;

@@ -7,8 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -63,7 +64,32 @@ pub fn router(worker: Worker, opts: ServeOptions) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(limit, declared_length))
         .with_state(api)
+}
+
+/// Refuses a body whose declared length passes the limit before reading any
+/// of it (bodies without a length are cut at the limit as they are read).
+async fn declared_length(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared
+        && n > limit as u64
+    {
+        return error_response(&ApiError {
+            status: 413,
+            message: format!(
+                "the request body is {n} bytes, over the limit of {} MiB",
+                limit >> 20
+            ),
+            kind: "invalid_request_error",
+            param: None,
+        });
+    }
+    next.run(req).await
 }
 
 fn error_response(e: &ApiError) -> Response {

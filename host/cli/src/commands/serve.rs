@@ -1,6 +1,7 @@
 //! `host serve`: the results page and its JSON API, and with `--model` the
 //! OpenAI-compatible API on the engine, its requests recorded as one run.
 
+use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -27,13 +28,17 @@ pub fn run(settings: &Settings, args: ServeArgs) -> Result<()> {
     let with_api = api.is_some();
     let addr = args.addr;
     let served = server::serve(addr, db.clone(), api, |bound| {
-        println!(
-            "serving {} at http://{bound}/ (Ctrl-C to stop)",
+        let mut text = format!(
+            "serving {} at http://{bound}/ (Ctrl-C to stop)\n",
             db.display()
         );
         if with_api {
-            println!("OpenAI-compatible API at http://{bound}/v1 (chat/completions, models)");
+            text +=
+                &format!("OpenAI-compatible API at http://{bound}/v1 (chat/completions, models)\n");
         }
+        // Written whole, and a closed stdout does not stop the server.
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
     })
     .map_err(|e| anyhow::anyhow!("cannot serve on {addr}: {e}"));
     if let Some(id) = run_id {
