@@ -115,15 +115,15 @@ long = client.chat.completions.create(
     extra_body={"ignore_eos": True},
 )
 text = long.choices[0].message.content
-if len(text) > 4:
-    stop = text[len(text) // 2 : len(text) // 2 + 2]
-    cut = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Count."}], max_tokens=24, temperature=0,
-        stop=[stop], extra_body={"ignore_eos": True},
-    )
-    got = cut.choices[0].message.content
-    check(cut.choices[0].finish_reason == "stop", f"stop finish: {cut.choices[0].finish_reason}")
-    check(got == text[: text.index(stop)], f"stop {stop!r}: {got!r} from {text!r}")
+check(len(text) > 4, f"24 forced tokens gave only {text!r}")
+stop = text[len(text) // 2 : len(text) // 2 + 2]
+cut = client.chat.completions.create(
+    model=MODEL, messages=[{"role": "user", "content": "Count."}], max_tokens=24, temperature=0,
+    stop=[stop], extra_body={"ignore_eos": True},
+)
+got = cut.choices[0].message.content
+check(cut.choices[0].finish_reason == "stop", f"stop finish: {cut.choices[0].finish_reason}")
+check(got == text[: text.index(stop)], f"stop {stop!r}: {got!r} from {text!r}")
 
 # Eight clients at once, each with its own image: all answered.
 def one(i):

@@ -60,6 +60,41 @@ fn attack(name: &str, mode: &str, extra: &[&str]) -> (Measured, store::RunDetail
     (m, d, db)
 }
 
+/// A hostile run that sleeps in WASI for `seconds`, started in the
+/// background: the process, and its run's id once recorded.
+fn sleeping_run(db: &std::path::Path, seconds: u64) -> (KillOnDrop, i64) {
+    let child = KillOnDrop(
+        host()
+            .args([
+                "run",
+                "--plugin",
+                &hostile(),
+                "--db",
+                db.to_str().unwrap(),
+                "-q",
+            ])
+            .args([
+                "--set",
+                "mode=sleep",
+                "--set",
+                &format!("seconds={seconds}"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        assert!(Instant::now() < deadline, "the run never started");
+        if let Some(id) = open(db).latest_run().unwrap() {
+            break id;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (child, id)
+}
+
 fn error_of(d: &store::RunDetail) -> String {
     d.summary.error.clone().unwrap_or_default()
 }
@@ -173,25 +208,7 @@ fn a_run_ends_at_its_deadline_whatever_the_plugin_waits_on() {
 #[test]
 fn ctrl_c_stops_a_plugin_waiting_in_wasi() {
     let db = db("ctrl_c");
-    let d = db.to_str().unwrap();
-    let plugin = hostile();
-    let mut child = KillOnDrop(
-        host()
-            .args(["run", "--plugin", &plugin, "--db", d, "-q"])
-            .args(["--set", "mode=sleep", "--set", "seconds=1000000000"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let id = loop {
-        assert!(Instant::now() < deadline, "the run never started");
-        if let Some(id) = open(&db).latest_run().unwrap() {
-            break id;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (mut child, id) = sleeping_run(&db, 1_000_000_000);
     std::thread::sleep(Duration::from_millis(500));
     let sent = std::process::Command::new("kill")
         .args(["-INT", &child.0.id().to_string()])
@@ -387,24 +404,7 @@ fn three_runs_write_one_database_at_once() {
 fn a_silent_live_run_is_not_taken_for_a_dead_one() {
     let db = db("silent");
     let d = db.to_str().unwrap();
-    let plugin = hostile();
-    let mut run_proc = KillOnDrop(
-        host()
-            .args(["run", "--plugin", &plugin, "--db", d, "-q"])
-            .args(["--set", "mode=sleep", "--set", "seconds=6"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let id = loop {
-        assert!(Instant::now() < deadline, "the run never started");
-        if let Some(id) = open(&db).latest_run().unwrap() {
-            break id;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (mut run_proc, id) = sleeping_run(&db, 6);
     // As if it had said nothing for ten minutes.
     let mut s = open(&db);
     s.connection()

@@ -8,15 +8,14 @@ use std::process::{Command, Stdio};
 
 use crate::common::{KillOnDrop, db, home, host, open};
 
-/// `host serve --model` on a free port, granting `images` to `file://`
-/// URLs: the process and its `host:port`.
-fn serve_api(db: &str, images: &Path) -> (KillOnDrop, String) {
+/// `host serve --model` on a free port with `extra` flags: the process and
+/// its `host:port`. The server's stderr goes to `DB.log`.
+fn serve_api(db: &str, extra: &[&str]) -> (KillOnDrop, String) {
     let mut server = KillOnDrop(
         host()
             .args(["serve", "--addr", "127.0.0.1:0", "--db", db])
-            .args(["--model", "synthetic:qwen3-vl-tiny", "--queue", "16"])
-            .arg("--images")
-            .arg(images)
+            .args(["--model", "synthetic:qwen3-vl-tiny"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(format!("{db}.log")).unwrap())
             .spawn()
@@ -52,7 +51,10 @@ fn the_openai_client_gets_answers_streams_and_errors() {
     let db = db("api");
     let images = home().join("api-images");
     std::fs::create_dir_all(&images).unwrap();
-    let (_server, addr) = serve_api(db.to_str().unwrap(), &images);
+    let (_server, addr) = serve_api(
+        db.to_str().unwrap(),
+        &["--queue", "16", "--images", images.to_str().unwrap()],
+    );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/openai_client.py");
     let out = Command::new(&python)
         .arg(script)
@@ -110,22 +112,7 @@ fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
 #[test]
 fn a_full_queue_answers_429_with_retry_after() {
     let db = db("api_queue");
-    let mut server = KillOnDrop(
-        host()
-            .args([
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--db",
-                db.to_str().unwrap(),
-            ])
-            .args(["--model", "synthetic:qwen3-vl-tiny", "--queue", "1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let addr = address(&mut server);
+    let (_server, addr) = serve_api(db.to_str().unwrap(), &["--queue", "1"]);
     // Each request decodes 300 tokens: one runs, one waits, the rest are turned away.
     let body =
         r#"{"messages":[{"role":"user","content":"Go."}],"max_tokens":300,"ignore_eos":true}"#;

@@ -77,6 +77,16 @@ pub enum FinishReason {
     Length,
 }
 
+impl FinishReason {
+    /// As OpenAI's API and the store spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
 /// Stage durations in seconds, measured on the host with a monotonic clock.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {

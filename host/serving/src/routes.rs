@@ -14,7 +14,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use engine::{FinishReason, GenerateResponse};
+use engine::GenerateResponse;
 use futures_util::StreamExt;
 use futures_util::stream::{self, Stream};
 use serde_json::{Value, json};
@@ -196,7 +196,7 @@ impl Reply {
                     role: "assistant",
                     content: text,
                 },
-                finish_reason: finish_name(r.finish_reason),
+                finish_reason: r.finish_reason.name(),
             }],
             usage: usage(r),
             timings: timings(r),
@@ -285,7 +285,7 @@ fn streamed(
                 st.ended = true;
                 let last = st
                     .reply
-                    .chunk(Delta::default(), Some(finish_name(response.finish_reason)));
+                    .chunk(Delta::default(), Some(response.finish_reason.name()));
                 let mut v = vec![Ok(sse(&last))];
                 if st.include_usage {
                     let mut u = st.reply.chunk(Delta::default(), None);
@@ -348,13 +348,6 @@ fn timings(r: &GenerateResponse) -> Value {
         "total_s": t.total_s,
         "image_tokens": r.image_tokens,
     })
-}
-
-fn finish_name(f: FinishReason) -> &'static str {
-    match f {
-        FinishReason::Stop => "stop",
-        FinishReason::Length => "length",
-    }
 }
 
 async fn models(State(api): State<Api>) -> Json<Value> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use engine::cache::PrefixOutcome as EnginePrefix;
 use engine::image::RgbImage;
 use engine::prompt::{Content, Message};
-use engine::{FinishReason, GenerateRequest, GenerateResponse, ModelInfo, Sampling};
+use engine::{GenerateRequest, GenerateResponse, ModelInfo, Sampling};
 use runtime::bindings::wit_engine as w;
 use store::{ImageDesc, RequestRow};
 
@@ -74,13 +74,6 @@ pub fn prefix_name(p: EnginePrefix) -> &'static str {
     }
 }
 
-pub fn finish_name(f: FinishReason) -> &'static str {
-    match f {
-        FinishReason::Stop => "stop",
-        FinishReason::Length => "length",
-    }
-}
-
 /// How a request is recorded: the plugin's `request` with its `images` (in
 /// the order it passed them), `req` (the engine's form of it) and its
 /// response, the times in milliseconds.
@@ -126,7 +119,7 @@ pub fn engine_request_row(
         image_tokens: resp.image_tokens as u32,
         text_tokens: resp.text_tokens as u32,
         output_tokens: resp.output_tokens as u32,
-        finish_reason: finish_name(resp.finish_reason).into(),
+        finish_reason: resp.finish_reason.name().into(),
         preprocess_ms: t.preprocess_s * 1e3,
         vision_ms: t.vision_s * 1e3,
         prefill_ms: t.prefill_s * 1e3,
