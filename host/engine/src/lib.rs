@@ -19,8 +19,8 @@ pub mod tuning;
 
 pub use decode::{DecodePath, StepAttention};
 pub use engine::{
-    Admission, Budgets, Cost, Engine, EngineOptions, ModelInfo, device_memory_bytes,
-    system_memory_bytes,
+    Admission, Batch, BatchEvent, Budgets, Cost, Engine, EngineOptions, ModelInfo, SequenceId,
+    device_memory_bytes, system_memory_bytes,
 };
 pub use error::{Error, Result};
 pub use generate::{

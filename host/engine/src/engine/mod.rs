@@ -4,6 +4,7 @@
 //! vision encoder → prefill → decode loop → response.
 
 mod admission;
+mod batch;
 mod decode_loop;
 mod info;
 mod plan;
@@ -28,6 +29,7 @@ use decode_loop::{Clock, Decoded, StopRules};
 use plan::{RequestPlan, StageMarks};
 
 pub use admission::{Admission, Budgets, Cost};
+pub use batch::{Batch, BatchEvent, SequenceId};
 pub use info::{ModelInfo, device_memory_bytes, system_memory_bytes};
 
 #[derive(Debug, Clone)]
@@ -264,7 +266,8 @@ impl Engine {
         let preprocessed = clock.now();
         on_event(&Event::Preprocessed { at_s: preprocessed });
         self.check_cancel()?;
-        self.encode_images(to_encode, &mut features, &mut report)?;
+        let cancel = self.cancel.clone();
+        self.encode_images(to_encode, &mut features, &mut report, &cancel)?;
         let encoded = clock.now();
         on_event(&Event::VisionEncoded { at_s: encoded });
         let mut sampler = Sampler::new(req.sampling)?;
@@ -341,13 +344,15 @@ impl Engine {
         })
     }
 
-    /// Refuses a request whose positions or memory pass the engine's limits.
-    fn admit(&self, plan: &RequestPlan, max_tokens: usize) -> Result<()> {
+    /// Refuses a request whose positions or memory pass the engine's
+    /// limits; else its cost.
+    fn admit(&self, plan: &RequestPlan, max_tokens: usize) -> Result<Cost> {
         let merge = self.pre.merge_size * self.pre.merge_size;
         let patches: Vec<usize> = plan.counts.iter().map(|c| c * merge).collect();
         let cost = self.admission.cost(plan.len(), max_tokens, &patches);
         let image_tokens = plan.counts.iter().sum();
-        self.admission.admit(&cost, plan.len(), image_tokens)
+        self.admission.admit(&cost, plan.len(), image_tokens)?;
+        Ok(cost)
     }
 
     fn vision_key(&self, image: &blake3::Hash) -> blake3::Hash {

@@ -9,7 +9,7 @@ use super::plan::{RequestPlan, StageMarks};
 use crate::cache::{CacheReport, PrefixOutcome};
 use crate::config::TextConfig;
 use crate::error::Result;
-use crate::generate::GenerateRequest;
+use crate::generate::{CancelToken, GenerateRequest};
 use crate::image::{patch_array, stage_for_model};
 use crate::model::kv_cache::LayerCache;
 use crate::model::positions::{Positions, mrope_tables};
@@ -23,7 +23,7 @@ const RESERVED_OUTPUT: usize = 1024;
 
 /// RoPE of the prompt rows at `positions`: plain from an offset where the
 /// three streams agree and count up, else MRoPE tables.
-fn rope_of(cfg: &TextConfig, positions: &Positions) -> Result<Rope> {
+pub(super) fn rope_of(cfg: &TextConfig, positions: &Positions) -> Result<Rope> {
     Ok(match positions.is_plain_from() {
         Some(p) => Rope::Offset(p),
         None => {
@@ -140,11 +140,11 @@ impl Engine {
         to_encode: Vec<ToEncode>,
         features: &mut [Option<VisionFeatures>],
         report: &mut CacheReport,
+        cancel: &CancelToken,
     ) -> Result<()> {
         for image in to_encode {
             let patches = image.grid.iter().product::<usize>();
             let piece = self.admission.vision_piece(patches);
-            let cancel = &self.cancel;
             // A large image's attention pieces and blocks are evaluated one
             // by one, so that the pass holds one piece's scores and can be
             // cancelled between them.
@@ -171,7 +171,9 @@ impl Engine {
             }
             report.vision_misses += 1;
             features[image.index] = Some(f);
-            self.check_cancel()?;
+            if cancel.is_cancelled() {
+                return Err(crate::error::Error::Cancelled);
+            }
         }
         Ok(())
     }

@@ -200,6 +200,13 @@ impl KvCache {
         Ok(mlx::eval(&arrays)?)
     }
 
+    /// Adds every layer's buffers to `out` (to evaluate with other work).
+    pub fn push_arrays(&self, out: &mut Vec<Array>) {
+        for l in &self.layers {
+            out.extend([&l.keys, &l.values].into_iter().flatten().cloned());
+        }
+    }
+
     /// Tokens cached so far.
     pub fn len(&self) -> i32 {
         self.layers.first().map_or(0, LayerCache::len)

@@ -16,7 +16,7 @@ use mlx::Array;
 
 pub use kv_cache::KvCache;
 pub use positions::Positions;
-pub use text::{DecoderView, LayerView, Rope, TextModel, Visual};
+pub use text::{DecoderView, LayerView, Rope, Segment, TextModel, Visual};
 pub use vision::{VisionFeatures, VisionTower};
 
 use crate::config::ModelConfig;

@@ -314,7 +314,34 @@ impl TextModel {
         cache: &mut KvCache,
         visual: Option<&Visual<'_>>,
     ) -> Result<Array> {
-        self.run_layers(x, rope, cache, visual, |_| {})
+        let mut one = [Segment {
+            rows: x.dim(1) as usize,
+            rope,
+            cache,
+        }];
+        self.run_layers(x, &mut one, visual, |_| {})
+    }
+
+    /// Runs the decoder on the rows of several sequences at once: `x`
+    /// `(1, N, hidden)` holds each segment's rows in order. The linear
+    /// layers read all `N` rows together (one pass over the weights for the
+    /// whole batch); attention runs per segment, at its own positions and
+    /// on its own cache. `visual`'s DeepStack additions span all `N` rows.
+    pub fn forward_batch(
+        &self,
+        x: &Array,
+        segments: &mut [Segment<'_>],
+        visual: Option<&Visual<'_>>,
+    ) -> Result<Array> {
+        let rows: usize = segments.iter().map(|s| s.rows).sum();
+        if rows != x.dim(1) as usize || segments.is_empty() {
+            return Err(crate::error::Error::Model(format!(
+                "a batch of {rows} rows in {} segments for an input of {} rows",
+                segments.len(),
+                x.dim(1)
+            )));
+        }
+        self.run_layers(x, segments, visual, |_| {})
     }
 
     /// The decoder layers and the final norm, calling `after_layer` with each
@@ -322,15 +349,26 @@ impl TextModel {
     fn run_layers(
         &self,
         x: &Array,
-        rope: &Rope,
-        cache: &mut KvCache,
+        segments: &mut [Segment<'_>],
         visual: Option<&Visual<'_>>,
         mut after_layer: impl FnMut(&Array),
     ) -> Result<Array> {
-        let rope = rope.in_dtype(x.dtype())?;
+        let ropes = segments
+            .iter()
+            .map(|s| s.rope.in_dtype(x.dtype()))
+            .collect::<Result<Vec<_>>>()?;
         let mut x = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            x = self.layer(layer, &x, &rope, &mut cache.layers[i])?;
+            let mut parts: Vec<Part<'_, '_>> = segments
+                .iter_mut()
+                .zip(&ropes)
+                .map(|(s, rope)| Part {
+                    rows: s.rows as i32,
+                    rope,
+                    cache: &mut s.cache.layers[i],
+                })
+                .collect();
+            x = self.layer(layer, &x, &mut parts)?;
             if let Some(vis) = visual
                 && let Some(add) = vis.deepstack.get(i)
             {
@@ -351,7 +389,12 @@ impl TextModel {
         visual: Option<&Visual<'_>>,
     ) -> Result<(Array, Vec<Array>)> {
         let mut hidden = vec![x.clone()];
-        let out = self.run_layers(x, rope, cache, visual, |h| hidden.push(h.clone()))?;
+        let mut one = [Segment {
+            rows: x.dim(1) as usize,
+            rope,
+            cache,
+        }];
+        let out = self.run_layers(x, &mut one, visual, |h| hidden.push(h.clone()))?;
         Ok((out, hidden))
     }
 
@@ -401,16 +444,10 @@ impl TextModel {
         })
     }
 
-    fn layer(
-        &self,
-        layer: &Layer,
-        x: &Array,
-        rope: &Rope,
-        cache: &mut super::kv_cache::LayerCache,
-    ) -> Result<Array> {
+    fn layer(&self, layer: &Layer, x: &Array, parts: &mut [Part<'_, '_>]) -> Result<Array> {
         let eps = self.cfg.rms_norm_eps;
         let h = fast::rms_norm(x, &layer.input_norm, eps)?;
-        let a = self.attention(&layer.attn, &h, rope, cache)?;
+        let a = self.attention(&layer.attn, &h, parts)?;
         let x = x.add(&a)?;
         let h = fast::rms_norm(&x, &layer.post_norm, eps)?;
         let m = &layer.mlp;
@@ -427,60 +464,134 @@ impl TextModel {
         Ok(x.add(&ff)?)
     }
 
-    fn attention(
-        &self,
-        at: &Attention,
-        h: &Array,
-        rope: &Rope,
-        cache: &mut super::kv_cache::LayerCache,
-    ) -> Result<Array> {
+    /// Self-attention of every part's rows of `h`: the projections over all
+    /// rows at once, then each part's norms, rotation, cache and attention.
+    fn attention(&self, at: &Attention, h: &Array, parts: &mut [Part<'_, '_>]) -> Result<Array> {
         let t = &self.cfg;
-        let l = h.dim(1);
         let heads = attention_heads(t);
-        let (nh, nkv, hd) = (heads.heads, heads.kv_heads, heads.head_dim);
-        let (q, k, v) = match (at.qkv.fused(), rope) {
-            // One kernel for the norms, the rotation and the layouts (the
-            // tables are already in the activations' dtype: `Rope::in_dtype`).
-            (Some(fused), Rope::Tables { cos, sin })
-                if prefill::text_qk_applies(&self.kernels, h.dtype(), &heads) =>
-            {
-                let qkv = fused.forward(&self.kernels, h)?;
-                prefill::text_qk(
+        let (nh, hd) = (heads.heads, heads.head_dim);
+        let whole = parts.len() == 1;
+        // One kernel for the norms, the rotation and the layouts where a
+        // part's rotation is given as tables (already in the activations'
+        // dtype: `Rope::in_dtype`).
+        let kernel_qk = at
+            .qkv
+            .fused()
+            .filter(|_| prefill::text_qk_applies(&self.kernels, h.dtype(), &heads));
+        let tables = parts.iter().any(|p| matches!(p.rope, Rope::Tables { .. }));
+        let fused_out = match kernel_qk {
+            Some(fused) if tables => Some(fused.forward(&self.kernels, h)?),
+            _ => None,
+        };
+        let mut split: Option<Vec<Array>> = None;
+        let mut outs = Vec::with_capacity(parts.len());
+        let mut row = 0;
+        for part in parts.iter_mut() {
+            let rows = |a: &Array| -> Result<Array> {
+                Ok(if whole {
+                    a.clone()
+                } else {
+                    a.slice_axis(1, row, row + part.rows)?
+                })
+            };
+            let (q, k, v) = match (&fused_out, part.rope) {
+                (Some(qkv), Rope::Tables { cos, sin }) => prefill::text_qk(
                     &self.kernels,
-                    &qkv,
+                    &rows(qkv)?,
                     &at.q_norm,
                     &at.k_norm,
                     cos,
                     sin,
                     heads,
                     t.rms_norm_eps,
-                )?
-            }
-            _ => {
-                let qkv = at.qkv.forward(&self.kernels, h)?;
-                let q = qkv[0].reshape(&[1, l, nh, hd])?;
-                let k = qkv[1].reshape(&[1, l, nkv, hd])?;
-                let v = qkv[2].reshape(&[1, l, nkv, hd])?;
-                let q = fast::rms_norm(&q, &at.q_norm, t.rms_norm_eps)?.transpose(&[0, 2, 1, 3])?;
-                let k = fast::rms_norm(&k, &at.k_norm, t.rms_norm_eps)?.transpose(&[0, 2, 1, 3])?;
-                let v = v.transpose(&[0, 2, 1, 3])?;
-                let (q, k) = match rope {
-                    Rope::Offset(p) => (
-                        fast::rope(&q, hd, false, t.rope_theta, 1.0, *p)?,
-                        fast::rope(&k, hd, false, t.rope_theta, 1.0, *p)?,
-                    ),
-                    Rope::Tables { cos, sin } => {
-                        (rotate_half(&q, cos, sin)?, rotate_half(&k, cos, sin)?)
+                )?,
+                _ => {
+                    if split.is_none() {
+                        // The fused product is already made when another
+                        // part took the kernel: split it instead.
+                        split = Some(match &fused_out {
+                            Some(qkv) => {
+                                let (q_width, kv_width) = (nh * hd, heads.kv_heads * hd);
+                                qkv.split_at(&[q_width, q_width + kv_width], -1)?
+                            }
+                            None => at.qkv.forward(&self.kernels, h)?,
+                        });
                     }
-                };
-                (q, k, v)
-            }
+                    let qkv = split.as_ref().expect("split above");
+                    self.rotate(
+                        at,
+                        &rows(&qkv[0])?,
+                        &rows(&qkv[1])?,
+                        &rows(&qkv[2])?,
+                        part.rope,
+                    )?
+                }
+            };
+            let (keys, values) = part.cache.update(&k, &v)?;
+            let scale = 1.0 / (hd as f32).sqrt();
+            let mask = if part.rows > 1 {
+                Mask::Causal
+            } else {
+                Mask::None
+            };
+            let o = fast::scaled_dot_product_attention(&q, &keys, &values, scale, mask)?;
+            outs.push(
+                o.transpose(&[0, 2, 1, 3])?
+                    .reshape(&[1, part.rows, nh * hd])?,
+            );
+            row += part.rows;
+        }
+        let o = if whole {
+            outs.pop().expect("one part")
+        } else {
+            let refs: Vec<&Array> = outs.iter().collect();
+            Array::concatenate(&refs, 1)?
         };
-        let (keys, values) = cache.update(&k, &v)?;
-        let scale = 1.0 / (hd as f32).sqrt();
-        let mask = if l > 1 { Mask::Causal } else { Mask::None };
-        let o = fast::scaled_dot_product_attention(&q, &keys, &values, scale, mask)?;
-        let o = o.transpose(&[0, 2, 1, 3])?.reshape(&[1, l, nh * hd])?;
         at.o.forward(&self.kernels, &o)
     }
+
+    /// Queries, keys and values `(1, heads, L, head_dim)` from their
+    /// projections `(1, L, width)`: per-head norms, then the rotation.
+    fn rotate(
+        &self,
+        at: &Attention,
+        q: &Array,
+        k: &Array,
+        v: &Array,
+        rope: &Rope,
+    ) -> Result<(Array, Array, Array)> {
+        let t = &self.cfg;
+        let heads = attention_heads(t);
+        let (nh, nkv, hd) = (heads.heads, heads.kv_heads, heads.head_dim);
+        let l = q.dim(1);
+        let q = q.reshape(&[1, l, nh, hd])?;
+        let k = k.reshape(&[1, l, nkv, hd])?;
+        let v = v.reshape(&[1, l, nkv, hd])?;
+        let q = fast::rms_norm(&q, &at.q_norm, t.rms_norm_eps)?.transpose(&[0, 2, 1, 3])?;
+        let k = fast::rms_norm(&k, &at.k_norm, t.rms_norm_eps)?.transpose(&[0, 2, 1, 3])?;
+        let v = v.transpose(&[0, 2, 1, 3])?;
+        let (q, k) = match rope {
+            Rope::Offset(p) => (
+                fast::rope(&q, hd, false, t.rope_theta, 1.0, *p)?,
+                fast::rope(&k, hd, false, t.rope_theta, 1.0, *p)?,
+            ),
+            Rope::Tables { cos, sin } => (rotate_half(&q, cos, sin)?, rotate_half(&k, cos, sin)?),
+        };
+        Ok((q, k, v))
+    }
+}
+
+/// One sequence's rows in a batched forward pass
+/// ([`TextModel::forward_batch`]): how many, their rotation, their cache.
+pub struct Segment<'a> {
+    pub rows: usize,
+    pub rope: &'a Rope,
+    pub cache: &'a mut KvCache,
+}
+
+/// A segment as one layer sees it.
+struct Part<'r, 'c> {
+    rows: i32,
+    rope: &'r Rope,
+    cache: &'c mut super::kv_cache::LayerCache,
 }
