@@ -112,7 +112,7 @@ fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
 #[test]
 fn a_full_queue_answers_429_with_retry_after() {
     let db = db("api_queue");
-    let (_server, addr) = serve_api(db.to_str().unwrap(), &["--queue", "1"]);
+    let (_server, addr) = serve_api(db.to_str().unwrap(), &["--queue", "1", "--max-batch", "1"]);
     // Each request decodes 300 tokens: one runs, one waits, the rest are turned away.
     let body =
         r#"{"messages":[{"role":"user","content":"Go."}],"max_tokens":300,"ignore_eos":true}"#;

@@ -51,10 +51,17 @@ pub struct ServeArgs {
     /// Turn the prefix and vision caches off
     #[arg(long)]
     pub no_cache: bool,
-    /// The most memory one request's work may hold at once, in MiB [default: the device's
-    /// memory beside the weights and the caches]
+    /// The most memory one request's work may hold at once, and all the requests of the
+    /// running batch together, in MiB [default: the device's memory beside the weights and
+    /// the caches]
     #[arg(long)]
     pub request_mb: Option<u64>,
+    /// Requests decoded together at most (continuous batching)
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_batch: u32,
+    /// Prompt tokens one batch step prefills at most beside the running streams
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub prefill_chunk: u32,
     /// A folder `file://` image URLs may read from; repeat for several
     #[arg(long)]
     pub images: Vec<PathBuf>,

@@ -15,8 +15,16 @@ pub struct Metrics {
     pub rejected: AtomicU64,
     /// Waiting in the queue.
     pub queued: AtomicU64,
-    /// Sequences in the running batch.
+    /// Requests in the running batch (in prefill or decoding).
     pub running: AtomicU64,
+    /// Sequences the last step decoded together.
+    pub decoding: AtomicU64,
+    /// The most sequences decoded together since the server started.
+    pub decoding_peak: AtomicU64,
+    /// Memory the requests in the batch were admitted for.
+    pub batch_bytes: AtomicU64,
+    /// Batch steps run.
+    pub steps: AtomicU64,
     pub prompt_tokens: AtomicU64,
     pub completion_tokens: AtomicU64,
     pub prefix_hits: AtomicU64,
@@ -72,16 +80,31 @@ impl Metrics {
                 ("{status=\"rejected\"}", get(&self.rejected)),
             ],
         );
-        let gauges: [(&str, &str, &AtomicU64); 4] = [
+        let gauges: [(&str, &str, &AtomicU64); 7] = [
             (
                 "vlm_queue_depth",
                 "Requests waiting for the engine.",
                 &self.queued,
             ),
             (
-                "vlm_batch_size",
-                "Sequences in the running batch.",
+                "vlm_running_requests",
+                "Requests in the running batch, in prefill or decoding.",
                 &self.running,
+            ),
+            (
+                "vlm_batch_size",
+                "Sequences the last step decoded together.",
+                &self.decoding,
+            ),
+            (
+                "vlm_batch_size_peak",
+                "The most sequences decoded together since the server started.",
+                &self.decoding_peak,
+            ),
+            (
+                "vlm_batch_memory_bytes",
+                "Memory (KV cache and work) the requests in the batch were admitted for.",
+                &self.batch_bytes,
             ),
             (
                 "vlm_prefix_cache_bytes",
@@ -97,7 +120,8 @@ impl Metrics {
         for (name, help, v) in gauges {
             metric(name, "gauge", help, &[("", get(v))]);
         }
-        let counters: [(&str, &str, &AtomicU64); 6] = [
+        let counters: [(&str, &str, &AtomicU64); 7] = [
+            ("vlm_batch_steps_total", "Batch steps run.", &self.steps),
             (
                 "vlm_prompt_tokens_total",
                 "Prompt tokens of completed requests.",

@@ -1,14 +1,19 @@
-//! The engine's thread: it takes requests from a bounded queue, one at a
-//! time, streams their text as it is decoded (stop strings withheld until
-//! they can no longer match), and records each answered request.
+//! The engine's thread: it takes requests from a bounded queue into the
+//! engine's running batch (continuous batching: requests join and leave at
+//! step boundaries), streams each one's text as it is decoded (stop strings
+//! withheld until they can no longer match), and records each answered
+//! request.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use engine::prompt::TextTokenizer;
-use engine::{CancelToken, Engine, Event, GenerateRequest, GenerateResponse};
+use engine::{
+    Batch, BatchEvent, CancelToken, Engine, GenerateRequest, GenerateResponse, SequenceId,
+};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::convert::{Prepared, stop_at};
@@ -34,23 +39,42 @@ pub enum JobEvent {
 pub type Recorder = Box<dyn FnMut(&GenerateRequest, &GenerateResponse, f64) + Send>;
 
 struct Job {
-    id: u64,
     /// Bytes of decoded pixels its images hold.
     image_bytes: u64,
     prepared: Prepared,
     events: UnboundedSender<JobEvent>,
     /// Set when the client went away.
     abandoned: Arc<AtomicBool>,
+    /// Stops the request in the batch (cancel), or ends it at a stop string
+    /// (finish early).
+    cancel: CancelToken,
     queued: Instant,
+}
+
+/// How the engine's thread batches requests.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Sequences decoded together at most.
+    pub max_batch: usize,
+    /// Prompt tokens one step prefills at most beside the running streams.
+    pub prefill_chunk: usize,
+    /// Requests waiting for the engine at most.
+    pub queue: usize,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        BatchLimits {
+            max_batch: 32,
+            prefill_chunk: 256,
+            queue: 64,
+        }
+    }
 }
 
 /// The handle requests are submitted through.
 pub struct Worker {
     queue: SyncSender<Job>,
-    next_id: AtomicU64,
-    /// The job the engine is running, and the engine's cancel token.
-    running: Arc<Mutex<Option<u64>>>,
-    cancel: CancelToken,
     pub metrics: Arc<Metrics>,
     /// Decoded image bytes of the requests waiting or running.
     pending_image_bytes: Arc<AtomicU64>,
@@ -63,9 +87,7 @@ pub const PENDING_IMAGE_BYTES: u64 = 2 << 30;
 /// Cancels its request when dropped before the request ended (the client
 /// disconnected): skipped if still queued, stopped if running.
 pub struct Ticket {
-    id: u64,
     abandoned: Arc<AtomicBool>,
-    running: Arc<Mutex<Option<u64>>>,
     cancel: CancelToken,
     done: bool,
 }
@@ -79,42 +101,45 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        self.abandoned.store(true, Ordering::SeqCst);
-        let running = self.running.lock().expect("running lock");
-        if *running == Some(self.id) {
+        if !self.done {
+            self.abandoned.store(true, Ordering::SeqCst);
             self.cancel.cancel();
         }
     }
 }
 
 impl Worker {
-    /// Starts the engine's thread with a queue of `queue_len` requests.
-    /// `load` runs on that thread (MLX's streams belong to the thread that
-    /// made them): it loads the engine and says how to record requests; its
-    /// third value comes back to the caller once loaded.
+    /// Starts the engine's thread, batching as `limits` say. `load` runs on
+    /// that thread (MLX's streams belong to the thread that made them): it
+    /// loads the engine and says how to record requests; its third value
+    /// comes back to the caller once loaded.
     pub fn start<T: Send + 'static>(
         load: impl FnOnce() -> Result<(Engine, Recorder, T), String> + Send + 'static,
-        queue_len: usize,
+        limits: BatchLimits,
     ) -> Result<(Worker, T), String> {
-        let (tx, rx) = sync_channel(queue_len.max(1));
-        let running = Arc::new(Mutex::new(None));
+        let (tx, rx) = sync_channel(limits.queue.max(1));
         let metrics = Arc::new(Metrics::default());
         let (loaded_tx, loaded_rx) = std::sync::mpsc::channel();
         let pending_image_bytes = Arc::new(AtomicU64::new(0));
         {
-            let (running, metrics) = (running.clone(), metrics.clone());
+            let metrics = metrics.clone();
             let pending = pending_image_bytes.clone();
             std::thread::Builder::new()
                 .name("engine".into())
                 .spawn(move || match load() {
                     Ok((engine, record, value)) => {
-                        let cancel = engine.cancel_token();
-                        cancel.reset();
-                        let _ = loaded_tx.send(Ok((cancel, value)));
-                        serve(engine, rx, running, metrics, pending, record);
+                        let _ = loaded_tx.send(Ok(value));
+                        let batch = Batch::new(limits.max_batch, limits.prefill_chunk);
+                        Serving {
+                            engine,
+                            batch,
+                            limits,
+                            active: HashMap::new(),
+                            metrics,
+                            pending_image_bytes: pending,
+                            record,
+                        }
+                        .serve(rx);
                     }
                     Err(e) => {
                         let _ = loaded_tx.send(Err(e));
@@ -122,14 +147,11 @@ impl Worker {
                 })
                 .map_err(|e| format!("cannot start the engine's thread: {e}"))?;
         }
-        let (cancel, value) = loaded_rx
+        let value = loaded_rx
             .recv()
             .map_err(|_| "the engine's thread stopped while loading".to_string())??;
         let worker = Worker {
             queue: tx,
-            next_id: AtomicU64::new(1),
-            running,
-            cancel,
             metrics,
             pending_image_bytes,
         };
@@ -142,7 +164,6 @@ impl Worker {
         prepared: Prepared,
         events: UnboundedSender<JobEvent>,
     ) -> Result<Ticket, ApiError> {
-        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let image_bytes: u64 = prepared
             .request
             .images
@@ -167,21 +188,20 @@ impl Worker {
             });
         }
         let abandoned = Arc::new(AtomicBool::new(false));
+        let cancel = CancelToken::new();
         let job = Job {
-            id,
             image_bytes,
             prepared,
             events,
             abandoned: abandoned.clone(),
+            cancel: cancel.clone(),
             queued: Instant::now(),
         };
         self.metrics.queued.fetch_add(1, Ordering::SeqCst);
         match self.queue.try_send(job) {
             Ok(()) => Ok(Ticket {
-                id,
                 abandoned,
-                running: self.running.clone(),
-                cancel: self.cancel.clone(),
+                cancel,
                 done: false,
             }),
             Err(e) => {
@@ -208,105 +228,243 @@ impl Worker {
     }
 }
 
-fn serve(
-    mut engine: Engine,
-    rx: Receiver<Job>,
-    running: Arc<Mutex<Option<u64>>>,
+/// A request in the running batch.
+struct Active {
+    job: Job,
+    text: Text,
+    /// Seconds it waited in the queue.
+    waited: f64,
+    /// Gives its image bytes back when it leaves.
+    _release: Release,
+}
+
+/// The engine's thread: the batch and the requests in it.
+struct Serving {
+    engine: Engine,
+    batch: Batch,
+    limits: BatchLimits,
+    active: HashMap<SequenceId, Active>,
     metrics: Arc<Metrics>,
     pending_image_bytes: Arc<AtomicU64>,
-    mut record: Recorder,
-) {
-    let cancel = engine.cancel_token();
-    // Cloned once: requests decode their text beside the engine's run.
-    let tokenizer = engine.prompts().tokenizer.clone();
-    while let Ok(job) = rx.recv() {
-        metrics.queued.fetch_sub(1, Ordering::SeqCst);
-        // Released when this turn ends, however it ends.
-        let _release = Release(&pending_image_bytes, job.image_bytes);
-        if job.abandoned.load(Ordering::SeqCst) {
-            metrics.cancelled.fetch_add(1, Ordering::SeqCst);
-            continue;
-        }
-        *running.lock().expect("running lock") = Some(job.id);
-        metrics.running.store(1, Ordering::SeqCst);
-        let waited = job.queued.elapsed().as_secs_f64();
-        let outcome = run(&mut engine, &tokenizer, &job);
-        {
-            let mut r = running.lock().expect("running lock");
-            *r = None;
-            cancel.reset();
-        }
-        metrics.running.store(0, Ordering::SeqCst);
-        metrics.after_request(&engine.cache_stats(), outcome.as_ref().ok());
-        match outcome {
-            Ok((text, response)) => {
-                record(&job.prepared.request, &response, waited);
-                let _ = job.events.send(JobEvent::Done {
-                    text,
-                    response: Box::new(response),
-                });
-            }
-            Err(e) => {
-                if job.abandoned.load(Ordering::SeqCst) {
-                    metrics.cancelled.fetch_add(1, Ordering::SeqCst);
-                } else {
-                    metrics.failed.fetch_add(1, Ordering::SeqCst);
+    record: Recorder,
+}
+
+impl Serving {
+    /// Runs until the queue's senders are gone: between two steps, one
+    /// waiting request joins the batch (its images are encoded then, so
+    /// that a burst of arrivals does not stall the running streams for
+    /// more than one encoding per step).
+    fn serve(mut self, rx: Receiver<Job>) {
+        // A request taken from the queue that the batch had no room for,
+        // and the batch's size then: it is tried again once the batch is
+        // smaller.
+        let mut waiting: Option<(Job, usize)> = None;
+        loop {
+            let job = match waiting.take() {
+                Some((job, size)) if self.batch.len() < size => Some(job),
+                Some(held) => {
+                    waiting = Some(held);
+                    None
                 }
-                let _ = job.events.send(JobEvent::Failed(e));
+                None if self.batch.is_empty() => match rx.recv() {
+                    Ok(job) => Some(self.dequeued(job)),
+                    Err(_) => return,
+                },
+                None => rx.try_recv().ok().map(|job| self.dequeued(job)),
+            };
+            if let Some(job) = job
+                && let Some(job) = self.join(job)
+            {
+                if self.batch.is_empty() {
+                    // Refused by an empty batch: it could never run.
+                    self.fail(
+                        job,
+                        engine::Error::Model("no room in an empty batch".into()),
+                    );
+                } else {
+                    waiting = Some((job, self.batch.len()));
+                }
+            }
+            if !self.batch.is_empty() {
+                self.step();
             }
         }
     }
+
+    fn dequeued(&self, job: Job) -> Job {
+        self.metrics.queued.fetch_sub(1, Ordering::SeqCst);
+        job
+    }
+
+    /// Adds `job` to the batch; gives it back when there is no room now.
+    fn join(&mut self, job: Job) -> Option<Job> {
+        if job.abandoned.load(Ordering::SeqCst) {
+            self.metrics.cancelled.fetch_add(1, Ordering::SeqCst);
+            self.release(job.image_bytes);
+            return None;
+        }
+        let added =
+            self.engine
+                .batch_add(&mut self.batch, &job.prepared.request, job.cancel.clone());
+        match added {
+            Ok(Some(seq)) => {
+                let waited = job.queued.elapsed().as_secs_f64();
+                let release = Release(self.pending_image_bytes.clone(), job.image_bytes);
+                self.active.insert(
+                    seq,
+                    Active {
+                        job,
+                        text: Text::default(),
+                        waited,
+                        _release: release,
+                    },
+                );
+                self.show_batch();
+                None
+            }
+            Ok(None) => Some(job),
+            Err(e) => {
+                self.fail(job, e);
+                None
+            }
+        }
+    }
+
+    /// One step of the batch, and what it tells the requests.
+    fn step(&mut self) {
+        let events =
+            match self.engine.batch_step(&mut self.batch) {
+                Ok(events) => events,
+                Err(e) => {
+                    // The device failed mid-step: every request in the batch ends.
+                    self.batch = Batch::new(self.limits.max_batch, self.limits.prefill_chunk);
+                    let message = e.to_string();
+                    for (_, a) in self.active.drain() {
+                        self.metrics.failed.fetch_add(1, Ordering::SeqCst);
+                        let _ = a.job.events.send(JobEvent::Failed(engine_error(
+                            engine::Error::Model(message.clone()),
+                        )));
+                    }
+                    self.show_batch();
+                    return;
+                }
+            };
+        let tokenizer = &self.engine.prompts().tokenizer;
+        for ev in events {
+            match ev {
+                BatchEvent::Token { seq, id, .. } => {
+                    let Some(a) = self.active.get_mut(&seq) else {
+                        continue;
+                    };
+                    a.on_token(tokenizer, id);
+                }
+                BatchEvent::Done { seq, response } => {
+                    let Some(mut a) = self.active.remove(&seq) else {
+                        continue;
+                    };
+                    let outcome = a.finish().map(|text| (text, *response));
+                    self.metrics
+                        .after_request(&self.engine.cache_stats(), outcome.as_ref().ok());
+                    match outcome {
+                        Ok((text, response)) => {
+                            (self.record)(&a.job.prepared.request, &response, a.waited);
+                            let _ = a.job.events.send(JobEvent::Done {
+                                text,
+                                response: Box::new(response),
+                            });
+                        }
+                        Err(e) => {
+                            self.metrics.failed.fetch_add(1, Ordering::SeqCst);
+                            let _ = a.job.events.send(JobEvent::Failed(e));
+                        }
+                    }
+                }
+                BatchEvent::Cancelled { seq } => {
+                    if let Some(a) = self.active.remove(&seq) {
+                        self.metrics.cancelled.fetch_add(1, Ordering::SeqCst);
+                        let _ = a
+                            .job
+                            .events
+                            .send(JobEvent::Failed(engine_error(engine::Error::Cancelled)));
+                    }
+                }
+            }
+        }
+        self.show_batch();
+    }
+
+    fn fail(&self, job: Job, e: engine::Error) {
+        self.release(job.image_bytes);
+        if job.abandoned.load(Ordering::SeqCst) {
+            self.metrics.cancelled.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.metrics.failed.fetch_add(1, Ordering::SeqCst);
+        }
+        self.metrics.after_request(&self.engine.cache_stats(), None);
+        let _ = job.events.send(JobEvent::Failed(engine_error(e)));
+    }
+
+    fn release(&self, bytes: u64) {
+        self.pending_image_bytes.fetch_sub(bytes, Ordering::SeqCst);
+    }
+
+    /// The batch's size and memory, for `/metrics`.
+    fn show_batch(&self) {
+        let m = &self.metrics;
+        let decoding = self.batch.decoding() as u64;
+        m.running.store(self.batch.len() as u64, Ordering::SeqCst);
+        m.decoding.store(decoding, Ordering::SeqCst);
+        m.decoding_peak.fetch_max(decoding, Ordering::SeqCst);
+        m.batch_bytes
+            .store(self.batch.held_bytes(), Ordering::SeqCst);
+        m.steps.store(self.batch.steps(), Ordering::SeqCst);
+    }
 }
 
-/// Gives back a job's image bytes when dropped.
-struct Release<'a>(&'a AtomicU64, u64);
+impl Active {
+    /// Streams what token `id` adds to the text; a stop string ends the
+    /// request after this token.
+    fn on_token(&mut self, tokenizer: &TextTokenizer, id: u32) {
+        if self.text.stopped || self.text.failed.is_some() {
+            return;
+        }
+        let stops = &self.job.prepared.stop;
+        let hold = stops.iter().map(|s| s.len()).max().unwrap_or(1) - 1;
+        match self.text.push(tokenizer, id, stops, hold) {
+            Ok(Some(new)) => {
+                let _ = self.job.events.send(JobEvent::Text(new));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.text.failed = Some(e);
+                self.job.cancel.cancel();
+            }
+        }
+        if self.text.stopped {
+            self.job.cancel.finish_early();
+        }
+    }
 
-impl Drop for Release<'_> {
+    /// The whole text sent, after what was held back for a stop string
+    /// that never came.
+    fn finish(&mut self) -> Result<String, ApiError> {
+        if let Some(e) = self.text.failed.take() {
+            return Err(e);
+        }
+        if let Some(rest) = self.text.flush() {
+            let _ = self.job.events.send(JobEvent::Text(rest));
+        }
+        Ok(std::mem::take(&mut self.text.sent))
+    }
+}
+
+/// Gives back a request's image bytes when dropped.
+struct Release(Arc<AtomicU64>, u64);
+
+impl Drop for Release {
     fn drop(&mut self) {
         self.0.fetch_sub(self.1, Ordering::SeqCst);
     }
-}
-
-/// Runs one job, sending its text as it comes.
-fn run(
-    engine: &mut Engine,
-    tokenizer: &TextTokenizer,
-    job: &Job,
-) -> Result<(String, GenerateResponse), ApiError> {
-    let stops = &job.prepared.stop;
-    let hold = stops.iter().map(|s| s.len()).max().unwrap_or(1) - 1;
-    let cancel = engine.cancel_token();
-    let mut text = Text::default();
-    let mut failed = None;
-    let mut on_event = |ev: &Event| {
-        let Event::Token { id, .. } = ev else {
-            return;
-        };
-        if text.stopped {
-            return;
-        }
-        match text.push(tokenizer, *id, stops, hold) {
-            Ok(Some(new)) => {
-                let _ = job.events.send(JobEvent::Text(new));
-            }
-            Ok(None) => {}
-            Err(e) => failed = Some(e),
-        }
-        if text.stopped {
-            cancel.finish_early();
-        }
-    };
-    let response = engine
-        .generate(&job.prepared.request, &mut on_event)
-        .map_err(engine_error)?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    // What was held back for a stop string that never came.
-    if let Some(rest) = text.flush() {
-        let _ = job.events.send(JobEvent::Text(rest));
-    }
-    Ok((text.sent, response))
 }
 
 /// The output text as tokens arrive: decoded where characters are whole,
@@ -319,6 +477,8 @@ struct Text {
     full: String,
     sent: String,
     stopped: bool,
+    /// Decoding the text failed; the request ends with this error.
+    failed: Option<ApiError>,
 }
 
 impl Text {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use axum::Router;
 use engine::Engine;
 use serde_json::json;
-use serving::{ImageSources, Recorder, ServeOptions, Worker};
+use serving::{BatchLimits, ImageSources, Recorder, ServeOptions, Worker};
 use store::Store;
 
 use crate::cli::{ModelArgs, ServeArgs};
@@ -107,7 +107,17 @@ fn api(settings: &Settings, args: &ServeArgs, model: &str) -> Result<(Router, i6
     }
     let db = args.db.path(&settings.paths);
     let opts = settings.engine_options(&model_args);
-    let params = json!({"addr": args.addr.to_string(), "queue": args.queue});
+    let limits = BatchLimits {
+        max_batch: args.max_batch as usize,
+        prefill_chunk: args.prefill_chunk as usize,
+        queue: args.queue,
+    };
+    let params = json!({
+        "addr": args.addr.to_string(),
+        "queue": args.queue,
+        "max_batch": args.max_batch,
+        "prefill_chunk": args.prefill_chunk,
+    });
     eprintln!("loading model {}", dir.display());
     let load = move || -> Result<(Engine, Recorder, (String, i64)), String> {
         let engine = Engine::load(&dir, opts)
@@ -116,8 +126,7 @@ fn api(settings: &Settings, args: &ServeArgs, model: &str) -> Result<(Router, i6
         let (record, run_id) = recorder(&db, params, &minfo).map_err(|e| format!("{e:#}"))?;
         Ok((engine, record, (minfo.name, run_id)))
     };
-    let (worker, (model_id, run_id)) =
-        Worker::start(load, args.queue).map_err(anyhow::Error::msg)?;
+    let (worker, (model_id, run_id)) = Worker::start(load, limits).map_err(anyhow::Error::msg)?;
     eprintln!(
         "recording requests as run {run_id} in {}",
         args.db.path(&settings.paths).display()
