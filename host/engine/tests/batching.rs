@@ -10,7 +10,7 @@ use engine::image::{Pattern, synth_image};
 use engine::synth::{Arch, Quant, SynthOptions, synthesize};
 use engine::{
     Batch, BatchEvent, CancelToken, Engine, EngineOptions, GenerateRequest, GenerateResponse,
-    SequenceId,
+    Sampling, SequenceId,
 };
 
 fn tiny(dir: &Path) -> PathBuf {
@@ -42,12 +42,25 @@ fn request(text: &str, image: Option<(u32, u32, u64)>, max_tokens: usize) -> Gen
     r
 }
 
+/// `r` sampled at temperature 1 with `seed`: a random model's greedy
+/// output repeats one token, while sampled tokens follow every change of
+/// the logits, so they show a step that went wrong.
+fn sampled(mut r: GenerateRequest, seed: u64) -> GenerateRequest {
+    r.sampling = Sampling {
+        temperature: 1.0,
+        top_p: 1.0,
+        top_k: 0,
+        seed,
+    };
+    r
+}
+
 fn requests() -> Vec<GenerateRequest> {
     vec![
-        request("Describe the picture.", Some((64, 64, 1)), 12),
-        request("Count to ten.", None, 20),
+        sampled(request("Describe the picture.", Some((64, 64, 1)), 12), 1),
+        sampled(request("Count to ten.", None, 20), 2),
         request(&"A long prompt about boats. ".repeat(12), None, 9),
-        request("What is in this image?", Some((96, 48, 2)), 14),
+        sampled(request("What is in this image?", Some((96, 48, 2)), 14), 3),
         request("Short.", None, 1),
     ]
 }
@@ -120,6 +133,17 @@ fn batched_requests_give_what_they_give_alone() {
     // while the sequences before it decode.
     let (together, most, streamed) = batched(&mut e, &reqs, 16, 3);
     assert!(most >= 3, "at most {most} sequences decoded together");
+    let distinct = |r: &GenerateResponse| {
+        let mut ids = r.token_ids.clone();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    };
+    assert!(
+        distinct(&alone[1]) > 10,
+        "sampled tokens vary: {:?}",
+        alone[1].token_ids
+    );
     for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
         assert_eq!(a.token_ids, b.token_ids, "request {i}: tokens");
         assert_eq!(b.token_ids, streamed[i], "request {i}: streamed tokens");

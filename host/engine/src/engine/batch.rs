@@ -7,11 +7,14 @@
 //! [`Engine::batch_step`] then runs one forward pass over the rows of every
 //! sequence that has work: one row per decoding sequence (its last token)
 //! and, for the oldest sequence still being prefilled, a chunk of its prompt
-//! of at most [`Batch::prefill_chunk`] tokens. The linear layers read all
-//! rows at once, so the weights are read once per step for the whole batch;
-//! attention runs per sequence on its own cache at its own (3-D) positions.
-//! Chunking keeps a long prompt from stalling the running streams for more
-//! than a chunk's worth of work per step.
+//! of at most [`Batch::prefill_chunk`] tokens, prefilled on its own cache at
+//! its own (3-D) positions. The linear layers read all rows at once, so the
+//! weights are read once per step for the whole batch. The decoding
+//! sequences' caches are rows of one [`BatchKv`], so their attention is one
+//! call per layer whatever their number. Chunking keeps a long prompt from
+//! stalling the running streams for more than a chunk's worth of work per
+//! step. A sequence decoding alone keeps its own cache and the decoder's
+//! fastest single-stream path (the fused kernels where they apply).
 //!
 //! Steps are queued one ahead of the host: a step is queued from the tokens
 //! of the previous step before those are read, so that reading them (and
@@ -22,13 +25,15 @@ use mlx::Array;
 use super::Engine;
 use super::decode_loop::{Clock, Decoded};
 use super::plan::{RequestPlan, StageMarks};
-use super::prefill::rope_of;
+use super::prefill::{remember, rope_of};
 use crate::cache::CacheReport;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::generate::{
     CancelToken, FinishReason, GenerateRequest, GenerateResponse, validate_request,
 };
-use crate::model::{ImageSpan, KvCache, Rope, Segment, VisionFeatures, Visual, assemble_inputs};
+use crate::model::{
+    BatchKv, ImageSpan, KvCache, Rope, Segment, VisionFeatures, Visual, assemble_inputs,
+};
 use crate::sampler::Sampler;
 
 /// A request in a batch.
@@ -58,6 +63,12 @@ pub enum BatchEvent {
 /// The sequences being served together and the limits on them.
 pub struct Batch {
     seqs: Vec<Sequence>,
+    /// The sequences whose caches are the rows of `kv`, in row order.
+    rows: Vec<SequenceId>,
+    kv: BatchKv,
+    /// The tokens the last batched step made (not yet read), one per row
+    /// of `rows` as they were then.
+    in_flight: Option<(Vec<SequenceId>, Array)>,
     next_id: u64,
     max_sequences: usize,
     prefill_chunk: usize,
@@ -72,6 +83,9 @@ impl Batch {
     pub fn new(max_sequences: usize, prefill_chunk: usize) -> Batch {
         Batch {
             seqs: vec![],
+            rows: vec![],
+            kv: BatchKv::default(),
+            in_flight: None,
             next_id: 1,
             max_sequences: max_sequences.max(1),
             prefill_chunk: prefill_chunk.max(1),
@@ -116,10 +130,28 @@ impl Batch {
         self.steps
     }
 
-    fn remove(&mut self, index: usize) -> Sequence {
-        let s = self.seqs.remove(index);
-        self.held -= s.cost;
-        s
+    fn index_of(&self, id: SequenceId) -> Option<usize> {
+        self.seqs.iter().position(|s| s.id == id)
+    }
+
+    /// Removes the sequences `ids` and their rows of the batch's cache.
+    fn remove(&mut self, ids: &[SequenceId]) -> Result<Vec<Sequence>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let keep: Vec<usize> = (0..self.rows.len())
+            .filter(|&r| !ids.contains(&self.rows[r]))
+            .collect();
+        if keep.len() < self.rows.len() {
+            self.kv.keep_rows(&keep)?;
+            self.rows = keep.iter().map(|&r| self.rows[r]).collect();
+        }
+        let (gone, kept): (Vec<Sequence>, Vec<Sequence>) = std::mem::take(&mut self.seqs)
+            .into_iter()
+            .partition(|s| ids.contains(&s.id));
+        self.seqs = kept;
+        self.held -= gone.iter().map(|s| s.cost).sum::<u64>();
+        Ok(gone)
     }
 }
 
@@ -129,7 +161,8 @@ struct Sequence {
     plan: RequestPlan,
     features: Vec<Option<VisionFeatures>>,
     report: CacheReport,
-    kv: KvCache,
+    /// Its own cache; `None` while it is a row of the batch's.
+    kv: Option<KvCache>,
     sampler: Sampler,
     max_tokens: usize,
     ignore_eos: bool,
@@ -147,32 +180,20 @@ struct Sequence {
 enum State {
     /// Prompt tokens from `next` on are still to be prefilled.
     Prefilling { next: usize },
-    /// `pending` (a `u32` scalar on the device, not yet read) is the next
-    /// token; the step after it runs at position `pos`.
-    Decoding { pending: Array, pos: i32 },
+    /// The next token is on the device, not yet read: `pending` (a `u32`
+    /// scalar), or the sequence's entry of the batch's tokens in flight
+    /// when `None`. The step after it runs at position `pos`.
+    Decoding { pending: Option<Array>, pos: i32 },
 }
 
-impl Sequence {
-    /// Whether the next step should decode a token after the pending one.
-    fn wants_step(&self) -> bool {
-        match self.state {
-            State::Prefilling { .. } => true,
-            State::Decoding { .. } => {
-                self.decoded.ids.len() + 1 < self.max_tokens && !self.cancel.finish_requested()
-            }
-        }
-    }
-}
-
-/// A step's rows for one sequence: its input rows, their rotation and,
-/// for a prefill chunk, the DeepStack additions and where the chunk ends.
-struct StepRows {
+/// A prompt chunk of a step: its sequence, input rows, rotation,
+/// DeepStack additions and where it ends.
+struct Chunk {
     index: usize,
     x: Array,
     rope: Rope,
     deepstack: Vec<Array>,
-    /// Prefill chunks: the prompt position after the chunk.
-    chunk_end: Option<usize>,
+    end: usize,
 }
 
 impl Engine {
@@ -213,7 +234,7 @@ impl Engine {
             plan,
             features,
             report,
-            kv,
+            kv: Some(kv),
             sampler: Sampler::new(req.sampling)?,
             max_tokens: req.max_tokens,
             ignore_eos: req.ignore_eos,
@@ -240,37 +261,46 @@ impl Engine {
     /// made. Finished and cancelled sequences leave the batch.
     pub fn batch_step(&mut self, batch: &mut Batch) -> Result<Vec<BatchEvent>> {
         let mut events = vec![];
-        let mut i = 0;
-        while i < batch.seqs.len() {
-            if batch.seqs[i].cancel.is_cancelled() {
-                let s = batch.remove(i);
-                events.push(BatchEvent::Cancelled { seq: s.id });
-            } else {
-                i += 1;
-            }
-        }
-        // The tokens the previous step made, read after this step is queued.
-        let previous: Vec<(usize, Array)> = batch
+        let cancelled: Vec<SequenceId> = batch
             .seqs
             .iter()
-            .enumerate()
-            .filter_map(|(i, s)| match &s.state {
-                State::Decoding { pending, .. } => Some((i, pending.clone())),
-                State::Prefilling { .. } => None,
+            .filter(|s| s.cancel.is_cancelled())
+            .map(|s| s.id)
+            .collect();
+        for s in batch.remove(&cancelled)? {
+            events.push(BatchEvent::Cancelled { seq: s.id });
+        }
+        // The tokens the previous step made, read after this step is queued.
+        let in_flight = batch.in_flight.take();
+        let own: Vec<(SequenceId, Array)> = batch
+            .seqs
+            .iter()
+            .filter_map(|s| match &s.state {
+                State::Decoding {
+                    pending: Some(t), ..
+                } => Some((s.id, t.clone())),
+                _ => None,
             })
             .collect();
-        let rows = self.step_rows(batch)?;
-        if !rows.is_empty() {
-            self.queue_step(batch, rows)?;
+        if self.queue_step(batch, in_flight.as_ref())? {
             batch.steps += 1;
         }
+        let mut read: Vec<(SequenceId, u32)> = vec![];
+        if let Some((ids, tokens)) = &in_flight {
+            read.extend(ids.iter().copied().zip(tokens.to_vec::<u32>()?));
+        }
+        for (id, t) in own {
+            read.push((id, t.item::<u32>()?));
+        }
         let mut finished = vec![];
-        for (i, token) in previous {
+        for (seq, id) in read {
+            let Some(i) = batch.index_of(seq) else {
+                continue;
+            };
             let s = &mut batch.seqs[i];
-            let id = token.item::<u32>()?;
             let at_s = s.clock.now();
             events.push(BatchEvent::Token {
-                seq: s.id,
+                seq,
                 index: s.decoded.ids.len(),
                 id,
                 at_s,
@@ -280,13 +310,12 @@ impl Engine {
             let eos = !s.ignore_eos && self.info.eos_token_ids.contains(&id);
             if eos || s.cancel.finish_requested() {
                 s.decoded.finish = FinishReason::Stop;
-                finished.push(i);
+                finished.push(seq);
             } else if s.decoded.ids.len() >= s.max_tokens {
-                finished.push(i);
+                finished.push(seq);
             }
         }
-        for i in finished.into_iter().rev() {
-            let s = batch.remove(i);
+        for s in batch.remove(&finished)? {
             let total = s.clock.now();
             let response = self.respond(
                 &s.plan,
@@ -303,195 +332,296 @@ impl Engine {
         Ok(events)
     }
 
-    /// The input rows of the next step, in the batch's order: decoding
-    /// sequences first (they joined earlier), then a chunk of the oldest
-    /// sequence in prefill.
-    fn step_rows(&self, batch: &Batch) -> Result<Vec<StepRows>> {
-        let text = &self.model.text;
-        let mut rows = vec![];
-        let decoding: Vec<(usize, &Array, i32)> = batch
+    /// Queues the next step: a token of every decoding sequence (alone on
+    /// its own cache, or as rows of the batch's) and a chunk of the oldest
+    /// sequence in prefill. `previous` holds the tokens the last batched
+    /// step made. Whether there was work.
+    fn queue_step(
+        &mut self,
+        batch: &mut Batch,
+        previous: Option<&(Vec<SequenceId>, Array)>,
+    ) -> Result<bool> {
+        let decoders: Vec<SequenceId> = batch
             .seqs
             .iter()
-            .enumerate()
-            .filter(|(_, s)| s.wants_step())
-            .filter_map(|(i, s)| match &s.state {
-                State::Decoding { pending, pos } => Some((i, pending, *pos)),
-                State::Prefilling { .. } => None,
-            })
+            .filter(|s| matches!(s.state, State::Decoding { .. }))
+            .map(|s| s.id)
             .collect();
-        if !decoding.is_empty() {
-            let tokens: Vec<Array> = decoding
-                .iter()
-                .map(|(_, t, _)| t.reshape(&[1]))
-                .collect::<std::result::Result<_, _>>()?;
-            let refs: Vec<&Array> = tokens.iter().collect();
-            let x = text
-                .embed_array(&Array::concatenate(&refs, 0)?)?
-                .expand_dims(0)?;
-            for (j, (index, _, pos)) in decoding.iter().enumerate() {
-                rows.push(StepRows {
-                    index: *index,
-                    x: x.slice_axis(1, j as i32, j as i32 + 1)?,
-                    rope: Rope::Offset(*pos),
-                    deepstack: vec![],
-                    chunk_end: None,
-                });
+        let chunk = self.next_chunk(batch)?;
+        if decoders.is_empty() && chunk.is_none() {
+            return Ok(false);
+        }
+        if let ([id], None) = (decoders.as_slice(), &chunk) {
+            self.step_alone(batch, *id, previous)?;
+            return Ok(true);
+        }
+        // Every decoding sequence becomes a row of the batch's cache.
+        for &id in &decoders {
+            let i = batch.index_of(id).expect("a decoder of the batch");
+            if let Some(kv) = batch.seqs[i].kv.take() {
+                batch.kv.join(&kv)?;
+                batch.rows.push(id);
             }
         }
-        let prefilling = batch
-            .seqs
-            .iter()
-            .enumerate()
-            .find_map(|(i, s)| match s.state {
-                State::Prefilling { next } => Some((i, s, next)),
-                State::Decoding { .. } => None,
-            });
-        if let Some((index, s, next)) = prefilling {
-            let len = s.plan.len();
-            let piece = self
-                .admission
-                .prefill_piece(len - next, len)
-                .min(batch.prefill_chunk);
-            let end = (next + piece.max(1)).min(len);
-            let (spans, feats): (Vec<ImageSpan>, Vec<&VisionFeatures>) = s
-                .plan
-                .spans
+        let text = &self.model.text;
+        let rows = batch.rows.len();
+        let mut xs = vec![];
+        let mut positions = None;
+        if rows > 0 {
+            let tokens = row_tokens(batch, previous)?;
+            xs.push(text.embed_array(&tokens)?.expand_dims(0)?);
+            let pos: Vec<i32> = batch
+                .rows
                 .iter()
-                .zip(&s.features)
-                .filter_map(|(sp, f)| f.as_ref().map(|f| (*sp, f)))
-                .unzip();
-            let (x, deepstack) = assemble_inputs(text, &s.plan.ids, &spans, &feats, next, end)?;
-            rows.push(StepRows {
-                index,
-                x,
-                rope: rope_of(text.config(), &s.plan.positions.slice(next, end))?,
-                deepstack,
-                chunk_end: Some(end),
-            });
+                .map(
+                    |&id| match batch.seqs[batch.index_of(id).expect("a row")].state {
+                        State::Decoding { pos, .. } => pos,
+                        State::Prefilling { .. } => unreachable!("rows are decoding"),
+                    },
+                )
+                .collect();
+            positions = Some(Array::from_i32(&pos, &[rows as i32])?);
+            batch.kv.reserve_step()?;
         }
-        Ok(rows)
-    }
-
-    /// Queues the forward pass over `rows` and the sampling after it; the
-    /// sequences' states move on to their new pending tokens.
-    fn queue_step(&mut self, batch: &mut Batch, rows: Vec<StepRows>) -> Result<()> {
-        let counts: Vec<usize> = rows.iter().map(|r| r.x.dim(1) as usize).collect();
-        let xs: Vec<&Array> = rows.iter().map(|r| &r.x).collect();
-        let x = if xs.len() == 1 {
+        if let Some(c) = &chunk {
+            xs.push(c.x.clone());
+        }
+        let refs: Vec<&Array> = xs.iter().collect();
+        let x = if refs.len() == 1 {
             xs[0].clone()
         } else {
-            Array::concatenate(&xs, 1)?
+            Array::concatenate(&refs, 1)?
         };
-        let deepstack = self.full_deepstack(&rows, &counts)?;
+        let deepstack = self.step_deepstack(rows, chunk.as_ref())?;
         let visual = Visual {
             deepstack: &deepstack,
         };
         let visual = (!deepstack.is_empty()).then_some(&visual);
-        let text = &self.model.text;
+        let mask = batch.kv.step_mask()?;
         let h = {
-            let mut wanted = rows.iter().map(|r| r.index).peekable();
-            let mut segments: Vec<Segment<'_>> = vec![];
-            let mut ropes = rows.iter().zip(&counts);
-            for (i, s) in batch.seqs.iter_mut().enumerate() {
-                if wanted.peek() == Some(&i) {
-                    wanted.next();
-                    let (r, &n) = ropes.next().expect("a rope per row set");
-                    segments.push(Segment {
-                        rows: n,
-                        rope: &r.rope,
-                        cache: &mut s.kv,
-                    });
-                }
+            let mut segments = vec![];
+            if let Some(positions) = &positions {
+                segments.push(Segment::Batch {
+                    cache: &mut batch.kv,
+                    positions,
+                    mask: mask.as_ref(),
+                });
             }
-            if let [one] = segments.as_mut_slice() {
-                // Alone, a sequence's step takes the decoder's fastest path
-                // (the fused kernels where they apply).
-                self.decoder
-                    .forward(text, &x, one.rope, one.cache, visual)?
-            } else {
-                text.forward_batch(&x, &mut segments, visual)?
+            if let Some(c) = &chunk {
+                let kv = batch.seqs[c.index].kv.as_mut().expect("in prefill");
+                segments.push(Segment::Rows {
+                    rows: c.x.dim(1) as usize,
+                    rope: &c.rope,
+                    cache: kv,
+                });
+            }
+            match segments.as_mut_slice() {
+                [Segment::Rows { rope, cache, .. }] => {
+                    self.decoder.forward(text, &x, rope, cache, visual)?
+                }
+                all => text.forward_batch(&x, all, visual)?,
             }
         };
-        let mut to_eval: Vec<Array> = vec![];
-        let mut at = 0i32;
-        let mut remembered = vec![];
-        for (r, &n) in rows.iter().zip(&counts) {
-            let n = n as i32;
-            let s = &mut batch.seqs[r.index];
-            let last_row = match r.chunk_end {
-                Some(end) if end < s.plan.len() => None,
-                _ => Some(h.slice_axis(1, at + n - 1, at + n)?),
-            };
-            at += n;
-            let Some(last) = last_row else {
-                // A prefill chunk before the prompt's last: its keys and
-                // values are the work.
-                s.state = State::Prefilling {
-                    next: r.chunk_end.expect("a chunk"),
-                };
-                s.kv.push_arrays(&mut to_eval);
-                continue;
-            };
-            // Kept 2-D: MLX CUDA's quantized matmul needs a row of inputs.
-            let logits = text.logits(&last.reshape(&[1, -1])?)?.reshape(&[-1])?;
-            let token = s.sampler.sample(&logits)?;
-            to_eval.push(token.clone());
-            s.state = match (&s.state, r.chunk_end) {
-                (State::Decoding { pos, .. }, None) => State::Decoding {
-                    pending: token,
-                    pos: pos + 1,
-                },
-                _ => {
-                    if s.return_logits {
-                        s.first_logits = Some(logits);
-                    }
-                    remembered.push(r.index);
-                    State::Decoding {
-                        pending: token,
-                        pos: s.plan.positions.next_position(),
-                    }
+        let mut to_eval = vec![];
+        if rows > 0 {
+            batch.kv.advance();
+            let hidden = h.dim(2);
+            let last = h
+                .slice_axis(1, 0, rows as i32)?
+                .reshape(&[rows as i32, hidden])?;
+            let logits = text.logits(&last)?;
+            let tokens = self.sample_rows(batch, &logits)?;
+            to_eval.push(tokens.clone());
+            for &id in &batch.rows {
+                let i = batch.index_of(id).expect("a row");
+                if let State::Decoding { pending, pos } = &mut batch.seqs[i].state {
+                    *pending = None;
+                    *pos += 1;
                 }
-            };
+            }
+            batch.in_flight = Some((batch.rows.clone(), tokens));
+        }
+        if let Some(c) = chunk {
+            let s = &mut batch.seqs[c.index];
+            let kv = s.kv.as_ref().expect("in prefill");
+            if c.end < s.plan.len() {
+                // A chunk before the prompt's last: its keys and values are
+                // the work.
+                s.state = State::Prefilling { next: c.end };
+                kv.push_arrays(&mut to_eval);
+            } else {
+                let n = h.dim(1);
+                // Kept 2-D: MLX CUDA's quantized matmul needs a row of inputs.
+                let last = h.slice_axis(1, n - 1, n)?.reshape(&[1, -1])?;
+                let logits = text.logits(&last)?.reshape(&[-1])?;
+                let token = s.sampler.sample(&logits)?;
+                to_eval.push(token.clone());
+                if s.return_logits {
+                    s.first_logits = Some(logits);
+                }
+                s.state = State::Decoding {
+                    pending: Some(token),
+                    pos: s.plan.positions.next_position(),
+                };
+                let (plan, kv) = (&mut s.plan, s.kv.as_ref().expect("in prefill"));
+                if self.cache_enabled {
+                    remember(&mut self.prefix_cache, plan, kv)?;
+                }
+            }
         }
         let refs: Vec<&Array> = to_eval.iter().collect();
         mlx::async_eval(&refs)?;
-        for i in remembered {
-            let s = &mut batch.seqs[i];
-            self.remember_prefix(&mut s.plan, &s.kv)?;
+        Ok(true)
+    }
+
+    /// A step of the only decoding sequence, on its own cache through the
+    /// decoder's single-stream path.
+    fn step_alone(
+        &mut self,
+        batch: &mut Batch,
+        id: SequenceId,
+        previous: Option<&(Vec<SequenceId>, Array)>,
+    ) -> Result<()> {
+        let i = batch.index_of(id).expect("a decoder of the batch");
+        if batch.rows == [id] {
+            let s = &batch.seqs[i];
+            let more = (s.max_tokens - s.decoded.ids.len()) as i32;
+            batch.seqs[i].kv = Some(batch.kv.into_single(more)?);
+            batch.rows.clear();
         }
+        let token = match &batch.seqs[i].state {
+            State::Decoding {
+                pending: Some(t), ..
+            } => t.reshape(&[1])?,
+            _ => previous_token(previous, id)?,
+        };
+        let text = &self.model.text;
+        let s = &mut batch.seqs[i];
+        let State::Decoding { pending, pos } = &mut s.state else {
+            unreachable!("a decoder");
+        };
+        let x = text.embed_array(&token)?.expand_dims(0)?;
+        let kv = s.kv.as_mut().expect("its own cache");
+        let h = self
+            .decoder
+            .forward(text, &x, &Rope::Offset(*pos), kv, None)?;
+        let logits = text.logits(&h.reshape(&[1, -1])?)?.reshape(&[-1])?;
+        let t = s.sampler.sample(&logits)?;
+        mlx::async_eval(&[&t])?;
+        *pending = Some(t);
+        *pos += 1;
         Ok(())
     }
 
-    /// The DeepStack additions over all of a step's rows: the prefill
-    /// chunk's where it has image rows, zeros elsewhere (none when no row
-    /// has any).
-    fn full_deepstack(&self, rows: &[StepRows], counts: &[usize]) -> Result<Vec<Array>> {
-        let Some(levels) = rows
-            .iter()
-            .map(|r| r.deepstack.len())
-            .max()
-            .filter(|&l| l > 0)
+    /// The next prompt chunk of the oldest sequence in prefill, if any.
+    fn next_chunk(&self, batch: &Batch) -> Result<Option<Chunk>> {
+        let Some((index, s, next)) =
+            batch
+                .seqs
+                .iter()
+                .enumerate()
+                .find_map(|(i, s)| match s.state {
+                    State::Prefilling { next } => Some((i, s, next)),
+                    State::Decoding { .. } => None,
+                })
         else {
+            return Ok(None);
+        };
+        let text = &self.model.text;
+        let len = s.plan.len();
+        let piece = self
+            .admission
+            .prefill_piece(len - next, len)
+            .min(batch.prefill_chunk);
+        let end = (next + piece.max(1)).min(len);
+        let (spans, feats): (Vec<ImageSpan>, Vec<&VisionFeatures>) = s
+            .plan
+            .spans
+            .iter()
+            .zip(&s.features)
+            .filter_map(|(sp, f)| f.as_ref().map(|f| (*sp, f)))
+            .unzip();
+        let (x, deepstack) = assemble_inputs(text, &s.plan.ids, &spans, &feats, next, end)?;
+        Ok(Some(Chunk {
+            index,
+            x,
+            rope: rope_of(text.config(), &s.plan.positions.slice(next, end))?,
+            deepstack,
+            end,
+        }))
+    }
+
+    /// The DeepStack additions over a step's rows: zeros for the `rows`
+    /// decoding rows, then the chunk's (none when the chunk has none).
+    fn step_deepstack(&self, rows: usize, chunk: Option<&Chunk>) -> Result<Vec<Array>> {
+        let Some(c) = chunk.filter(|c| !c.deepstack.is_empty()) else {
             return Ok(vec![]);
         };
-        if rows.len() == 1 {
-            return Ok(rows[0].deepstack.clone());
+        if rows == 0 {
+            return Ok(c.deepstack.clone());
         }
-        let text = self.model.text.config();
-        let dtype = self.model.text.dtype();
-        (0..levels)
-            .map(|level| {
-                let parts = rows
-                    .iter()
-                    .zip(counts)
-                    .map(|(r, &n)| match r.deepstack.get(level) {
-                        Some(d) => Ok(d.clone()),
-                        None => Array::zeros(&[1, n as i32, text.hidden_size as i32], dtype),
-                    })
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                let refs: Vec<&Array> = parts.iter().collect();
-                Ok(Array::concatenate(&refs, 1)?)
-            })
+        let hidden = self.model.text.config().hidden_size as i32;
+        let zeros = Array::zeros(&[1, rows as i32, hidden], self.model.text.dtype())?;
+        c.deepstack
+            .iter()
+            .map(|d| Ok(Array::concatenate(&[&zeros, d], 1)?))
             .collect()
     }
+
+    /// The next token of every row from its logits `(rows, vocab)`: one
+    /// argmax when every row is greedy, else each row's own sampler.
+    fn sample_rows(&self, batch: &mut Batch, logits: &Array) -> Result<Array> {
+        let indices: Vec<usize> = batch
+            .rows
+            .iter()
+            .map(|&id| batch.index_of(id).expect("a row"))
+            .collect();
+        if indices.iter().all(|&i| batch.seqs[i].sampler.is_greedy()) {
+            return Ok(logits.argmax(-1, false)?);
+        }
+        let mut tokens = vec![];
+        for (r, &i) in indices.iter().enumerate() {
+            let row = logits
+                .slice_axis(0, r as i32, r as i32 + 1)?
+                .reshape(&[-1])?;
+            tokens.push(batch.seqs[i].sampler.sample(&row)?.reshape(&[1])?);
+        }
+        let refs: Vec<&Array> = tokens.iter().collect();
+        Ok(Array::concatenate(&refs, 0)?)
+    }
+}
+
+/// The input token of every row of the batch's cache, `(rows,)`: the last
+/// batched step's tokens when the rows are the same, else each row's own.
+fn row_tokens(batch: &Batch, previous: Option<&(Vec<SequenceId>, Array)>) -> Result<Array> {
+    if let Some((ids, tokens)) = previous
+        && *ids == batch.rows
+    {
+        return Ok(tokens.clone());
+    }
+    let parts = batch
+        .rows
+        .iter()
+        .map(
+            |&id| match &batch.seqs[batch.index_of(id).expect("a row")].state {
+                State::Decoding {
+                    pending: Some(t), ..
+                } => Ok(t.reshape(&[1])?),
+                _ => previous_token(previous, id),
+            },
+        )
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&Array> = parts.iter().collect();
+    Ok(Array::concatenate(&refs, 0)?)
+}
+
+/// Sequence `id`'s token of the last batched step, `(1,)`.
+fn previous_token(previous: Option<&(Vec<SequenceId>, Array)>, id: SequenceId) -> Result<Array> {
+    let (ids, tokens) = previous.ok_or_else(|| Error::Model("a decoder without a token".into()))?;
+    let j = ids
+        .iter()
+        .position(|&x| x == id)
+        .ok_or_else(|| Error::Model("a decoder missing from the last step".into()))?
+        as i32;
+    Ok(tokens.slice_axis(0, j, j + 1)?)
 }

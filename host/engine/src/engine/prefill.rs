@@ -6,7 +6,7 @@ use mlx::Array;
 
 use super::Engine;
 use super::plan::{RequestPlan, StageMarks};
-use crate::cache::{CacheReport, PrefixOutcome};
+use crate::cache::{CacheReport, PrefixCache, PrefixOutcome};
 use crate::config::TextConfig;
 use crate::error::Result;
 use crate::generate::{CancelToken, GenerateRequest};
@@ -231,16 +231,24 @@ impl Engine {
         if !self.cache_enabled {
             return Ok(());
         }
-        let len = plan.len() as i32;
-        let prompt_kv = kv
-            .layers
-            .iter()
-            .map(|l| l.prefix(len))
-            .collect::<Result<Option<Vec<_>>>>()?;
-        if let Some(prompt_kv) = prompt_kv {
-            self.prefix_cache
-                .insert(std::mem::take(&mut plan.keys), prompt_kv);
-        }
-        Ok(())
+        remember(&mut self.prefix_cache, plan, kv)
     }
+}
+
+/// Keeps a prompt's KV under its plan's keys (taken) in `cache`.
+pub(super) fn remember(
+    cache: &mut PrefixCache,
+    plan: &mut RequestPlan,
+    kv: &KvCache,
+) -> Result<()> {
+    let len = plan.len() as i32;
+    let prompt_kv = kv
+        .layers
+        .iter()
+        .map(|l| l.prefix(len))
+        .collect::<Result<Option<Vec<_>>>>()?;
+    if let Some(prompt_kv) = prompt_kv {
+        cache.insert(std::mem::take(&mut plan.keys), prompt_kv);
+    }
+    Ok(())
 }

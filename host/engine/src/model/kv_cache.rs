@@ -136,6 +136,17 @@ impl LayerCache {
         }
     }
 
+    /// The cached positions as views `(1, H, len, D)` of the buffers.
+    pub fn filled(&self) -> Result<Option<(Array, Array)>> {
+        match (&self.keys, &self.values) {
+            (Some(k), Some(v)) if self.len > 0 => Ok(Some((
+                k.slice_axis(2, 0, self.len)?,
+                v.slice_axis(2, 0, self.len)?,
+            ))),
+            _ => Ok(None),
+        }
+    }
+
     /// A cache that starts with the given keys and values.
     pub fn from_prefix(k: Array, v: Array) -> LayerCache {
         let len = k.dim(2);

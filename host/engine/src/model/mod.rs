@@ -1,6 +1,7 @@
 //! Qwen3-VL on MLX: the vision tower and the text decoder, loaded from a
 //! checkpoint directory, and the assembly of a prompt's input embeddings.
 
+pub mod batch_kv;
 pub mod kv_cache;
 pub mod linear;
 pub mod positions;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use mlx::Array;
 
+pub use batch_kv::BatchKv;
 pub use kv_cache::KvCache;
 pub use positions::Positions;
 pub use text::{DecoderView, LayerView, Rope, Segment, TextModel, Visual};

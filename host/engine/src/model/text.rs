@@ -8,6 +8,7 @@ use mlx::fast::{self, Mask};
 use mlx::nn::{self, Weight};
 use mlx::{Array, Dtype, Quantized};
 
+use super::batch_kv::{BatchKv, BatchLayer};
 use super::kv_cache::KvCache;
 use super::linear::{Linear, Projections, dense_bytes, dense_copy};
 use super::positions::rotate_half;
@@ -314,7 +315,7 @@ impl TextModel {
         cache: &mut KvCache,
         visual: Option<&Visual<'_>>,
     ) -> Result<Array> {
-        let mut one = [Segment {
+        let mut one = [Segment::Rows {
             rows: x.dim(1) as usize,
             rope,
             cache,
@@ -333,7 +334,7 @@ impl TextModel {
         segments: &mut [Segment<'_>],
         visual: Option<&Visual<'_>>,
     ) -> Result<Array> {
-        let rows: usize = segments.iter().map(|s| s.rows).sum();
+        let rows: usize = segments.iter().map(Segment::rows).sum();
         if rows != x.dim(1) as usize || segments.is_empty() {
             return Err(crate::error::Error::Model(format!(
                 "a batch of {rows} rows in {} segments for an input of {} rows",
@@ -355,17 +356,40 @@ impl TextModel {
     ) -> Result<Array> {
         let ropes = segments
             .iter()
-            .map(|s| s.rope.in_dtype(x.dtype()))
+            .map(|s| match s {
+                Segment::Rows { rope, .. } => rope.in_dtype(x.dtype()).map(Some),
+                Segment::Batch { .. } => Ok(None),
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut x = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let mut parts: Vec<Part<'_, '_>> = segments
                 .iter_mut()
                 .zip(&ropes)
-                .map(|(s, rope)| Part {
-                    rows: s.rows as i32,
-                    rope,
-                    cache: &mut s.cache.layers[i],
+                .map(|(s, rope)| match (s, rope) {
+                    (Segment::Rows { rows, cache, .. }, Some(rope)) => Part::Rows {
+                        rows: *rows as i32,
+                        rope,
+                        cache: &mut cache.layers[i],
+                    },
+                    (
+                        Segment::Batch {
+                            cache,
+                            positions,
+                            mask,
+                        },
+                        _,
+                    ) => {
+                        let (layer, at) = cache.layer_mut(i);
+                        Part::Batch {
+                            rows: positions.dim(0),
+                            at,
+                            positions,
+                            mask: *mask,
+                            cache: layer,
+                        }
+                    }
+                    (Segment::Rows { .. }, None) => unreachable!("a rope per row segment"),
                 })
                 .collect();
             x = self.layer(layer, &x, &mut parts)?;
@@ -389,7 +413,7 @@ impl TextModel {
         visual: Option<&Visual<'_>>,
     ) -> Result<(Array, Vec<Array>)> {
         let mut hidden = vec![x.clone()];
-        let mut one = [Segment {
+        let mut one = [Segment::Rows {
             rows: x.dim(1) as usize,
             rope,
             cache,
@@ -478,68 +502,93 @@ impl TextModel {
             .qkv
             .fused()
             .filter(|_| prefill::text_qk_applies(&self.kernels, h.dtype(), &heads));
-        let tables = parts.iter().any(|p| matches!(p.rope, Rope::Tables { .. }));
+        let tables = parts.iter().any(|p| {
+            matches!(
+                p,
+                Part::Rows {
+                    rope: Rope::Tables { .. },
+                    ..
+                }
+            )
+        });
         let fused_out = match kernel_qk {
             Some(fused) if tables => Some(fused.forward(&self.kernels, h)?),
             _ => None,
         };
         let mut split: Option<Vec<Array>> = None;
+        let mut split_qkv = || -> Result<Vec<Array>> {
+            if split.is_none() {
+                // The fused product is already made when another part took
+                // the kernel: split it instead.
+                split = Some(match &fused_out {
+                    Some(qkv) => {
+                        let (q_width, kv_width) = (nh * hd, heads.kv_heads * hd);
+                        qkv.split_at(&[q_width, q_width + kv_width], -1)?
+                    }
+                    None => at.qkv.forward(&self.kernels, h)?,
+                });
+            }
+            Ok(split.clone().expect("split above"))
+        };
+        let scale = 1.0 / (hd as f32).sqrt();
         let mut outs = Vec::with_capacity(parts.len());
         let mut row = 0;
         for part in parts.iter_mut() {
+            let n = part.rows();
             let rows = |a: &Array| -> Result<Array> {
                 Ok(if whole {
                     a.clone()
                 } else {
-                    a.slice_axis(1, row, row + part.rows)?
+                    a.slice_axis(1, row, row + n)?
                 })
             };
-            let (q, k, v) = match (&fused_out, part.rope) {
-                (Some(qkv), Rope::Tables { cos, sin }) => prefill::text_qk(
-                    &self.kernels,
-                    &rows(qkv)?,
-                    &at.q_norm,
-                    &at.k_norm,
-                    cos,
-                    sin,
-                    heads,
-                    t.rms_norm_eps,
-                )?,
-                _ => {
-                    if split.is_none() {
-                        // The fused product is already made when another
-                        // part took the kernel: split it instead.
-                        split = Some(match &fused_out {
-                            Some(qkv) => {
-                                let (q_width, kv_width) = (nh * hd, heads.kv_heads * hd);
-                                qkv.split_at(&[q_width, q_width + kv_width], -1)?
-                            }
-                            None => at.qkv.forward(&self.kernels, h)?,
-                        });
-                    }
-                    let qkv = split.as_ref().expect("split above");
-                    self.rotate(
-                        at,
-                        &rows(&qkv[0])?,
-                        &rows(&qkv[1])?,
-                        &rows(&qkv[2])?,
-                        part.rope,
-                    )?
+            let o = match part {
+                Part::Rows { rope, cache, .. } => {
+                    let rope: &Rope = rope;
+                    let (q, k, v) = match (&fused_out, rope) {
+                        (Some(qkv), Rope::Tables { cos, sin }) => prefill::text_qk(
+                            &self.kernels,
+                            &rows(qkv)?,
+                            &at.q_norm,
+                            &at.k_norm,
+                            cos,
+                            sin,
+                            heads,
+                            t.rms_norm_eps,
+                        )?,
+                        _ => {
+                            let qkv = split_qkv()?;
+                            let (q, k, v) = (rows(&qkv[0])?, rows(&qkv[1])?, rows(&qkv[2])?);
+                            self.rotate(at, &q, &k, &v, rope)?
+                        }
+                    };
+                    let (keys, values) = cache.update(&k, &v)?;
+                    let mask = if n > 1 { Mask::Causal } else { Mask::None };
+                    let o = fast::scaled_dot_product_attention(&q, &keys, &values, scale, mask)?;
+                    o.transpose(&[0, 2, 1, 3])?.reshape(&[1, n, nh * hd])?
+                }
+                Part::Batch {
+                    at: index,
+                    positions,
+                    mask,
+                    cache,
+                    ..
+                } => {
+                    let qkv = split_qkv()?;
+                    let (q, k, v) = (rows(&qkv[0])?, rows(&qkv[1])?, rows(&qkv[2])?);
+                    let (q, k, v) = self.rotate_rows(at, &q, &k, &v, positions)?;
+                    let (keys, values) = cache.update(&k, &v, *index)?;
+                    let mask = match mask {
+                        Some(m) => Mask::Array(m),
+                        None => Mask::None,
+                    };
+                    let o = fast::scaled_dot_product_attention(&q, &keys, &values, scale, mask)?;
+                    // (rows, heads, 1, head_dim) → (1, rows, heads · head_dim)
+                    o.reshape(&[1, n, nh * hd])?
                 }
             };
-            let (keys, values) = part.cache.update(&k, &v)?;
-            let scale = 1.0 / (hd as f32).sqrt();
-            let mask = if part.rows > 1 {
-                Mask::Causal
-            } else {
-                Mask::None
-            };
-            let o = fast::scaled_dot_product_attention(&q, &keys, &values, scale, mask)?;
-            outs.push(
-                o.transpose(&[0, 2, 1, 3])?
-                    .reshape(&[1, part.rows, nh * hd])?,
-            );
-            row += part.rows;
+            outs.push(o);
+            row += n;
         }
         let o = if whole {
             outs.pop().expect("one part")
@@ -579,19 +628,81 @@ impl TextModel {
         };
         Ok((q, k, v))
     }
+
+    /// Queries, keys and values `(rows, heads, 1, head_dim)` of one token
+    /// per row from their projections `(1, rows, width)`, each row rotated
+    /// at its own position.
+    fn rotate_rows(
+        &self,
+        at: &Attention,
+        q: &Array,
+        k: &Array,
+        v: &Array,
+        positions: &Array,
+    ) -> Result<(Array, Array, Array)> {
+        let t = &self.cfg;
+        let heads = attention_heads(t);
+        let (nh, nkv, hd) = (heads.heads, heads.kv_heads, heads.head_dim);
+        let r = q.dim(1);
+        let q = q.reshape(&[r, 1, nh, hd])?;
+        let k = k.reshape(&[r, 1, nkv, hd])?;
+        let v = v.reshape(&[r, nkv, 1, hd])?;
+        let q = fast::rms_norm(&q, &at.q_norm, t.rms_norm_eps)?.reshape(&[r, nh, 1, hd])?;
+        let k = fast::rms_norm(&k, &at.k_norm, t.rms_norm_eps)?.reshape(&[r, nkv, 1, hd])?;
+        let q = fast::rope_dynamic(&q, hd, false, t.rope_theta, 1.0, positions)?;
+        let k = fast::rope_dynamic(&k, hd, false, t.rope_theta, 1.0, positions)?;
+        Ok((q, k, v))
+    }
 }
 
-/// One sequence's rows in a batched forward pass
-/// ([`TextModel::forward_batch`]): how many, their rotation, their cache.
-pub struct Segment<'a> {
-    pub rows: usize,
-    pub rope: &'a Rope,
-    pub cache: &'a mut KvCache,
+/// Rows of a batched forward pass ([`TextModel::forward_batch`]).
+pub enum Segment<'a> {
+    /// One sequence's rows on its own cache: a prompt chunk, or a step.
+    Rows {
+        rows: usize,
+        rope: &'a Rope,
+        cache: &'a mut KvCache,
+    },
+    /// One row per row of `cache` (a decoding step of every sequence in
+    /// it), each at its own plain RoPE position (`positions`, `(rows,)`
+    /// int32); `mask` keeps each row's own positions.
+    Batch {
+        cache: &'a mut BatchKv,
+        positions: &'a Array,
+        mask: Option<&'a Array>,
+    },
+}
+
+impl Segment<'_> {
+    pub fn rows(&self) -> usize {
+        match self {
+            Segment::Rows { rows, .. } => *rows,
+            Segment::Batch { positions, .. } => positions.dim(0) as usize,
+        }
+    }
 }
 
 /// A segment as one layer sees it.
-struct Part<'r, 'c> {
-    rows: i32,
-    rope: &'r Rope,
-    cache: &'c mut super::kv_cache::LayerCache,
+enum Part<'r, 'c> {
+    Rows {
+        rows: i32,
+        rope: &'r Rope,
+        cache: &'c mut super::kv_cache::LayerCache,
+    },
+    Batch {
+        rows: i32,
+        /// The index the step writes at.
+        at: i32,
+        positions: &'r Array,
+        mask: Option<&'r Array>,
+        cache: &'c mut BatchLayer,
+    },
+}
+
+impl Part<'_, '_> {
+    fn rows(&self) -> i32 {
+        match self {
+            Part::Rows { rows, .. } | Part::Batch { rows, .. } => *rows,
+        }
+    }
 }
