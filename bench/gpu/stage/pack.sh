@@ -3,7 +3,7 @@
 # download it: MLX's CUDA build (the mlx and mlx-cuda-13 wheels: libmlx, its
 # headers for MLX's run-time kernel compiler, the Python binding the peers
 # use), the `host` and `lab` binaries built here against it, and the peers'
-# wheels (mlx-vlm, mlx-lm). The whole is one xz archive cut into parts of at
+# wheels (mlx-vlm, mlx-lm, and what mlx-vlm's server needs). The whole is one xz archive cut into parts of at
 # most PART_MB megabytes, one folder each, so that each part fits whatever a
 # single transfer to the machine allows. `unpack.sh` (copied into every part)
 # puts it together there.
@@ -34,6 +34,9 @@ pip_get() {
 pip_get "$work/mlx-wheels" "mlx==$mlx_version" "mlx-cuda-13==$mlx_version"
 mkdir -p "$work/payload/wheels"
 pip_get "$work/payload/wheels" "mlx-vlm==0.7.10" "mlx-lm==0.32.2"
+# mlx-vlm's server's own dependencies, installed there only where missing
+# (bench/serving/device.sh runs `peer_server_wheels.sh install`).
+"$here/peer_server_wheels.sh" "$work/payload/server-wheels" >&2
 for w in "$work"/mlx-wheels/*.whl; do (cd "$work/payload" && unzip -q -o "$w"); done
 
 say "building host and lab against MLX's CUDA backend (release)"
