@@ -216,7 +216,9 @@ impl BatchKv {
         Ok(())
     }
 
-    /// Computes the buffers, so that the graphs behind a change are freed.
+    /// Queues the buffers' computation (not waited for: the step queued
+    /// before may still be running), so that the graphs behind a change
+    /// are freed.
     fn eval(&self) -> Result<()> {
         let arrays: Vec<&Array> = self
             .layers
@@ -224,7 +226,7 @@ impl BatchKv {
             .flat_map(|l| [&l.keys, &l.values])
             .collect();
         if !arrays.is_empty() {
-            mlx::eval(&arrays)?;
+            mlx::async_eval(&arrays)?;
         }
         Ok(())
     }
