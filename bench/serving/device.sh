@@ -10,7 +10,8 @@
 # usage: device.sh [ours|mlxvlm|all] (default all)
 # env:   MODEL (a model directory; else the 8B 4-bit is synthesized under
 #        ~/models), CONC (1,4,16,64), PER_CLIENT (requests per client: 3),
-#        MAX_BATCH (64), IMAGE (448x448), TOKENS (100), OUT (./out),
+#        MAX_BATCH (64), PREFILL_CHUNK (our server's default), IMAGE (448x448),
+#        TOKENS (100), OUT (./out),
 #        VLM_GPU_HOME (where unpack.sh put MLX and the binaries)
 set -uo pipefail
 WHAT=${1:-all}
@@ -62,12 +63,13 @@ measure() { # name model-name
 if [ "$WHAT" = ours ] || [ "$WHAT" = all ]; then
   stamp "ours: host serve --max-batch $MAX_BATCH"
   host serve --model "$MODEL" --addr 127.0.0.1:$PORT --db "$OUT/serve.db" \
-    --max-batch "$MAX_BATCH" --queue 256 > "$OUT/ours.server.log" 2>&1 &
+    --max-batch "$MAX_BATCH" ${PREFILL_CHUNK:+--prefill-chunk "$PREFILL_CHUNK"} --queue 256 \
+    > "$OUT/ours.server.log" 2>&1 &
   server=$!
   gpu=$(watch_gpu "$OUT/ours.gpu_mib")
   if wait_up "http://127.0.0.1:$PORT/health" 300; then
     name=$(curl -s "http://127.0.0.1:$PORT/v1/models" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
-    METRICS="http://127.0.0.1:$PORT/metrics" measure ours "$name"
+    METRICS="http://127.0.0.1:$PORT/metrics" measure "ours${PREFILL_CHUNK:+-chunk$PREFILL_CHUNK}" "$name"
   else
     stamp "ours: the server did not come up"; tail -5 "$OUT/ours.server.log"
   fi
