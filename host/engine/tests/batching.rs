@@ -57,8 +57,8 @@ fn sampled(mut r: GenerateRequest, seed: u64) -> GenerateRequest {
 
 fn requests() -> Vec<GenerateRequest> {
     vec![
-        sampled(request("Describe the picture.", Some((64, 64, 1)), 12), 1),
-        sampled(request("Count to ten.", None, 20), 2),
+        sampled(request("Describe the picture.", Some((64, 64, 1)), 40), 1),
+        sampled(request("Count to ten.", None, 30), 2),
         request(&"A long prompt about boats. ".repeat(12), None, 9),
         sampled(request("What is in this image?", Some((96, 48, 2)), 14), 3),
         request("Short.", None, 1),

@@ -154,6 +154,20 @@ impl Admission {
         self.piece(patches, row)
     }
 
+    /// Vision-tower blocks a batch step runs of an image of `patches`
+    /// patches, so that a step's share of its encoding costs about what
+    /// prefilling `chunk` prompt tokens costs (one block at least).
+    pub fn vision_blocks_per_step(&self, patches: usize, chunk: usize) -> usize {
+        let s = &self.shapes;
+        let (p, hv) = (patches as u64, s.vision_hidden);
+        let block = p * (2 * (4 * hv * hv + 2 * hv * s.vision_intermediate) + 4 * hv * p);
+        let per_layer = s.hidden * (s.heads + 2 * s.kv_heads) * s.head_dim
+            + s.heads * s.head_dim * s.hidden
+            + 3 * s.hidden * s.intermediate;
+        let chunk_flops = 2 * s.layers * per_layer * chunk as u64;
+        (chunk_flops / block.max(1)).max(1) as usize
+    }
+
     /// Rows per piece of `rows`: all of them when they fit the budgets,
     /// else as many as fit (not fewer than `MIN_PIECE`).
     fn piece(&self, rows: usize, row: Row) -> usize {

@@ -20,17 +20,20 @@
 //! of the previous step before those are read, so that reading them (and
 //! the server's work on them) overlaps the device's work.
 
+use std::collections::VecDeque;
+
 use mlx::Array;
 
 use super::Engine;
 use super::decode_loop::{Clock, Decoded};
 use super::plan::{RequestPlan, StageMarks};
-use super::prefill::{remember, rope_of};
+use super::prefill::{ToEncode, remember, rope_of};
 use crate::cache::CacheReport;
 use crate::error::{Error, Result};
 use crate::generate::{
     CancelToken, FinishReason, GenerateRequest, GenerateResponse, validate_request,
 };
+use crate::model::vision::VisionPass;
 use crate::model::{
     BatchKv, ImageSpan, KvCache, Rope, Segment, VisionFeatures, Visual, assemble_inputs,
 };
@@ -178,6 +181,13 @@ struct Sequence {
 }
 
 enum State {
+    /// Images still to encode (the first one under way when `pass` is
+    /// set); then the prompt from `next` on.
+    Encoding {
+        images: VecDeque<ToEncode>,
+        pass: Option<VisionPass>,
+        next: usize,
+    },
     /// Prompt tokens from `next` on are still to be prefilled.
     Prefilling { next: usize },
     /// The next token is on the device, not yet read: `pending` (a `u32`
@@ -198,7 +208,8 @@ struct Chunk {
 
 impl Engine {
     /// Adds `req` to `batch`: plans and admits it, looks up its prefix and
-    /// encodes its images (the vision tower runs now, between two steps).
+    /// its images in the vision cache, and stages the others' patches (the
+    /// vision tower runs them in later steps).
     /// `None` when the batch has no room for it now (by count or by
     /// memory); it may be added once sequences leave. `cancel` stops it
     /// (cancel) or ends it with what it has (finish early).
@@ -221,10 +232,9 @@ impl Engine {
             return Ok(None);
         }
         let (kv, mut report) = self.lookup_prefix(&plan, req.max_tokens)?;
-        let (mut features, to_encode) = self.prepare_images(req, &plan, &mut report, &mut marks)?;
+        let (features, to_encode) =
+            self.prepare_images(req, &plan, &mut report, &mut marks, true)?;
         let preprocessed = clock.now();
-        self.encode_images(to_encode, &mut features, &mut report, &cancel)?;
-        let encoded = clock.now();
         let id = SequenceId(batch.next_id);
         batch.next_id += 1;
         batch.held += cost;
@@ -239,7 +249,15 @@ impl Engine {
             max_tokens: req.max_tokens,
             ignore_eos: req.ignore_eos,
             return_logits: req.return_logits,
-            state: State::Prefilling { next },
+            state: if to_encode.is_empty() {
+                State::Prefilling { next }
+            } else {
+                State::Encoding {
+                    images: to_encode.into(),
+                    pass: None,
+                    next,
+                }
+            },
             decoded: Decoded {
                 ids: Vec::with_capacity(req.max_tokens.min(4096)),
                 times: Vec::with_capacity(req.max_tokens.min(4096)),
@@ -247,7 +265,7 @@ impl Engine {
             },
             clock,
             preprocessed,
-            encoded,
+            encoded: preprocessed,
             first_logits: None,
             cancel,
             cost,
@@ -347,9 +365,25 @@ impl Engine {
             .filter(|s| matches!(s.state, State::Decoding { .. }))
             .map(|s| s.id)
             .collect();
-        let chunk = self.next_chunk(batch)?;
+        // The oldest sequence not yet decoding gets this step's share of
+        // its images' encoding, or else a chunk of its prompt.
+        let starting = batch
+            .seqs
+            .iter()
+            .position(|s| !matches!(s.state, State::Decoding { .. }));
+        let (chunk, vision) = match starting {
+            Some(i) if matches!(batch.seqs[i].state, State::Encoding { .. }) => {
+                (None, self.vision_step(batch, i)?)
+            }
+            Some(i) => (Some(self.chunk_of(batch, i)?), vec![]),
+            None => (None, vec![]),
+        };
+        if !vision.is_empty() {
+            let refs: Vec<&Array> = vision.iter().collect();
+            mlx::async_eval(&refs)?;
+        }
         if decoders.is_empty() && chunk.is_none() {
-            return Ok(false);
+            return Ok(starting.is_some());
         }
         if let ([id], None) = (decoders.as_slice(), &chunk) {
             self.step_alone(batch, *id, previous)?;
@@ -376,7 +410,7 @@ impl Engine {
                 .map(
                     |&id| match batch.seqs[batch.index_of(id).expect("a row")].state {
                         State::Decoding { pos, .. } => pos,
-                        State::Prefilling { .. } => unreachable!("rows are decoding"),
+                        _ => unreachable!("rows are decoding"),
                     },
                 )
                 .collect();
@@ -513,19 +547,11 @@ impl Engine {
         Ok(())
     }
 
-    /// The next prompt chunk of the oldest sequence in prefill, if any.
-    fn next_chunk(&self, batch: &Batch) -> Result<Option<Chunk>> {
-        let Some((index, s, next)) =
-            batch
-                .seqs
-                .iter()
-                .enumerate()
-                .find_map(|(i, s)| match s.state {
-                    State::Prefilling { next } => Some((i, s, next)),
-                    State::Decoding { .. } => None,
-                })
-        else {
-            return Ok(None);
+    /// The next prompt chunk of sequence `index`, in prefill.
+    fn chunk_of(&self, batch: &Batch, index: usize) -> Result<Chunk> {
+        let s = &batch.seqs[index];
+        let State::Prefilling { next } = s.state else {
+            unreachable!("a sequence in prefill");
         };
         let text = &self.model.text;
         let len = s.plan.len();
@@ -542,13 +568,83 @@ impl Engine {
             .filter_map(|(sp, f)| f.as_ref().map(|f| (*sp, f)))
             .unzip();
         let (x, deepstack) = assemble_inputs(text, &s.plan.ids, &spans, &feats, next, end)?;
-        Ok(Some(Chunk {
+        Ok(Chunk {
             index,
             x,
             rope: rope_of(text.config(), &s.plan.positions.slice(next, end))?,
             deepstack,
             end,
-        }))
+        })
+    }
+
+    /// Queues the next blocks of sequence `index`'s image encoding (about a
+    /// prefill chunk's worth of work) and returns the arrays to compute.
+    /// An image whose features another request put in the vision cache
+    /// meanwhile is taken from there. When the last image is done, the
+    /// sequence moves on to its prefill.
+    fn vision_step(&mut self, batch: &mut Batch, index: usize) -> Result<Vec<Array>> {
+        let chunk = batch.prefill_chunk;
+        let s = &mut batch.seqs[index];
+        let State::Encoding { images, pass, next } = &mut s.state else {
+            unreachable!("a sequence encoding its images");
+        };
+        let mut out = vec![];
+        while pass.is_none() {
+            let Some(image) = images.front() else {
+                break;
+            };
+            if self.cache_enabled
+                && let Some(f) = self.vision_cache.get(&image.key)
+            {
+                s.report.vision_hits += 1;
+                s.features[image.index] = Some(f);
+                images.pop_front();
+                continue;
+            }
+            let patches = image.grid.iter().product::<usize>();
+            let piece = self.admission.vision_piece(patches);
+            *pass = Some(
+                self.model
+                    .vision
+                    .start_pass(&image.pixels, image.grid, piece)?,
+            );
+        }
+        if let (Some(p), Some(image)) = (pass.as_mut(), images.front()) {
+            let patches = image.grid.iter().product::<usize>();
+            let piece = self.admission.vision_piece(patches);
+            let blocks = self.admission.vision_blocks_per_step(patches, chunk);
+            let cancel = &s.cancel;
+            // A large image's attention pieces are evaluated one by one, as
+            // in a single request's encoding.
+            let mut checkpoint = |x: &Array| -> Result<()> {
+                if piece < patches {
+                    x.eval()?;
+                }
+                if cancel.is_cancelled() {
+                    return Err(Error::Cancelled);
+                }
+                Ok(())
+            };
+            let vision = &self.model.vision;
+            if vision.run_blocks(p, blocks, &mut checkpoint)? {
+                let f = vision.finish_pass(pass.take().expect("a pass under way"))?;
+                out.push(f.merged.clone());
+                out.extend(f.deepstack.iter().cloned());
+                if self.cache_enabled {
+                    self.vision_cache.insert(image.key, f.clone());
+                }
+                s.report.vision_misses += 1;
+                s.features[image.index] = Some(f);
+                images.pop_front();
+            } else {
+                out.extend(p.outputs());
+            }
+        }
+        if images.is_empty() && pass.is_none() {
+            s.state = State::Prefilling { next: *next };
+            s.encoded = s.clock.now();
+        }
+        Ok(out)
     }
 
     /// The DeepStack additions over a step's rows: zeros for the `rows`

@@ -261,7 +261,8 @@ impl Engine {
         self.admit(&plan, req.max_tokens)?;
         let (mut kv, mut report) = self.lookup_prefix(&plan, req.max_tokens)?;
         marks.mark("prefix lookup");
-        let (mut features, to_encode) = self.prepare_images(req, &plan, &mut report, &mut marks)?;
+        let (mut features, to_encode) =
+            self.prepare_images(req, &plan, &mut report, &mut marks, false)?;
         marks.report("preprocess profile");
         let preprocessed = clock.now();
         on_event(&Event::Preprocessed { at_s: preprocessed });

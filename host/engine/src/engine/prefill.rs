@@ -41,10 +41,10 @@ pub(super) fn rope_of(cfg: &TextConfig, positions: &Positions) -> Result<Rope> {
 /// An image the vision tower still has to encode: its index in the request,
 /// its vision-cache key, its patches and grid.
 pub(super) struct ToEncode {
-    index: usize,
-    key: blake3::Hash,
-    pixels: Array,
-    grid: [usize; 3],
+    pub index: usize,
+    pub key: blake3::Hash,
+    pub pixels: Array,
+    pub grid: [usize; 3],
 }
 
 /// The prefill's outcome: the first token (on the device) and the logits it
@@ -93,13 +93,17 @@ impl Engine {
 
     /// Each image's features where the vision cache has them (`None` where
     /// the reused prefix covers the image or it still has to be encoded),
-    /// and the patches of those still to encode.
+    /// and the patches of those still to encode. With `defer_misses`, an
+    /// image the cache lacks is not counted as a miss: it is looked up again
+    /// when its encoding would start (a batch's requests ahead of it may
+    /// encode it meanwhile).
     pub(super) fn prepare_images(
         &mut self,
         req: &GenerateRequest,
         plan: &RequestPlan,
         report: &mut CacheReport,
         marks: &mut StageMarks,
+        defer_misses: bool,
     ) -> Result<(Vec<Option<VisionFeatures>>, Vec<ToEncode>)> {
         let mut features = vec![None; req.images.len()];
         let mut to_encode = vec![];
@@ -110,7 +114,9 @@ impl Engine {
                 continue;
             }
             let key = self.vision_key(&plan.image_hashes[i]);
+            let cached = !defer_misses || self.vision_cache.lru().peek(&key).is_some();
             if self.cache_enabled
+                && cached
                 && let Some(f) = self.vision_cache.get(&key)
             {
                 report.vision_hits += 1;

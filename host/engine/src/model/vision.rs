@@ -327,27 +327,66 @@ impl VisionTower {
         piece: usize,
         checkpoint: &mut dyn FnMut(&Array) -> Result<()>,
     ) -> Result<VisionFeatures> {
+        let mut pass = self.start_pass(pixel_values, grid, piece)?;
+        self.run_blocks(&mut pass, self.blocks.len(), checkpoint)?;
+        self.finish_pass(pass)
+    }
+
+    /// The tower's blocks.
+    pub fn depth(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Starts a pass over one image (the patch embedding), to run block by
+    /// block ([`VisionTower::run_blocks`]) and end with
+    /// [`VisionTower::finish_pass`]: a server spreads an image's encoding
+    /// over several batch steps this way.
+    pub fn start_pass(
+        &self,
+        pixel_values: &Array,
+        grid: [usize; 3],
+        piece: usize,
+    ) -> Result<VisionPass> {
         let dtype = self.dtype();
         let n = pixel_values.dim(0);
-        let (dv, heads) = (self.cfg.hidden_size as i32, self.cfg.num_heads as i32);
-        let hd = dv / heads;
-        let m = self.cfg.spatial_merge_size;
-        let group = (m * m) as i32;
-
+        let hd = (self.cfg.hidden_size / self.cfg.num_heads) as i32;
         let x = pixel_values
             .astype(dtype)?
             .matmul(&self.patch_w.t()?)?
             .add(&self.patch_b)?;
-        let mut x = x.add(&self.position_embedding(grid)?)?;
-
-        let (cos, sin) = vision_rope_tables(grid, m, hd as usize);
-        let kernels = &*self.kernels;
-        let fused = prefill::applies(kernels, dtype);
+        let x = x.add(&self.position_embedding(grid)?)?;
+        let (cos, sin) = vision_rope_tables(grid, self.cfg.spatial_merge_size, hd as usize);
         // Copied to the device once: every block reads them.
         let on_device = |t: &[f32]| -> Result<Array> {
             Ok(mlx::Staging::f32_array(t, &[n, hd])?.add(&Array::zeros(&[1], Dtype::F32)?)?)
         };
-        let (cos, sin) = (on_device(&cos)?, on_device(&sin)?);
+        Ok(VisionPass {
+            x,
+            cos: on_device(&cos)?,
+            sin: on_device(&sin)?,
+            next_block: 0,
+            piece,
+            deepstack: vec![],
+        })
+    }
+
+    /// Runs up to `blocks` more blocks of `pass`, calling `checkpoint` as
+    /// [`VisionTower::forward_in_pieces`] does. Whether the blocks are done.
+    pub fn run_blocks(
+        &self,
+        pass: &mut VisionPass,
+        blocks: usize,
+        checkpoint: &mut dyn FnMut(&Array) -> Result<()>,
+    ) -> Result<bool> {
+        let dtype = self.dtype();
+        let n = pass.x.dim(0);
+        let (dv, heads) = (self.cfg.hidden_size as i32, self.cfg.num_heads as i32);
+        let hd = dv / heads;
+        let m = self.cfg.spatial_merge_size;
+        let group = (m * m) as i32;
+        let kernels = &*self.kernels;
+        let fused = prefill::applies(kernels, dtype);
+        let (cos, sin) = (&pass.cos, &pass.sin);
         // The unfused path broadcasts them over the heads of `(n, heads, hd)`.
         let (cos_h, sin_h) = (cos.reshape(&[n, 1, hd])?, sin.reshape(&[n, 1, hd])?);
         // HF applies the vision rotary in f32 and casts back.
@@ -362,13 +401,14 @@ impl VisionTower {
                 Ok(nn::gelu_tanh(x)?)
             }
         };
-
-        let mut deepstack = Vec::with_capacity(self.deepstack.len());
-        for (i, b) in self.blocks.iter().enumerate() {
+        let end = (pass.next_block + blocks).min(self.blocks.len());
+        let mut x = pass.x.clone();
+        for i in pass.next_block..end {
+            let b = &self.blocks[i];
             let h = b.norm1.forward(&x)?;
             let qkv = b.qkv.forward(&h)?;
             let (q, k, v) = if fused {
-                prefill::vision_qkv(kernels, &qkv, &cos, &sin, heads, hd)?
+                prefill::vision_qkv(kernels, &qkv, cos, sin, heads, hd)?
             } else {
                 let qkv = qkv.reshape(&[n, 3, heads, hd])?;
                 let parts = qkv.split_at(&[1, 2], 1)?;
@@ -380,7 +420,7 @@ impl VisionTower {
                     heads_first(parts[2].squeeze(1)?)?,
                 )
             };
-            let o = attention_in_pieces(&q, &k, &v, scale, piece, checkpoint)?;
+            let o = attention_in_pieces(&q, &k, &v, scale, pass.piece, checkpoint)?;
             let o = o.squeeze(0)?.transpose(&[1, 0, 2])?.reshape(&[n, dv])?;
             x = x.add(&b.proj.forward(&o)?)?;
             let h = b.norm2.forward(&x)?;
@@ -391,16 +431,48 @@ impl VisionTower {
                 .iter()
                 .position(|&d| d == i)
             {
-                deepstack.push((k, self.deepstack[k].forward(&x, group)?));
+                pass.deepstack
+                    .push((k, self.deepstack[k].forward(&x, group)?));
             }
             checkpoint(&x)?;
         }
-        deepstack.sort_by_key(|(k, _)| *k);
-        let merged = self.merger.forward(&x, group)?;
+        pass.x = x;
+        pass.next_block = end;
+        Ok(end == self.blocks.len())
+    }
+
+    /// The features of a pass whose blocks are done.
+    pub fn finish_pass(&self, mut pass: VisionPass) -> Result<VisionFeatures> {
+        let m = self.cfg.spatial_merge_size;
+        let merged = self.merger.forward(&pass.x, (m * m) as i32)?;
+        pass.deepstack.sort_by_key(|(k, _)| *k);
         Ok(VisionFeatures {
             merged,
-            deepstack: deepstack.into_iter().map(|(_, a)| a).collect(),
+            deepstack: pass.deepstack.into_iter().map(|(_, a)| a).collect(),
         })
+    }
+}
+
+/// One image's pass through the tower, between blocks.
+pub struct VisionPass {
+    /// The hidden states after the blocks run so far.
+    x: Array,
+    /// Rotary tables `(patches, head_dim)` on the device.
+    cos: Array,
+    sin: Array,
+    next_block: usize,
+    /// Query rows per attention piece.
+    piece: usize,
+    /// DeepStack features so far, by level.
+    deepstack: Vec<(usize, Array)>,
+}
+
+impl VisionPass {
+    /// The arrays the blocks run so far produce (to queue their work).
+    pub fn outputs(&self) -> Vec<Array> {
+        let mut out = vec![self.x.clone()];
+        out.extend(self.deepstack.iter().map(|(_, a)| a.clone()));
+        out
     }
 }
 
