@@ -2,18 +2,19 @@
 //! leaving the batch at a step boundary.
 //!
 //! A request joins with [`Engine::batch_add`]: its plan, admission, prefix
-//! lookup and vision encoding run then (the vision cache and the prefix
-//! cache are the engine's, shared by every request). Each
-//! [`Engine::batch_step`] then runs one forward pass over the rows of every
-//! sequence that has work: one row per decoding sequence (its last token)
-//! and, for the oldest sequence still being prefilled, a chunk of its prompt
-//! of at most [`Batch::prefill_chunk`] tokens, prefilled on its own cache at
-//! its own (3-D) positions. The linear layers read all rows at once, so the
-//! weights are read once per step for the whole batch. The decoding
-//! sequences' caches are rows of one [`BatchKv`], so their attention is one
-//! call per layer whatever their number. Chunking keeps a long prompt from
-//! stalling the running streams for more than a chunk's worth of work per
-//! step. A sequence decoding alone keeps its own cache and the decoder's
+//! lookup and vision-cache lookups run then, and its other images' patches
+//! are staged (the vision cache and the prefix cache are the engine's,
+//! shared by every request). Each [`Engine::batch_step`] then runs one
+//! forward pass over a token of every decoding sequence, plus a share of the
+//! work of the oldest sequence not yet decoding: some blocks of its images'
+//! vision-tower pass (about a prefill chunk's operations), or a chunk of at
+//! most [`Batch::prefill_chunk`] prompt tokens prefilled on its own cache at
+//! its own (3-D) positions. So a new request delays the running streams by
+//! about a chunk's work per step, however large its images and prompt. The
+//! linear layers read all rows at once: the weights are read once per step
+//! for the whole batch. The decoding sequences' caches are rows of one
+//! [`BatchKv`], so their attention is one call per layer whatever their
+//! number. A sequence decoding alone keeps its own cache and the decoder's
 //! fastest single-stream path (the fused kernels where they apply).
 //!
 //! Steps are queued one ahead of the host: a step is queued from the tokens
@@ -274,9 +275,10 @@ impl Engine {
     }
 
     /// Runs one step of `batch`: queues a forward pass over every sequence
-    /// with work (a token each for the decoding ones, a prompt chunk for
-    /// the oldest one in prefill), then reads the tokens the previous step
-    /// made. Finished and cancelled sequences leave the batch.
+    /// with work (a token each for the decoding ones; vision blocks or a
+    /// prompt chunk for the oldest one not yet decoding), then reads the
+    /// tokens the previous step made. Finished and cancelled sequences leave
+    /// the batch.
     pub fn batch_step(&mut self, batch: &mut Batch) -> Result<Vec<BatchEvent>> {
         let mut events = vec![];
         let cancelled: Vec<SequenceId> = batch
