@@ -251,9 +251,9 @@ struct Serving {
 
 impl Serving {
     /// Runs until the queue's senders are gone: between two steps, one
-    /// waiting request joins the batch (its images are encoded then, so
-    /// that a burst of arrivals does not stall the running streams for
-    /// more than one encoding per step).
+    /// waiting request joins the batch (its tokenizing and image staging
+    /// run then; the engine spreads its encoding and prefill over the
+    /// steps that follow).
     fn serve(mut self, rx: Receiver<Job>) {
         // A request taken from the queue that the batch had no room for,
         // and the batch's size then: it is tried again once the batch is
