@@ -254,3 +254,81 @@ impl BatchLayer {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-layer cache of `n` positions whose keys count up from `first`.
+    fn sequence(n: i32, first: f32) -> KvCache {
+        let data: Vec<f32> = (0..n).map(|i| first + i as f32).collect();
+        let rows = Array::from_f32(&data, &[1, 1, n, 1]).unwrap();
+        let mut kv = KvCache::new(1);
+        kv.layers[0].update(&rows, &rows).unwrap();
+        kv
+    }
+
+    /// Row `r`'s keys from its start to the end.
+    fn row(b: &BatchKv, r: usize) -> Vec<f32> {
+        let k = &b.layers[0].keys;
+        let k = k.slice_axis(0, r as i32, r as i32 + 1).unwrap();
+        k.slice_axis(2, b.starts[r], b.end)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn rows_join_aligned_at_their_ends_and_keep_their_positions() {
+        let mut b = BatchKv::default();
+        b.join(&sequence(3, 0.0)).unwrap();
+        // Longer than the batch: the first row moves right.
+        b.join(&sequence(5, 10.0)).unwrap();
+        b.join(&sequence(2, 20.0)).unwrap();
+        assert_eq!(b.lens(), vec![3, 5, 2]);
+        assert_eq!(row(&b, 0), vec![0.0, 1.0, 2.0]);
+        assert_eq!(row(&b, 1), vec![10.0, 11.0, 12.0, 13.0, 14.0]);
+        assert_eq!(row(&b, 2), vec![20.0, 21.0]);
+        // Masked before each row's start, the next step's position kept.
+        let mask = b.step_mask().unwrap().unwrap();
+        assert_eq!(mask.shape(), vec![3, 1, 1, 6]);
+        let keep = mask.astype(Dtype::F32).unwrap().to_vec::<f32>().unwrap();
+        assert_eq!(&keep[..6], &[0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(&keep[12..], &[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn a_step_writes_every_row_at_the_shared_end() {
+        let mut b = BatchKv::default();
+        b.join(&sequence(2, 0.0)).unwrap();
+        b.join(&sequence(4, 10.0)).unwrap();
+        b.reserve_step().unwrap();
+        let new = Array::from_f32(&[7.0, 8.0], &[2, 1, 1, 1]).unwrap();
+        let (layer, at) = b.layer_mut(0);
+        let (keys, _) = layer.update(&new, &new, at).unwrap();
+        assert_eq!(keys.dim(2), 5);
+        b.advance();
+        assert_eq!(row(&b, 0), vec![0.0, 1.0, 7.0]);
+        assert_eq!(row(&b, 1), vec![10.0, 11.0, 12.0, 13.0, 8.0]);
+    }
+
+    #[test]
+    fn leaving_rows_trims_what_no_row_needs_and_one_row_becomes_a_cache() {
+        let mut b = BatchKv::default();
+        b.join(&sequence(6, 0.0)).unwrap();
+        b.join(&sequence(2, 10.0)).unwrap();
+        b.join(&sequence(3, 20.0)).unwrap();
+        // The longest row leaves: the rest start later, so the front goes.
+        b.keep_rows(&[2, 1]).unwrap();
+        assert_eq!(b.lens(), vec![3, 2]);
+        assert_eq!(b.starts, vec![0, 1]);
+        assert_eq!(row(&b, 0), vec![20.0, 21.0, 22.0]);
+        assert_eq!(row(&b, 1), vec![10.0, 11.0]);
+        b.keep_rows(&[1]).unwrap();
+        let kv = b.into_single(4).unwrap();
+        assert!(b.is_empty());
+        assert_eq!(kv.len(), 2);
+        let (k, _) = kv.layers[0].filled().unwrap().unwrap();
+        assert_eq!(k.to_vec::<f32>().unwrap(), vec![10.0, 11.0]);
+    }
+}
