@@ -28,16 +28,14 @@ use mlx::Array;
 use super::Engine;
 use super::decode_loop::{Clock, Decoded};
 use super::plan::{RequestPlan, StageMarks};
-use super::prefill::{ToEncode, remember, rope_of};
+use super::prefill::{ToEncode, encoded_images, remember, rope_of, vision_checkpoint};
 use crate::cache::CacheReport;
 use crate::error::{Error, Result};
 use crate::generate::{
     CancelToken, FinishReason, GenerateRequest, GenerateResponse, validate_request,
 };
 use crate::model::vision::VisionPass;
-use crate::model::{
-    BatchKv, ImageSpan, KvCache, Rope, Segment, VisionFeatures, Visual, assemble_inputs,
-};
+use crate::model::{BatchKv, KvCache, Rope, Segment, VisionFeatures, Visual, assemble_inputs};
 use crate::sampler::Sampler;
 
 /// A request in a batch.
@@ -123,10 +121,6 @@ impl Batch {
     /// Bytes the sequences' admission costs add up to.
     pub fn held_bytes(&self) -> u64 {
         self.held
-    }
-
-    pub fn prefill_chunk(&self) -> usize {
-        self.prefill_chunk
     }
 
     /// Steps run so far.
@@ -562,13 +556,7 @@ impl Engine {
             .prefill_piece(len - next, len)
             .min(batch.prefill_chunk);
         let end = (next + piece.max(1)).min(len);
-        let (spans, feats): (Vec<ImageSpan>, Vec<&VisionFeatures>) = s
-            .plan
-            .spans
-            .iter()
-            .zip(&s.features)
-            .filter_map(|(sp, f)| f.as_ref().map(|f| (*sp, f)))
-            .unzip();
+        let (spans, feats) = encoded_images(&s.plan, &s.features);
         let (x, deepstack) = assemble_inputs(text, &s.plan.ids, &spans, &feats, next, end)?;
         Ok(Chunk {
             index,
@@ -615,18 +603,7 @@ impl Engine {
             let patches = image.grid.iter().product::<usize>();
             let piece = self.admission.vision_piece(patches);
             let blocks = self.admission.vision_blocks_per_step(patches, chunk);
-            let cancel = &s.cancel;
-            // A large image's attention pieces are evaluated one by one, as
-            // in a single request's encoding.
-            let mut checkpoint = |x: &Array| -> Result<()> {
-                if piece < patches {
-                    x.eval()?;
-                }
-                if cancel.is_cancelled() {
-                    return Err(Error::Cancelled);
-                }
-                Ok(())
-            };
+            let mut checkpoint = vision_checkpoint(piece, patches, &s.cancel);
             let vision = &self.model.vision;
             if vision.run_blocks(p, blocks, &mut checkpoint)? {
                 let f = vision.finish_pass(pass.take().expect("a pass under way"))?;

@@ -151,18 +151,7 @@ impl Engine {
         for image in to_encode {
             let patches = image.grid.iter().product::<usize>();
             let piece = self.admission.vision_piece(patches);
-            // A large image's attention pieces and blocks are evaluated one
-            // by one, so that the pass holds one piece's scores and can be
-            // cancelled between them.
-            let mut checkpoint = |x: &Array| -> Result<()> {
-                if piece < patches {
-                    x.eval()?;
-                }
-                if cancel.is_cancelled() {
-                    return Err(crate::error::Error::Cancelled);
-                }
-                Ok(())
-            };
+            let mut checkpoint = vision_checkpoint(piece, patches, cancel);
             let f = self.model.vision.forward_in_pieces(
                 &image.pixels,
                 image.grid,
@@ -198,12 +187,7 @@ impl Engine {
     ) -> Result<FirstToken> {
         let len = plan.len();
         let piece = self.admission.prefill_piece(len - reuse, len);
-        let (spans, feats): (Vec<ImageSpan>, Vec<&VisionFeatures>) = plan
-            .spans
-            .iter()
-            .zip(features)
-            .filter_map(|(s, f)| f.as_ref().map(|f| (*s, f)))
-            .unzip();
+        let (spans, feats) = encoded_images(plan, features);
         let mut start = reuse;
         loop {
             let end = (start + piece).min(len);
@@ -257,4 +241,37 @@ pub(super) fn remember(
         cache.insert(std::mem::take(&mut plan.keys), prompt_kv);
     }
     Ok(())
+}
+
+/// The spans of the images whose features are at hand, and those features
+/// (images in a reused prefix have none).
+pub(super) fn encoded_images<'a>(
+    plan: &RequestPlan,
+    features: &'a [Option<VisionFeatures>],
+) -> (Vec<ImageSpan>, Vec<&'a VisionFeatures>) {
+    plan.spans
+        .iter()
+        .zip(features)
+        .filter_map(|(s, f)| f.as_ref().map(|f| (*s, f)))
+        .unzip()
+}
+
+/// What the vision tower calls between pieces of an image of `patches`
+/// patches run `piece` query rows at a time: a large image's attention
+/// pieces and blocks are evaluated one by one, so that the pass holds one
+/// piece's scores, and `cancel` is looked at between them.
+pub(super) fn vision_checkpoint(
+    piece: usize,
+    patches: usize,
+    cancel: &CancelToken,
+) -> impl FnMut(&Array) -> Result<()> + '_ {
+    move |x: &Array| {
+        if piece < patches {
+            x.eval()?;
+        }
+        if cancel.is_cancelled() {
+            return Err(crate::error::Error::Cancelled);
+        }
+        Ok(())
+    }
 }

@@ -230,10 +230,6 @@ impl BatchKv {
         }
         Ok(())
     }
-
-    pub fn dtype(&self) -> Option<Dtype> {
-        self.layers.first().map(|l| l.keys.dtype())
-    }
 }
 
 impl BatchLayer {
