@@ -59,8 +59,8 @@ function statusBadge(s) {
 }
 
 function modelCell(s) {
-  return h("span", {}, s.model_name, " ", h("span", { class: "badge" + (s.model_synthetic ? " synthetic" : "") },
-    s.model_quantization + (s.model_synthetic ? ", synthetic" : "")));
+  const note = [s.model_quantization, s.model_synthetic ? "synthetic" : ""].filter(x => x).join(", ");
+  return h("span", {}, s.model_name, " ", note ? h("span", { class: "badge" + (s.model_synthetic ? " synthetic" : "") }, note) : null);
 }
 
 // --- the runs list ---
@@ -82,7 +82,7 @@ async function viewRuns(params) {
     cells: [
       h("input", { type: "checkbox", onchange: e => { e.target.checked ? selected.add(r.id) : selected.delete(r.id); compareBtn.disabled = selected.size < 2; } }),
       h("a", { href: `#/run/${r.id}` }, String(r.id)), r.started_at.replace("T", " ").slice(0, 19), statusBadge(r),
-      `${r.plugin_name} ${r.plugin_version}`, modelCell(r), `${r.backend} · ${r.device}`, r.requests,
+      `${r.plugin_name} ${r.plugin_version}`, modelCell(r), engineText(r), r.requests,
     ],
   }));
   const offset = Number(q.get("offset") || 0), limit = Number(q.get("limit") || 200);
@@ -103,10 +103,12 @@ async function viewRuns(params) {
 
 // --- one run ---
 
+const engineText = s => s.endpoint ? `server at ${s.endpoint}` + (s.device && s.device !== s.endpoint ? ` (${s.device})` : "") : `${s.backend} · ${s.device}`;
+
 function byLabel(requests) {
   const groups = new Map();
   for (const r of requests) {
-    if (r.warmup) continue;
+    if (r.warmup || r.error) continue;
     if (!groups.has(r.label)) groups.set(r.label, []);
     groups.get(r.label).push(r);
   }
@@ -119,10 +121,45 @@ function byLabel(requests) {
   }));
 }
 
+const quantile = (a, q) => {
+  if (!a.length) return NaN;
+  const v = [...a].sort((x, y) => x - y), i = (v.length - 1) * q, lo = Math.floor(i);
+  return v[lo] + (v[Math.min(lo + 1, v.length - 1)] - v[lo]) * (i - lo);
+};
+
+// Load levels: labels whose requests ran at the same time (a serving sweep's
+// `c=N` and `rate=R`), each as output throughput over the level's span and
+// its median latencies.
+function loadLevels(groups) {
+  const levels = [];
+  for (const g of groups) {
+    const rs = g.rs.filter(r => r.sent_at_ms !== null && r.sent_at_ms !== undefined);
+    if (rs.length < 2) continue;
+    const spans = rs.map(r => [r.sent_at_ms, r.sent_at_ms + r.total_ms]).sort((a, b) => a[0] - b[0]);
+    let overlap = false, end = -Infinity;
+    for (const [a, b] of spans) { if (a < end) overlap = true; end = Math.max(end, b); }
+    if (!overlap) continue;
+    const span = (end - spans[0][0]) / 1e3;
+    const tokens = rs.reduce((t, r) => t + r.output_tokens, 0);
+    levels.push({ label: g.label, tokS: tokens / span, e2e: quantile(rs.map(r => r.total_ms), 0.5), ttft: quantile(rs.map(r => r.ttft_ms), 0.5) });
+  }
+  return levels;
+}
+
+function loadCharts(runs) {
+  const series = (f) => runs.map(({ name, levels }) => ({ name, points: levels.map(l => [l.tokS, f(l), l.label]) }));
+  return [
+    h("div", { class: "card" }, Charts.line({ title: "Median end-to-end latency against output throughput", xLabel: "output tok/s", yLabel: "ms", xMin: 0, series: series(l => l.e2e) })),
+    h("div", { class: "card" }, Charts.line({ title: "Median TTFT against output throughput", xLabel: "output tok/s", yLabel: "ms", xMin: 0, series: series(l => l.ttft) })),
+  ];
+}
+
 function runCharts(groups, requests) {
   const withPx = groups.filter(g => g.pixels > 0);
   const charts = h("div", { class: "grid" });
-  if (withPx.length) {
+  const levels = loadLevels(groups);
+  if (levels.length) for (const c of loadCharts([{ name: "load levels", levels }])) charts.appendChild(c);
+  if (withPx.length && !levels.length) {
     charts.appendChild(h("div", { class: "card" }, Charts.line({ title: "Speed against pixels", xLabel: "pixels", yLabel: "tok/s",
       series: [{ name: "Speed (tokens / request time)", points: withPx.map(g => [g.pixels, g.tokens / g.time, g.label]) },
                { name: "Decode tok/s", points: withPx.map(g => [g.pixels, g.decode, g.label]) }] })));
@@ -151,16 +188,18 @@ async function viewRun(id) {
     h("dt", {}, "started"), h("dd", {}, s.started_at + (s.ended_at ? ` → ${s.ended_at}` : "")),
     h("dt", {}, "plugin"), h("dd", {}, `${s.plugin_name} ${s.plugin_version} (${d.plugin_wit}, blake3 ${d.plugin_blake3.slice(0, 16)}…)`),
     h("dt", {}, "model"), h("dd", {}, modelCell(s), ` ${d.model_path}`),
-    h("dt", {}, "engine"), h("dd", {}, `MLX ${d.mlx_version}, ${s.backend}, ${s.device}; host ${s.host_version} (${d.host_commit})`),
+    h("dt", {}, "engine"), h("dd", {}, s.endpoint ? `${engineText(s)}; measured by host ${s.host_version} (${d.host_commit})` : `MLX ${d.mlx_version}, ${s.backend}, ${s.device}; host ${s.host_version} (${d.host_commit})`),
     h("dt", {}, "machine"), h("dd", {}, `${d.machine.cpu || ""}, ${d.machine.cores || "?"} cores, ${fmt((d.machine.memory_bytes || 0) / 2 ** 30)} GiB`),
     h("dt", {}, "params"), h("dd", {}, h("code", {}, JSON.stringify(d.params))),
   );
+  // A server does not report stages, image tokens or memory: dashes.
+  const known = (r, v) => r.remote ? "–" : v;
   const reqRows = d.requests.map(r => ({
-    rowClass: r.warmup ? "warmup" : undefined,
+    rowClass: r.error ? "failed" : r.warmup ? "warmup" : undefined,
     cells: [r.seq, r.label + (r.warmup ? " (warm-up)" : ""), r.images.map(i => `${i.width}x${i.height}`).join(", "),
-      r.image_tokens, r.prompt_tokens, r.output_tokens, fmt(r.preprocess_ms), fmt(r.vision_ms), fmt(r.ttft_ms), fmt(r.total_ms),
+      known(r, r.image_tokens), r.prompt_tokens, r.output_tokens, known(r, fmt(r.preprocess_ms)), known(r, fmt(r.vision_ms)), fmt(r.ttft_ms), fmt(r.total_ms),
       fmt(r.speed_tok_s), fmt(r.decode_tok_s), fmt(r.itl_p50_ms, 2), fmt(r.itl_p99_ms, 2), `${r.cache_prefix} ${r.cache_reused_tokens}`,
-      fmt(r.peak_memory_bytes / 1e6), r.output_preview.slice(0, 60)],
+      known(r, fmt(r.peak_memory_bytes / 1e6)), r.error ? `${r.error_kind}: ${r.error}`.slice(0, 120) : r.output_preview.slice(0, 60)],
   }));
   render(
     h("h1", {}, `Run ${s.id}: ${s.plugin_name}`),
@@ -176,7 +215,7 @@ async function viewRun(id) {
     d.notes.length ? [h("h2", {}, "Notes"), d.notes.map(n => h("p", {}, n.replace(/\*\*/g, "")))] : null,
     d.metrics.length ? [h("h2", {}, "Metrics"), table(["Metric", "Value", "Unit"], d.metrics.map(m => [m.name, m.value, m.unit]))] : null,
     d.requests.length ? [h("h2", {}, `Requests (${d.requests.length})`), table(["#", "Label", "Images", "Image tok", "Prompt tok", "Out tok",
-      "Preproc ms", "Vision ms", "TTFT ms", "Total ms", "Speed", "Decode tok/s", "ITL p50", "ITL p99", "Cache", "Peak MB", "Output"], reqRows)] : null,
+      "Preproc ms", "Vision ms", "TTFT ms", "Total ms", "Speed", "Decode tok/s", "ITL p50", "ITL p99", "Cache", "Peak MB", "Output or error"], reqRows)] : null,
     d.logs.length ? [h("h2", {}, "Log"), h("pre", {}, d.logs.map(l => `${l.at} ${l.level} ${l.message}`).join("\n"))] : null,
   );
 }
@@ -187,6 +226,7 @@ async function viewCompare(ids) {
   const d = await api(`/api/compare?ids=${encodeURIComponent(ids)}`);
   const series = (f) => d.requests.map((r, i) => ({ name: `run ${r.id}`, points: byLabel(r.requests).filter(g => g.pixels > 0).map(g => [g.pixels, f(g), g.label]) }));
   const cmp = d.comparison;
+  const loads = d.requests.map(r => ({ name: `run ${r.id}`, levels: loadLevels(byLabel(r.requests)) }));
   const rows = cmp.figures.map(f => [f.label, f.figure, ...f.values.map((v, i) => {
     if (!v) return "–";
     let c = v[2] > 1 ? `${fmt(v[0], 2)} ± ${fmt(v[1], 2)} (n=${v[2]})` : fmt(v[0], 2);
@@ -195,7 +235,8 @@ async function viewCompare(ids) {
   })]);
   render(
     h("h1", {}, "Comparison"),
-    table(["Run", "Plugin", "Model", "Engine", "Started"], d.runs.map(s => [h("a", { href: `#/run/${s.id}` }, String(s.id)), s.plugin_name, modelCell(s), `${s.backend} · ${s.device}`, s.started_at])),
+    table(["Run", "Plugin", "Model", "Engine", "Started"], d.runs.map(s => [h("a", { href: `#/run/${s.id}` }, String(s.id)), s.plugin_name, modelCell(s), engineText(s), s.started_at])),
+    loads.some(l => l.levels.length) ? h("div", { class: "grid", id: "compare-load" }, loadCharts(loads)) : null,
     h("div", { class: "grid" },
       h("div", { class: "card" }, Charts.line({ title: "Speed against pixels", xLabel: "pixels", yLabel: "tok/s", series: series(g => g.tokens / g.time) })),
       h("div", { class: "card" }, Charts.line({ title: "TTFT against pixels", xLabel: "pixels", yLabel: "ms", series: series(g => g.ttft) })),

@@ -6,7 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Built-in plugins, embedded in the binary.
-const BUILTIN: [&str; 3] = ["resolution_sweep", "cache_verification", "image_set"];
+const BUILTIN: [&str; 4] = [
+    "resolution_sweep",
+    "cache_verification",
+    "image_set",
+    "serving_sweep",
+];
 /// Test plugins, left on disk for the tests.
 const TEST: [&str; 3] = ["probe", "future", "hostile"];
 

@@ -117,7 +117,8 @@ fn a_plugin_for_another_wit_version_is_refused_by_name() {
     ]);
     assert_eq!(r.code, 1);
     assert!(
-        r.stderr.contains("vlmbench:workload@0.2.0") && r.stderr.contains("0.1.0"),
+        r.stderr.contains("vlmbench:workload@0.3.0")
+            && r.stderr.contains("vlmbench:workload@0.2.0"),
         "{}",
         r.stderr
     );
@@ -243,7 +244,7 @@ fn plugins_list_and_inspect() {
     let inspect = run(&["plugins", "inspect", "resolution_sweep.wasm"]);
     assert_eq!(inspect.code, 0, "{}", inspect.stderr);
     assert!(
-        inspect.stdout.contains("vlmbench:workload@0.1.0") && inspect.stdout.contains("quick"),
+        inspect.stdout.contains("vlmbench:workload@0.2.0") && inspect.stdout.contains("quick"),
         "{}",
         inspect.stdout
     );
@@ -255,7 +256,7 @@ fn plugins_list_and_inspect() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|i| i == "vlmbench:workload/engine@0.1.0")
+            .any(|i| i == "vlmbench:workload/engine@0.2.0")
     );
     let missing = run(&["run", "--plugin", "nope.wasm"]);
     assert_eq!(missing.code, 1);

@@ -93,7 +93,7 @@ impl DbArgs {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// A .wasm file, a built-in plugin (resolution_sweep.wasm, cache_verification.wasm,
-    /// image_set.wasm) or a plugin in ~/.local/share/vlm-bench/plugins
+    /// image_set.wasm, serving_sweep.wasm) or a plugin in ~/.local/share/vlm-bench/plugins
     #[arg(long)]
     pub plugin: String,
     #[command(flatten)]
@@ -119,6 +119,25 @@ pub struct RunArgs {
     /// Print only the results
     #[arg(long, short)]
     pub quiet: bool,
+    /// Requests the host's engine decodes together at most, when the plugin submits several
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_batch: u32,
+    /// Prompt tokens one batch step prefills at most beside the running streams
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub prefill_chunk: u32,
+    /// Send the plugin's requests to this OpenAI-compatible server instead of loading a model,
+    /// e.g. http://127.0.0.1:8000/v1 (the model flags are then not used)
+    #[arg(long, value_name = "URL", conflicts_with_all = ["model", "download"])]
+    pub endpoint: Option<String>,
+    /// The model name to send to the endpoint [default: the one its /v1/models lists]
+    #[arg(long, value_name = "NAME", requires = "endpoint")]
+    pub endpoint_model: Option<String>,
+    /// The environment variable holding the endpoint's API key (sent as a bearer token)
+    #[arg(long, value_name = "VAR", requires = "endpoint")]
+    pub api_key_env: Option<String>,
+    /// Seconds to wait for the endpoint's next bytes before a request counts as timed out
+    #[arg(long, default_value_t = 300.0, requires = "endpoint")]
+    pub read_timeout: f64,
 }
 
 #[derive(Subcommand, Debug)]

@@ -12,7 +12,10 @@ use std::time::Instant;
 
 use runtime::bindings::wit_engine as w;
 use runtime::bindings::wit_types::ParamValue;
-use runtime::{EngineService, PluginRuntime, RunLimits, RunStatus, ServiceError, Services};
+use runtime::{
+    CancelFn, Completion, EngineService, PluginRuntime, RunLimits, RunStatus, ServiceError,
+    Services, Submission,
+};
 
 /// Counts cache-stats calls; nothing else is used.
 struct Counter {
@@ -23,22 +26,27 @@ impl EngineService for Counter {
     fn model_info(&mut self) -> w::ModelInfo {
         unreachable!("not used by the benchmark")
     }
-    fn generate(
-        &mut self,
-        _: Vec<Arc<imaging::RgbImage>>,
-        _: w::GenerateRequest,
-    ) -> Result<w::GenerateResponse, ServiceError> {
+    fn submit(&mut self, _: Submission, _: Completion) -> Result<CancelFn, ServiceError> {
         Err(ServiceError::rejected("no engine in this benchmark"))
     }
-    fn cache_stats(&mut self) -> w::CacheCounters {
+    fn cache_stats(&mut self) -> Option<w::CacheCounters> {
         self.calls += 1;
-        w::CacheCounters {
+        Some(w::CacheCounters {
             prefix_lookups: self.calls,
             ..runtime::no_cache_counters()
-        }
+        })
     }
-    fn cache_clear(&mut self) {}
-    fn cache_configure(&mut self, _: Option<bool>, _: Option<u64>, _: Option<u64>) {}
+    fn cache_clear(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    fn cache_configure(
+        &mut self,
+        _: Option<bool>,
+        _: Option<u64>,
+        _: Option<u64>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 fn counting() -> Services {

@@ -8,18 +8,21 @@ mod budget;
 mod host;
 pub mod image_sets;
 pub mod params;
+pub mod pending;
 mod plugin;
 mod services;
 
-pub use bindings::{WIT_PACKAGE, WIT_VERSION};
+pub use bindings::{WIT_PACKAGE, WIT_VERSION, WIT_VERSIONS};
 pub use host::{
     MAX_IMAGE_PARTS, MAX_IMAGES_PER_REQUEST, MAX_LIVE_IMAGES, MAX_MESSAGES, MAX_TABLE_CELLS,
     MAX_TEXT,
 };
 pub use image_sets::ImageSets;
+pub use pending::{CancelFn, Completion, MAX_PENDING, Outcome};
 pub use plugin::{
     Plugin, PluginMeta, PluginRuntime, RunLimits, RunOutcome, RunStatus, RuntimeError,
 };
 pub use services::{
-    EngineService, ProgressService, ResultsService, ServiceError, Services, no_cache_counters,
+    EngineService, ProgressService, ResultsService, ServiceError, Services, Submission,
+    no_cache_counters,
 };

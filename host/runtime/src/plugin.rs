@@ -18,11 +18,12 @@ use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-use crate::bindings::wit_types::{ParamValue, PluginInfo};
-use crate::bindings::{WIT_PACKAGE, WIT_VERSION, Workload, WorkloadPre};
+use crate::bindings::wit_types::{ParamSpec, ParamValue, PluginInfo};
+use crate::bindings::{WIT_PACKAGE, WIT_VERSION, WIT_VERSIONS, v0_1, v0_2};
 use crate::budget::RunBudget;
 use crate::host::HostState;
 use crate::image_sets::ImageSets;
+use crate::pending::PendingSet;
 use crate::services::Services;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +36,7 @@ pub enum RuntimeError {
     NotAComponent { name: String, reason: String },
     #[error(
         "{name} was built for {found}, but this host implements {WIT_PACKAGE}@{WIT_VERSION} \
-         (plugins built against {WIT_PACKAGE}@0.1.0 to @{WIT_VERSION} run here); rebuild it with a matching SDK"
+         (plugins built against {WIT_PACKAGE} 0.1.0 or 0.2.0 run here); rebuild it with a matching SDK"
     )]
     UnsupportedWit { name: String, found: String },
     #[error("{name} imports {import}, which this host does not provide")]
@@ -99,17 +100,26 @@ pub struct PluginMeta {
     pub imports: Vec<String>,
 }
 
+/// A plugin ready to instantiate, in the world of its WIT version.
+#[derive(Clone)]
+enum Pre {
+    V0_1(v0_1::WorkloadPre<HostState>),
+    V0_2(v0_2::WorkloadPre<HostState>),
+}
+
 /// One compiled plugin, ready to instantiate.
 #[derive(Clone)]
 pub struct Plugin {
     pub meta: PluginMeta,
-    pre: WorkloadPre<HostState>,
+    pre: Pre,
 }
 
-/// The process-wide engine, linker and compiled-plugin cache.
+/// The process-wide engine, linkers and compiled-plugin cache.
 pub struct PluginRuntime {
     engine: Engine,
-    linker: Linker<HostState>,
+    /// One linker per WIT minor version served.
+    linker_0_1: Linker<HostState>,
+    linker_0_2: Linker<HostState>,
     compiled: Mutex<HashMap<blake3::Hash, Component>>,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -143,9 +153,13 @@ impl PluginRuntime {
             config.cache(Some(wasmtime::Cache::new(cc).map_err(setup)?));
         }
         let engine = Engine::new(&config).map_err(setup)?;
-        let mut linker: Linker<HostState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup)?;
-        Workload::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+        let mut linker_0_1: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker_0_1).map_err(setup)?;
+        v0_1::Workload::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker_0_1, |s| s)
+            .map_err(setup)?;
+        let mut linker_0_2: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker_0_2).map_err(setup)?;
+        v0_2::Workload::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker_0_2, |s| s)
             .map_err(setup)?;
         let stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
@@ -164,7 +178,8 @@ impl PluginRuntime {
             .map_err(|e| RuntimeError::Setup(format!("cannot start the epoch ticker: {e}")))?;
         Ok(PluginRuntime {
             engine,
-            linker,
+            linker_0_1,
+            linker_0_2,
             compiled: Mutex::new(HashMap::new()),
             ticker_stop: stop,
         })
@@ -208,18 +223,24 @@ impl PluginRuntime {
             .imports(&self.engine)
             .map(|(n, _)| n.to_string())
             .collect();
-        let wit = check_imports(name, &imports)?;
-        let pre =
-            self.linker
-                .instantiate_pre(&component)
-                .map_err(|e| RuntimeError::Instantiate {
-                    name: name.into(),
-                    message: format!("{e:#}"),
-                })?;
-        let pre = WorkloadPre::new(pre).map_err(|e| RuntimeError::Instantiate {
+        let (wit, minor) = check_imports(name, &imports)?;
+        let failed = |e: wasmtime::Error| RuntimeError::Instantiate {
             name: name.into(),
             message: format!("{e:#}"),
-        })?;
+        };
+        let pre = if minor == 1 {
+            let pre = self
+                .linker_0_1
+                .instantiate_pre(&component)
+                .map_err(failed)?;
+            Pre::V0_1(v0_1::WorkloadPre::new(pre).map_err(failed)?)
+        } else {
+            let pre = self
+                .linker_0_2
+                .instantiate_pre(&component)
+                .map_err(failed)?;
+            Pre::V0_2(v0_2::WorkloadPre::new(pre).map_err(failed)?)
+        };
         // Exports must be there too (describe and run).
         let exports: Vec<String> = component
             .component_type()
@@ -268,6 +289,10 @@ impl PluginRuntime {
             sets: limits.image_sets.clone(),
             decode_limits: limits.decode_limits,
             live_images: 0,
+            held_images: HashMap::new(),
+            pending: PendingSet::default(),
+            stop: limits.cancel.clone(),
+            started: Instant::now(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.budget);
@@ -295,8 +320,16 @@ impl PluginRuntime {
             })
         });
         let call = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.call_describe(&mut store).await
+            match &plugin.pre {
+                Pre::V0_1(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    Ok(info_of_0_1(instance.call_describe(&mut store).await?))
+                }
+                Pre::V0_2(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance.call_describe(&mut store).await
+                }
+            }
         };
         let result = until(deadline, &Arc::default(), call).unwrap_or_else(|| {
             Err(wasmtime::Error::msg(format!(
@@ -355,8 +388,20 @@ impl PluginRuntime {
             })
         };
         let call = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.call_run(&mut store, params).await
+            match &plugin.pre {
+                Pre::V0_1(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let params: Vec<_> = params
+                        .iter()
+                        .map(|(k, v)| (k.clone(), value_to_0_1(v)))
+                        .collect();
+                    instance.call_run(&mut store, &params).await
+                }
+                Pre::V0_2(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance.call_run(&mut store, params).await
+                }
+            }
         };
         // `None`: dropped while waiting in WASI at the deadline or Ctrl-C.
         let result = until(deadline, &limits.cancel, call);
@@ -494,9 +539,14 @@ fn host_error(cause: &str) -> String {
 
 /// Checks a plugin's imports: WASI, and our package at a version this host
 /// implements. Returns the package version it was built against.
-fn check_imports(name: &str, imports: &[String]) -> Result<String, RuntimeError> {
-    let ours = semver_parts(WIT_VERSION).expect("our WIT version parses");
-    let mut found = None;
+/// The WIT version a plugin's imports name, checked against the versions
+/// this host serves: its description and its minor version.
+fn check_imports(name: &str, imports: &[String]) -> Result<(String, u64), RuntimeError> {
+    let served: Vec<(u64, u64, u64)> = WIT_VERSIONS
+        .iter()
+        .map(|v| semver_parts(v).expect("our WIT versions parse"))
+        .collect();
+    let mut found: Option<(String, u64)> = None;
     for import in imports {
         if import.starts_with("wasi:") {
             continue;
@@ -508,17 +558,71 @@ fn check_imports(name: &str, imports: &[String]) -> Result<String, RuntimeError>
             });
         };
         let version = rest.split_once('@').map(|(_, v)| v).unwrap_or("");
-        let v = semver_parts(version);
-        let compatible = matches!(v, Some((0, minor, patch)) if minor == ours.1 && patch <= ours.2);
-        if !compatible {
-            return Err(RuntimeError::UnsupportedWit {
-                name: name.into(),
-                found: format!("{WIT_PACKAGE}@{version}"),
-            });
+        let unsupported = || RuntimeError::UnsupportedWit {
+            name: name.into(),
+            found: format!("{WIT_PACKAGE}@{version}"),
+        };
+        let Some((major, minor, patch)) = semver_parts(version) else {
+            return Err(unsupported());
+        };
+        // Patch releases only add: a host of 0.M.q serves plugins of 0.M.p, p <= q.
+        if !served
+            .iter()
+            .any(|&(ma, mi, pa)| ma == major && mi == minor && patch <= pa)
+        {
+            return Err(unsupported());
         }
-        found = Some(format!("{WIT_PACKAGE}@{version}"));
+        match &found {
+            Some((_, m)) if *m != minor => {
+                return Err(RuntimeError::Instantiate {
+                    name: name.into(),
+                    message: format!(
+                        "it imports {WIT_PACKAGE} at two versions ({} and {version}); build it against one",
+                        found.as_ref().map(|f| f.0.as_str()).unwrap_or_default()
+                    ),
+                });
+            }
+            _ => found = Some((format!("{WIT_PACKAGE}@{version}"), minor)),
+        }
     }
-    Ok(found.unwrap_or_else(|| format!("{WIT_PACKAGE} (no imports)")))
+    let current = served.last().expect("a served version").1;
+    Ok(found.unwrap_or_else(|| (format!("{WIT_PACKAGE} (no imports)"), current)))
+}
+
+/// A 0.1 plugin's description in the current types (the same fields).
+fn info_of_0_1(i: v0_1::vlmbench::workload::types::PluginInfo) -> PluginInfo {
+    use crate::bindings::wit_types::ParamKind as K2;
+    use v0_1::vlmbench::workload::types::ParamKind as K1;
+    PluginInfo {
+        name: i.name,
+        version: i.version,
+        description: i.description,
+        params: i
+            .params
+            .into_iter()
+            .map(|p| ParamSpec {
+                name: p.name,
+                kind: match p.kind {
+                    K1::Boolean => K2::Boolean,
+                    K1::Integer => K2::Integer,
+                    K1::Float => K2::Float,
+                    K1::Text => K2::Text,
+                },
+                default_value: p.default_value,
+                help: p.help,
+            })
+            .collect(),
+    }
+}
+
+fn value_to_0_1(v: &ParamValue) -> v0_1::vlmbench::workload::types::ParamValue {
+    use v0_1::vlmbench::workload::types::ParamValue as V1;
+    match v {
+        ParamValue::Boolean(b) => V1::Boolean(*b),
+        ParamValue::Integer(i) => V1::Integer(*i),
+        ParamValue::Float(f) => V1::Float(*f),
+        ParamValue::Text(t) => V1::Text(t.clone()),
+    }
 }
 
 fn semver_parts(v: &str) -> Option<(u64, u64, u64)> {
@@ -538,11 +642,21 @@ mod tests {
         ];
         assert_eq!(
             check_imports("p", &ok).unwrap(),
-            format!("{WIT_PACKAGE}@0.1.0")
+            (format!("{WIT_PACKAGE}@0.1.0"), 1)
         );
-        let newer = vec![format!("{WIT_PACKAGE}/engine@0.2.0")];
-        let e = check_imports("p", &newer).unwrap_err().to_string();
-        assert!(e.contains("@0.2.0") && e.contains(WIT_VERSION), "{e}");
+        let current = vec![format!("{WIT_PACKAGE}/engine@0.2.0")];
+        assert_eq!(check_imports("p", &current).unwrap().1, 2);
+        for newer in ["0.2.1", "0.3.0", "1.0.0"] {
+            let imports = vec![format!("{WIT_PACKAGE}/engine@{newer}")];
+            let e = check_imports("p", &imports).unwrap_err().to_string();
+            assert!(e.contains(newer) && e.contains(WIT_VERSION), "{e}");
+        }
+        let mixed = vec![
+            format!("{WIT_PACKAGE}/engine@0.1.0"),
+            format!("{WIT_PACKAGE}/images@0.2.0"),
+        ];
+        let e = check_imports("p", &mixed).unwrap_err().to_string();
+        assert!(e.contains("two versions"), "{e}");
         let foreign = vec!["acme:spy/net@1.0.0".to_string()];
         assert!(matches!(
             check_imports("p", &foreign),

@@ -5,17 +5,23 @@
 //! checks (`host/`).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use imaging::RgbImage;
 
-use crate::bindings::wit_engine::{CacheCounters, GenerateRequest, GenerateResponse, ModelInfo};
+use crate::bindings::wit_engine::{
+    CacheCounters, ErrorKind, GenerateRequest, ModelInfo, RequestError,
+};
 use crate::bindings::wit_progress::Level;
+use crate::pending::{CancelFn, Completion};
 
 /// A failed service call: either the plugin's request was bad (it gets the
-/// message back as a WIT error) or the run must stop (the call traps).
+/// message back as a WIT error), a request failed as a request can (it gets
+/// the typed error), or the run must stop (the call traps).
 #[derive(Debug)]
 pub enum ServiceError {
     Rejected(String),
+    Failed(RequestError),
     Fatal(Box<dyn std::error::Error + Send + Sync>),
 }
 
@@ -24,27 +30,52 @@ impl ServiceError {
         ServiceError::Rejected(msg.into())
     }
 
+    /// The error a request gets from this.
+    pub fn into_request_error(self) -> Result<RequestError, ServiceError> {
+        match self {
+            ServiceError::Rejected(m) => Ok(crate::pending::error(ErrorKind::Invalid, m)),
+            ServiceError::Failed(e) => Ok(e),
+            fatal @ ServiceError::Fatal(_) => Err(fatal),
+        }
+    }
+
     pub fn fatal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ServiceError {
         ServiceError::Fatal(e.into())
     }
 }
 
-/// `vlmbench:workload/engine`: the model and its caches.
+/// A request the plugin handed over, checked and with its images resolved.
+pub struct Submission {
+    pub images: Vec<Arc<RgbImage>>,
+    pub request: GenerateRequest,
+    /// When to send it (the plugin's `start-at-ms`); none means now.
+    pub start_at: Option<Instant>,
+    /// Asked through `generate`: when nothing else is in flight, the engine
+    /// may run it by itself rather than in its batch.
+    pub alone: bool,
+    /// The run clock's zero (`clock-ms` counts from it).
+    pub clock_zero: Instant,
+}
+
+/// `vlmbench:workload/engine`: the model (or server) and its caches.
 pub trait EngineService: Send {
     fn model_info(&mut self) -> ModelInfo;
-    fn generate(
+    /// Starts `submission`; its outcome, recorded, goes to `done` from
+    /// whichever thread runs it. The returned function cancels it.
+    fn submit(
         &mut self,
-        images: Vec<Arc<RgbImage>>,
-        request: GenerateRequest,
-    ) -> Result<GenerateResponse, ServiceError>;
-    fn cache_stats(&mut self) -> CacheCounters;
-    fn cache_clear(&mut self);
+        submission: Submission,
+        done: Completion,
+    ) -> Result<CancelFn, ServiceError>;
+    /// None where the backend has no caches the host can read.
+    fn cache_stats(&mut self) -> Option<CacheCounters>;
+    fn cache_clear(&mut self) -> Result<(), String>;
     fn cache_configure(
         &mut self,
         enabled: Option<bool>,
         prefix_bytes: Option<u64>,
         vision_bytes: Option<u64>,
-    );
+    ) -> Result<(), String>;
 }
 
 /// `vlmbench:workload/results`: what the plugin records beside its requests.
@@ -109,6 +140,7 @@ pub fn no_cache_counters() -> CacheCounters {
 struct Unavailable;
 
 const NOTHING_DURING_DESCRIBE: &str = "nothing is recorded during describe";
+const NO_ENGINE: &str = "no engine during describe";
 
 impl EngineService for Unavailable {
     fn model_info(&mut self) -> ModelInfo {
@@ -124,24 +156,30 @@ impl EngineService for Unavailable {
             vision_depth: 0,
             backend: String::new(),
             device: String::new(),
+            endpoint: None,
         }
     }
 
-    fn generate(
+    fn submit(&mut self, _: Submission, _: Completion) -> Result<CancelFn, ServiceError> {
+        Err(ServiceError::rejected(NO_ENGINE))
+    }
+
+    fn cache_stats(&mut self) -> Option<CacheCounters> {
+        None
+    }
+
+    fn cache_clear(&mut self) -> Result<(), String> {
+        Err(NO_ENGINE.into())
+    }
+
+    fn cache_configure(
         &mut self,
-        _: Vec<Arc<RgbImage>>,
-        _: GenerateRequest,
-    ) -> Result<GenerateResponse, ServiceError> {
-        Err(ServiceError::rejected("no engine during describe"))
+        _: Option<bool>,
+        _: Option<u64>,
+        _: Option<u64>,
+    ) -> Result<(), String> {
+        Err(NO_ENGINE.into())
     }
-
-    fn cache_stats(&mut self) -> CacheCounters {
-        no_cache_counters()
-    }
-
-    fn cache_clear(&mut self) {}
-
-    fn cache_configure(&mut self, _: Option<bool>, _: Option<u64>, _: Option<u64>) {}
 }
 
 impl ResultsService for Unavailable {

@@ -52,6 +52,7 @@ fn seed(path: &std::path::Path) -> f64 {
                 backend: "cuda".into(),
                 device: ["NVIDIA H100 80GB HBM3", "Apple M4 Max"][run % 2].into(),
                 machine: json!({"cpu": "bench"}),
+                endpoint: None,
             })
             .unwrap();
         for k in 0..REQUESTS_PER_RUN {
@@ -94,6 +95,7 @@ fn seed(path: &std::path::Path) -> f64 {
                     vision_skipped: 0,
                     peak_memory_bytes: 6 << 30,
                     output_preview: "a".repeat(200),
+                    ..RequestRow::default()
                 },
             )
             .unwrap();

@@ -32,6 +32,7 @@ fn seed(db: &std::path::Path) {
                 backend: "cpu".into(),
                 device: "test cpu".into(),
                 machine: json!({"cpu": "test"}),
+                endpoint: None,
             })
             .unwrap();
         for (i, side) in [224u32, 448].iter().enumerate() {
@@ -71,6 +72,7 @@ fn seed(db: &std::path::Path) {
                         vision_skipped: 0,
                         peak_memory_bytes: 1 << 20,
                         output_preview: "hello, \"world\"".into(),
+                        ..RequestRow::default()
                     },
                 )
                 .unwrap();

@@ -32,6 +32,9 @@ pub struct Prepared {
     pub stop: Vec<String>,
     pub stream: bool,
     pub include_usage: bool,
+    /// When the engine is idle, run it by itself (the single-stream path)
+    /// rather than as a batch of one; others wait until it ends.
+    pub alone: bool,
 }
 
 /// Checks `req` against the served model `served` and loads its images
@@ -214,6 +217,7 @@ pub fn prepare(
         stop,
         stream: req.stream,
         include_usage: req.stream_options.is_some_and(|o| o.include_usage),
+        alone: false,
     })
 }
 

@@ -14,4 +14,4 @@ mod worker;
 pub use images::ImageSources;
 pub use metrics::Metrics;
 pub use routes::{ServeOptions, router};
-pub use worker::{BatchLimits, Recorder, Worker};
+pub use worker::{BatchLimits, Control, JobEvent, Recorder, Sink, Ticket, Worker};

@@ -162,7 +162,7 @@ async fn answer(api: Api, body: Result<Bytes, BytesRejection>) -> Result<Respons
     loop {
         match event {
             JobEvent::Text(_) => {}
-            JobEvent::Done { text, response } => {
+            JobEvent::Done { text, response, .. } => {
                 ticket.complete();
                 return Ok(Json(reply.whole(text, &response)).into_response());
             }

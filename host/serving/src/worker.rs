@@ -25,13 +25,36 @@ use crate::wire::ApiError;
 pub enum JobEvent {
     /// New output text.
     Text(String),
-    /// The request finished: its whole text (cut at a stop string) and the
-    /// engine's response.
+    /// The request finished: its whole text (cut at a stop string), the
+    /// engine's response, and the seconds it waited in the queue first.
     Done {
         text: String,
         response: Box<GenerateResponse>,
+        waited_s: f64,
     },
     Failed(ApiError),
+}
+
+/// Where a request's events go: a handler's channel, or any receiver that
+/// takes them without blocking the engine's thread.
+pub trait Sink: Send {
+    fn send(&self, event: JobEvent);
+}
+
+impl Sink for UnboundedSender<JobEvent> {
+    fn send(&self, event: JobEvent) {
+        // A handler that went away cancelled its request already.
+        let _ = UnboundedSender::send(self, event);
+    }
+}
+
+/// Work for the engine's thread between two steps, with the engine.
+pub type Control = Box<dyn FnOnce(&mut Engine) + Send>;
+
+/// What the engine's thread takes from its queue.
+enum Command {
+    Job(Job),
+    Control(Control),
 }
 
 /// Records an answered request: the request, its response and the seconds
@@ -42,7 +65,7 @@ struct Job {
     /// Bytes of decoded pixels its images hold.
     image_bytes: u64,
     prepared: Prepared,
-    events: UnboundedSender<JobEvent>,
+    events: Box<dyn Sink>,
     /// Set when the client went away.
     abandoned: Arc<AtomicBool>,
     /// Stops the request in the batch (cancel), or ends it at a stop string
@@ -74,7 +97,7 @@ impl Default for BatchLimits {
 
 /// The handle requests are submitted through.
 pub struct Worker {
-    queue: SyncSender<Job>,
+    queue: SyncSender<Command>,
     pub metrics: Arc<Metrics>,
     /// Decoded image bytes of the requests waiting or running.
     pending_image_bytes: Arc<AtomicU64>,
@@ -158,11 +181,28 @@ impl Worker {
         Ok((worker, value))
     }
 
+    /// Runs `work` on the engine's thread between two steps and returns its
+    /// result; waits for room in the queue.
+    pub fn control<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Engine) -> R + Send + 'static,
+    ) -> Result<R, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let command = Command::Control(Box::new(move |engine| {
+            let _ = tx.send(work(engine));
+        }));
+        self.queue
+            .send(command)
+            .map_err(|_| "the engine has stopped".to_string())?;
+        rx.recv()
+            .map_err(|_| "the engine stopped before answering".to_string())
+    }
+
     /// Queues `prepared`; its events go to `events`. A full queue is a 429.
     pub fn submit(
         &self,
         prepared: Prepared,
-        events: UnboundedSender<JobEvent>,
+        events: impl Sink + 'static,
     ) -> Result<Ticket, ApiError> {
         let image_bytes: u64 = prepared
             .request
@@ -192,13 +232,13 @@ impl Worker {
         let job = Job {
             image_bytes,
             prepared,
-            events,
+            events: Box::new(events),
             abandoned: abandoned.clone(),
             cancel: cancel.clone(),
             queued: Instant::now(),
         };
         self.metrics.queued.fetch_add(1, Ordering::SeqCst);
-        match self.queue.try_send(job) {
+        match self.queue.try_send(Command::Job(job)) {
             Ok(()) => Ok(Ticket {
                 abandoned,
                 cancel,
@@ -254,23 +294,40 @@ impl Serving {
     /// waiting request joins the batch (its tokenizing and image staging
     /// run then; the engine spreads its encoding and prefill over the
     /// steps that follow).
-    fn serve(mut self, rx: Receiver<Job>) {
+    fn serve(mut self, rx: Receiver<Command>) {
         // A request taken from the queue that the batch had no room for,
         // and the batch's size then: it is tried again once the batch is
         // smaller.
         let mut waiting: Option<(Job, usize)> = None;
         loop {
-            let job = match waiting.take() {
-                Some((job, size)) if self.batch.len() < size => Some(job),
+            let command = match waiting.take() {
+                Some((job, size)) if self.batch.len() < size => Some(Command::Job(job)),
+                // Controls too wait behind it: the queue keeps its order.
                 Some(held) => {
                     waiting = Some(held);
                     None
                 }
                 None if self.batch.is_empty() => match rx.recv() {
-                    Ok(job) => Some(self.dequeued(job)),
+                    Ok(command) => Some(command),
                     Err(_) => return,
                 },
-                None => rx.try_recv().ok().map(|job| self.dequeued(job)),
+                None => rx.try_recv().ok(),
+            };
+            let job = match command {
+                Some(Command::Control(work)) => {
+                    work(&mut self.engine);
+                    None
+                }
+                Some(Command::Job(job)) => Some(job),
+                None => None,
+            };
+            let job = job.map(|j| self.dequeued(j));
+            let job = match job {
+                Some(job) if job.prepared.alone && self.batch.is_empty() => {
+                    self.alone(job);
+                    None
+                }
+                other => other,
             };
             if let Some(job) = job
                 && let Some(job) = self.join(job)
@@ -294,6 +351,35 @@ impl Serving {
     fn dequeued(&self, job: Job) -> Job {
         self.metrics.queued.fetch_sub(1, Ordering::SeqCst);
         job
+    }
+
+    /// Runs `job` by itself on the single-stream path (the batch is empty).
+    fn alone(&mut self, job: Job) {
+        if job.abandoned.load(Ordering::SeqCst) {
+            self.metrics.cancelled.fetch_add(1, Ordering::SeqCst);
+            self.release(job.image_bytes);
+            return;
+        }
+        let waited = job.queued.elapsed().as_secs_f64();
+        self.metrics.running.store(1, Ordering::SeqCst);
+        let result = self.engine.generate(&job.prepared.request, &mut |_| {});
+        self.metrics.running.store(0, Ordering::SeqCst);
+        self.release(job.image_bytes);
+        match result {
+            Ok(response) => {
+                let outcome = (response.text.clone(), response);
+                self.metrics
+                    .after_request(&self.engine.cache_stats(), Some(&outcome));
+                let (text, response) = outcome;
+                (self.record)(&job.prepared.request, &response, waited);
+                job.events.send(JobEvent::Done {
+                    text,
+                    response: Box::new(response),
+                    waited_s: waited,
+                });
+            }
+            Err(e) => self.fail(job, e),
+        }
     }
 
     /// Adds `job` to the batch; gives it back when there is no room now.
@@ -332,23 +418,24 @@ impl Serving {
 
     /// One step of the batch, and what it tells the requests.
     fn step(&mut self) {
-        let events =
-            match self.engine.batch_step(&mut self.batch) {
-                Ok(events) => events,
-                Err(e) => {
-                    // The device failed mid-step: every request in the batch ends.
-                    self.batch = Batch::new(self.limits.max_batch, self.limits.prefill_chunk);
-                    let message = e.to_string();
-                    for (_, a) in self.active.drain() {
-                        self.metrics.failed.fetch_add(1, Ordering::SeqCst);
-                        let _ = a.job.events.send(JobEvent::Failed(engine_error(
-                            engine::Error::Model(message.clone()),
-                        )));
-                    }
-                    self.show_batch();
-                    return;
+        let events = match self.engine.batch_step(&mut self.batch) {
+            Ok(events) => events,
+            Err(e) => {
+                // The device failed mid-step: every request in the batch ends.
+                self.batch = Batch::new(self.limits.max_batch, self.limits.prefill_chunk);
+                let message = e.to_string();
+                for (_, a) in self.active.drain() {
+                    self.metrics.failed.fetch_add(1, Ordering::SeqCst);
+                    a.job
+                        .events
+                        .send(JobEvent::Failed(engine_error(engine::Error::Model(
+                            message.clone(),
+                        ))));
                 }
-            };
+                self.show_batch();
+                return;
+            }
+        };
         let tokenizer = &self.engine.prompts().tokenizer;
         for ev in events {
             match ev {
@@ -368,22 +455,22 @@ impl Serving {
                     match outcome {
                         Ok((text, response)) => {
                             (self.record)(&a.job.prepared.request, &response, a.waited);
-                            let _ = a.job.events.send(JobEvent::Done {
+                            a.job.events.send(JobEvent::Done {
                                 text,
                                 response: Box::new(response),
+                                waited_s: a.waited,
                             });
                         }
                         Err(e) => {
                             self.metrics.failed.fetch_add(1, Ordering::SeqCst);
-                            let _ = a.job.events.send(JobEvent::Failed(e));
+                            a.job.events.send(JobEvent::Failed(e));
                         }
                     }
                 }
                 BatchEvent::Cancelled { seq } => {
                     if let Some(a) = self.active.remove(&seq) {
                         self.metrics.cancelled.fetch_add(1, Ordering::SeqCst);
-                        let _ = a
-                            .job
+                        a.job
                             .events
                             .send(JobEvent::Failed(engine_error(engine::Error::Cancelled)));
                     }
@@ -401,7 +488,7 @@ impl Serving {
             self.metrics.failed.fetch_add(1, Ordering::SeqCst);
         }
         self.metrics.after_request(&self.engine.cache_stats(), None);
-        let _ = job.events.send(JobEvent::Failed(engine_error(e)));
+        job.events.send(JobEvent::Failed(engine_error(e)));
     }
 
     fn release(&self, bytes: u64) {
@@ -432,7 +519,7 @@ impl Active {
         let hold = stops.iter().map(|s| s.len()).max().unwrap_or(1) - 1;
         match self.text.push(tokenizer, id, stops, hold) {
             Ok(Some(new)) => {
-                let _ = self.job.events.send(JobEvent::Text(new));
+                self.job.events.send(JobEvent::Text(new));
             }
             Ok(None) => {}
             Err(e) => {
@@ -452,7 +539,7 @@ impl Active {
             return Err(e);
         }
         if let Some(rest) = self.text.flush() {
-            let _ = self.job.events.send(JobEvent::Text(rest));
+            self.job.events.send(JobEvent::Text(rest));
         }
         Ok(std::mem::take(&mut self.text.sent))
     }

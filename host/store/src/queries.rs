@@ -12,7 +12,8 @@ use crate::{
 const RUN_SUMMARY_COLUMNS: &str =
     "r.id, r.status, r.started_at, r.ended_at, r.error, r.verdict_passed, r.plugin_name,
      r.plugin_version, r.model_name, r.model_quantization, r.model_synthetic, r.backend, r.device,
-     r.host_version, (SELECT count(*) FROM requests q WHERE q.run_id = r.id)";
+     r.host_version, (SELECT count(*) FROM requests q WHERE q.run_id = r.id),
+     json_extract(r.endpoint_json, '$.url')";
 
 /// A run's summary from a row of [`RUN_SUMMARY_COLUMNS`].
 fn run_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
@@ -32,6 +33,7 @@ fn run_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
         device: r.get(12)?,
         host_version: r.get(13)?,
         requests: r.get(14)?,
+        endpoint: r.get(15)?,
     })
 }
 
@@ -174,13 +176,15 @@ impl Store {
              prompt_tokens, image_tokens, text_tokens, output_tokens, finish_reason, preprocess_ms, vision_ms,
              prefill_ms, ttft_ms, decode_ms, total_ms, token_times_json, cache_prefix, cache_reused_tokens,
              vision_hits, vision_misses, vision_skipped, peak_memory_bytes, output_preview, speed_tok_s,
-             decode_tok_s, itl_p50_ms, itl_p90_ms, itl_p99_ms
+             decode_tok_s, itl_p50_ms, itl_p90_ms, itl_p99_ms, remote, error, error_kind, chunk_tokens_json,
+             sent_at_ms, late_ms, queued_ms
              FROM requests WHERE run_id = ?1 ORDER BY seq",
             [run],
             |r| {
                 let images: String = r.get(5)?;
                 let sampling: String = r.get(8)?;
                 let times: String = r.get(20)?;
+                let chunks: Option<String> = r.get(36)?;
                 Ok(StoredRequest {
                     id: r.get(0)?,
                     seq: r.get(1)?,
@@ -211,6 +215,15 @@ impl Store {
                         vision_skipped: r.get(25)?,
                         peak_memory_bytes: r.get::<_, i64>(26)? as u64,
                         output_preview: r.get(27)?,
+                        remote: r.get(33)?,
+                        error: r.get(34)?,
+                        error_kind: r.get(35)?,
+                        chunk_tokens: chunks
+                            .and_then(|c| serde_json::from_str(&c).ok())
+                            .unwrap_or_default(),
+                        sent_at_ms: r.get(37)?,
+                        late_ms: r.get(38)?,
+                        queued_ms: r.get(39)?,
                     },
                     speed_tok_s: r.get(28)?,
                     decode_tok_s: r.get(29)?,

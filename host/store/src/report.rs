@@ -11,7 +11,7 @@ use crate::{ResultTable, RunDetail, StoredRequest};
 /// Non-warm-up requests grouped by label, in order of first appearance.
 fn by_label(requests: &[StoredRequest]) -> Vec<(String, Vec<&StoredRequest>)> {
     let mut groups: Vec<(String, Vec<&StoredRequest>)> = vec![];
-    for r in requests.iter().filter(|r| !r.row.warmup) {
+    for r in requests.iter().filter(|r| r.row.counts()) {
         match groups.iter_mut().find(|(l, _)| *l == r.row.label) {
             Some((_, v)) => v.push(r),
             None => groups.push((r.row.label.clone(), vec![r])),
@@ -24,7 +24,7 @@ fn by_label(requests: &[StoredRequest]) -> Vec<(String, Vec<&StoredRequest>)> {
 fn measured(run: &RunDetail) -> Vec<Measured> {
     run.requests
         .iter()
-        .filter(|r| !r.row.warmup)
+        .filter(|r| r.row.counts())
         .map(|r| Measured {
             label: r.row.label.clone(),
             pixels: r
@@ -64,17 +64,23 @@ pub fn export_markdown(run: &RunDetail) -> String {
     let s = &run.summary;
     let mut out = format!("# Run {}: {} {}\n\n", s.id, s.plugin_name, s.plugin_version);
     out.push_str(&format!(
-        "- status: {}{}\n- started: {}{}\n- model: {} ({}{})\n- engine: MLX {} on {} ({}), host {} ({})\n- params: {}\n",
+        "- status: {}{}\n- started: {}{}\n- model: {}\n- engine: {}, host {} ({})\n- params: {}\n",
         s.status,
-        s.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default(),
+        s.error
+            .as_ref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default(),
         s.started_at,
-        s.ended_at.as_ref().map(|e| format!(", ended {e}")).unwrap_or_default(),
-        s.model_name,
-        s.model_quantization,
-        if s.model_synthetic { ", synthetic weights" } else { "" },
-        run.mlx_version,
-        s.backend,
-        s.device,
+        s.ended_at
+            .as_ref()
+            .map(|e| format!(", ended {e}"))
+            .unwrap_or_default(),
+        s.model_text(),
+        if s.endpoint.is_some() {
+            s.engine_text()
+        } else {
+            format!("MLX {} on {} ({})", run.mlx_version, s.backend, s.device)
+        },
         s.host_version,
         run.host_commit,
         run.params
@@ -163,6 +169,11 @@ pub fn export_csv(run: &RunDetail) -> String {
         "vision_misses",
         "peak_memory_bytes",
         "output_preview",
+        "remote",
+        "sent_at_ms",
+        "late_ms",
+        "error_kind",
+        "error",
     ];
     let mut out = cols.join(",") + "\n";
     let opt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
@@ -199,6 +210,11 @@ pub fn export_csv(run: &RunDetail) -> String {
             r.vision_misses.to_string(),
             r.peak_memory_bytes.to_string(),
             csv_cell(&r.output_preview),
+            r.remote.to_string(),
+            opt(r.sent_at_ms),
+            opt(r.late_ms),
+            r.error_kind.clone().unwrap_or_default(),
+            csv_cell(r.error.as_deref().unwrap_or_default()),
         ];
         out.push_str(&cells.join(","));
         out.push('\n');
@@ -271,7 +287,7 @@ pub fn compare_runs(runs: &[RunDetail]) -> Comparison {
                     let v: Vec<f64> = run
                         .requests
                         .iter()
-                        .filter(|r| !r.row.warmup && &r.row.label == label)
+                        .filter(|r| r.row.counts() && &r.row.label == label)
                         .filter_map(f)
                         .collect();
                     stats(&v)

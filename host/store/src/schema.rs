@@ -119,4 +119,18 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE runs ADD COLUMN dropped_writes INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 3: requests sent to a server (what it could not report is unknown),
+    // requests that failed (with their kind), tokens that arrived in chunks,
+    // when each request was sent on the run clock and how late against its
+    // schedule; and the server a run measured.
+    r#"
+    ALTER TABLE requests ADD COLUMN remote INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE requests ADD COLUMN error TEXT;
+    ALTER TABLE requests ADD COLUMN error_kind TEXT;
+    ALTER TABLE requests ADD COLUMN chunk_tokens_json TEXT;
+    ALTER TABLE requests ADD COLUMN sent_at_ms REAL;
+    ALTER TABLE requests ADD COLUMN late_ms REAL;
+    ALTER TABLE requests ADD COLUMN queued_ms REAL;
+    ALTER TABLE runs ADD COLUMN endpoint_json TEXT;
+    "#,
 ];

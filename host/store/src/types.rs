@@ -65,6 +65,9 @@ pub struct NewRun {
     pub backend: String,
     pub device: String,
     pub machine: Value,
+    /// The server measured, when the run did not use the host's engine:
+    /// `{"url", "model", "server"}`.
+    pub endpoint: Option<Value>,
 }
 
 /// An image of a request.
@@ -77,7 +80,7 @@ pub struct ImageDesc {
 }
 
 /// One generate call, as measured by the host.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RequestRow {
     pub label: String,
     pub warmup: bool,
@@ -106,6 +109,49 @@ pub struct RequestRow {
     pub vision_skipped: u32,
     pub peak_memory_bytes: u64,
     pub output_preview: String,
+    /// Sent to a server: the stage timings, image and text token counts,
+    /// cache outcome and memory were not reported and read as zero.
+    #[serde(default)]
+    pub remote: bool,
+    /// Why the request failed; its figures are then what was measured
+    /// before the failure, and it counts in no statistic.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// `invalid`, `overloaded`, `connection`, `timeout`, `server`,
+    /// `protocol` or `cancelled`.
+    #[serde(default)]
+    pub error_kind: Option<String>,
+    /// Tokens each entry of `token_times_ms` brought, when a server sent
+    /// several in one event; empty means one token per entry.
+    #[serde(default)]
+    pub chunk_tokens: Vec<u32>,
+    /// When the request was sent, on the run clock, and how late that was
+    /// against its schedule (plugins' `start-at-ms`).
+    #[serde(default)]
+    pub sent_at_ms: Option<f64>,
+    #[serde(default)]
+    pub late_ms: Option<f64>,
+    /// Waiting for the engine behind other requests before its work
+    /// began; part of `ttft_ms` and `total_ms`.
+    #[serde(default)]
+    pub queued_ms: Option<f64>,
+}
+
+impl RequestRow {
+    /// Whether the request's figures count: not a warm-up, not failed.
+    pub fn counts(&self) -> bool {
+        !self.warmup && self.error.is_none()
+    }
+
+    /// Output tokens after the first arrival (the first chunk, for a
+    /// server that sent several tokens at once).
+    pub fn tokens_after_first(&self) -> usize {
+        if self.chunk_tokens.is_empty() {
+            self.token_times_ms.len().saturating_sub(1)
+        } else {
+            self.chunk_tokens.iter().skip(1).map(|&t| t as usize).sum()
+        }
+    }
 }
 
 /// A stored request with its derived figures.
@@ -142,6 +188,40 @@ pub struct RunSummary {
     pub device: String,
     pub host_version: String,
     pub requests: i64,
+    /// The server's URL, for a run that measured one.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+impl RunSummary {
+    /// The model as a phrase: its name, with its quantization and whether
+    /// its weights are synthetic where known.
+    pub fn model_text(&self) -> String {
+        let mut notes = vec![];
+        if !self.model_quantization.is_empty() {
+            notes.push(self.model_quantization.clone());
+        }
+        if self.model_synthetic {
+            notes.push("synthetic weights".into());
+        }
+        if notes.is_empty() {
+            self.model_name.clone()
+        } else {
+            format!("{} ({})", self.model_name, notes.join(", "))
+        }
+    }
+
+    /// What answered the requests: the host's engine on its backend and
+    /// device, or a server at its URL.
+    pub fn engine_text(&self) -> String {
+        match &self.endpoint {
+            Some(url) if self.device.is_empty() || self.device == *url => {
+                format!("server at {url}")
+            }
+            Some(url) => format!("server at {url} ({})", self.device),
+            None => format!("{} {}", self.backend, self.device),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -101,8 +101,8 @@ impl Store {
                 "INSERT INTO runs (status, started_at, plugin_name, plugin_version, plugin_blake3, plugin_wit,
                  params_json, model_name, model_path, model_config_hash, model_quantization, model_synthetic,
                  model_json, host_version, host_commit, mlx_version, backend, device, machine_json, hostname, pid,
-                 heartbeat_ms, pid_start)
-                 VALUES ('running', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                 heartbeat_ms, pid_start, endpoint_json)
+                 VALUES ('running', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
                 params![
                     now_rfc3339(),
                     run.plugin_name,
@@ -126,6 +126,7 @@ impl Store {
                     std::process::id() as i64,
                     time::now_unix_ms(),
                     liveness::own_start(),
+                    run.endpoint.as_ref().map(|e| e.to_string()),
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -142,8 +143,11 @@ impl Store {
         } else {
             0.0
         };
-        let decode = (r.token_times_ms.len() >= 2 && r.decode_ms > 0.0)
-            .then(|| (r.token_times_ms.len() - 1) as f64 / (r.decode_ms / 1e3));
+        let after_first = r.tokens_after_first();
+        let decode = (after_first >= 1 && r.decode_ms > 0.0)
+            .then(|| after_first as f64 / (r.decode_ms / 1e3));
+        let chunks = (!r.chunk_tokens.is_empty())
+            .then(|| serde_json::to_string(&r.chunk_tokens).unwrap_or_default());
         let first = r.images.first();
         let label = cut(&r.label, self.limits.name_bytes);
         let images = serde_json::to_string(&r.images).unwrap_or_default();
@@ -159,9 +163,10 @@ impl Store {
                  image_pixels, max_tokens, ignore_eos, sampling_json, prompt_tokens, image_tokens, text_tokens,
                  output_tokens, finish_reason, preprocess_ms, vision_ms, prefill_ms, ttft_ms, decode_ms, total_ms,
                  speed_tok_s, decode_tok_s, itl_p50_ms, itl_p90_ms, itl_p99_ms, token_times_json, cache_prefix,
-                 cache_reused_tokens, vision_hits, vision_misses, vision_skipped, peak_memory_bytes, output_preview)
+                 cache_reused_tokens, vision_hits, vision_misses, vision_skipped, peak_memory_bytes, output_preview,
+                 remote, error, error_kind, chunk_tokens_json, sent_at_ms, late_ms, queued_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                 ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)",
+                 ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43)",
                 params![
                     run,
                     seq,
@@ -199,6 +204,13 @@ impl Store {
                     r.vision_skipped,
                     r.peak_memory_bytes as i64,
                     r.output_preview,
+                    r.remote,
+                    r.error.as_deref().map(|e| cut(e, 4096)),
+                    r.error_kind,
+                    chunks,
+                    r.sent_at_ms,
+                    r.late_ms,
+                    r.queued_ms,
                 ],
             )?;
             let id = tx.last_insert_rowid();

@@ -23,6 +23,7 @@ fn new_run(plugin: &str) -> NewRun {
         backend: "cpu".into(),
         device: "d".into(),
         machine: json!({}),
+        endpoint: None,
     }
 }
 
@@ -54,6 +55,7 @@ fn row(label: &str, total_ms: f64) -> RequestRow {
         vision_skipped: 0,
         peak_memory_bytes: 1,
         output_preview: "out".into(),
+        ..RequestRow::default()
     }
 }
 
@@ -61,7 +63,7 @@ fn row(label: &str, total_ms: f64) -> RequestRow {
 fn a_fresh_database_is_migrated_and_records_a_run() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Store::open(&dir.path().join("sub/dir/r.db")).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.schema_version().unwrap(), 3);
     let id = s.create_run(&new_run("p")).unwrap();
     s.record_request(id, &row("a", 9.0)).unwrap();
     s.record_metric(id, "m", 2.5, "x").unwrap();

@@ -14,6 +14,13 @@
 //! bug of vllm-mlx issue #718) and 5 (identical pixels, re-encoded) are new.
 //! The run passes only when every expectation holds.
 //!
+//! Against a server (`--endpoint`) the host can neither switch the server's
+//! cache off nor read its logits or its cache's decisions, so the steps
+//! check outputs and timings only: a repeated request must give the same
+//! greedy text as its first time (with the TTFT speed-up the server's cache
+//! brings, and the cached tokens it reports, shown), and re-encoded
+//! identical pixels must too. The run says so in a note.
+//!
 //! Run: `host run --plugin cache_verification.wasm`.
 
 use vlmbench_sdk::agreement::{self, Agreement};
@@ -42,14 +49,18 @@ impl Expect {
     }
 }
 
-fn outcome(r: &GenerateResponse) -> Expect {
-    if r.cache.prefix == PrefixOutcome::Exact {
+fn outcome(r: &GenerateResponse) -> Result<Expect, String> {
+    let cache = r
+        .cache
+        .as_ref()
+        .ok_or("the engine reported no cache outcome")?;
+    Ok(if cache.prefix == PrefixOutcome::Exact {
         Expect::Hit
-    } else if r.cache.vision_skipped > 0 {
+    } else if cache.vision_skipped > 0 {
         Expect::Partial
     } else {
         Expect::Miss
-    }
+    })
 }
 
 struct Runner {
@@ -83,16 +94,16 @@ impl Runner {
     ) -> Result<GenerateResponse, String> {
         progress::report(self.steps_done, self.steps_total, &format!("{id} {desc}"));
         let cached = engine::generate(&[img], &self.request(prompt, &format!("{id} cached")))?;
-        engine::cache_configure(Some(false), None, None);
+        engine::cache_configure(Some(false), None, None)?;
         let uncached = engine::generate(&[img], &self.request(prompt, &format!("{id} uncached")));
-        engine::cache_configure(Some(true), None, None);
+        engine::cache_configure(Some(true), None, None)?;
         let uncached = uncached?;
-        let actual = outcome(&cached);
+        let actual = outcome(&cached)?;
         let agreement = agreement::compare(
             &cached.token_ids,
-            &cached.first_logits,
+            logits(&cached)?,
             &uncached.token_ids,
-            &uncached.first_logits,
+            logits(&uncached)?,
             self.tol,
         );
         if let Agreement::WithinPrecision { .. } = agreement {
@@ -121,7 +132,11 @@ impl Runner {
             desc.into(),
             expect.name().into(),
             actual.name().into(),
-            format!("{}/{}", cached.cache.reused_tokens, cached.prompt_tokens),
+            format!(
+                "{}/{}",
+                cached.reused_tokens.unwrap_or(0),
+                cached.prompt_tokens
+            ),
             format!("{:.1} ms", cached.timings.ttft_ms),
             format!("{:.1} ms", uncached.timings.ttft_ms),
             format!("{speedup:.1}x"),
@@ -149,6 +164,9 @@ impl Workload for CacheVerification {
     }
 
     fn run(p: Params) -> Result<(), String> {
+        if !vlmbench_sdk::response::local_engine() {
+            return remote::run(p);
+        }
         let max_tokens = p.int_in("max_tokens", 1, 4096)? as u32;
         let size = p.int_in("size", 16, 4096)? as u32;
         let seed = p.int("seed")? as u64;
@@ -161,9 +179,9 @@ impl Workload for CacheVerification {
                     .map_err(|_| format!("resolutions: {s:?} is not a number"))
             })
             .collect::<Result<_, _>>()?;
-        let before = engine::cache_stats();
-        engine::cache_clear();
-        engine::cache_configure(Some(true), None, None);
+        let before = engine::cache_stats().ok_or("the engine reports no cache counters")?;
+        engine::cache_clear()?;
+        engine::cache_configure(Some(true), None, None)?;
 
         let (q1, q2) = ("Describe this image.", "What colours does this image have?");
         let mut warm_sides = vec![size];
@@ -172,7 +190,7 @@ impl Workload for CacheVerification {
         progress::report(0, steps_total, "warm-up (every shape the steps use, once)");
         warm_up(seed, size, &warm_sides, q1, q2)?;
         // Counters from here on cover the steps only, not the warm-up.
-        let start = engine::cache_stats();
+        let start = engine::cache_stats().ok_or("the engine reports no cache counters")?;
 
         let model = engine::model();
         let tol = agreement::logit_tolerance(&model.compute_dtype, &model.backend);
@@ -238,7 +256,7 @@ impl Workload for CacheVerification {
         // The comparison has power only if different images move the logits
         // apart by more than twice the tolerance: a replayed KV cache then
         // lands beyond the tolerance even after rounding noise of up to `tol`.
-        let apart = agreement::relative_l2(&ry.first_logits, &rx.first_logits);
+        let apart = agreement::relative_l2(logits(&ry)?, logits(&rx)?);
         if apart <= 2.0 * tol {
             run.failures.push(format!(
                 "4 inconclusive: images X and Y give first logits only {apart:.1e} apart, within twice the tolerance {tol:.0e}, so a replayed KV cache could go unnoticed"
@@ -262,7 +280,8 @@ impl Workload for CacheVerification {
 
         progress::report(run.steps_done, run.steps_total, "done");
         run.table.record("Prefix cache verification")?;
-        let (e, s) = (engine::cache_stats(), start);
+        let e = engine::cache_stats().ok_or("the engine reports no cache counters")?;
+        let s = start;
         for (name, end, start, unit) in [
             (
                 "prefix_exact_hits",
@@ -309,9 +328,16 @@ impl Workload for CacheVerification {
                 ),
             );
         }
-        engine::cache_configure(Some(before.enabled), None, None);
+        engine::cache_configure(Some(before.enabled), None, None)?;
         Ok(())
     }
+}
+
+/// The first position's logits, which every step asks for.
+fn logits(r: &GenerateResponse) -> Result<&[f32], String> {
+    r.first_logits
+        .as_deref()
+        .ok_or_else(|| "the engine returned no logits".to_string())
 }
 
 /// Runs every path the steps take once, on throwaway images, then clears the
@@ -329,7 +355,7 @@ fn warm_up(seed: u64, size: u32, sides: &[u32], q1: &str, q2: &str) -> Result<()
     };
     let noise = |s: u32, k: u64| images::synthesize(s, s, "noise", seed.wrapping_add(k));
     for cache in [false, true] {
-        engine::cache_configure(Some(cache), None, None);
+        engine::cache_configure(Some(cache), None, None)?;
         for &s in sides {
             let tag = if cache { "cache on" } else { "cache off" };
             engine::generate(
@@ -342,8 +368,10 @@ fn warm_up(seed: u64, size: u32, sides: &[u32], q1: &str, q2: &str) -> Result<()
     for (prompt, label) in [(q1, "new image"), (q1, "hit"), (q2, "new prompt")] {
         engine::generate(&[&im], &request(prompt, format!("warm-up {label}")))?;
     }
-    engine::cache_clear();
+    engine::cache_clear()?;
     Ok(())
 }
+
+mod remote;
 
 vlmbench_sdk::export_plugin!(CacheVerification);

@@ -21,7 +21,7 @@ use vlmbench_sdk::engine::{self, GenerateResponse};
 use vlmbench_sdk::stats::Summary;
 use vlmbench_sdk::table::{self, Table};
 use vlmbench_sdk::types::{ParamKind, PluginInfo};
-use vlmbench_sdk::{Params, Workload, images, param, progress, request, results};
+use vlmbench_sdk::{Params, Workload, images, param, progress, request, response, results};
 
 struct ImageSet;
 
@@ -193,8 +193,10 @@ impl Workload for ImageSet {
         // Off by default: with it on, the warm-up and each first repeat
         // would fill the cache and later repeats would time cache hits.
         let before = engine::cache_stats();
-        if !p.bool("cache")? {
-            engine::cache_configure(Some(false), None, None);
+        if !p.bool("cache")?
+            && let Err(e) = engine::cache_configure(Some(false), None, None)
+        {
+            vlmbench_sdk::warn(&format!("the cache stays as it is: {e}"));
         }
         vlmbench_sdk::log(&format!(
             "{} images from set {set:?}, {repeats} measured request(s) each",
@@ -251,17 +253,13 @@ impl Workload for ImageSet {
             let tokens =
                 runs.iter().map(|r| r.output_tokens as f64).sum::<f64>() / runs.len() as f64;
             let ttft = runs.iter().map(|r| r.timings.ttft_ms).sum::<f64>() / runs.len() as f64;
-            let decode: Vec<f64> = runs
-                .iter()
-                .filter(|r| r.timings.token_times_ms.len() >= 2 && r.timings.decode_ms > 0.0)
-                .map(|r| (r.timings.token_times_ms.len() - 1) as f64 / (r.timings.decode_ms / 1e3))
-                .collect();
+            let decode: Vec<f64> = runs.iter().filter_map(response::decode_tok_s).collect();
             total_s += runs.iter().map(|r| r.timings.total_ms / 1e3).sum::<f64>();
             total_tokens += runs.iter().map(|r| r.output_tokens as u64).sum::<u64>();
             per_image.row(vec![
                 t.image.clone(),
                 format!("{}x{}", img.width(), img.height()),
-                runs[0].image_tokens.to_string(),
+                runs[0].image_tokens.map_or("—".into(), |t| t.to_string()),
                 table::seconds(time.mean),
                 format!("{tokens:.0}"),
                 table::tok_s(tokens / time.mean),
@@ -335,7 +333,9 @@ impl Workload for ImageSet {
                 &format!("{passed} of {checked} answers as expected"),
             );
         }
-        engine::cache_configure(Some(before.enabled), None, None);
+        if let Some(before) = before {
+            engine::cache_configure(Some(before.enabled), None, None)?;
+        }
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use vlmbench_sdk::engine::{self, GenerateResponse};
 use vlmbench_sdk::stats::Summary;
 use vlmbench_sdk::table::{self, Measured, ResolutionTable, Table};
 use vlmbench_sdk::types::{ParamKind, PluginInfo};
-use vlmbench_sdk::{Params, Workload, images, param, progress, request, results};
+use vlmbench_sdk::{Params, Workload, images, param, progress, request, response, results};
 
 const FULL: &[(u32, u32)] = &[
     (224, 224),
@@ -62,7 +62,8 @@ fn parse_resolutions(s: &str) -> Result<Vec<(u32, u32)>, String> {
 struct Point {
     label: String,
     pixels: u64,
-    image_tokens: u32,
+    /// None where a server answered (it does not report them).
+    image_tokens: Option<u32>,
     runs: Vec<GenerateResponse>,
 }
 
@@ -86,27 +87,24 @@ impl Point {
         r.output_tokens as f64 / (r.timings.total_ms / 1e3)
     }
     fn decode(r: &GenerateResponse) -> f64 {
-        let n = r.timings.token_times_ms.len();
-        if n >= 2 && r.timings.decode_ms > 0.0 {
-            (n - 1) as f64 / (r.timings.decode_ms / 1e3)
-        } else {
-            f64::NAN
-        }
+        response::decode_tok_s(r).unwrap_or(f64::NAN)
     }
-    /// Inter-token latency over every token gap of every repeat.
+    /// Inter-token latency over every gap between arrivals of every repeat
+    /// (a server's event of several tokens is one arrival).
     fn itl(&self) -> Option<Summary> {
         let gaps: Vec<f64> = self
             .runs
             .iter()
-            .flat_map(|r| {
-                r.timings
-                    .token_times_ms
-                    .windows(2)
-                    .map(|w| w[1] - w[0])
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(response::inter_arrival_ms)
             .collect();
         Summary::of(&gaps)
+    }
+    /// A stage's mean, or a dash where the backend does not report it.
+    fn stage(&self, f: impl Fn(&GenerateResponse) -> Option<f64>) -> String {
+        if self.runs.iter().any(|r| f(r).is_none()) {
+            return "—".into();
+        }
+        table::ms(self.figure(|r| f(r).unwrap_or(f64::NAN)).mean)
     }
 }
 
@@ -134,18 +132,21 @@ fn image_check(
     let b = images::synthesize(w, h, "checker", seed.wrapping_add(2000))?;
     let mut r = request::with_images(prompt, 1, max_tokens.min(8));
     r.ignore_eos = true;
-    r.return_logits = true;
+    // A server returns no logits: its texts are compared alone.
+    r.return_logits = response::local_engine();
     r.label = "image check".into();
     r.warmup = true;
     let ra = engine::generate(&[&a], &r)?;
     let rb = engine::generate(&[&b], &r)?;
-    let diff = ra
-        .first_logits
-        .iter()
-        .zip(&rb.first_logits)
-        .map(|(x, y)| (x - y).abs() as f64)
-        .fold(0.0, f64::max);
-    let texts_differ = ra.token_ids != rb.token_ids;
+    let diff = match (&ra.first_logits, &rb.first_logits) {
+        (Some(a), Some(b)) => a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs() as f64)
+            .fold(0.0, f64::max),
+        _ => 0.0,
+    };
+    let texts_differ = ra.token_ids != rb.token_ids || ra.text != rb.text;
     Ok((diff > 1e-4 || texts_differ, diff, texts_differ))
 }
 
@@ -190,8 +191,10 @@ impl Workload for Sweep {
 
         let model = engine::model();
         let before = engine::cache_stats();
-        if !p.bool("cache")? {
-            engine::cache_configure(Some(false), None, None);
+        if !p.bool("cache")?
+            && let Err(e) = engine::cache_configure(Some(false), None, None)
+        {
+            vlmbench_sdk::warn(&format!("the cache stays as it is: {e}"));
         }
         vlmbench_sdk::log(&format!(
             "{} resolutions, {warmup} warm-up + {repeats} measured each, {max_tokens} tokens{}, model {} ({}){}",
@@ -215,7 +218,7 @@ impl Workload for Sweep {
             let mut point = Point {
                 label: label.clone(),
                 pixels: w as u64 * h as u64,
-                image_tokens: 0,
+                image_tokens: None,
                 runs: vec![],
             };
             for k in 0..warmup + repeats {
@@ -280,23 +283,18 @@ impl Workload for Sweep {
             let row = sweep.rows.iter().find(|r| r.label == pt.label);
             let speed = row.map_or(f64::NAN, |r| r.speed);
             let itl = pt.itl();
-            let peak = pt
-                .runs
-                .iter()
-                .map(|r| r.peak_memory_bytes)
-                .max()
-                .unwrap_or(0);
+            let peak = pt.runs.iter().filter_map(|r| r.peak_memory_bytes).max();
             details.row(vec![
                 pt.label.clone(),
-                pt.image_tokens.to_string(),
-                table::ms(pt.figure(|r| r.timings.preprocess_ms).mean),
-                table::ms(pt.figure(|r| r.timings.vision_ms).mean),
+                pt.image_tokens.map_or("—".into(), |t| t.to_string()),
+                pt.stage(|r| r.timings.preprocess_ms),
+                pt.stage(|r| r.timings.vision_ms),
                 table::ms(pt.figure(|r| r.timings.ttft_ms).mean),
                 format!("{:.1}", pt.figure(Point::decode).mean),
                 itl.map_or("–".into(), |s| table::ms(s.median)),
                 itl.map_or("–".into(), |s| table::ms(s.p90)),
                 itl.map_or("–".into(), |s| table::ms(s.p99)),
-                format!("{:.1} MB", peak as f64 / 1e6),
+                peak.map_or("—".into(), |p| format!("{:.1} MB", p as f64 / 1e6)),
                 preview(&pt.runs[0].text),
             ]);
             for (name, s) in [
@@ -374,7 +372,9 @@ impl Workload for Sweep {
                 );
             }
         }
-        engine::cache_configure(Some(before.enabled), None, None);
+        if let Some(before) = before {
+            engine::cache_configure(Some(before.enabled), None, None)?;
+        }
         Ok(())
     }
 }

@@ -46,6 +46,7 @@ pub use bindings::vlmbench::workload::{engine, images, progress, results, types}
 pub mod agreement;
 mod params;
 pub mod request;
+pub mod response;
 pub mod stats;
 pub mod table;
 

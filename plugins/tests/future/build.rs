@@ -1,4 +1,4 @@
-// The project's WIT with the package version bumped to 0.2.0: a plugin built
+// The project's WIT with the package version bumped to 0.3.0: a plugin built
 // for a host that does not exist yet.
 fn main() {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap();
@@ -6,7 +6,7 @@ fn main() {
     println!("cargo:rerun-if-changed={}", src.display());
     let text = std::fs::read_to_string(&src)
         .unwrap()
-        .replace("vlmbench:workload@0.1.0", "vlmbench:workload@0.2.0");
+        .replace("vlmbench:workload@0.2.0", "vlmbench:workload@0.3.0");
     let out = std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("wit");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("workload.wit"), text).unwrap();

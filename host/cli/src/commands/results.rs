@@ -88,15 +88,12 @@ pub fn run(paths: &Paths, cmd: ResultsCommand) -> Result<()> {
             for d in &details {
                 let s = &d.summary;
                 let line = format!(
-                    "run {}: {} {} on {} ({}{}), {} {}, {}",
+                    "run {}: {} {} on {}, {}, {}",
                     s.id,
                     s.plugin_name,
                     s.plugin_version,
-                    s.model_name,
-                    s.model_quantization,
-                    if s.model_synthetic { ", synthetic" } else { "" },
-                    s.backend,
-                    s.device,
+                    s.model_text(),
+                    s.engine_text(),
                     s.started_at
                 );
                 println!("{}", printable(&line));

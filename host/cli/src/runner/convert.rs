@@ -134,6 +134,13 @@ pub fn engine_request_row(
         vision_skipped: resp.cache.vision_skipped as u32,
         peak_memory_bytes: resp.peak_memory_bytes,
         output_preview: preview(&resp.text),
+        remote: false,
+        error: None,
+        error_kind: None,
+        chunk_tokens: vec![],
+        sent_at_ms: None,
+        late_ms: None,
+        queued_ms: None,
     }
 }
 
@@ -144,40 +151,6 @@ fn preview(text: &str) -> String {
         text.to_string()
     } else {
         text.chars().take(MAX).collect::<String>() + "…"
-    }
-}
-
-/// The plugin's view of a response recorded as `row` with the id `id`: the
-/// counts, times and cache outcome as recorded, with the text, tokens and
-/// logits of `r`.
-pub fn response(id: u64, row: &RequestRow, r: GenerateResponse) -> w::GenerateResponse {
-    w::GenerateResponse {
-        request_id: id,
-        text: r.text,
-        token_ids: r.token_ids,
-        prompt_tokens: row.prompt_tokens,
-        image_tokens: row.image_tokens,
-        text_tokens: row.text_tokens,
-        output_tokens: row.output_tokens,
-        finish_reason: row.finish_reason.clone(),
-        timings: w::Timings {
-            preprocess_ms: row.preprocess_ms,
-            vision_ms: row.vision_ms,
-            prefill_ms: row.prefill_ms,
-            ttft_ms: row.ttft_ms,
-            decode_ms: row.decode_ms,
-            total_ms: row.total_ms,
-            token_times_ms: row.token_times_ms.clone(),
-        },
-        cache: w::CacheReport {
-            prefix: prefix(r.cache.prefix),
-            reused_tokens: row.cache_reused_tokens,
-            vision_hits: row.vision_hits,
-            vision_misses: row.vision_misses,
-            vision_skipped: row.vision_skipped,
-        },
-        peak_memory_bytes: row.peak_memory_bytes,
-        first_logits: r.first_logits.unwrap_or_default(),
     }
 }
 
@@ -194,6 +167,7 @@ pub fn model_info(m: &ModelInfo, device: &str) -> w::ModelInfo {
         vision_depth: m.vision_depth as u32,
         backend: mlx::runtime_backend(),
         device: device.to_string(),
+        endpoint: None,
     }
 }
 

@@ -1,24 +1,32 @@
 //! `host run`: one plugin run against the engine, recorded as it happens.
 
 pub mod convert;
+pub mod endpoint;
+mod local;
 mod machine;
 pub mod plugins;
+mod record;
 mod services;
 mod terminal;
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use engine::Engine;
 use runtime::params::{display_value, parse_set, resolve_params};
-use runtime::{ImageSets, PluginRuntime, RunLimits, RunStatus};
+use runtime::{EngineService, ImageSets, PluginRuntime, RunLimits, RunStatus};
 use serde_json::json;
+use serving::BatchLimits;
 use store::{NewRun, StorageLimits, Store};
 
+use endpoint::{Endpoint, EndpointEngine, ServerInfo};
+use local::LocalEngine;
 pub use machine::device_name;
-use services::{Shared, run_services};
+use record::{Recorder, Shared};
+use services::run_services;
 use terminal::Terminal;
 
 use crate::printable::{printable, printable_line};
@@ -57,7 +65,56 @@ pub fn new_run(
         backend: mlx::runtime_backend(),
         device: device.to_string(),
         machine: machine::machine(),
+        endpoint: None,
     })
+}
+
+/// A run of `origin` with `params` measuring the server `endpoint`.
+fn new_endpoint_run(
+    origin: Origin,
+    params: serde_json::Value,
+    endpoint: &Endpoint,
+    server: &ServerInfo,
+) -> NewRun {
+    NewRun {
+        plugin_name: origin.name,
+        plugin_version: origin.version,
+        plugin_blake3: origin.blake3,
+        plugin_wit: origin.wit,
+        params,
+        model_name: endpoint.model.clone(),
+        model_path: String::new(),
+        model_config_hash: String::new(),
+        model_quantization: String::new(),
+        model_synthetic: false,
+        model: json!({"name": endpoint.model, "served_by": endpoint.base}),
+        host_version: env!("CARGO_PKG_VERSION").into(),
+        host_commit: crate::version::COMMIT.into(),
+        mlx_version: String::new(),
+        backend: "endpoint".into(),
+        device: if server.server.is_empty() {
+            endpoint.base.clone()
+        } else {
+            server.server.clone()
+        },
+        machine: machine::machine(),
+        endpoint: Some(json!({
+            "url": endpoint.base,
+            "model": endpoint.model,
+            "server": server.server,
+            "models": server.models,
+        })),
+    }
+}
+
+/// A server to measure instead of the host's engine.
+pub struct EndpointRequest {
+    pub url: String,
+    pub model: Option<String>,
+    /// The API key, read from the environment variable the user named.
+    pub api_key: Option<String>,
+    /// How long to wait for the server's next bytes.
+    pub read_timeout: Duration,
 }
 
 pub struct RunRequest {
@@ -70,6 +127,10 @@ pub struct RunRequest {
     pub store_mb: u64,
     pub db: PathBuf,
     pub quiet: bool,
+    /// Measure this server rather than load a model.
+    pub endpoint: Option<EndpointRequest>,
+    /// How the host's engine batches requests a plugin submits together.
+    pub batch: BatchLimits,
 }
 
 pub struct RunResult {
@@ -92,7 +153,7 @@ fn install_ctrl_c(cancel: engine::CancelToken) {
 }
 
 pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
-    let mut term = Terminal::new(req.quiet);
+    let term = Terminal::new(req.quiet);
     // The plugin first: a wrong name or --set fails before the model loads.
     let (plugin_name, wasm) = plugins::find(&settings.paths, &req.plugin)?;
     let rt = PluginRuntime::new(Some(settings.paths.plugin_cache_dir()))?;
@@ -107,18 +168,11 @@ pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
     let params = resolve_params(&info.params, &sets).map_err(anyhow::Error::msg)?;
     let image_sets = ImageSets::parse(&req.images).map_err(anyhow::Error::msg)?;
 
-    let model_dir = crate::model_resolve::resolve_args(settings, &req.model, req.quiet)?;
-    term.line(&format!("loading model {}", model_dir.display()));
-    let opts = settings.engine_options(&req.model);
-    let engine = Engine::load(&model_dir, opts)
-        .with_context(|| format!("loading the model in {}", model_dir.display()))?;
-    let minfo = engine.info().clone();
     let mut store = Store::open(&req.db)?;
     store.set_limits(StorageLimits {
         run_bytes: req.store_mb << 20,
         ..StorageLimits::default()
     });
-    let device = device_name();
     let params_json = serde_json::Value::Object(
         params
             .iter()
@@ -131,42 +185,113 @@ pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
         blake3: plugin.meta.blake3.clone(),
         wit: plugin.meta.wit.clone(),
     };
-    let run_id = store.create_run(&new_run(origin, params_json, &minfo, &device)?)?;
-    term.line(&format!(
-        "run {run_id}: {} {} on {} ({}{}), {} {}",
-        info.name,
-        info.version,
-        minfo.name,
-        minfo.quantization,
-        if minfo.synthetic {
-            ", synthetic weights"
-        } else {
-            ""
-        },
-        mlx::runtime_backend(),
-        device
-    ));
-    let cancel = engine.cancel_token();
-    cancel.reset();
-    install_ctrl_c(cancel.clone());
     let shared = Arc::new(Shared {
-        engine: Mutex::new(engine),
         store: Mutex::new(store),
         terminal: Mutex::new(term),
-        device,
+        device: device_name(),
     });
+    let lock_store = || record::lock(&shared.store);
+    let lock_term = || record::lock(&shared.terminal);
+    // The run's stop flag: Ctrl-C, or the deadline's watchdog.
+    let stop: Arc<AtomicBool>;
+    let run_id: i64;
+    let backend: Box<dyn EngineService>;
+    let mut scrape = None;
+    match &req.endpoint {
+        Some(e) => {
+            lock_term().line(&format!("asking {} what it serves", e.url));
+            let (endpoint, server) = Endpoint::connect(
+                &e.url,
+                e.model.as_deref(),
+                e.api_key.clone(),
+                e.read_timeout,
+            )?;
+            run_id = lock_store().create_run(&new_endpoint_run(
+                origin,
+                params_json,
+                &endpoint,
+                &server,
+            ))?;
+            lock_term().line(&format!(
+                "run {run_id}: {} {} against {} at {}{}",
+                info.name,
+                info.version,
+                endpoint.model,
+                endpoint.base,
+                if server.server.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", server.server)
+                }
+            ));
+            let metrics = endpoint::ServerMetrics::new(&endpoint.base, e.read_timeout);
+            scrape = Some((metrics.scrape(), metrics));
+            let cancel = engine::CancelToken::new();
+            install_ctrl_c(cancel.clone());
+            stop = cancel.flag();
+            let recorder = Recorder {
+                shared: shared.clone(),
+                run_id,
+            };
+            backend = Box::new(EndpointEngine::new(endpoint, &server, recorder));
+        }
+        None => {
+            let model_dir = crate::model_resolve::resolve_args(settings, &req.model, req.quiet)?;
+            lock_term().line(&format!("loading model {}", model_dir.display()));
+            let opts = settings.engine_options(&req.model);
+            let load = move || {
+                Engine::load(&model_dir, opts)
+                    .map_err(|e| format!("loading the model in {}: {e:#}", model_dir.display()))
+            };
+            let (mut local, minfo, cancel) = LocalEngine::start(load, req.batch, &shared.device)?;
+            run_id =
+                lock_store().create_run(&new_run(origin, params_json, &minfo, &shared.device)?)?;
+            local.record_into(Recorder {
+                shared: shared.clone(),
+                run_id,
+            })?;
+            lock_term().line(&format!(
+                "run {run_id}: {} {} on {} ({}{}), {} {}",
+                info.name,
+                info.version,
+                minfo.name,
+                minfo.quantization,
+                if minfo.synthetic {
+                    ", synthetic weights"
+                } else {
+                    ""
+                },
+                mlx::runtime_backend(),
+                shared.device
+            ));
+            cancel.reset();
+            install_ctrl_c(cancel.clone());
+            stop = cancel.flag();
+            backend = Box::new(local);
+        }
+    }
     let limits = RunLimits {
         memory_bytes: req.memory_mb << 20,
         timeout: req.timeout,
-        cancel: cancel.flag(),
+        cancel: stop,
         image_sets,
         decode_limits: engine::image::DecodeLimits::default(),
     };
     let outcome = {
         let _beat = Heartbeat::start(shared.clone(), run_id);
-        rt.run(&plugin, &params, run_services(&shared, run_id), &limits)
+        rt.run(
+            &plugin,
+            &params,
+            run_services(&shared, run_id, backend),
+            &limits,
+        )
     };
-    let lock_store = || shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((before, metrics)) = scrape {
+        let after = metrics.scrape();
+        if let Some(table) = endpoint::metrics_table(before.as_deref(), after.as_deref()) {
+            let _ = lock_store().record_table(run_id, &table.0, &table.1, &table.2);
+        }
+    }
     let (status, error) = match &outcome.status {
         RunStatus::Completed => ("completed", None),
         RunStatus::Failed(m) => ("failed", Some(m.clone())),
@@ -183,11 +308,7 @@ pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
         let _ = lock_store().record_log(run_id, "stderr", outcome.stderr.trim());
     }
     lock_store().finish_run(run_id, status, error.as_deref())?;
-    shared
-        .terminal
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .finish();
+    lock_term().finish();
     let detail = lock_store().run(run_id)?;
     if !req.quiet {
         print_summary(&detail);

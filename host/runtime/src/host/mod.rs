@@ -6,15 +6,24 @@ mod engine;
 mod images;
 mod progress;
 mod results;
+mod v0_1;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use imaging::RgbImage;
 
 use imaging::DecodeLimits;
 use wasmtime::Result;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::wit_types;
+use crate::bindings::{v0_1 as wit1, wit_types};
 use crate::budget::RunBudget;
 use crate::image_sets::{ImageHandle, ImageSets};
+use crate::pending::PendingSet;
 use crate::services::{ServiceError, Services};
 
 /// Limits on what one call may pass, so a buggy plugin cannot make the host
@@ -37,6 +46,14 @@ pub struct HostState {
     pub(crate) sets: ImageSets,
     pub(crate) decode_limits: DecodeLimits,
     pub(crate) live_images: usize,
+    /// Every distinct image the plugin's handles or pending requests hold,
+    /// charged to the budget once however many hold it.
+    pub(crate) held_images: HashMap<usize, (Arc<RgbImage>, u32)>,
+    pub(crate) pending: PendingSet,
+    /// Set on Ctrl-C or at the deadline: blocked waits return.
+    pub(crate) stop: Arc<AtomicBool>,
+    /// The run clock's zero.
+    pub(crate) started: Instant,
 }
 
 impl WasiView for HostState {
@@ -49,12 +66,14 @@ impl WasiView for HostState {
 }
 
 impl wit_types::Host for HostState {}
+impl wit1::vlmbench::workload::types::Host for HostState {}
 
 /// A service failure as the plugin sees it: a WIT error, or a trap.
 fn forward<T>(r: Result<T, ServiceError>) -> Result<Result<T, String>> {
     match r {
         Ok(v) => Ok(Ok(v)),
         Err(ServiceError::Rejected(msg)) => Ok(Err(msg)),
+        Err(ServiceError::Failed(e)) => Ok(Err(e.message)),
         Err(ServiceError::Fatal(e)) => Err(wasmtime::Error::msg(e.to_string())),
     }
 }
@@ -92,12 +111,37 @@ impl HostState {
                 "a plugin may hold at most {MAX_LIVE_IMAGES} images; drop some first"
             )));
         }
-        let bytes = image_bytes(handle.image.width, handle.image.height);
-        if let Err(e) = self.budget.take_image(bytes) {
+        if let Err(e) = self.hold_image(&handle.image) {
             return Ok(Err(e));
         }
         self.live_images += 1;
         Ok(Ok(self.table.push(handle)?))
+    }
+
+    /// Charges `image` to the budget unless something holds it already.
+    fn hold_image(&mut self, image: &Arc<RgbImage>) -> Result<(), String> {
+        let key = Arc::as_ptr(image) as usize;
+        if let Some((_, refs)) = self.held_images.get_mut(&key) {
+            *refs += 1;
+            return Ok(());
+        }
+        self.budget
+            .take_image(image_bytes(image.width, image.height))?;
+        self.held_images.insert(key, (image.clone(), 1));
+        Ok(())
+    }
+
+    /// Gives `image` back to the budget once nothing holds it.
+    fn release_image(&mut self, image: &Arc<RgbImage>) {
+        let key = Arc::as_ptr(image) as usize;
+        if let Some((_, refs)) = self.held_images.get_mut(&key) {
+            *refs -= 1;
+            if *refs == 0 {
+                self.held_images.remove(&key);
+                self.budget
+                    .release_image(image_bytes(image.width, image.height));
+            }
+        }
     }
 }
 

@@ -64,7 +64,9 @@ impl Workload for Hostile {
                 let img = images::synthesize(32, 32, "noise", 1)?;
                 let mut r = request::with_images("Describe.", 0, 2);
                 r.messages[0].content = (0..count).map(|_| ContentPart::Image(0)).collect();
-                engine::generate(&[&img], &r).map(|_| ())
+                engine::generate(&[&img], &r)
+                    .map(|_| ())
+                    .map_err(String::from)
             }
             "long_role" => {
                 let mut r = request::text("Hi", 2);
@@ -72,15 +74,17 @@ impl Workload for Hostile {
                     role: kib(size),
                     content: vec![ContentPart::Text("Hi".into())],
                 });
-                engine::generate(&[], &r).map(|_| ())
+                engine::generate(&[], &r).map(|_| ()).map_err(String::from)
             }
             "long_prompt" => {
                 let r = request::text(&"word ".repeat(size as usize * 1024 / 5), 2);
-                engine::generate(&[], &r).map(|_| ())
+                engine::generate(&[], &r).map(|_| ()).map_err(String::from)
             }
             "huge_image" => {
                 let img = images::synthesize(size, size, "noise", 1)?;
-                engine::generate(&[&img], &request::with_images("Describe.", 1, 2)).map(|_| ())
+                engine::generate(&[&img], &request::with_images("Describe.", 1, 2))
+                    .map(|_| ())
+                    .map_err(String::from)
             }
             "log_flood" => {
                 let line = kib(64);
@@ -100,6 +104,39 @@ impl Workload for Hostile {
                 Ok(())
             }
             "long_error" => Err(kib(size)),
+            "submit_flood" => {
+                // Submits without ever waiting: the host's cap on pending
+                // requests must stop it with a clear error.
+                let img = images::synthesize(32, 32, "noise", 1)?;
+                let mut pending = vec![];
+                for i in 0..count {
+                    let mut r = request::with_images("Describe.", 1, 2);
+                    r.label = format!("flood {i}");
+                    match engine::submit(&[&img], &r, None) {
+                        Ok(p) => pending.push(p),
+                        Err(e) => {
+                            results::metric("submitted", pending.len() as f64, "requests");
+                            return Err(e.into());
+                        }
+                    }
+                }
+                results::metric("submitted", pending.len() as f64, "requests");
+                Ok(())
+            }
+            "never_wait" => {
+                // Submits requests scheduled far ahead and returns: the run
+                // must end at once, its requests cancelled, nothing left
+                // running.
+                let img = images::synthesize(32, 32, "noise", 1)?;
+                let now = engine::clock_ms();
+                for i in 0..count {
+                    let mut r = request::with_images("Describe.", 1, 2);
+                    r.label = format!("abandoned {i}");
+                    std::mem::forget(engine::submit(&[&img], &r, Some(now + 3_600_000.0))?);
+                }
+                results::metric("after", 1.0, "count");
+                Ok(())
+            }
             "not_finite" => {
                 results::metric("nan", f64::NAN, "");
                 results::metric("inf", f64::INFINITY, "");
@@ -132,7 +169,7 @@ impl Workload for Hostile {
                 let mut r = request::text("Hi", 2);
                 r.sampling.temperature = 1.0;
                 r.sampling.top_k = u32::MAX;
-                engine::generate(&[], &r).map(|_| ())
+                engine::generate(&[], &r).map(|_| ()).map_err(String::from)
             }
             "jpeg_quality" => {
                 let img = images::synthesize(16, 16, "noise", 1)?;

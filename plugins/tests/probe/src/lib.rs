@@ -41,13 +41,19 @@ impl Workload for Probe {
                     "mode",
                     ParamKind::Text,
                     "ok",
-                    "ok, loop, alloc, panic, trap, snoop, error, generate, calls",
+                    "ok, loop, alloc, panic, trap, snoop, error, generate, schedule, calls",
                 ),
                 param(
                     "count",
                     ParamKind::Integer,
                     "1000",
-                    "host calls made by mode=calls",
+                    "host calls made by mode=calls, requests by mode=schedule",
+                ),
+                param(
+                    "interval_ms",
+                    ParamKind::Integer,
+                    "20",
+                    "time between the requests of mode=schedule",
                 ),
                 param(
                     "ratio",
@@ -110,12 +116,55 @@ impl Workload for Probe {
                 results::note(&out.text);
                 Ok(())
             }
+            "schedule" => {
+                // `count` requests sent `interval_ms` apart on the host's
+                // clock, collected with wait-any as they finish: what each
+                // was told about when it was sent, and how late.
+                let n = p.int("count")?.clamp(1, 1024) as u32;
+                let interval = p.int("interval_ms")?.max(0) as f64;
+                let img = images::synthesize(64, 64, "gradient", 1)?;
+                let t0 = engine::clock_ms() + 50.0;
+                let mut pending = vec![];
+                for i in 0..n {
+                    let mut r = request::with_images("Describe this image.", 1, 4);
+                    r.ignore_eos = true;
+                    r.label = format!("scheduled {i}");
+                    let at = t0 + i as f64 * interval;
+                    pending.push((at, engine::submit(&[&img], &r, Some(at))?));
+                }
+                let mut worst_late: f64 = 0.0;
+                let mut early = 0;
+                let mut finished = 0;
+                while !pending.is_empty() {
+                    let handles: Vec<&engine::Pending> = pending.iter().map(|(_, p)| p).collect();
+                    let Some(i) = engine::wait_any(&handles, Some(60_000)) else {
+                        return Err("no request finished within 60 s".into());
+                    };
+                    let (at, done) = pending.swap_remove(i as usize);
+                    if !done.ready() {
+                        return Err("wait-any named a request that is not ready".into());
+                    }
+                    let out = engine::wait(&done)?;
+                    if engine::wait(&done).is_ok() {
+                        return Err("a second wait returned the outcome again".into());
+                    }
+                    if out.timings.sent_at_ms + 0.5 < at {
+                        early += 1;
+                    }
+                    worst_late = worst_late.max(out.timings.late_ms);
+                    finished += 1;
+                }
+                results::metric("finished", finished as f64, "requests");
+                results::metric("sent_early", early as f64, "requests");
+                results::metric("worst_late_ms", worst_late, "ms");
+                Ok(())
+            }
             "calls" => {
                 // Host round trips for the call-cost benchmark.
                 let n = p.int("count")?.max(0) as u64;
                 let mut sum = 0;
                 for _ in 0..n {
-                    sum += engine::cache_stats().prefix_lookups;
+                    sum += engine::cache_stats().map_or(0, |c| c.prefix_lookups);
                 }
                 results::metric("sum", sum as f64, "");
                 Ok(())
