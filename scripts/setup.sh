@@ -5,7 +5,8 @@
 #  - the wasm32-wasip2 Rust target, to build the workload plugins
 #  - Python 3 with pip, which the build uses once to fetch the MLX wheel
 #  - Chromium and playwright-core (npm), for the web page test, and OpenAI's Python client in
-#    tests/clients/.venv, for the API test (tests only: SETUP_BROWSER=1)
+#    tests/clients/.venv, for the API test, and mlx-vlm's server in
+#    tests/clients/.venv-mlx-vlm, for the load test (tests only: SETUP_BROWSER=1)
 set -euo pipefail
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -51,6 +52,11 @@ if [ "${SETUP_BROWSER:-0}" = 1 ]; then
     say "installing OpenAI's Python client for the API test"
     python3 -m venv tests/clients/.venv 2>/dev/null || { apt_install python3-venv; python3 -m venv tests/clients/.venv; }
     tests/clients/.venv/bin/pip install -q --disable-pip-version-check -r tests/clients/requirements.txt
+  fi
+  if ! tests/clients/.venv-mlx-vlm/bin/python -c 'import mlx_vlm.server' >/dev/null 2>&1; then
+    say "installing mlx-vlm's server (MLX CPU wheel) for the load test against another server"
+    python3 -m venv tests/clients/.venv-mlx-vlm 2>/dev/null || { apt_install python3-venv; python3 -m venv tests/clients/.venv-mlx-vlm; }
+    tests/clients/.venv-mlx-vlm/bin/pip install -q --disable-pip-version-check --no-deps -r tests/clients/mlx-vlm-requirements.txt
   fi
 fi
 if [ -z "${MLX_DIR:-}" ]; then

@@ -6,6 +6,7 @@ mod common;
 mod containment;
 mod docs;
 mod download;
+mod load;
 mod plugins;
 mod results;
 mod robustness;

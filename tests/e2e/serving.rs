@@ -10,7 +10,7 @@ use crate::common::{KillOnDrop, db, home, host, open};
 
 /// `host serve --model` on a free port with `extra` flags: the process and
 /// its `host:port`. The server's stderr goes to `DB.log`.
-fn serve_api(db: &str, extra: &[&str]) -> (KillOnDrop, String) {
+pub fn serve_api(db: &str, extra: &[&str]) -> (KillOnDrop, String) {
     let mut server = KillOnDrop(
         host()
             .args(["serve", "--addr", "127.0.0.1:0", "--db", db])
