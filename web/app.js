@@ -178,6 +178,24 @@ function runCharts(groups, requests) {
   return charts;
 }
 
+// What the host sampled while the run ran: memory in one chart, GPU
+// utilisation and power in another.
+function sampleCharts(samples) {
+  const series = new Map();
+  for (const x of samples) {
+    if (!series.has(x.name)) series.set(x.name, []);
+    series.get(x.name).push([x.t_ms / 1e3, x.value]);
+  }
+  const pick = (test, scale) => [...series.entries()].filter(([n]) => test(n))
+    .map(([name, pts]) => ({ name, points: pts.map(([t, v]) => [t, v * scale]) }));
+  const memory = pick(n => n.endsWith("_bytes"), 1 / 2 ** 20);
+  const gpu = pick(n => n.endsWith(".utilization_pct") || n.endsWith(".power_w"), 1);
+  const charts = h("div", { class: "grid", id: "telemetry" });
+  if (memory.length) charts.appendChild(h("div", { class: "card" }, Charts.line({ title: "Memory over the run (MiB)", xLabel: "s", yLabel: "MiB", xMin: 0, noDots: true, series: memory })));
+  if (gpu.length) charts.appendChild(h("div", { class: "card" }, Charts.line({ title: "GPU utilisation (%) and power (W)", xLabel: "s", yLabel: "% or W", xMin: 0, noDots: true, series: gpu })));
+  return charts;
+}
+
 async function viewRun(id) {
   const d = await api(`/api/runs/${encodeURIComponent(id)}`);
   const s = d.summary;
@@ -211,6 +229,7 @@ async function viewRun(id) {
       ? [h("h2", {}, "Results (from the stored requests)"),
          table(d.resolution_table.columns, d.resolution_table.rows, { id: "resolution-table" })] : null,
     groups.length ? [h("h2", {}, "Charts"), runCharts(groups, d.requests)] : null,
+    d.samples && d.samples.length ? [h("h2", {}, "Telemetry"), sampleCharts(d.samples)] : null,
     d.tables.map(t => [h("h2", {}, t.name), table(t.columns, t.rows, { class: "plugin-table" })]),
     d.notes.length ? [h("h2", {}, "Notes"), d.notes.map(n => h("p", {}, n.replace(/\*\*/g, "")))] : null,
     d.metrics.length ? [h("h2", {}, "Metrics"), table(["Metric", "Value", "Unit"], d.metrics.map(m => [m.name, m.value, m.unit]))] : null,

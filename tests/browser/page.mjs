@@ -43,6 +43,7 @@ try {
       lines: document.querySelectorAll("svg.chart polyline").length,
       bars: document.querySelectorAll("svg.chart rect").length,
       tables: [...document.querySelectorAll("h2")].map(h => h.textContent),
+      ids: [...document.querySelectorAll("[id]")].map(e => e.id),
       error: document.querySelector(".error")?.textContent || null,
     }));
     console.log(JSON.stringify({ url, ms: times, errors, ...info }));

@@ -51,6 +51,26 @@ fn the_page_shows_runs_and_draws_charts() {
         "-q",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    // A run whose requests overlapped: its load levels, and the telemetry.
+    let r = run(&[
+        "run",
+        "--plugin",
+        "serving_sweep.wasm",
+        "--db",
+        d,
+        "--set",
+        "concurrency=1,2",
+        "--set",
+        "requests=2",
+        "--set",
+        "sizes=64x64",
+        "--set",
+        "max_tokens=6",
+        "--set",
+        "saturation=0",
+        "-q",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
 
     let (_server, base) = serve(d);
 
@@ -61,18 +81,36 @@ fn the_page_shows_runs_and_draws_charts() {
     let got = pages(
         &[
             format!("http://{base}/#/"),
+            format!("http://{base}/#/run/2"),
+            format!("http://{base}/#/compare/2,1"),
             format!("http://{base}/#/run/1"),
         ],
         Some(&shot),
     );
-    let (list, run_page) = (&got[0], &got[1]);
+    let (list, sweep, compare, run_page) = (&got[0], &got[1], &got[2], &got[3]);
+    for page in [sweep, compare] {
+        assert_eq!(
+            page["errors"],
+            serde_json::json!([]),
+            "script errors: {page}"
+        );
+    }
+    let has = |page: &serde_json::Value, key: &str, what: &str| {
+        page[key].as_array().unwrap().iter().any(|t| t == what)
+    };
+    assert!(
+        has(sweep, "tables", "Serving sweep") && has(sweep, "tables", "Telemetry"),
+        "{sweep}"
+    );
+    assert!(has(sweep, "ids", "telemetry"), "{sweep}");
+    assert!(has(compare, "ids", "compare-load"), "{compare}");
     assert_eq!(
         list["errors"],
         serde_json::json!([]),
         "script errors: {list}"
     );
     assert_eq!(list["runsTable"], true, "no run table: {list}");
-    assert_eq!(list["runRows"], 1, "{list}");
+    assert_eq!(list["runRows"], 2, "{list}");
     assert_eq!(
         run_page["errors"],
         serde_json::json!([]),

@@ -29,7 +29,7 @@ pub use report::{
 pub use time::{format_unix_ms, now_rfc3339};
 pub use types::{
     Error, Facets, ImageDesc, LogLine, Metric, NewRun, RequestRow, Result, ResultTable, RunDetail,
-    RunFilter, RunSummary, STATUSES, StoredRequest,
+    RunFilter, RunSummary, STATUSES, Sample, StoredRequest,
 };
 pub use vlmbench_report::markdown_table;
 

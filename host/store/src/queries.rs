@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::{
     Error, Facets, LogLine, Metric, RequestRow, Result, ResultTable, RunDetail, RunFilter,
-    RunSummary, Store, StoredRequest,
+    RunSummary, Sample, Store, StoredRequest,
 };
 
 /// The columns [`run_summary`] reads, of `runs r`.
@@ -152,6 +152,7 @@ impl Store {
             metrics: self.metrics(id)?,
             tables: self.tables(id)?,
             notes: self.notes(id)?,
+            samples: self.samples(id)?,
             logs: self.logs(id)?,
             resolution_table: None,
         };
@@ -230,6 +231,20 @@ impl Store {
                     itl_p50_ms: r.get(30)?,
                     itl_p90_ms: r.get(31)?,
                     itl_p99_ms: r.get(32)?,
+                })
+            },
+        )
+    }
+
+    pub fn samples(&self, run: i64) -> Result<Vec<Sample>> {
+        self.rows(
+            "SELECT t_ms, name, value FROM samples WHERE run_id = ?1 ORDER BY t_ms, id",
+            [run],
+            |r| {
+                Ok(Sample {
+                    t_ms: r.get(0)?,
+                    name: r.get(1)?,
+                    value: r.get(2)?,
                 })
             },
         )

@@ -133,4 +133,16 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE requests ADD COLUMN queued_ms REAL;
     ALTER TABLE runs ADD COLUMN endpoint_json TEXT;
     "#,
+    // 4: what the host sampled while a run ran (its memory, the backend's,
+    // and the GPUs'), one row per series and time.
+    r#"
+    CREATE TABLE samples (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        t_ms REAL NOT NULL,
+        name TEXT NOT NULL,
+        value REAL NOT NULL
+    );
+    CREATE INDEX samples_run ON samples(run_id, t_ms);
+    "#,
 ];

@@ -308,6 +308,18 @@ pub struct RunDetail {
     /// requests (`report::resolution_table`), for readers that show it.
     #[serde(default)]
     pub resolution_table: Option<ResultTable>,
+    /// What the host sampled while the run ran, in time order.
+    #[serde(default)]
+    pub samples: Vec<Sample>,
+}
+
+/// One sampled value of a series (`host.rss_bytes`, `mlx.active_bytes`,
+/// `gpu0.power_w`, ...), `t_ms` after the run started.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Sample {
+    pub t_ms: f64,
+    pub name: String,
+    pub value: f64,
 }
 
 /// The values present, for filter menus.

@@ -257,6 +257,23 @@ impl Store {
         Ok(false)
     }
 
+    /// Stores the values sampled `t_ms` after the run started, one per
+    /// series. Not charged to the plugin's storage budget: the host samples
+    /// at a bounded rate (`telemetry`).
+    pub fn record_samples(&self, run: i64, t_ms: f64, values: &[(String, f64)]) -> Result<()> {
+        self.write(|tx| {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO samples (run_id, t_ms, name, value) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (name, value) in values {
+                if value.is_finite() {
+                    insert.execute(params![run, t_ms, cut(name, 64), value])?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     pub fn record_metric(&self, run: i64, name: &str, value: f64, unit: &str) -> Result<()> {
         let name = cut(name, self.limits.name_bytes);
         let unit = cut(unit, self.limits.name_bytes);

@@ -105,6 +105,21 @@ impl LocalEngine {
         Ok(())
     }
 
+    /// A telemetry source: MLX's allocator, read on the engine's thread
+    /// between two steps (where MLX's state is the engine's own).
+    pub fn memory_source(&self) -> telemetry::Source {
+        let worker = self.worker.clone();
+        Box::new(move || {
+            let m = worker.control(|_| mlx::memory_stats()).ok()?;
+            Some(vec![
+                ("mlx.active_bytes".into(), m.active as f64),
+                // Since the current (or last) request began.
+                ("mlx.peak_bytes".into(), m.peak as f64),
+                ("mlx.cache_bytes".into(), m.cache as f64),
+            ])
+        })
+    }
+
     fn control<R: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Engine) -> R + Send + 'static,

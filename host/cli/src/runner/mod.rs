@@ -197,6 +197,7 @@ pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
     let run_id: i64;
     let backend: Box<dyn EngineService>;
     let mut scrape = None;
+    let mut sources = telemetry::host_sources();
     match &req.endpoint {
         Some(e) => {
             lock_term().line(&format!("asking {} what it serves", e.url));
@@ -267,6 +268,7 @@ pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
             cancel.reset();
             install_ctrl_c(cancel.clone());
             stop = cancel.flag();
+            sources.push(local.memory_source());
             backend = Box::new(local);
         }
     }
@@ -279,6 +281,7 @@ pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
     };
     let outcome = {
         let _beat = Heartbeat::start(shared.clone(), run_id);
+        let _sampler = telemetry::Sampler::start(sources, sample_sink(&shared, run_id));
         rt.run(
             &plugin,
             &params,
@@ -286,6 +289,7 @@ pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
             &limits,
         )
     };
+    record_energy(&lock_store(), run_id);
     if let Some((before, metrics)) = scrape {
         let after = metrics.scrape();
         if let Some(table) = endpoint::metrics_table(before.as_deref(), after.as_deref()) {
@@ -332,6 +336,50 @@ pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
         status: outcome.status,
         verdict: detail.summary.verdict_passed,
     })
+}
+
+/// Where the run's telemetry goes: its samples in the store.
+fn sample_sink(shared: &Arc<Shared>, run_id: i64) -> telemetry::Sink {
+    let shared = shared.clone();
+    Box::new(move |t_ms, reading| {
+        let _ = record::lock(&shared.store).record_samples(run_id, t_ms, &reading);
+    })
+}
+
+/// The GPUs' energy over the run, from their sampled power, in total and
+/// per output token of the measured requests: metrics of the run. Nothing
+/// where no power was sampled.
+fn record_energy(store: &Store, run_id: i64) {
+    let Ok(detail) = store.run(run_id) else {
+        return;
+    };
+    let mut by_gpu: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
+    for s in detail
+        .samples
+        .iter()
+        .filter(|s| s.name.ends_with(".power_w"))
+    {
+        by_gpu.entry(&s.name).or_default().push((s.t_ms, s.value));
+    }
+    if by_gpu.is_empty() {
+        return;
+    }
+    let joules: f64 = by_gpu.values().map(|p| telemetry::energy_joules(p)).sum();
+    let tokens: u64 = detail
+        .requests
+        .iter()
+        .filter(|r| r.row.counts())
+        .map(|r| r.row.output_tokens as u64)
+        .sum();
+    let _ = store.record_metric(run_id, "gpu_energy_j", joules, "J");
+    if tokens > 0 {
+        let _ = store.record_metric(
+            run_id,
+            "gpu_energy_per_output_token_j",
+            joules / tokens as f64,
+            "J/token",
+        );
+    }
 }
 
 /// Beats the run's heartbeat every few seconds until dropped, whatever the
