@@ -101,7 +101,7 @@ fn a_plugin_that_floods_the_host_or_never_waits_is_bounded() {
         "--set",
         "mode=submit_flood",
         "--set",
-        "count=1100",
+        "count=10000",
         "--set",
         "size=32",
     ]);
@@ -226,6 +226,38 @@ fn serving_sweep_runs_locally_and_against_our_server_and_compares() {
     assert!(most_in_flight(&at_three) > 1);
     assert!(metric(&l, "output_tok_s[c=3]") > 0.0);
 
+    // A granted image set instead of synthetic sizes: the files that open
+    // are the mix, the others are left out and said so.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/images");
+    let set_run = run(&[
+        "run",
+        "--plugin",
+        "serving_sweep.wasm",
+        "--db",
+        dbs,
+        "--images",
+        fixtures.to_str().unwrap(),
+        "--set",
+        "image_set=images",
+        "--set",
+        "concurrency=2",
+        "--set",
+        "requests=2",
+        "--set",
+        "max_tokens=4",
+        "--set",
+        "warmup=0",
+    ]);
+    assert_eq!(set_run.code, 0, "{}", set_run.stderr);
+    let s = latest(&db);
+    assert_eq!(s.requests.len(), 4);
+    assert!(s.requests.iter().all(|r| r.row.error.is_none()));
+    assert!(
+        s.notes.iter().any(|n| n.contains("could not be opened")),
+        "{:?}",
+        s.notes
+    );
+
     let serve_db = crate::common::db("sweep-served");
     let (_server, addr) = serve_api(serve_db.to_str().unwrap(), &[]);
     let url = format!("http://{addr}/v1");
@@ -274,22 +306,106 @@ fn serving_sweep_runs_locally_and_against_our_server_and_compares() {
         "{}",
         cmp.stdout
     );
+
+    // The other built-in plugins against the server: what it cannot report
+    // is said, not faked.
+    let cache = run(&[
+        "run",
+        "--plugin",
+        "cache_verification.wasm",
+        "--db",
+        dbs,
+        "--endpoint",
+        &url,
+        "--set",
+        "size=64",
+        "--set",
+        "resolutions=64,96",
+        "--set",
+        "max_tokens=6",
+    ]);
+    assert_eq!(cache.code, 0, "{}", cache.stderr);
+    let c = latest(&db);
+    assert_eq!(
+        c.summary.verdict_passed,
+        Some(true),
+        "{:?}",
+        c.verdict_summary
+    );
+    assert!(
+        c.notes
+            .iter()
+            .any(|n| n.contains("outputs and timings only")),
+        "{:?}",
+        c.notes
+    );
+    let steps = &c
+        .tables
+        .iter()
+        .find(|t| t.name.starts_with("Prefix cache"))
+        .unwrap()
+        .rows;
+    // Our server reports what its prefix cache reused on a repeated request.
+    let repeat = steps.iter().find(|r| r[0] == "1b").unwrap();
+    assert_ne!(repeat[3], "—", "{repeat:?}");
+    let sweep = run(&[
+        "run",
+        "--plugin",
+        "resolution_sweep.wasm",
+        "--db",
+        dbs,
+        "--endpoint",
+        &url,
+        "--set",
+        "resolutions=64x64",
+        "--set",
+        "repeats=1",
+        "--set",
+        "warmup=0",
+        "--set",
+        "max_tokens=6",
+    ]);
+    assert_eq!(sweep.code, 0, "{}", sweep.stderr);
+    let w = latest(&db);
+    assert_eq!(
+        w.verdict_summary.as_deref(),
+        Some("the image reaches the model (different images give different outputs)")
+    );
+    assert!(
+        w.metrics
+            .iter()
+            .all(|m| m.name != "image_check_max_logit_diff")
+    );
 }
 
 /// A server that misbehaves in a new way for each chat request, in turn:
 /// the behaviours a real server shows when it fails.
-fn misbehaving_server() -> (String, Arc<AtomicUsize>) {
+/// `host` with `args`, the API key `sekret` in `FLAKY_KEY`.
+fn with_key(args: &[&str]) -> crate::common::Ran {
+    let out = crate::common::host()
+        .args(args)
+        .env("FLAKY_KEY", "sekret")
+        .output()
+        .unwrap();
+    crate::common::Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    }
+}
+
+/// It answers only requests that carry the API key `sekret`.
+fn misbehaving_server() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let chats = Arc::new(AtomicUsize::new(0));
-    let counter = chats.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
-            let counter = counter.clone();
+            let counter = chats.clone();
             std::thread::spawn(move || answer(conn, &counter));
         }
     });
-    (addr, chats)
+    addr
 }
 
 const OK_EVENTS: &str = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n\
@@ -324,6 +440,17 @@ fn answer(mut conn: TcpStream, chats: &AtomicUsize) {
             body.len()
         );
     };
+    if !head
+        .to_ascii_lowercase()
+        .contains("authorization: bearer sekret\r\n")
+    {
+        return reply(
+            &mut conn,
+            "401 Unauthorized",
+            "application/json",
+            r#"{"error":{"message":"no API key"}}"#,
+        );
+    }
     if head.starts_with("GET /v1/models") {
         let models = r#"{"object":"list","data":[{"id":"flaky","object":"model","owned_by":"flaky-server"}]}"#;
         return reply(&mut conn, "200 OK", "application/json", models);
@@ -333,7 +460,7 @@ fn answer(mut conn: TcpStream, chats: &AtomicUsize) {
     }
     let stream_head =
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
-    match chats.fetch_add(1, Ordering::SeqCst) % 6 {
+    match chats.fetch_add(1, Ordering::SeqCst) % 7 {
         0 => {
             let _ = write!(conn, "{stream_head}{OK_EVENTS}");
         }
@@ -357,6 +484,14 @@ fn answer(mut conn: TcpStream, chats: &AtomicUsize) {
             // Says nothing for longer than the client waits.
             std::thread::sleep(Duration::from_secs(8));
         }
+        5 => {
+            // Fails mid-stream, as servers report it: an error event.
+            let _ = write!(
+                conn,
+                "{stream_head}data: {{\"choices\":[{{\"delta\":{{\"content\":\"a\"}}}}]}}\n\n\
+                 data: {{\"error\":{{\"message\":\"out of KV blocks\"}}}}\n\n"
+            );
+        }
         _ => reply(
             &mut conn,
             "429 Too Many Requests",
@@ -368,11 +503,11 @@ fn answer(mut conn: TcpStream, chats: &AtomicUsize) {
 
 #[test]
 fn a_misbehaving_server_is_recorded_request_by_request() {
-    let (addr, _) = misbehaving_server();
+    let addr = misbehaving_server();
     let db = db("flaky");
     let url = format!("http://{addr}/v1");
     let sweep = |stop: &str| {
-        run(&[
+        with_key(&[
             "run",
             "--plugin",
             "serving_sweep.wasm",
@@ -380,12 +515,14 @@ fn a_misbehaving_server_is_recorded_request_by_request() {
             db.to_str().unwrap(),
             "--endpoint",
             &url,
+            "--api-key-env",
+            "FLAKY_KEY",
             "--read-timeout",
             "1",
             "--set",
             "concurrency=1",
             "--set",
-            "requests=6",
+            "requests=7",
             "--set",
             "warmup=0",
             "--set",
@@ -396,6 +533,18 @@ fn a_misbehaving_server_is_recorded_request_by_request() {
             &format!("stop_on_error={stop}"),
         ])
     };
+    // Without its key the server is refused at the start, by its own words.
+    let r = run(&[
+        "run",
+        "--plugin",
+        "serving_sweep.wasm",
+        "--db",
+        db.to_str().unwrap(),
+        "--endpoint",
+        &url,
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("HTTP 401: no API key"), "{}", r.stderr);
     // The plugin counts errors and goes on.
     let r = sweep("false");
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -413,8 +562,17 @@ fn a_misbehaving_server_is_recorded_request_by_request() {
             Some("protocol"),
             Some("protocol"),
             Some("timeout"),
+            Some("server"),
             Some("overloaded")
         ]
+    );
+    assert!(
+        d.requests[5]
+            .row
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("out of KV blocks")
     );
     let ok = &d.requests[0].row;
     assert_eq!(ok.output_tokens, 4);
@@ -432,7 +590,7 @@ fn a_misbehaving_server_is_recorded_request_by_request() {
     );
     let row = &sweep_table(&d).rows[0];
     assert_eq!(row[1], "1");
-    assert_eq!(row[2], "1 server, 2 protocol, 1 timeout, 1 overloaded");
+    assert_eq!(row[2], "2 server, 2 protocol, 1 timeout, 1 overloaded");
     assert_eq!(d.summary.model_name, "flaky");
 
     // The plugin stops at the first error: the run fails, what was recorded stays.

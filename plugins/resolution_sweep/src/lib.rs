@@ -350,25 +350,42 @@ impl Workload for Sweep {
         if p.bool("check_image")? {
             let (w, h) = resolutions[0];
             let (ok, diff, texts_differ) = image_check(&prompt, max_tokens, (w, h), seed)?;
-            results::metric("image_check_max_logit_diff", diff, "");
-            let msg = format!(
-                "Image check at {w}x{h}: two different images with the same prompt gave {} outputs (first-token logits differ by up to {diff:.3e}).",
-                if texts_differ {
-                    "different"
-                } else {
-                    "identical greedy"
-                }
-            );
+            let outputs = if texts_differ {
+                "different"
+            } else {
+                "identical greedy"
+            };
+            // A server returns no logits: its outputs are compared alone.
+            let (msg, evidence) = if response::local_engine() {
+                results::metric("image_check_max_logit_diff", diff, "");
+                (
+                    format!(
+                        "Image check at {w}x{h}: two different images with the same prompt gave {outputs} outputs (first-token logits differ by up to {diff:.3e})."
+                    ),
+                    "logits",
+                )
+            } else {
+                (
+                    format!(
+                        "Image check at {w}x{h}: two different images with the same prompt gave {outputs} outputs (a server returns no logits, so only the texts are compared)."
+                    ),
+                    "outputs",
+                )
+            };
             results::note(&msg);
             if !ok {
                 results::verdict(
                     false,
-                    "the image does not reach the model: two different images gave identical logits",
+                    &format!(
+                        "the image does not reach the model: two different images gave identical {evidence}"
+                    ),
                 );
             } else {
                 results::verdict(
                     true,
-                    "the image reaches the model (different images give different logits)",
+                    &format!(
+                        "the image reaches the model (different images give different {evidence})"
+                    ),
                 );
             }
         }

@@ -80,11 +80,24 @@ fn image_mix(p: &Params) -> Result<load::Images, String> {
         if names.is_empty() {
             return Err(format!("image set {set:?} has no images"));
         }
-        let opened = names
-            .iter()
-            .take(MAX_SET_IMAGES)
-            .map(|n| Ok((n.clone(), images::open_image(&set, n)?)))
-            .collect::<Result<Vec<(String, Image)>, String>>()?;
+        // A file that does not open is left out of the mix, and said so.
+        let mut opened: Vec<(String, Image)> = vec![];
+        for n in names.iter().take(MAX_SET_IMAGES) {
+            match images::open_image(&set, n) {
+                Ok(img) => opened.push((n.clone(), img)),
+                Err(e) => vlmbench_sdk::warn(&format!("{n} is left out of the mix: {e}")),
+            }
+        }
+        if opened.is_empty() {
+            return Err(format!("no image of set {set:?} could be opened"));
+        }
+        if opened.len() < names.len().min(MAX_SET_IMAGES) {
+            results::note(&format!(
+                "{} of the first {} files of set {set:?} could not be opened and were left out of the mix (the log says why).",
+                names.len().min(MAX_SET_IMAGES) - opened.len(),
+                names.len().min(MAX_SET_IMAGES)
+            ));
+        }
         return Ok(load::Images::Set(opened));
     }
     let sizes = parse_sizes(&p.text("sizes")?)?;

@@ -108,14 +108,7 @@ impl Endpoint {
     /// The `Server` header and the listed (model, owner) pairs.
     fn models(&self) -> Result<(String, Vec<(String, String)>)> {
         let resp = self.request("GET", "/models").call().map_err(|e| match e {
-            ureq::Error::Status(code, r) => anyhow::anyhow!(
-                "HTTP {code}: {}",
-                r.into_string()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(300)
-                    .collect::<String>()
-            ),
+            ureq::Error::Status(code, r) => anyhow::anyhow!("HTTP {code}: {}", error_message(r)),
             ureq::Error::Transport(t) => anyhow::anyhow!("{t}"),
         })?;
         let server = resp.header("server").unwrap_or_default().to_string();
@@ -162,20 +155,7 @@ impl Endpoint {
         let resp = match resp {
             Ok(r) => r,
             Err(ureq::Error::Status(code, r)) => {
-                let text: String = r
-                    .into_string()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(500)
-                    .collect();
-                let message = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|v| {
-                        v.pointer("/error/message")
-                            .and_then(Value::as_str)
-                            .map(String::from)
-                    })
-                    .unwrap_or(text);
+                let message = error_message(r);
                 let kind = match code {
                     429 | 503 => w::ErrorKind::Overloaded,
                     400..=499 => w::ErrorKind::Invalid,
@@ -231,6 +211,21 @@ impl Endpoint {
             ),
         })
     }
+}
+
+/// What an error response says: its OpenAI-style `error.message`, else the
+/// start of its body.
+fn error_message(r: ureq::Response) -> String {
+    let mut text = String::new();
+    let _ = r.into_reader().take(64 << 10).read_to_string(&mut text);
+    serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .unwrap_or_else(|| text.chars().take(500).collect())
 }
 
 fn is_timeout(e: &std::io::Error) -> bool {
