@@ -152,6 +152,116 @@ fn install_ctrl_c(cancel: engine::CancelToken) {
     });
 }
 
+/// A run's backend, started, with the run's row created.
+struct Started {
+    run_id: i64,
+    engine: Box<dyn EngineService>,
+    /// The run's stop flag: Ctrl-C sets it, and the deadline's watchdog.
+    stop: Arc<AtomicBool>,
+    /// What to sample while the run runs.
+    sources: Vec<telemetry::Source>,
+    /// A server's metrics before the run, and where to read them after.
+    scrape: Option<(Option<String>, endpoint::ServerMetrics)>,
+}
+
+/// Connects to the server `e`, creates the run, and readies requests to it.
+fn start_endpoint(
+    e: &EndpointRequest,
+    shared: &Arc<Shared>,
+    origin: Origin,
+    params: serde_json::Value,
+    info: &runtime::bindings::wit_types::PluginInfo,
+) -> Result<Started> {
+    record::lock(&shared.terminal).line(&format!("asking {} what it serves", e.url));
+    let (endpoint, server) = Endpoint::connect(
+        &e.url,
+        e.model.as_deref(),
+        e.api_key.clone(),
+        e.read_timeout,
+    )?;
+    let run_id = record::lock(&shared.store)
+        .create_run(&new_endpoint_run(origin, params, &endpoint, &server))?;
+    let says = if server.server.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", server.server)
+    };
+    record::lock(&shared.terminal).line(&format!(
+        "run {run_id}: {} {} against {} at {}{says}",
+        info.name, info.version, endpoint.model, endpoint.base
+    ));
+    let metrics = endpoint::ServerMetrics::new(&endpoint.base, e.read_timeout);
+    let before = metrics.scrape();
+    let cancel = engine::CancelToken::new();
+    install_ctrl_c(cancel.clone());
+    let recorder = Recorder {
+        shared: shared.clone(),
+        run_id,
+    };
+    Ok(Started {
+        run_id,
+        engine: Box::new(EndpointEngine::new(endpoint, &server, recorder)),
+        stop: cancel.flag(),
+        sources: telemetry::host_sources(),
+        scrape: Some((before, metrics)),
+    })
+}
+
+/// Loads the model on the engine's thread, creates the run, and readies
+/// requests to the engine.
+fn start_local(
+    settings: &Settings,
+    req: &RunRequest,
+    shared: &Arc<Shared>,
+    origin: Origin,
+    params: serde_json::Value,
+    info: &runtime::bindings::wit_types::PluginInfo,
+) -> Result<Started> {
+    let model_dir = crate::model_resolve::resolve_args(settings, &req.model, req.quiet)?;
+    record::lock(&shared.terminal).line(&format!("loading model {}", model_dir.display()));
+    let opts = settings.engine_options(&req.model);
+    let load = move || {
+        Engine::load(&model_dir, opts)
+            .map_err(|e| format!("loading the model in {}: {e:#}", model_dir.display()))
+    };
+    let (mut local, minfo, cancel) = LocalEngine::start(load, req.batch, &shared.device)?;
+    let run_id = record::lock(&shared.store).create_run(&new_run(
+        origin,
+        params,
+        &minfo,
+        &shared.device,
+    )?)?;
+    local.record_into(Recorder {
+        shared: shared.clone(),
+        run_id,
+    })?;
+    let synthetic = if minfo.synthetic {
+        ", synthetic weights"
+    } else {
+        ""
+    };
+    record::lock(&shared.terminal).line(&format!(
+        "run {run_id}: {} {} on {} ({}{synthetic}), {} {}",
+        info.name,
+        info.version,
+        minfo.name,
+        minfo.quantization,
+        mlx::runtime_backend(),
+        shared.device
+    ));
+    cancel.reset();
+    install_ctrl_c(cancel.clone());
+    let mut sources = telemetry::host_sources();
+    sources.push(local.memory_source());
+    Ok(Started {
+        run_id,
+        engine: Box::new(local),
+        stop: cancel.flag(),
+        sources,
+        scrape: None,
+    })
+}
+
 pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
     let term = Terminal::new(req.quiet);
     // The plugin first: a wrong name or --set fails before the model loads.
@@ -192,86 +302,17 @@ pub fn run(settings: &Settings, req: RunRequest) -> Result<RunResult> {
     });
     let lock_store = || record::lock(&shared.store);
     let lock_term = || record::lock(&shared.terminal);
-    // The run's stop flag: Ctrl-C, or the deadline's watchdog.
-    let stop: Arc<AtomicBool>;
-    let run_id: i64;
-    let backend: Box<dyn EngineService>;
-    let mut scrape = None;
-    let mut sources = telemetry::host_sources();
-    match &req.endpoint {
-        Some(e) => {
-            lock_term().line(&format!("asking {} what it serves", e.url));
-            let (endpoint, server) = Endpoint::connect(
-                &e.url,
-                e.model.as_deref(),
-                e.api_key.clone(),
-                e.read_timeout,
-            )?;
-            run_id = lock_store().create_run(&new_endpoint_run(
-                origin,
-                params_json,
-                &endpoint,
-                &server,
-            ))?;
-            lock_term().line(&format!(
-                "run {run_id}: {} {} against {} at {}{}",
-                info.name,
-                info.version,
-                endpoint.model,
-                endpoint.base,
-                if server.server.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", server.server)
-                }
-            ));
-            let metrics = endpoint::ServerMetrics::new(&endpoint.base, e.read_timeout);
-            scrape = Some((metrics.scrape(), metrics));
-            let cancel = engine::CancelToken::new();
-            install_ctrl_c(cancel.clone());
-            stop = cancel.flag();
-            let recorder = Recorder {
-                shared: shared.clone(),
-                run_id,
-            };
-            backend = Box::new(EndpointEngine::new(endpoint, &server, recorder));
-        }
-        None => {
-            let model_dir = crate::model_resolve::resolve_args(settings, &req.model, req.quiet)?;
-            lock_term().line(&format!("loading model {}", model_dir.display()));
-            let opts = settings.engine_options(&req.model);
-            let load = move || {
-                Engine::load(&model_dir, opts)
-                    .map_err(|e| format!("loading the model in {}: {e:#}", model_dir.display()))
-            };
-            let (mut local, minfo, cancel) = LocalEngine::start(load, req.batch, &shared.device)?;
-            run_id =
-                lock_store().create_run(&new_run(origin, params_json, &minfo, &shared.device)?)?;
-            local.record_into(Recorder {
-                shared: shared.clone(),
-                run_id,
-            })?;
-            lock_term().line(&format!(
-                "run {run_id}: {} {} on {} ({}{}), {} {}",
-                info.name,
-                info.version,
-                minfo.name,
-                minfo.quantization,
-                if minfo.synthetic {
-                    ", synthetic weights"
-                } else {
-                    ""
-                },
-                mlx::runtime_backend(),
-                shared.device
-            ));
-            cancel.reset();
-            install_ctrl_c(cancel.clone());
-            stop = cancel.flag();
-            sources.push(local.memory_source());
-            backend = Box::new(local);
-        }
-    }
+    let started = match &req.endpoint {
+        Some(e) => start_endpoint(e, &shared, origin, params_json, &info)?,
+        None => start_local(settings, &req, &shared, origin, params_json, &info)?,
+    };
+    let Started {
+        run_id,
+        engine: backend,
+        stop,
+        sources,
+        scrape,
+    } = started;
     let limits = RunLimits {
         memory_bytes: req.memory_mb << 20,
         timeout: req.timeout,
