@@ -63,7 +63,7 @@ fn row(label: &str, total_ms: f64) -> RequestRow {
 fn a_fresh_database_is_migrated_and_records_a_run() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Store::open(&dir.path().join("sub/dir/r.db")).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 3);
+    assert_eq!(s.schema_version().unwrap(), 4);
     let id = s.create_run(&new_run("p")).unwrap();
     s.record_request(id, &row("a", 9.0)).unwrap();
     s.record_metric(id, "m", 2.5, "x").unwrap();
@@ -87,6 +87,53 @@ fn a_fresh_database_is_migrated_and_records_a_run() {
     let s = Store::open(&dir.path().join("sub/dir/r.db")).unwrap();
     assert_eq!(s.run(id).unwrap().summary.status, "completed");
     s.integrity_check().unwrap();
+}
+
+#[test]
+fn a_servers_rows_failures_and_samples_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&dir.path().join("r.db")).unwrap();
+    let mut run = new_run("serving_sweep");
+    run.endpoint = Some(json!({"url": "http://127.0.0.1:9/v1", "model": "m", "server": "x/1"}));
+    let id = s.create_run(&run).unwrap();
+    // Five tokens in three events: one, three together, one.
+    let mut answered = row("c=2", 9.0);
+    answered.remote = true;
+    answered.token_times_ms = vec![3.0, 5.0, 7.0];
+    answered.chunk_tokens = vec![1, 3, 1];
+    answered.output_tokens = 5;
+    answered.decode_ms = 4.0;
+    answered.sent_at_ms = Some(120.5);
+    answered.late_ms = Some(0.25);
+    answered.queued_ms = None;
+    s.record_request(id, &answered).unwrap();
+    let mut failed = row("c=2", 2.0);
+    failed.error = Some("HTTP 500: boom".into());
+    failed.error_kind = Some("server".into());
+    s.record_request(id, &failed).unwrap();
+    let reading = vec![
+        ("host.rss_bytes".to_string(), 1e6),
+        ("nan".to_string(), f64::NAN),
+    ];
+    s.record_samples(id, 0.0, &reading).unwrap();
+    s.record_samples(id, 1000.0, &reading[..1]).unwrap();
+    let d = s.run(id).unwrap();
+    assert_eq!(d.summary.endpoint.as_deref(), Some("http://127.0.0.1:9/v1"));
+    assert_eq!(d.requests[0].row, answered);
+    // Four tokens after the first event, over 4 ms.
+    assert!((d.requests[0].decode_tok_s.unwrap() - 1000.0).abs() < 1e-9);
+    assert_eq!(d.requests[1].row.error_kind.as_deref(), Some("server"));
+    assert!(!d.requests[1].row.counts());
+    // Failed requests count in no figure: 5 tokens in 9 ms alone.
+    let table = store::resolution_tables(&d);
+    assert!(table.contains("| 555.6 tok/s |"), "{table}");
+    // Samples come back in time order, what is not a number left out.
+    let names: Vec<(f64, &str)> = d
+        .samples
+        .iter()
+        .map(|x| (x.t_ms, x.name.as_str()))
+        .collect();
+    assert_eq!(names, [(0.0, "host.rss_bytes"), (1000.0, "host.rss_bytes")]);
 }
 
 /// `host run` and `host serve` may open a database that does not exist yet

@@ -170,15 +170,7 @@ impl Workload for CacheVerification {
         let max_tokens = p.int_in("max_tokens", 1, 4096)? as u32;
         let size = p.int_in("size", 16, 4096)? as u32;
         let seed = p.int("seed")? as u64;
-        let sides: Vec<u32> = p
-            .text("resolutions")?
-            .split(',')
-            .map(|s| {
-                s.trim()
-                    .parse::<u32>()
-                    .map_err(|_| format!("resolutions: {s:?} is not a number"))
-            })
-            .collect::<Result<_, _>>()?;
+        let sides = sides(&p)?;
         let before = engine::cache_stats().ok_or("the engine reports no cache counters")?;
         engine::cache_clear()?;
         engine::cache_configure(Some(true), None, None)?;
@@ -311,25 +303,45 @@ impl Workload for CacheVerification {
             "Outputs are compared by the first position's logits (relative L2 distance Δ, tolerance {tol:.0e} for {} on {}) and by greedy tokens. ≈: logits agree but the tokens diverge later, where a near-tie went the other way ({} of {total} steps); on GPUs even a miss, whose first logits equal the uncached run's bit for bit, can diverge during decoding.",
             model.compute_dtype, model.backend, run.near_ties
         ));
-        if run.failures.is_empty() {
-            results::verdict(
-                true,
-                &format!(
-                    "all {total} steps behaved as expected, with outputs agreeing with uncached"
-                ),
-            );
-        } else {
-            results::verdict(
-                false,
-                &format!(
-                    "{} of {total} steps failed: {}",
-                    run.failures.len(),
-                    run.failures.join("; ")
-                ),
-            );
-        }
+        verdict(
+            &run.failures,
+            total as usize,
+            "cache outcomes as expected, outputs agreeing with uncached",
+        );
         engine::cache_configure(Some(before.enabled), None, None)?;
         Ok(())
+    }
+}
+
+/// Test 3's square sides.
+fn sides(p: &Params) -> Result<Vec<u32>, String> {
+    p.text("resolutions")?
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("resolutions: {s:?} is not a number"))
+        })
+        .collect()
+}
+
+/// The run's verdict from its failures; `how` says how the steps were
+/// checked.
+fn verdict(failures: &[String], total: usize, how: &str) {
+    if failures.is_empty() {
+        results::verdict(
+            true,
+            &format!("all {total} steps gave the outputs expected ({how})"),
+        );
+    } else {
+        results::verdict(
+            false,
+            &format!(
+                "{} of {total} steps failed: {}",
+                failures.len(),
+                failures.join("; ")
+            ),
+        );
     }
 }
 

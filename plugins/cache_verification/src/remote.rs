@@ -98,15 +98,7 @@ pub fn run(p: Params) -> Result<(), String> {
     let max_tokens = p.int_in("max_tokens", 1, 4096)? as u32;
     let size = p.int_in("size", 16, 4096)? as u32;
     let seed = p.int("seed")? as u64;
-    let sides: Vec<u32> = p
-        .text("resolutions")?
-        .split(',')
-        .map(|s| {
-            s.trim()
-                .parse::<u32>()
-                .map_err(|_| format!("resolutions: {s:?} is not a number"))
-        })
-        .collect::<Result<_, _>>()?;
+    let sides = super::sides(&p)?;
     let server = engine::model();
     results::note(&format!(
         "This run measured a server ({}): the host cannot switch its cache off, read its logits or see its cache's decisions, so every step was checked by outputs and timings only. A repeated request must give the same greedy text as its first time; its TTFT against the first time and the cached prompt tokens the server reports (— where it reports none) show what its cache did.",
@@ -198,22 +190,10 @@ pub fn run(p: Params) -> Result<(), String> {
     for i in &steps.inconclusive {
         results::note(&format!("Inconclusive: {i}."));
     }
-    if steps.failures.is_empty() {
-        results::verdict(
-            true,
-            &format!(
-                "all {total} steps gave the outputs expected (checked by outputs and timings only: a server's cache decisions and logits are not visible)"
-            ),
-        );
-    } else {
-        results::verdict(
-            false,
-            &format!(
-                "{} of {total} steps failed: {}",
-                steps.failures.len(),
-                steps.failures.join("; ")
-            ),
-        );
-    }
+    super::verdict(
+        &steps.failures,
+        total,
+        "checked by outputs and timings only: a server's cache decisions and logits are not visible",
+    );
     Ok(())
 }

@@ -32,32 +32,6 @@ const QUICK: &[(u32, u32)] = &[(224, 224), (448, 448), (768, 768), (1024, 1024)]
 
 struct Sweep;
 
-fn parse_resolutions(s: &str) -> Result<Vec<(u32, u32)>, String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(|x| {
-            let (w, h) = x
-                .split_once(['x', 'X'])
-                .ok_or_else(|| format!("resolution {x:?} is not WIDTHxHEIGHT"))?;
-            let w: u32 = w
-                .trim()
-                .parse()
-                .map_err(|_| format!("bad width in {x:?}"))?;
-            let h: u32 = h
-                .trim()
-                .parse()
-                .map_err(|_| format!("bad height in {x:?}"))?;
-            if w == 0 || h == 0 || w > 8192 || h > 8192 {
-                return Err(format!(
-                    "resolution {x:?} must be between 1x1 and 8192x8192"
-                ));
-            }
-            Ok((w, h))
-        })
-        .collect()
-}
-
 /// Everything measured at one resolution.
 struct Point {
     label: String,
@@ -175,7 +149,7 @@ impl Workload for Sweep {
     fn run(p: Params) -> Result<(), String> {
         let custom = p.text("resolutions")?;
         let resolutions = if !custom.trim().is_empty() {
-            parse_resolutions(&custom)?
+            vlmbench_sdk::params::parse_sizes("resolutions", &custom)?
         } else if p.bool("quick")? {
             QUICK.to_vec()
         } else {

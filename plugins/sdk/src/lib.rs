@@ -44,7 +44,7 @@ pub use wit_bindgen as __wit_bindgen;
 pub use bindings::vlmbench::workload::{engine, images, progress, results, types};
 
 pub mod agreement;
-mod params;
+pub mod params;
 pub mod request;
 pub mod response;
 pub mod stats;

@@ -71,4 +71,54 @@ impl Params {
         }
         Ok(v)
     }
+
+    /// A text parameter holding a comma-separated list of `WIDTHxHEIGHT`
+    /// image sizes (empty items skipped).
+    pub fn sizes(&self, name: &str) -> Result<Vec<(u32, u32)>, String> {
+        parse_sizes(name, &self.text(name)?)
+    }
+}
+
+/// The largest side a size may have (the host's decoding limit).
+pub const MAX_SIDE: u32 = 8192;
+
+/// `224x224, 1920x1080`: sizes of 1 to [`MAX_SIDE`] pixels a side; errors
+/// name the parameter `what`.
+pub fn parse_sizes(what: &str, text: &str) -> Result<Vec<(u32, u32)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(|x| {
+            let (w, h) = x
+                .split_once(['x', 'X'])
+                .ok_or_else(|| format!("{what}: {x:?} is not WIDTHxHEIGHT"))?;
+            let side = |v: &str| {
+                v.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=MAX_SIDE).contains(n))
+                    .ok_or_else(|| format!("{what}: {x:?} needs sides of 1 to {MAX_SIDE} pixels"))
+            };
+            Ok((side(w)?, side(h)?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_and_say_what_is_wrong() {
+        assert_eq!(
+            parse_sizes("sizes", " 224x224, 1920X1080,,").unwrap(),
+            [(224, 224), (1920, 1080)]
+        );
+        let e = parse_sizes("sizes", "224").unwrap_err();
+        assert!(e.contains("sizes") && e.contains("WIDTHxHEIGHT"), "{e}");
+        for bad in ["0x10", "10x9000", "axb"] {
+            let e = parse_sizes("resolutions", bad).unwrap_err();
+            assert!(e.contains("resolutions") && e.contains("1 to 8192"), "{e}");
+        }
+    }
 }

@@ -51,26 +51,6 @@ fn parse_list<T: std::str::FromStr>(what: &str, s: &str) -> Result<Vec<T>, Strin
         .collect()
 }
 
-fn parse_sizes(s: &str) -> Result<Vec<(u32, u32)>, String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(|x| {
-            let (w, h) = x
-                .split_once(['x', 'X'])
-                .ok_or_else(|| format!("sizes: {x:?} is not WIDTHxHEIGHT"))?;
-            let side = |v: &str| {
-                v.trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|&n| (16..=8192).contains(&n))
-                    .ok_or_else(|| format!("sizes: {x:?} needs sides of 16 to 8192"))
-            };
-            Ok((side(w)?, side(h)?))
-        })
-        .collect()
-}
-
 /// The images requests cycle through: a granted set's, or synthetic ones
 /// of the sizes asked, each request its own picture when `distinct`.
 fn image_mix(p: &Params) -> Result<load::Images, String> {
@@ -100,7 +80,7 @@ fn image_mix(p: &Params) -> Result<load::Images, String> {
         }
         return Ok(load::Images::Set(opened));
     }
-    let sizes = parse_sizes(&p.text("sizes")?)?;
+    let sizes = p.sizes("sizes")?;
     if sizes.is_empty() {
         return Err("sizes: give at least one WIDTHxHEIGHT".into());
     }

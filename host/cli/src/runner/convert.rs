@@ -103,15 +103,7 @@ pub fn engine_request_row(
         label: label.to_string(),
         warmup: false,
         started_at,
-        images: images
-            .iter()
-            .map(|i| ImageDesc {
-                name: String::new(),
-                width: i.width,
-                height: i.height,
-                blake3: i.content_hash().to_hex().to_string(),
-            })
-            .collect(),
+        images: image_descs(images),
         max_tokens: req.max_tokens as u32,
         ignore_eos: req.ignore_eos,
         sampling: serde_json::to_value(req.sampling).unwrap_or_default(),
@@ -144,8 +136,21 @@ pub fn engine_request_row(
     }
 }
 
+/// The images of a request as the store describes them.
+pub fn image_descs(images: &[Arc<RgbImage>]) -> Vec<ImageDesc> {
+    images
+        .iter()
+        .map(|i| ImageDesc {
+            name: String::new(),
+            width: i.width,
+            height: i.height,
+            blake3: i.content_hash().to_hex().to_string(),
+        })
+        .collect()
+}
+
 /// The first characters of an output, for the store's listing.
-fn preview(text: &str) -> String {
+pub fn preview(text: &str) -> String {
     const MAX: usize = 200;
     if text.chars().count() <= MAX {
         text.to_string()

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use runtime::Completion;
 use runtime::bindings::wit_engine as w;
-use store::{ImageDesc, RequestRow, Store};
+use store::{RequestRow, Store};
 
 use super::terminal::Terminal;
 
@@ -117,15 +117,7 @@ pub fn asked_row(
         label: request.label.clone(),
         warmup: request.warmup,
         started_at,
-        images: images
-            .iter()
-            .map(|i| ImageDesc {
-                name: String::new(),
-                width: i.width,
-                height: i.height,
-                blake3: i.content_hash().to_hex().to_string(),
-            })
-            .collect(),
+        images: super::convert::image_descs(images),
         max_tokens: request.max_tokens,
         ignore_eos: request.ignore_eos,
         sampling: serde_json::json!({

@@ -204,7 +204,7 @@ fn finish(
     row.output_tokens = output_tokens;
     row.cache_reused_tokens = answer.cached_tokens.unwrap_or(0);
     row.finish_reason = answer.finish_reason.clone().unwrap_or_default();
-    row.output_preview = preview(&answer.text);
+    row.output_preview = super::convert::preview(&answer.text);
     if !answer.complete {
         row.text_tokens = 0;
         let err = error(
@@ -227,13 +227,4 @@ fn finish(
             reused_tokens: reused,
         },
     );
-}
-
-fn preview(text: &str) -> String {
-    const MAX: usize = 200;
-    if text.chars().count() <= MAX {
-        text.to_string()
-    } else {
-        text.chars().take(MAX).collect::<String>() + "…"
-    }
 }
