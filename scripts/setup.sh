@@ -2,6 +2,7 @@
 # Every set-up step a fresh Linux machine needs, idempotent. Sourced by
 # scripts/main.sh and scripts/test.sh; safe to run on its own.
 #  - OpenBLAS (Debian) so MLX's CPU matmuls are ~60x faster than the wheel's BLAS
+#  - CMake and nasm, to build libjpeg-turbo (macOS: `brew install cmake`)
 #  - the wasm32-wasip2 Rust target, to build the workload plugins
 #  - Python 3 with pip, which the build uses once to fetch the MLX wheel
 #  - Chromium and playwright-core (npm), for the web page test, and OpenAI's Python client in
@@ -32,6 +33,9 @@ apt_install() {
 
 if [ "$(uname -s)" = Linux ]; then
   apt_install libopenblas0-pthread
+  # The build compiles libjpeg-turbo (JPEG decoded exactly as Pillow decodes it): CMake, and
+  # nasm for its SIMD code.
+  apt_install cmake nasm
   if [ "${SETUP_BROWSER:-0}" = 1 ]; then
     apt_install chromium
     command -v node >/dev/null || apt_install nodejs npm

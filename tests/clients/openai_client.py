@@ -226,10 +226,11 @@ check(status == 400 and "error" in json.loads(text), f"malformed JSON: {status} 
 # A 50 MB body: refused from its declared length, before the server reads it.
 host, port = ROOT.split("//", 1)[1].split(":")
 with socket.create_connection((host, int(port)), timeout=60) as sock:
+    # Only the head is sent: the answer must come without the body (sending
+    # more races the server closing the connection after it answers).
     sock.sendall(
         f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {50 << 20}\r\n\r\n".encode()
-        + b"x" * (1 << 20)
     )
     reply = b""
     while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):

@@ -7,6 +7,7 @@
 
 mod decode;
 mod encode;
+mod jpeg;
 mod resize;
 mod synth;
 
