@@ -267,7 +267,9 @@ pub struct SynthArgs {
     /// qwen3-vl-tiny, qwen3-vl-2b, qwen3-vl-4b, qwen3-vl-8b or qwen3-vl-32b
     #[arg(long)]
     pub arch: String,
-    /// bf16 and f32 write the Hugging Face layout; 8 and 4 the mlx-community layout
+    /// bf16 and f32 write the Hugging Face layout; affine bits (2, 3, 4, 5, 6, 8) and mlx-lm's
+    /// mixed recipes (mixed_2_6, mixed_3_4, mixed_3_6, mixed_4_6) the mlx-community layout, each
+    /// with an optional group size (3:32; 64 by default, or 128)
     #[arg(long, default_value = "bf16")]
     pub quant: String,
     /// Write this layout whatever the quantization: hf or mlx

@@ -49,17 +49,21 @@ pub fn parse_synthetic(spec: &str) -> Result<Option<SynthOptions>> {
     let Some(rest) = spec.strip_prefix("synthetic:") else {
         return Ok(None);
     };
-    let mut parts = rest.split(':');
-    let arch_s = parts.next().unwrap_or("");
+    // ARCH, then the quantization, which may hold a colon itself (`3:32`).
+    let (arch_s, quant_s) = match rest.split_once(':') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
     let arch = Arch::parse(arch_s).with_context(|| {
         format!(
             "unknown synthetic architecture {arch_s:?}; use qwen3-vl-tiny, -2b, -4b, -8b or -32b"
         )
     })?;
-    let quant = match parts.next() {
+    let quant = match quant_s {
         None => Quant::Bf16,
-        Some(q) => Quant::parse(q)
-            .with_context(|| format!("unknown quantization {q:?}; use f32, bf16, 8 or 4"))?,
+        Some(q) => {
+            Quant::parse(q).with_context(|| format!("unknown quantization {q:?}; {QUANT_HELP}"))?
+        }
     };
     Ok(Some(SynthOptions::new(arch, quant, 0)))
 }
@@ -69,10 +73,14 @@ pub fn synthetic_dir(models: &Path, opts: &SynthOptions) -> PathBuf {
     models.join(format!(
         "{}-{}-seed{}",
         opts.arch.name(),
-        opts.quant.name(),
+        // No colon in a folder's name.
+        opts.quant.name().replace(':', "g"),
         opts.seed
     ))
 }
+
+/// The quantizations `synth` writes, for messages.
+pub const QUANT_HELP: &str = "use f32, bf16, 2, 3, 4, 5, 6 or 8 (bits, affine), or mlx-lm's mixed_2_6, mixed_3_4, mixed_3_6 or mixed_4_6, each with an optional group size :32, :64 (default) or :128";
 
 /// Generates the synthetic model if absent (atomically: a half-written
 /// directory never looks complete).

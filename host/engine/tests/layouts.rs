@@ -1,14 +1,15 @@
 //! Checkpoint layouts and formats on the CPU, at tiny size: the same code
-//! loads the Hugging Face layout (bf16) and the mlx-community layout (4- and
-//! 8-bit affine, vision in bf16, channels-last patch embedding), and the
-//! quantized path matches a dequantized reference.
+//! loads the Hugging Face layout (bf16) and the mlx-community layout (affine
+//! at every bit width and group size MLX has, mlx-lm's mixed recipes with
+//! their per-layer settings, vision in bf16, channels-last patch embedding),
+//! and the quantized path matches a dequantized reference.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use engine::image::{Pattern, synth_image};
-use engine::synth::{Arch, Layout, Quant, SynthOptions, synthesize};
+use engine::synth::{AFFINE_BITS, Arch, GROUP_SIZES, Layout, Quant, SynthOptions, synthesize};
 use engine::{Engine, EngineOptions, GenerateRequest};
 use mlx::{Array, Dtype};
 
@@ -78,10 +79,14 @@ fn dequantized_copy(src: &Path, dst: &Path) {
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
     let q = cfg["quantization"].clone();
-    let (group, bits) = (
-        q["group_size"].as_i64().unwrap() as i32,
-        q["bits"].as_i64().unwrap() as i32,
-    );
+    // A layer's own settings (mixed recipes), else the default.
+    let params = |stem: &str| {
+        let p = q.get(stem).filter(|p| p.is_object()).unwrap_or(&q);
+        (
+            p["group_size"].as_i64().unwrap() as i32,
+            p["bits"].as_i64().unwrap() as i32,
+        )
+    };
     cfg.as_object_mut().unwrap().remove("quantization");
     cfg.as_object_mut().unwrap().remove("quantization_config");
     std::fs::write(dst.join("config.json"), cfg.to_string()).unwrap();
@@ -89,6 +94,7 @@ fn dequantized_copy(src: &Path, dst: &Path) {
     let mut out: BTreeMap<String, Array> = BTreeMap::new();
     for (name, a) in &st.tensors {
         if let Some(stem) = name.strip_suffix(".scales") {
+            let (group, bits) = params(stem);
             // In f32, as the engine computes on the CPU (bf16 scales would
             // round every dequantized weight to bf16).
             let q = mlx::Quantized {
@@ -127,10 +133,17 @@ fn dequantized_copy(src: &Path, dst: &Path) {
 #[test]
 fn quantized_path_matches_a_dequantized_reference() {
     let tmp = tempfile::tempdir().unwrap();
-    for quant in [Quant::Q4, Quant::Q8] {
-        let q = tmp.path().join(format!("q{quant:?}"));
-        let d = tmp.path().join(format!("d{quant:?}"));
+    // Every bit width at the default group, every group at 3 bits (the
+    // vllm-mlx page's 4B), and mlx-lm's mixed recipes.
+    let mut formats: Vec<String> = AFFINE_BITS.iter().map(|b| b.to_string()).collect();
+    formats.extend(GROUP_SIZES.iter().map(|g| format!("3:{g}")));
+    formats.extend(["mixed_3_6".to_string(), "mixed_2_6:32".to_string()]);
+    for name in formats {
+        let quant = Quant::parse(&name).unwrap();
+        let q = tmp.path().join(format!("q{name}"));
+        let d = tmp.path().join(format!("d{name}"));
         synth(&q, quant, None);
+        assert_eq!(Quant::parse(&quant.name()), Some(quant));
         dequantized_copy(&q, &d);
         let (rd, _) = run(&d, None);
         let ld = rd.first_logits.as_ref().unwrap();

@@ -32,8 +32,13 @@ fn synth(args: SynthArgs) -> Result<()> {
     let arch = Arch::parse(&args.arch).with_context(|| {
         format!("unknown --arch {:?}; use one of qwen3-vl-tiny, qwen3-vl-2b, qwen3-vl-4b, qwen3-vl-8b, qwen3-vl-32b", args.arch)
     })?;
-    let quant = Quant::parse(&args.quant)
-        .with_context(|| format!("unknown --quant {:?}; use bf16, f32, 8 or 4", args.quant))?;
+    let quant = Quant::parse(&args.quant).with_context(|| {
+        format!(
+            "unknown --quant {:?}; {}",
+            args.quant,
+            crate::model_resolve::QUANT_HELP
+        )
+    })?;
     let mut opts = SynthOptions::new(arch, quant, args.seed);
     opts.shard_bytes = args.shard_mb.max(1) << 20;
     opts.layout = match args.layout.as_deref() {

@@ -17,8 +17,11 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 
-pub use options::{Arch, Layout, Quant, SynthOptions, SynthSummary};
-use tensors::{GROUP_SIZE, dims, materialise, stored_bytes, tensor_specs};
+pub use options::{
+    AFFINE_BITS, Affine, Arch, GROUP_SIZES, Layout, MIXED_RECIPES, Quant, SynthOptions,
+    SynthSummary,
+};
+use tensors::{dims, materialise, mlx_name, quant_params, stored_bytes, tensor_specs};
 pub use tokenizer::ADDED_TOKENS;
 
 /// The `config.json` of a synthetic model.
@@ -46,8 +49,18 @@ pub fn config_json(opts: &SynthOptions) -> Value {
     if opts.quant == Quant::F32 {
         cfg["text_config"]["dtype"] = json!("float32");
     }
-    if let Some(bits) = opts.quant.bits() {
-        let q = json!({"group_size": GROUP_SIZE, "bits": bits, "mode": "affine"});
+    if let Some(a) = opts.affine_quant() {
+        let mut q = json!({"group_size": a.group_size, "bits": a.bits, "mode": "affine"});
+        // Layers quantized other than the default are listed by MLX module
+        // path, as mlx-lm writes mixed recipes.
+        for spec in tensor_specs(&dims(opts.arch)) {
+            if let Some((bits, group)) = quant_params(&spec, opts)
+                && (bits, group) != (a.bits, a.group_size)
+            {
+                let path = mlx_name(&spec.name).trim_end_matches(".weight").to_string();
+                q[path] = json!({"group_size": group, "bits": bits, "mode": "affine"});
+            }
+        }
         cfg["quantization"] = q.clone();
         cfg["quantization_config"] = q;
     }

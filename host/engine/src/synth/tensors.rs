@@ -7,8 +7,6 @@ use serde_json::{Value, json};
 use super::options::{Arch, Layout, SynthOptions};
 use crate::error::Result;
 
-pub(super) const GROUP_SIZE: i32 = 64;
-
 pub(super) struct Dims {
     pub(super) text: Value,
     pub(super) vision: Value,
@@ -322,6 +320,18 @@ fn random_tensor(spec: &Spec, dtype: Dtype, seed: u64) -> Result<Array> {
     Ok(random::normal(&spec.shape, dtype, loc, scale, &key)?)
 }
 
+/// The bits and group size `spec` is quantized with, if it is: the layers
+/// mlx-community checkpoints quantize, where the group divides the rows.
+pub(super) fn quant_params(spec: &Spec, opts: &SynthOptions) -> Option<(i32, i32)> {
+    let a = opts.quant.affine()?;
+    let path = mlx_name(&spec.name);
+    let layers = dims(opts.arch).text["num_hidden_layers"]
+        .as_u64()
+        .expect("dims are integers") as usize;
+    let (bits, group) = a.for_layer(path.trim_end_matches(".weight"), layers);
+    (spec.quantizable && spec.shape[1] % group == 0).then_some((bits, group))
+}
+
 /// The tensors written for one spec in the chosen layout and format.
 pub(super) fn materialise(
     spec: &Spec,
@@ -338,9 +348,9 @@ pub(super) fn materialise(
         // MLX Conv3d kernels are channels-last.
         w = w.transpose(&[0, 2, 3, 4, 1])?;
     }
-    match opts.quant.bits() {
-        Some(bits) if spec.quantizable && spec.shape[1] % GROUP_SIZE == 0 => {
-            let q = mlx::quantize(&w, GROUP_SIZE, bits)?;
+    match quant_params(spec, opts) {
+        Some((bits, group)) => {
+            let q = mlx::quantize(&w, group, bits)?;
             let stem = base.trim_end_matches(".weight").to_string();
             Ok(vec![
                 (base, q.weight),
@@ -354,9 +364,9 @@ pub(super) fn materialise(
 
 pub(super) fn stored_bytes(spec: &Spec, opts: &SynthOptions, dtype: Dtype) -> u64 {
     let n: u64 = spec.shape.iter().map(|&d| d as u64).product();
-    match opts.quant.bits() {
-        Some(bits) if spec.quantizable && spec.shape[1] % GROUP_SIZE == 0 => {
-            n * bits as u64 / 8 + 2 * (n / GROUP_SIZE as u64) * dtype.size_of() as u64
+    match quant_params(spec, opts) {
+        Some((bits, group)) => {
+            n * bits as u64 / 8 + 2 * (n / group as u64) * dtype.size_of() as u64
         }
         _ => n * dtype.size_of() as u64,
     }
