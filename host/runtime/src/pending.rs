@@ -221,6 +221,16 @@ impl PendingSet {
         );
     }
 
+    /// Request `id`'s outcome went to the plugin: it no longer counts as
+    /// pending or holds its images (returned), though its handle may live
+    /// on until dropped.
+    pub fn collected(&mut self, id: u64) -> Vec<Arc<RgbImage>> {
+        self.entries
+            .remove(&id)
+            .map(|e| e.images)
+            .unwrap_or_default()
+    }
+
     /// Drops request `id`: cancelled if still running, forgotten either
     /// way. Returns the images it held.
     pub fn remove(&mut self, id: u64) -> Vec<Arc<RgbImage>> {
@@ -357,5 +367,25 @@ mod tests {
         set.remove(id);
         assert!(!cancelled.load(Ordering::SeqCst));
         assert!(set.is_empty());
+    }
+
+    #[test]
+    fn a_collected_request_frees_its_place_and_a_second_wait_says_why() {
+        let mut set = PendingSet::default();
+        let id = set.next_id();
+        let done = set.hub.start(id);
+        set.insert(
+            id,
+            Box::new(|| panic!("a finished request is not cancelled")),
+            vec![],
+        );
+        done.finish(Ok(response(id)));
+        let stop = AtomicBool::new(false);
+        assert!(set.hub.wait(id, &stop).unwrap().is_ok());
+        set.collected(id);
+        assert!(set.is_empty(), "it no longer counts against the cap");
+        let again = set.hub.wait(id, &stop).unwrap().unwrap_err();
+        assert!(again.message.contains("already returned"), "{again:?}");
+        set.remove(id);
     }
 }

@@ -110,9 +110,14 @@ impl HostState {
         }
     }
 
-    /// Waits for request `id` and takes its outcome.
+    /// Waits for request `id` and takes its outcome; once taken, the
+    /// request no longer counts as pending nor holds its images.
     pub(crate) fn wait_request(&mut self, id: u64) -> Result<Outcome> {
-        self.pending.hub.wait(id, &self.stop).map_err(stopped)
+        let outcome = self.pending.hub.wait(id, &self.stop).map_err(stopped)?;
+        for img in self.pending.collected(id) {
+            self.release_image(&img);
+        }
+        Ok(outcome)
     }
 
     /// Forgets request `id`, cancelling it if it still runs.
