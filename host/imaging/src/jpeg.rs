@@ -13,7 +13,9 @@ use crate::{Error, Result, RgbImage};
 /// (libjpeg-turbo's own tools use the same bound).
 const MAX_SCANS: u32 = 500;
 
-/// Decodes a JPEG to RGB without its EXIF orientation applied.
+/// Decodes a JPEG to RGB without its EXIF orientation applied. The caller
+/// has checked the declared size against `limits.max_pixels`; the bytes the
+/// decoder's own header asks for are checked against `limits.max_alloc`.
 pub fn decode_jpeg(name: &str, bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage> {
     let fail = |what: &str, e: turbojpeg::Error| Error::image(name, format!("{what}: {e}"));
     let mut d = Decompressor::new().map_err(|e| fail("cannot start the JPEG decoder", e))?;
@@ -21,19 +23,7 @@ pub fn decode_jpeg(name: &str, bytes: &[u8], limits: DecodeLimits) -> Result<Rgb
         .read_header(bytes)
         .map_err(|e| fail("not a readable JPEG", e))?;
     let (w, h) = (header.width, header.height);
-    if w == 0 || h == 0 {
-        return Err(Error::image(name, format!("has no pixels ({w}x{h})")));
-    }
     let pixels = w as u64 * h as u64;
-    if pixels > limits.max_pixels {
-        return Err(Error::image(
-            name,
-            format!(
-                "declares {w}x{h} = {pixels} pixels, more than the limit of {}",
-                limits.max_pixels
-            ),
-        ));
-    }
     d.set_scan_limit(MAX_SCANS)
         .map_err(|e| fail("cannot limit the decoder", e))?;
     let format = match header.colorspace {

@@ -126,13 +126,7 @@ pub fn engine_request_row(
         vision_skipped: resp.cache.vision_skipped as u32,
         peak_memory_bytes: resp.peak_memory_bytes,
         output_preview: preview(&resp.text),
-        remote: false,
-        error: None,
-        error_kind: None,
-        chunk_tokens: vec![],
-        sent_at_ms: None,
-        late_ms: None,
-        queued_ms: None,
+        ..RequestRow::default()
     }
 }
 
